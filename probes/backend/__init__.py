@@ -1,0 +1,101 @@
+"""Floor 1: loading, the model cache, the :class:`Backend` interface and its two implementations,
+token sets, languages and the results store."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Literal
+
+import torch
+
+from probes.backend.base import Backend, Encoded, Generation, LensReadout, LensRequest, LossGrads
+from probes.backend.errors import PivotlensError
+from probes.backend.models import DEFAULT_MODEL, EMBEDDED, load_hf, load_meta, resolve_model, weights_fingerprint
+
+BackendName = Literal["transformer-lens", "nnsight"]
+BACKENDS: tuple[str, ...] = ("transformer-lens", "nnsight")
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_MODEL",
+    "EMBEDDED",
+    "Backend",
+    "Encoded",
+    "Generation",
+    "LensReadout",
+    "LensRequest",
+    "LossGrads",
+    "load",
+    "wrap",
+]
+
+
+def wrap(
+    hf_model,
+    tokenizer,
+    *,
+    backend: BackendName = "transformer-lens",
+    model_name: str = "model",
+    source: str = "memory",
+    weights_hash: str = "unknown",
+    remote: bool | str = False,
+) -> Backend:
+    """Wrap an already loaded ``transformers`` model. The backend takes ownership of the model:
+    transformer-lens rewires it in place, so pass a copy if you keep using the original."""
+    info = {"model_name": model_name, "source": source, "weights_hash": weights_hash}
+    if backend == "nnsight":
+        from probes.backend.nnsight_backend import NNsightBackend
+
+        return NNsightBackend(hf_model, tokenizer, remote=remote, **info)
+    if backend != "transformer-lens":
+        raise PivotlensError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if remote:
+        raise PivotlensError("remote execution (NDIF) goes through nnsight; use backend='nnsight'")
+    from probes.backend.tl import TransformerLensBackend
+
+    try:
+        return TransformerLensBackend(hf_model, tokenizer, **info)
+    except ValueError as exc:
+        if "supported architecture" not in str(exc):
+            raise
+        warnings.warn(
+            f"transformer-lens cannot wrap {type(hf_model).__name__} ({exc}); falling back to the nnsight backend",
+            stacklevel=2,
+        )
+        from probes.backend.nnsight_backend import NNsightBackend
+
+        return NNsightBackend(hf_model, tokenizer, **info)
+
+
+def load(
+    model: str | os.PathLike[str] = DEFAULT_MODEL,
+    *,
+    backend: BackendName = "transformer-lens",
+    device: str = "cpu",
+    dtype: str | torch.dtype = "float32",
+    device_map: str | dict[str, str | int] | None = None,
+    remote: bool | str = False,
+) -> Backend:
+    """Load a model behind a backend.
+
+    ``model`` is an embedded model (``gemma-3-270m``, ``smollm2-135m``), a local folder, or a
+    Hugging Face id. ``device`` and ``dtype`` (``float32``, ``bfloat16``, ``float16``) place
+    the weights; ``device_map`` (e.g. ``"auto"``) spreads a large model over several GPUs.
+    ``remote=True`` runs nnsight traces on NDIF (API key from ``NDIF_API_KEY``);
+    ``remote="local"`` runs the same round-trip on this machine.
+    """
+    if remote is True:  # NDIF runs the weights; locally we only need the config and tokenizer
+        hf_model, tokenizer, name, source = load_meta(model)
+    else:
+        hf_model, tokenizer, name, source = load_hf(model, device=device, dtype=dtype, device_map=device_map)
+    return wrap(
+        hf_model,
+        tokenizer,
+        backend=backend,
+        model_name=name,
+        source=source,
+        weights_hash=weights_fingerprint(source),
+        remote=remote,
+    )
+

@@ -1,0 +1,350 @@
+"""The one interface probes use to reach a model: the :class:`Backend`.
+
+Probes never touch hooks. They ask a backend for the primitives below, and two
+implementations answer (transformer-lens 4 ``TransformerBridge`` and nnsight 0.8
+``TransformersModel``, local or remote on NDIF).
+
+Conventions fixed here, shared by both backends so that they agree:
+
+* **Tokens.** Prompts are tokenized once, here, with the tokenizer's own default for special
+  tokens (Gemma adds ``<bos>``, SmolLM2 adds none), so both backends see identical ids.
+* **Padding.** Left padding, with explicit ``position_ids = cumsum(mask) - 1``, so position
+  ``-1`` is every row's last real token and padded rows compute what unpadded rows compute.
+* **Layers.** ``layer`` is the 0-based block index; the residual stream at ``layer`` is the
+  output of block ``layer``; the lens at the last layer is the model's own output.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from probes.backend.architecture import ModelParts
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A left-padded batch of token ids, as every backend receives it."""
+
+    input_ids: torch.Tensor  # [batch, seq]
+    attention_mask: torch.Tensor  # [batch, seq]
+    position_ids: torch.Tensor  # [batch, seq]
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    def to(self, device: torch.device | str) -> Encoded:
+        return Encoded(self.input_ids.to(device), self.attention_mask.to(device), self.position_ids.to(device))
+
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, "position_ids": self.position_ids}
+
+
+def encode_ids(rows: Sequence[Sequence[int]], pad_id: int) -> Encoded:
+    """Left-pad already tokenized rows (the single padding policy of pivotlens)."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if len(row):
+            ids[i, width - len(row) :] = torch.as_tensor(list(row), dtype=torch.long)
+            mask[i, width - len(row) :] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return Encoded(ids, mask, positions)
+
+
+def resolve_positions(positions: Sequence[int] | torch.Tensor, enc: Encoded) -> torch.Tensor:
+    """Absolute ``[batch, k]`` indices from either absolute indices or offsets from the end.
+
+    With left padding an offset ``-1`` is the last real token of every row.
+    """
+    seq = enc.input_ids.shape[1]
+    if isinstance(positions, torch.Tensor):
+        pos = positions.to(torch.long)
+        if pos.dim() == 1:
+            pos = pos.unsqueeze(0).expand(enc.batch_size, -1)
+    else:
+        pos = torch.as_tensor(list(positions), dtype=torch.long).unsqueeze(0).expand(enc.batch_size, -1)
+    pos = torch.where(pos < 0, pos + seq, pos)
+    if (pos < 0).any() or (pos >= seq).any():
+        raise IndexError(f"positions {positions} fall outside the padded sequence of length {seq}")
+    return pos
+
+
+@dataclass(frozen=True)
+class LensRequest:
+    """What to keep of each per-layer next-token distribution (the rest is never stored).
+
+    ``token_ids`` is ``[batch, n]`` (``-1`` pads a row): their probabilities and ranks are
+    returned. ``top_k`` keeps the top tokens, ``full`` the whole distribution (memory heavy).
+    """
+
+    token_ids: torch.Tensor | None = None
+    top_k: int = 0
+    full: bool = False
+
+
+@dataclass
+class LensReadout:
+    """Reduced logit-lens readout, each tensor indexed ``[layer, batch, position, ...]``."""
+
+    layers: list[int]
+    entropy_bits: torch.Tensor
+    probs_at_ids: torch.Tensor | None = None
+    ranks_at_ids: torch.Tensor | None = None
+    top_ids: torch.Tensor | None = None
+    top_probs: torch.Tensor | None = None
+    probs: torch.Tensor | None = None
+
+
+def reduce_logits(logits: torch.Tensor, request: LensRequest) -> dict[str, torch.Tensor]:
+    """Reduce ``[batch, k, vocab]`` logits of one layer to what ``request`` asks for.
+
+    Entropy is in bits over the full vocabulary (Wendler et al. 2024, spec 1.6). The rank of a
+    token is the number of tokens with strictly higher probability (0 = top-1).
+    """
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    probs = log_probs.exp()
+    out = {"entropy_bits": -(probs * log_probs).sum(-1) / math.log(2)}
+    if request.token_ids is not None:
+        ids = request.token_ids.to(logits.device)
+        safe = ids.clamp(min=0).unsqueeze(1).expand(-1, probs.shape[1], -1)  # [b, k, n]
+        at_ids = probs.gather(-1, safe)
+        valid = (ids >= 0).unsqueeze(1)
+        out["probs_at_ids"] = torch.where(valid, at_ids, torch.zeros_like(at_ids))
+        ranks = (probs.unsqueeze(-2) > at_ids.unsqueeze(-1)).sum(-1)
+        out["ranks_at_ids"] = torch.where(valid, ranks, torch.full_like(ranks, -1))
+    if request.top_k:
+        top = probs.topk(request.top_k, dim=-1)
+        out["top_ids"], out["top_probs"] = top.indices, top.values
+    if request.full:
+        out["probs"] = probs
+    return out
+
+
+def stack_readouts(layers: list[int], per_layer: list[dict[str, torch.Tensor]]) -> LensReadout:
+    keys = per_layer[0].keys()
+    return LensReadout(layers=layers, **{k: torch.stack([p[k] for p in per_layer]) for k in keys})
+
+
+@dataclass
+class LossGrads:
+    """Mean next-token loss of a batch and the gradient of every requested parameter."""
+
+    loss: float
+    grads: dict[str, torch.Tensor]
+    n_tokens: int
+
+
+def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of next-token prediction; ``labels`` aligned with the inputs, -100 ignored."""
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100
+    )
+
+
+@dataclass
+class StepStats:
+    """Per generated step, the statistics of the model's next-token distribution."""
+
+    entropy_bits: list[torch.Tensor] = field(default_factory=list)
+    nucleus_size: list[torch.Tensor] = field(default_factory=list)
+    top_ids: list[torch.Tensor] = field(default_factory=list)
+    top_probs: list[torch.Tensor] = field(default_factory=list)
+
+
+class _StepRecorder(LogitsProcessor):
+    """Records statistics of the raw next-token distribution; leaves the scores unchanged.
+
+    It runs before temperature and top-p (transformers puts user processors first), so the
+    recorded distribution is the model's own (nucleus size: Marchisio et al. 2024, spec 3.4).
+    """
+
+    def __init__(self, nucleus_p: float, top_k: int) -> None:
+        self.nucleus_p, self.top_k, self.stats = nucleus_p, top_k, StepStats()
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        log_probs = torch.log_softmax(scores.float(), dim=-1)
+        probs = log_probs.exp()
+        self.stats.entropy_bits.append((-(probs * log_probs).sum(-1) / math.log(2)).cpu())
+        self.stats.nucleus_size.append(nucleus_size(probs, self.nucleus_p).cpu())
+        top = probs.topk(self.top_k, dim=-1)
+        self.stats.top_ids.append(top.indices.cpu())
+        self.stats.top_probs.append(top.values.cpu())
+        return scores
+
+
+def nucleus_size(probs: torch.Tensor, p: float) -> torch.Tensor:
+    """Smallest k whose top-k probabilities sum to at least ``p`` (spec 3.4)."""
+    sorted_probs = probs.sort(dim=-1, descending=True).values
+    return (sorted_probs.cumsum(-1) < p).sum(-1) + 1
+
+
+@dataclass
+class Generation:
+    """Generated ids (prompt excluded) and per-step statistics, each ``[batch, steps]``."""
+
+    new_ids: torch.Tensor
+    entropy_bits: torch.Tensor
+    nucleus_size: torch.Tensor
+    top_ids: torch.Tensor
+    top_probs: torch.Tensor
+
+
+class Backend(ABC):
+    """The primitives every probe needs, independent of the hooking library.
+
+    Attributes: ``model_name`` (display name), ``source`` (folder or hub id),
+    ``weights_hash`` (provenance fingerprint), ``tokenizer``, ``n_layers``, ``d_model``,
+    ``vocab_size``, ``device``.
+    """
+
+    name: str
+
+    def __init__(self, hf_model, tokenizer, *, model_name: str, source: str, weights_hash: str) -> None:
+        self.tokenizer = tokenizer
+        self.model_name, self.source, self.weights_hash = model_name, source, weights_hash
+        self.parts = ModelParts.locate(hf_model)
+        config = hf_model.config
+        self.n_layers = int(config.num_hidden_layers)
+        self.d_model = int(config.hidden_size)
+        self.vocab_size = int(self.parts.head(hf_model).weight.shape[0])
+        self.device = next(hf_model.parameters()).device
+        self.dtype = next(hf_model.parameters()).dtype
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = int(pad if pad is not None else 0)
+
+    # ---- tokens -------------------------------------------------------------------------
+    def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+    def encode(self, prompts: Sequence[str] | Sequence[Sequence[int]]) -> Encoded:
+        """Tokenize (strings) or take token rows as given, and left-pad them."""
+        rows = [self.tokenize(p) if isinstance(p, str) else list(p) for p in prompts]
+        return encode_ids(rows, self.pad_id).to(self.device)
+
+    def check_layers(self, layers: Sequence[int] | None) -> list[int]:
+        if layers is None:
+            return list(range(self.n_layers))
+        out = [layer + self.n_layers if layer < 0 else layer for layer in layers]
+        bad = [layer for layer in out if not 0 <= layer < self.n_layers]
+        if bad:
+            raise IndexError(f"layers {bad} do not exist: {self.model_name} has blocks 0..{self.n_layers - 1}")
+        return out
+
+    # ---- primitives ---------------------------------------------------------------------
+    @abstractmethod
+    def residuals(
+        self, enc: Encoded, layers: Sequence[int] | None = None, positions: Sequence[int] | torch.Tensor = (-1,)
+    ) -> torch.Tensor:
+        """Residual stream after the given blocks at the given positions: ``[layer, batch, k, d_model]``."""
+
+    @abstractmethod
+    def lens(
+        self,
+        enc: Encoded,
+        request: LensRequest,
+        layers: Sequence[int] | None = None,
+        positions: Sequence[int] | torch.Tensor = (-1,),
+    ) -> LensReadout:
+        """Logit lens: each layer's residual through the model's own final norm and unembedding
+        (and logit soft-capping where the model has it), reduced as ``request`` says."""
+
+    @abstractmethod
+    def unembed(self, resid: torch.Tensor) -> torch.Tensor:
+        """Final norm + unembedding (+ soft-capping) of residual vectors ``[..., d_model]``."""
+
+    @abstractmethod
+    def _loss(self, enc: Encoded, labels: torch.Tensor) -> torch.Tensor:
+        """Differentiable mean next-token loss of a batch through this backend."""
+
+    def _trainable(self) -> dict[str, torch.nn.Parameter]:
+        """Trainable parameters under their Hugging Face names."""
+        return {n: p for n, p in self.named_parameters().items() if p.requires_grad}
+
+    def loss_and_grads(self, enc: Encoded, labels: torch.Tensor, params: Sequence[str] | None = None) -> LossGrads:
+        """Mean next-token loss (``labels`` aligned with inputs, -100 ignored) and its gradient
+        for the named parameters (Hugging Face names; all trainable ones when ``None``)."""
+        named = self._trainable()
+        wanted = list(named) if params is None else list(params)
+        missing = [n for n in wanted if n not in named]
+        if missing:
+            raise KeyError(f"unknown parameters {missing[:3]}; use Hugging Face names such as {next(iter(named))!r}")
+        for p in named.values():
+            p.grad = None
+        loss = self._loss(enc, labels.to(enc.input_ids.device))
+        loss.backward()
+        grads = {n: named[n].grad.detach().clone() if named[n].grad is not None else torch.zeros_like(named[n]) for n in wanted}
+        for p in named.values():
+            p.grad = None
+        return LossGrads(loss.detach().item(), grads, int((labels[:, 1:] != -100).sum()))
+
+    @abstractmethod
+    def _hf_model(self):
+        """The underlying ``transformers`` model (for generation)."""
+
+    def named_parameters(self) -> dict[str, torch.nn.Parameter]:
+        """Parameters under their Hugging Face names."""
+        return dict(self._hf_model().named_parameters())
+
+    def generate(
+        self,
+        enc: Encoded,
+        *,
+        max_new_tokens: int = 100,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        num_beams: int = 1,
+        nucleus_p: float = 0.75,
+        top_k: int = 5,
+        seed: int | None = None,
+    ) -> Generation:
+        """Generate and record per step the entropy (bits), nucleus size at ``nucleus_p`` and
+        top tokens of the model's raw next-token distribution. Per-step statistics need one
+        sequence per input, so they are recorded with ``num_beams == 1`` only."""
+        if num_beams > 1:
+            raise ValueError("per-step statistics are defined for greedy or sampled decoding; use num_beams=1")
+        if seed is not None:
+            torch.manual_seed(seed)
+        recorder = _StepRecorder(nucleus_p, top_k)
+        model = self._hf_model()
+        kwargs = {"temperature": temperature, "top_p": top_p} if do_sample else {}
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=enc.input_ids,
+                attention_mask=enc.attention_mask,
+                max_new_tokens=max_new_tokens,
+                do_sample=do_sample,
+                num_beams=1,
+                logits_processor=LogitsProcessorList([recorder]),
+                pad_token_id=self.pad_id,
+                **kwargs,
+            )
+        new_ids = out[:, enc.input_ids.shape[1] :].cpu()
+        s = recorder.stats
+        return Generation(
+            new_ids,
+            torch.stack(s.entropy_bits, 1),
+            torch.stack(s.nucleus_size, 1),
+            torch.stack(s.top_ids, 1),
+            torch.stack(s.top_probs, 1),
+        )
+
+    def describe(self) -> dict[str, object]:
+        """Provenance of the model for result metadata."""
+        return {
+            "model": self.model_name,
+            "model_source": self.source,
+            "weights_hash": self.weights_hash,
+            "backend": self.name,
+            "n_layers": self.n_layers,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device": str(self.device),
+        }

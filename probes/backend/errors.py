@@ -1,0 +1,30 @@
+"""Errors that name the problem and the fix. Every user-facing failure in pivotlens is one of these."""
+
+from __future__ import annotations
+
+
+class PivotlensError(Exception):
+    """Base class: a message that says what is wrong and what to do."""
+
+
+class ModelNotFoundError(PivotlensError, FileNotFoundError):
+    """An unknown model name or a folder that does not exist."""
+
+
+class UnsupportedArchitectureError(PivotlensError):
+    """A model whose layers, final norm or unembedding cannot be located."""
+
+
+class UnknownLanguageError(PivotlensError, KeyError):
+    """An ISO 639-1 code that the language registry does not know."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class TokenizerVocabularyError(PivotlensError):
+    """A tokenizer that lacks the vocabulary a probe needs (e.g. no token for a word)."""
+
+
+class DataFormatError(PivotlensError, ValueError):
+    """A malformed data file; the message names the file, line and column."""

@@ -1,0 +1,89 @@
+"""nnsight 0.8 backend: a ``TransformersModel`` traced locally or remotely on NDIF.
+
+Every computation runs inside a trace and reduces there (final norm, unembedding, entropy,
+gathers), so on a remote model only the small tensors a probe asked for travel back.
+``remote="local"`` runs nnsight's whole remote round-trip on this machine (serialisation
+included); ``remote=True`` sends the request to NDIF with the API key from ``NDIF_API_KEY``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from probes.backend.base import (
+    Backend,
+    Encoded,
+    LensReadout,
+    LensRequest,
+    lm_loss,
+    reduce_logits,
+    resolve_positions,
+    stack_readouts,
+)
+from probes.backend.errors import PivotlensError
+
+
+def _block_output(block):
+    """Under transformers 5 a decoder layer returns a tensor; older versions a tuple."""
+    out = block.output
+    return out[0] if isinstance(out, tuple) else out
+
+
+class NNsightBackend(Backend):
+    """Backend on nnsight's ``TransformersModel`` (``remote``: False, ``"local"`` or True)."""
+
+    name = "nnsight"
+
+    def __init__(self, hf_model, tokenizer, *, remote: bool | str = False, **info: str) -> None:
+        from nnsight.modeling.transformers import TransformersModel
+
+        super().__init__(hf_model, tokenizer, **info)
+        self.remote = remote
+        self._model = hf_model
+        # NDIF identifies a model by its id; a loaded module is a local model (or remote="local").
+        self.nn = TransformersModel(info["source"] if remote is True else hf_model, tokenizer=tokenizer)
+
+    def _hf_model(self):
+        if self.remote is True:
+            raise PivotlensError("generation and gradients run on a local model; load it without remote=True")
+        return self._model
+
+    def _trace(self, enc: Encoded):
+        return self.nn.trace(enc.model_inputs(), remote=self.remote)
+
+    def _selected(self, enc: Encoded, layers: list[int], pos: torch.Tensor, reduce) -> list:
+        """Inside one trace: for each requested layer, the residual at ``pos`` mapped by ``reduce``."""
+        blocks = self.parts.block_list(self.nn)
+        index = pos.to(enc.input_ids.device).unsqueeze(-1)
+        order = sorted(set(layers))
+        results = {}
+        with torch.no_grad(), self._trace(enc) as tracer:
+            for layer in order:
+                hidden = _block_output(blocks[layer])
+                picked = hidden.gather(1, index.expand(-1, -1, hidden.shape[-1]))
+                results[layer] = reduce(picked).save()
+            tracer.stop()
+        return [results[layer] for layer in layers]
+
+    def residuals(self, enc, layers=None, positions=(-1,)):
+        layers = self.check_layers(layers)
+        return torch.stack(self._selected(enc, layers, resolve_positions(positions, enc), lambda h: h))
+
+    def unembed(self, resid: torch.Tensor) -> torch.Tensor:
+        model = self._hf_model()
+        return self.parts.softcap(self.parts.head(model)(self.parts.final_norm(model)(resid)))
+
+    def lens(self, enc: Encoded, request: LensRequest, layers=None, positions=(-1,)) -> LensReadout:
+        layers = self.check_layers(layers)
+        norm, head, softcap = self.parts.final_norm(self.nn), self.parts.head(self.nn), self.parts.softcap
+
+        def reduce(picked):
+            return reduce_logits(softcap(head(norm(picked))), request)
+
+        per_layer = self._selected(enc, layers, resolve_positions(positions, enc), reduce)
+        return stack_readouts(layers, [dict(r) for r in per_layer])
+
+    def _loss(self, enc: Encoded, labels: torch.Tensor) -> torch.Tensor:
+        with self._trace(enc):
+            loss = lm_loss(self.nn.output.logits, labels).save()
+        return loss

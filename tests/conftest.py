@@ -1,0 +1,88 @@
+"""Shared fixtures: tiny random models built from a config (no downloads) and the embedded models."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+from probes.backend import Backend, wrap
+
+CORPUS = [
+    "the cloud is white and the river is long",
+    "le nuage est blanc et la rivière est longue",
+    "die Wolke ist weiß und der Fluss ist lang",
+    "облако белое и река длинная",
+    "云是白色的，河很长",
+] * 20
+
+
+@functools.cache
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained in memory on a few multilingual lines."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<pad>", "<bos>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>")
+    return fast
+
+
+TINY_CONFIGS = {
+    "llama": dict(model_type="llama", hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2),
+    "gemma3": dict(
+        model_type="gemma3_text", hidden_size=64, intermediate_size=128, num_attention_heads=2, num_key_value_heads=1,
+        head_dim=32, sliding_window=8,
+    ),
+    "gemma2": dict(
+        model_type="gemma2", hidden_size=64, intermediate_size=128, num_attention_heads=2, num_key_value_heads=1,
+        head_dim=32, final_logit_softcapping=5.0, attn_logit_softcapping=50.0, sliding_window=8,
+    ),
+}
+
+
+def tiny_hf_model(kind: str = "llama", n_layers: int = 3, seed: int = 0):
+    """A randomly initialised model of a real architecture, small enough for fast tests."""
+    from transformers import AutoConfig
+
+    spec = dict(TINY_CONFIGS[kind])
+    model_type = spec.pop("model_type")
+    config = AutoConfig.for_model(
+        model_type, vocab_size=len(tiny_tokenizer()), num_hidden_layers=n_layers, max_position_embeddings=128,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2, attn_implementation="eager", **spec,
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    # the default init gives near-uniform outputs; larger matrices give distributions with structure
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() == 2:
+                param.mul_(3.0)
+    config.architectures = [type(model).__name__]
+    return model.eval()
+
+
+def tiny_backend(kind: str = "llama", backend: str = "transformer-lens", seed: int = 0, **kwargs) -> Backend:
+    return wrap(tiny_hf_model(kind, seed=seed), tiny_tokenizer(), backend=backend, model_name=f"tiny-{kind}", **kwargs)
+
+
+@pytest.fixture(params=["llama", "gemma3", "gemma2"])
+def tiny_kind(request) -> str:
+    return request.param
+
+
+@functools.cache
+def embedded(name: str, backend: str = "transformer-lens") -> Backend:
+    """An embedded model behind a backend, loaded once per test session."""
+    from probes.backend import load
+
+    return load(name, backend=backend)
+
+
+EMBEDDED_MODELS = ["gemma-3-270m", "smollm2-135m"]

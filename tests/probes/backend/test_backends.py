@@ -1,0 +1,146 @@
+"""The Backend interface: identities and agreement between transformer-lens and nnsight."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from probes.backend import LensRequest
+from tests.conftest import EMBEDDED_MODELS, embedded, tiny_backend, tiny_hf_model, tiny_tokenizer
+
+PROMPTS = ["the cloud is", "le nuage est blanc et la", "облако"]
+
+
+def _plain_logits(model, enc) -> torch.Tensor:
+    with torch.no_grad():
+        return model(**enc.model_inputs()).logits
+
+
+def test_last_layer_lens_is_model_output(tiny_kind):
+    backend = tiny_backend(tiny_kind)
+    reference = tiny_hf_model(tiny_kind)  # same seed, separate copy
+    enc = backend.encode(PROMPTS)
+    resid = backend.residuals(enc, layers=[-1], positions=[-1])
+    lens_logits = backend.unembed(resid)[0, :, 0]
+    assert torch.allclose(lens_logits, _plain_logits(reference, enc)[:, -1], atol=1e-4)
+
+
+def test_backends_agree_on_residuals_and_lens(tiny_kind):
+    tl, nn = tiny_backend(tiny_kind), tiny_backend(tiny_kind, backend="nnsight")
+    enc = tl.encode(PROMPTS)
+    ids = torch.tensor([[5, 6, -1], [7, 8, 9], [10, -1, -1]])
+    request = LensRequest(token_ids=ids, top_k=4)
+    a, b = tl.lens(enc, request, positions=[-2, -1]), nn.lens(enc, request, positions=[-2, -1])
+    for field in ("entropy_bits", "probs_at_ids", "top_probs"):
+        assert torch.allclose(getattr(a, field), getattr(b, field), atol=1e-5), field
+    assert torch.equal(a.ranks_at_ids, b.ranks_at_ids)
+    assert torch.equal(tl.residuals(enc, positions=[-1]), nn.residuals(enc, positions=[-1]))
+
+
+def test_left_padding_does_not_change_results():
+    backend = tiny_backend("llama")
+    request = LensRequest(top_k=3)
+    alone = backend.lens(backend.encode([PROMPTS[0]]), request)
+    batched = backend.lens(backend.encode(PROMPTS), request)
+    assert torch.allclose(alone.entropy_bits[:, 0], batched.entropy_bits[:, 0], atol=1e-4)
+    assert torch.equal(alone.top_ids[:, 0], batched.top_ids[:, 0])
+
+
+def test_lens_reductions_match_a_direct_computation():
+    backend = tiny_backend("llama")
+    enc = backend.encode(PROMPTS)
+    ids = torch.tensor([[3, 4], [5, -1], [6, 7]])
+    out = backend.lens(enc, LensRequest(token_ids=ids, top_k=2, full=True), layers=[0, 2])
+    probs = torch.softmax(backend.unembed(backend.residuals(enc, layers=[0, 2])), -1)
+    assert torch.allclose(out.probs, probs, atol=1e-6)
+    entropy = -(probs * probs.log2()).sum(-1)
+    assert torch.allclose(out.entropy_bits, entropy, atol=1e-4)
+    assert out.probs_at_ids[1, 1, 0, 1] == 0 and out.ranks_at_ids[1, 1, 0, 1] == -1
+    assert torch.isclose(out.probs_at_ids[1, 2, 0, 1], probs[1, 2, 0, 7])
+    rank = int((probs[1, 0, 0] > probs[1, 0, 0, 4]).sum())
+    assert out.ranks_at_ids[1, 0, 0, 1] == rank
+
+
+@pytest.mark.parametrize("backend_name", ["transformer-lens", "nnsight"])
+def test_gradients_match_plain_torch(backend_name):
+    backend = tiny_backend("llama", backend=backend_name)
+    reference = tiny_hf_model("llama")
+    enc = backend.encode(PROMPTS)
+    labels = enc.input_ids.masked_fill(enc.attention_mask == 0, -100)
+    names = ["model.layers.1.mlp.down_proj.weight", "model.layers.0.self_attn.q_proj.weight", "model.norm.weight"]
+    got = backend.loss_and_grads(enc, labels, names)
+    loss = reference(**enc.model_inputs(), labels=labels).loss
+    loss.backward()
+    params = dict(reference.named_parameters())
+    assert got.loss == pytest.approx(loss.item(), rel=1e-5)
+    for name in names:
+        assert torch.allclose(got.grads[name], params[name].grad, atol=1e-6), name
+
+
+def test_unknown_parameter_name_is_a_clear_error():
+    with pytest.raises(KeyError, match="Hugging Face names"):
+        tiny_backend("llama").loss_and_grads(*_batch(), ["layers.0.nope"])
+
+
+def _batch():
+    backend = tiny_backend("llama")
+    enc = backend.encode(PROMPTS)
+    return enc, enc.input_ids.masked_fill(enc.attention_mask == 0, -100)
+
+
+def test_nnsight_remote_local_round_trip_matches_local():
+    local = tiny_backend("llama", backend="nnsight")
+    remote = tiny_backend("llama", backend="nnsight", remote="local")
+    enc = local.encode(PROMPTS)
+    request = LensRequest(token_ids=torch.tensor([[3], [4], [5]]), top_k=3)
+    a, b = local.lens(enc, request), remote.lens(enc, request)
+    assert torch.equal(a.entropy_bits, b.entropy_bits)
+    assert torch.equal(a.probs_at_ids, b.probs_at_ids)
+    assert torch.equal(local.residuals(enc, [1]), remote.residuals(enc, [1]))
+
+
+def test_generation_records_per_step_statistics():
+    backend = tiny_backend("llama")
+    enc = backend.encode(PROMPTS[:2])
+    gen = backend.generate(enc, max_new_tokens=5, top_k=3)
+    assert gen.new_ids.shape == (2, 5) and gen.entropy_bits.shape == (2, 5)
+    # greedy decoding picks the recorded top-1 token at every step
+    assert torch.equal(gen.new_ids, gen.top_ids[..., 0])
+    first = backend.lens(enc, LensRequest(top_k=1), layers=[-1])
+    assert torch.allclose(gen.entropy_bits[:, 0], first.entropy_bits[0, :, 0], atol=1e-4)
+    assert (gen.nucleus_size >= 1).all()
+
+
+def test_layer_out_of_range_is_a_clear_error():
+    backend = tiny_backend("llama")
+    with pytest.raises(IndexError, match="blocks 0..2"):
+        backend.residuals(backend.encode(PROMPTS), layers=[3])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EMBEDDED_MODELS)
+def test_embedded_last_layer_equals_model_logits_and_backends_agree(name):
+    from transformers import AutoModelForCausalLM
+
+    tl, nn = embedded(name), embedded(name, "nnsight")
+    prompts = ['Français: "nuage" - English: "', "The capital of France is", "日本の首都は"]
+    enc = tl.encode(prompts)
+    reference = AutoModelForCausalLM.from_pretrained(tl.source, attn_implementation="eager").eval()
+    logits = tl.unembed(tl.residuals(enc, layers=[-1]))[0, :, 0]
+    assert (logits - _plain_logits(reference, enc)[:, -1]).abs().max() < 1e-4
+    assert torch.allclose(tl.residuals(enc, positions=[-1, -2]), nn.residuals(enc, positions=[-1, -2]), atol=1e-5)
+    request = LensRequest(token_ids=torch.tensor([[100, 200]] * 3), top_k=5)
+    a, b = tl.lens(enc, request), nn.lens(enc, request)
+    assert torch.allclose(a.probs_at_ids, b.probs_at_ids, atol=1e-5)
+    assert torch.allclose(a.entropy_bits, b.entropy_bits, atol=1e-3)
+    labels = enc.input_ids.masked_fill(enc.attention_mask == 0, -100)
+    names = ["model.layers.2.mlp.down_proj.weight", "model.layers.1.self_attn.o_proj.weight"]
+    got = tl.loss_and_grads(enc, labels, names)
+    reference(**enc.model_inputs(), labels=labels).loss.backward()
+    params = dict(reference.named_parameters())
+    for n in names:
+        assert torch.allclose(got.grads[n], params[n].grad, atol=1e-5, rtol=1e-4)
+
+
+def test_tiny_tokenizer_is_deterministic():
+    assert tiny_tokenizer()("the cloud")["input_ids"] == tiny_tokenizer()("the cloud")["input_ids"]

@@ -1,0 +1,100 @@
+"""Model loading: local folders, embedded-model cache, clear errors."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from probes.backend import load, models
+from probes.backend.errors import ModelNotFoundError
+from tests.conftest import tiny_hf_model, tiny_tokenizer
+
+
+@pytest.fixture
+def local_folder(tmp_path):
+    folder = tmp_path / "tiny-llama"
+    tiny_hf_model("llama").save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def test_local_folder_loads_through_the_real_from_pretrained_path(local_folder):
+    backend = load(str(local_folder))
+    assert backend.model_name == "tiny-llama" and backend.n_layers == 3
+    assert backend.weights_hash.startswith("files-sha256:")
+    assert backend.weights_hash == load(str(local_folder), backend="nnsight").weights_hash
+
+
+def test_missing_folder_and_unknown_name_are_clear_errors(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="unknown model.*pivotlens models"):
+        models.resolve_model("no-such-model")
+    with pytest.raises(ModelNotFoundError, match="unknown model"):
+        models.resolve_model(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelNotFoundError, match="no config.json"):
+        models.resolve_model(str(tmp_path / "empty"))
+    assert models.resolve_model("google/gemma-3-270m") == ("google/gemma-3-270m", "google/gemma-3-270m")
+
+
+def test_bad_dtype_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown dtype 'f8'"):
+        models.torch_dtype("f8")
+
+
+@pytest.fixture
+def fake_embedded(monkeypatch, tmp_path, local_folder):
+    """An embedded model whose 'conversion' copies a tiny saved model and counts its calls."""
+    monkeypatch.setenv(models.CACHE_ENV, str(tmp_path / "cache"))
+    calls = []
+
+    def convert(model, target):
+        calls.append(model.name)
+        time.sleep(0.5)  # long enough for a second caller to arrive while we hold the lock
+        tmp = target.with_name(target.name + ".tmp")
+        import shutil
+
+        shutil.copytree(local_folder, tmp)
+        files = {p.name: p.stat().st_size for p in tmp.iterdir() if p.suffix == ".safetensors"}
+        (tmp / models.MANIFEST).write_text(json.dumps({"files": files, "gguf_sha256": "0" * 64}))
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+
+    fake = models.EmbeddedModel("tiny-embedded", "json", "json", "LlamaForCausalLM", "test", lambda: tmp_path)
+    monkeypatch.setitem(models.EMBEDDED, fake.name, fake)
+    monkeypatch.setattr(models, "_convert_embedded", convert)
+    return calls
+
+
+def test_concurrent_callers_convert_once(fake_embedded):
+    threads = [threading.Thread(target=models.ensure_embedded, args=("tiny-embedded",)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert fake_embedded == ["tiny-embedded"]
+
+
+def test_partial_or_corrupt_cache_is_rebuilt(fake_embedded):
+    folder = models.ensure_embedded("tiny-embedded")
+    weights = next(folder.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    with pytest.warns(UserWarning, match="incomplete or corrupt"):
+        models.ensure_embedded("tiny-embedded")
+    assert fake_embedded == ["tiny-embedded", "tiny-embedded"]
+    (folder / models.MANIFEST).unlink()  # conversion died before the manifest was written
+    with pytest.warns(UserWarning):
+        models.ensure_embedded("tiny-embedded")
+    assert len(fake_embedded) == 3
+    assert load("tiny-embedded").weights_hash == "gguf-sha256:" + "0" * 64
+
+
+@pytest.mark.slow
+def test_embedded_models_are_cached_as_plain_safetensors():
+    for name in models.EMBEDDED:
+        folder = models.ensure_embedded(name)
+        config = json.loads((folder / "config.json").read_text())
+        assert "quantization_config" not in config and config["architectures"]
+        assert (folder / models.MANIFEST).is_file()
