@@ -44,17 +44,19 @@ def run_languages(
     batch_size: int = 16,
     store: ResultsStore | None = None,
     seed: int = 42,
+    limit: int | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """The lens table for every language in ``langs`` (each stored as its own resumable run)."""
+    """The lens table for every language in ``langs`` (each stored as its own resumable run);
+    ``limit`` keeps the first prompts of each language (a quick, deterministic subset)."""
     concepts = load_concepts(words)
     cloze = load_cloze(CLOZE) if task == "cloze" else None
     data_files = [words] + ([CLOZE] if task == "cloze" else [])
     store = store or ResultsStore()
     tables = []
     for lang in langs:
-        prompts = build_prompts(task, concepts, lang, src=src, latent=latent, cloze=cloze, seed=seed)
-        params = {"task": task, "lang": lang, "src": src, "latent": latent, "word_prob": word_prob}
+        prompts = build_prompts(task, concepts, lang, src=src, latent=latent, cloze=cloze, seed=seed)[:limit]
+        params = {"task": task, "lang": lang, "src": src, "latent": latent, "word_prob": word_prob, "limit": limit}
         run = store.run(provenance("lens", params, backend.describe(), data_files, seed=seed))
         table = run.load() if run.finished else run_lens(backend, prompts, word_prob=word_prob, batch_size=batch_size, run=run, progress=progress)
         tables.append(table)

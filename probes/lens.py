@@ -37,6 +37,7 @@ LENS_COLUMNS = {
     "entropy_bits": "entropy of the layer's next-token distribution over the full vocabulary, in bits",
     "target_rank": "rank of the best-ranked token of the target set (0 = top-1)",
     "top_tokens": "the layer's top-k next tokens, decoded",
+    "energy": "token energy of the residual (spec 1.6; only with energy=True)",
     "item": "run key of the prompt (task|src|lang|latent|concept)",
 }
 
@@ -87,22 +88,24 @@ def _chain_probability(backend: Backend, batch: Sequence[_Encoded], words: Seque
     return torch.where(ids.unsqueeze(0) >= 0, diagonal, torch.ones_like(diagonal)).prod(-1)
 
 
-def _batch_rows(backend: Backend, batch: Sequence[_Encoded], word_prob: WordProb, top_k: int) -> pd.DataFrame:
+def _batch_rows(
+    backend: Backend, batch: Sequence[_Encoded], word_prob: WordProb, top_k: int, gram: torch.Tensor | None
+) -> pd.DataFrame:
     enc = backend.encode([e.ids for e in batch])
     n_target = [len(e.target) for e in batch]
     ids = _pad([e.target + e.latent for e in batch]) if word_prob == "prefix" else _pad([e.target for e in batch])
-    readout = backend.lens(enc, LensRequest(token_ids=ids, top_k=top_k), positions=[-1])
-    probs, ranks = readout.probs_at_ids[:, :, 0], readout.ranks_at_ids[:, :, 0]  # [L, B, n]
     columns = torch.arange(ids.shape[1]).unsqueeze(0)
     is_target = columns < torch.tensor(n_target).unsqueeze(1)  # [B, n]
+    request = LensRequest(token_ids=ids, rank_group=is_target, top_k=top_k, energy_gram=gram)
+    readout = backend.lens(enc, request, positions=[-1])
+    probs = readout.probs_at_ids[:, :, 0]  # [L, B, n]
     if word_prob == "prefix":
         p_target = (probs * is_target).sum(-1)
         p_latent = (probs * (~is_target & (ids >= 0))).sum(-1)
     else:
         p_target = _chain_probability(backend, batch, [e.target for e in batch])
         p_latent = _chain_probability(backend, batch, [e.latent for e in batch])
-    big = torch.iinfo(torch.long).max
-    target_rank = torch.where(is_target & (ranks >= 0), ranks, torch.full_like(ranks, big)).min(-1).values
+    target_rank = readout.group_rank[:, :, 0]
     decode = backend.tokenizer.convert_ids_to_tokens
     records = []
     for b, example in enumerate(batch):
@@ -124,6 +127,8 @@ def _batch_rows(backend: Backend, batch: Sequence[_Encoded], word_prob: WordProb
                     "item": prompt.item,
                 }
             )
+            if gram is not None:
+                records[-1]["energy"] = float(readout.energy[li, b, 0])
     return pd.DataFrame.from_records(records)
 
 
@@ -140,22 +145,24 @@ def run_lens(
     *,
     word_prob: WordProb = "prefix",
     top_k: int = 5,
+    energy: bool = False,
     batch_size: int = 16,
     run: Run | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Per prompt and layer: ``p_target``, ``p_<latent>``, ``entropy_bits``, ``target_rank``,
-    ``top_tokens`` (columns in ``LENS_COLUMNS``). With ``run`` (a results-store run), finished
+    ``top_tokens`` and optionally ``energy`` (columns in ``LENS_COLUMNS``). With ``run`` (a results-store run), finished
     batches are stored as they complete and skipped on a re-run."""
     if word_prob not in ("prefix", "chain"):
         raise ValueError(f"word_prob must be 'prefix' or 'chain', not {word_prob!r}")
     examples, dropped = _prepare(backend, prompts, word_prob)
     done = run.done_items() if run is not None else set()
     todo = [e for e in examples if e.prompt.item not in done]
+    gram = backend.unembedding_gram() if energy and todo else None
     frames = []
     with torch.no_grad(), tqdm(total=len(todo), desc=f"lens {backend.model_name}", unit="prompt", disable=not progress) as bar:
         for batch in _batches(todo, batch_size):
-            rows = _batch_rows(backend, batch, word_prob, top_k)
+            rows = _batch_rows(backend, batch, word_prob, top_k, gram)
             if run is not None:
                 run.append(rows)
             else:

@@ -43,13 +43,16 @@ def lambda_(
     lambda0: float = typer.Option(0.1, help="lambda where the model pivots through English (PROM: 0.1)."),
     task: str = typer.Option("translation", help="translation, repetition or cloze."),
     words: str = typer.Option(str(CONCEPTS), help="Wide CSV word list."),
+    limit: int = typer.Option(None, help="Only the first N prompts per language (a quick subset)."),
 ) -> None:
     """PROM's lambda per language (0 where mean P(en) < mean P(target) at layer n), with the lens
     curves and figures."""
     settings: Settings = ctx.obj
     codes = [c for c in data_languages(words) if c != "en"] if langs == "all" else parse_languages(langs)
     backend = settings.load_backend()
-    table = run_languages(backend, codes, task=task, words=words, batch_size=settings.batch_size, store=ResultsStore(settings.results))
+    table = run_languages(
+        backend, codes, task=task, words=words, limit=limit, batch_size=settings.batch_size, store=ResultsStore(settings.results)
+    )
     results = analyse(table, n_layers=backend.n_layers, layer=layer, lambda0=lambda0)
     written = write_outputs(results, settings.out_dir, model=backend.model_name)
     _print_summary(results.lambdas, f"PROM lambda ({backend.model_name})")

@@ -81,13 +81,17 @@ def resolve_positions(positions: Sequence[int] | torch.Tensor, enc: Encoded) -> 
 class LensRequest:
     """What to keep of each per-layer next-token distribution (the rest is never stored).
 
-    ``token_ids`` is ``[batch, n]`` (``-1`` pads a row): their probabilities and ranks are
-    returned. ``top_k`` keeps the top tokens, ``full`` the whole distribution (memory heavy).
+    ``token_ids`` is ``[batch, n]`` (``-1`` pads a row): their probabilities are returned.
+    ``rank_group`` (``[batch, n]`` bool) marks ids whose best rank is wanted: the number of
+    tokens more probable than the group's most probable member (one pass over the vocabulary).
+    ``top_k`` keeps the top tokens, ``full`` the whole distribution (memory heavy).
     """
 
     token_ids: torch.Tensor | None = None
+    rank_group: torch.Tensor | None = None
     top_k: int = 0
     full: bool = False
+    energy_gram: torch.Tensor | None = None  # from Backend.unembedding_gram(); adds "energy"
 
 
 @dataclass
@@ -97,17 +101,18 @@ class LensReadout:
     layers: list[int]
     entropy_bits: torch.Tensor
     probs_at_ids: torch.Tensor | None = None
-    ranks_at_ids: torch.Tensor | None = None
+    group_rank: torch.Tensor | None = None
     top_ids: torch.Tensor | None = None
     top_probs: torch.Tensor | None = None
     probs: torch.Tensor | None = None
+    energy: torch.Tensor | None = None
 
 
 def reduce_logits(logits: torch.Tensor, request: LensRequest) -> dict[str, torch.Tensor]:
     """Reduce ``[batch, k, vocab]`` logits of one layer to what ``request`` asks for.
 
-    Entropy is in bits over the full vocabulary (Wendler et al. 2024, spec 1.6). The rank of a
-    token is the number of tokens with strictly higher probability (0 = top-1).
+    Entropy is in bits over the full vocabulary (Wendler et al. 2024, spec 1.6). A rank is the
+    number of tokens with strictly higher probability (0 = top-1).
     """
     log_probs = torch.log_softmax(logits.float(), dim=-1)
     probs = log_probs.exp()
@@ -118,13 +123,30 @@ def reduce_logits(logits: torch.Tensor, request: LensRequest) -> dict[str, torch
         at_ids = probs.gather(-1, safe)
         valid = (ids >= 0).unsqueeze(1)
         out["probs_at_ids"] = torch.where(valid, at_ids, torch.zeros_like(at_ids))
-        ranks = (probs.unsqueeze(-2) > at_ids.unsqueeze(-1)).sum(-1)
-        out["ranks_at_ids"] = torch.where(valid, ranks, torch.full_like(ranks, -1))
+        if request.rank_group is not None:
+            member = (request.rank_group.to(logits.device) & (ids >= 0)).unsqueeze(1)
+            best = torch.where(member, at_ids, torch.full_like(at_ids, -1.0)).max(-1, keepdim=True).values
+            out["group_rank"] = (probs > best).sum(-1)
     if request.top_k:
         top = probs.topk(request.top_k, dim=-1)
         out["top_ids"], out["top_probs"] = top.indices, top.values
     if request.full:
         out["probs"] = probs
+    return out
+
+
+def token_energy(resid: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
+    """Wendler et al.'s token energy (spec 1.6): ``sqrt(mean_i (Ũ_i·ĥ)²) / avgUU`` with ĥ the unit
+    residual, written with the Gram matrix ``G = ŨᵀŨ/V`` as ``sqrt(ĥᵀGĥ) / ||G||_F``."""
+    unit = resid.float() / resid.float().norm(dim=-1, keepdim=True)
+    return ((unit @ gram) * unit).sum(-1).clamp(min=0).sqrt() / gram.norm()
+
+
+def readout(resid: torch.Tensor, unembed, request: LensRequest) -> dict[str, torch.Tensor]:
+    """Everything a lens request asks of one layer's residual ``[batch, k, d_model]``."""
+    out = reduce_logits(unembed(resid), request)
+    if request.energy_gram is not None:
+        out["energy"] = token_energy(resid, request.energy_gram.to(resid.device))
     return out
 
 
@@ -288,6 +310,47 @@ class Backend(ABC):
     @abstractmethod
     def _hf_model(self):
         """The underlying ``transformers`` model (for generation)."""
+
+    def unembedding_gram(self, chunk: int = 16384) -> torch.Tensor:
+        """``G = ŨᵀŨ / V`` (``[d_model, d_model]``), Ũ the unit-normalised rows of the unembedding
+        with the final norm's weight folded in (Wendler et al. 2024, spec 1.6; RMS-norm models).
+        The effective norm weight is read as ``norm(1)``, which folds in Gemma's ``1 + w``; all-zero
+        rows (a padding embedding tied to the head) are left out of V."""
+        model = self._hf_model()
+        weight = self.parts.head(model).weight
+        with torch.no_grad():
+            ones = torch.ones(self.d_model, device=weight.device, dtype=weight.dtype)
+            gamma = self.parts.final_norm(model)(ones).float()
+            gram = torch.zeros(self.d_model, self.d_model, device=weight.device)
+            n_rows = 0
+            for start in range(0, weight.shape[0], chunk):
+                rows = weight[start : start + chunk].float() * gamma
+                norms = rows.norm(dim=-1, keepdim=True)
+                rows = rows[norms[:, 0] > 0] / norms[norms[:, 0] > 0]  # all-zero rows (e.g. padding) are no tokens
+                gram += rows.T @ rows
+                n_rows += rows.shape[0]
+        return gram / n_rows
+
+    def grad_stream(
+        self,
+        enc: Encoded,
+        labels: torch.Tensor,
+        params: Sequence[str] | None = None,
+        *,
+        layer: int | None = None,
+        label_smoothing: float = 0.0,
+        reduction: str = "token_mean",
+    ):
+        """Gradient of the next-token loss read out after block ``layer`` (``None``: the model's
+        output) for the named parameters, as a :class:`probes.backend.gradients.GradStream` that
+        hands out one tensor at a time (PROM's pivoted loss and gradient cosine; plain torch on
+        the local model, so both backends give the same numbers)."""
+        from probes.backend.gradients import stream_grads
+
+        return stream_grads(
+            self._hf_model(), self._trainable(), enc.model_inputs(), labels.to(enc.input_ids.device), params,
+            layer=layer, label_smoothing=label_smoothing, reduction=reduction,
+        )
 
     def named_parameters(self) -> dict[str, torch.nn.Parameter]:
         """Parameters under their Hugging Face names."""

@@ -16,7 +16,7 @@ from probes.backend.base import (
     LensReadout,
     LensRequest,
     lm_loss,
-    reduce_logits,
+    readout,
     resolve_positions,
     stack_readouts,
 )
@@ -78,7 +78,7 @@ class NNsightBackend(Backend):
         norm, head, softcap = self.parts.final_norm(self.nn), self.parts.head(self.nn), self.parts.softcap
 
         def reduce(picked):
-            return reduce_logits(softcap(head(norm(picked))), request)
+            return readout(picked, lambda h: softcap(head(norm(h))), request)
 
         per_layer = self._selected(enc, layers, resolve_positions(positions, enc), reduce)
         return stack_readouts(layers, [dict(r) for r in per_layer])

@@ -16,7 +16,7 @@ from probes.backend.base import (
     LensReadout,
     LensRequest,
     lm_loss,
-    reduce_logits,
+    readout,
     resolve_positions,
     stack_readouts,
 )
@@ -104,7 +104,7 @@ class TransformerLensBackend(Backend):
         layers = self.check_layers(layers)
         with torch.no_grad():
             captured = self._capture(enc, layers, resolve_positions(positions, enc))
-            per_layer = [reduce_logits(self.unembed(captured[layer]), request) for layer in layers]
+            per_layer = [readout(captured[layer], self.unembed, request) for layer in layers]
         return stack_readouts(layers, per_layer)
 
     def named_parameters(self) -> dict[str, torch.nn.Parameter]:

@@ -35,7 +35,8 @@ def _direct(model, tokenizer, prompt, target_ids, latent_ids):
             h = hidden[layer + 1][0, -1]
             normed = h if layer == model.config.num_hidden_layers - 1 else model.model.norm(h)
             probs = torch.softmax(model.lm_head(normed), -1)
-            rows.append((float(probs[list(target_ids)].sum()), float(probs[list(latent_ids)].sum())))
+            best = probs[list(target_ids)].max()
+            rows.append((float(probs[list(target_ids)].sum()), float(probs[list(latent_ids)].sum()), int((probs > best).sum())))
     return rows
 
 
@@ -54,6 +55,7 @@ def test_probe_equals_direct_computation(backend_name):
         direct = _direct(reference, backend.tokenizer, prompt, sets.ids(prompt.target_word), sets.ids(prompt.latent_word))
         assert rows["p_target"].to_numpy() == pytest.approx([d[0] for d in direct], abs=1e-5)
         assert rows["p_en"].to_numpy() == pytest.approx([d[1] for d in direct], abs=1e-5)
+        assert list(rows["target_rank"]) == [d[2] for d in direct]
 
 
 def test_chain_probability_is_the_product_of_teacher_forced_token_probabilities():

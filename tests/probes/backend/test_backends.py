@@ -29,11 +29,11 @@ def test_backends_agree_on_residuals_and_lens(tiny_kind):
     tl, nn = tiny_backend(tiny_kind), tiny_backend(tiny_kind, backend="nnsight")
     enc = tl.encode(PROMPTS)
     ids = torch.tensor([[5, 6, -1], [7, 8, 9], [10, -1, -1]])
-    request = LensRequest(token_ids=ids, top_k=4)
+    request = LensRequest(token_ids=ids, rank_group=ids >= 6, top_k=4)
     a, b = tl.lens(enc, request, positions=[-2, -1]), nn.lens(enc, request, positions=[-2, -1])
     for field in ("entropy_bits", "probs_at_ids", "top_probs"):
         assert torch.allclose(getattr(a, field), getattr(b, field), atol=1e-5), field
-    assert torch.equal(a.ranks_at_ids, b.ranks_at_ids)
+    assert torch.equal(a.group_rank, b.group_rank)
     assert torch.equal(tl.residuals(enc, positions=[-1]), nn.residuals(enc, positions=[-1]))
 
 
@@ -50,15 +50,18 @@ def test_lens_reductions_match_a_direct_computation():
     backend = tiny_backend("llama")
     enc = backend.encode(PROMPTS)
     ids = torch.tensor([[3, 4], [5, -1], [6, 7]])
-    out = backend.lens(enc, LensRequest(token_ids=ids, top_k=2, full=True), layers=[0, 2])
+    group = torch.tensor([[True, True], [False, False], [False, True]])
+    out = backend.lens(enc, LensRequest(token_ids=ids, rank_group=group, top_k=2, full=True), layers=[0, 2])
     probs = torch.softmax(backend.unembed(backend.residuals(enc, layers=[0, 2])), -1)
     assert torch.allclose(out.probs, probs, atol=1e-6)
     entropy = -(probs * probs.log2()).sum(-1)
     assert torch.allclose(out.entropy_bits, entropy, atol=1e-4)
-    assert out.probs_at_ids[1, 1, 0, 1] == 0 and out.ranks_at_ids[1, 1, 0, 1] == -1
+    assert out.probs_at_ids[1, 1, 0, 1] == 0
     assert torch.isclose(out.probs_at_ids[1, 2, 0, 1], probs[1, 2, 0, 7])
-    rank = int((probs[1, 0, 0] > probs[1, 0, 0, 4]).sum())
-    assert out.ranks_at_ids[1, 0, 0, 1] == rank
+    best = torch.maximum(probs[1, 0, 0, 3], probs[1, 0, 0, 4])
+    assert out.group_rank[1, 0, 0] == int((probs[1, 0, 0] > best).sum())
+    assert out.group_rank[1, 2, 0] == int((probs[1, 2, 0] > probs[1, 2, 0, 7]).sum())
+    assert out.group_rank[1, 1, 0] == probs.shape[-1]  # empty group: every token ranks above
 
 
 @pytest.mark.parametrize("backend_name", ["transformer-lens", "nnsight"])
@@ -144,3 +147,29 @@ def test_embedded_last_layer_equals_model_logits_and_backends_agree(name):
 
 def test_tiny_tokenizer_is_deterministic():
     assert tiny_tokenizer()("the cloud")["input_ids"] == tiny_tokenizer()("the cloud")["input_ids"]
+
+
+def test_token_energy_matches_its_definition():
+    """Spec 1.6 written out over the vocabulary: sqrt(mean_i (Ũ_i·ĥ)²) / sqrt(||ŨᵀŨ||_F² / V²)."""
+    backend = tiny_backend("gemma3")  # Gemma's (1 + w) norm weight is folded in via norm(1)
+    enc = backend.encode(PROMPTS)
+    gram = backend.unembedding_gram()
+    out = backend.lens(enc, LensRequest(energy_gram=gram), layers=[1])
+    model = backend._hf_model()
+    with torch.no_grad():
+        gamma = backend.parts.final_norm(model)(torch.ones(backend.d_model))
+        u = model.lm_head.weight * gamma
+        u = u[u.norm(dim=-1) > 0]  # the padding row of the tied embedding is zero
+        u = u / u.norm(dim=-1, keepdim=True)
+        avg = ((u.T @ u).norm() ** 2 / u.shape[0] ** 2).sqrt()
+        h = backend.residuals(enc, layers=[1])[0, :, 0]
+        h = h / h.norm(dim=-1, keepdim=True)
+        expected = ((h @ u.T) ** 2).mean(-1).sqrt() / avg
+    assert torch.allclose(out.energy[0, :, 0], expected, atol=1e-5)
+    nn = tiny_backend("gemma3", backend="nnsight").lens(enc, LensRequest(energy_gram=gram), layers=[1])
+    assert torch.allclose(nn.energy, out.energy, atol=1e-6)
+
+
+def test_transformer_lens_wraps_both_tiny_architectures_without_fallback():
+    for kind in ("llama", "gemma3"):
+        assert tiny_backend(kind).name == "transformer-lens"
