@@ -16,9 +16,8 @@ from probes.backend.base import (
     LensReadout,
     LensRequest,
     lm_loss,
-    readout,
+    readout_layers,
     resolve_positions,
-    stack_readouts,
 )
 from probes.backend.errors import PivotlensError
 
@@ -51,23 +50,23 @@ class NNsightBackend(Backend):
     def _trace(self, enc: Encoded):
         return self.nn.trace(enc.model_inputs(), remote=self.remote)
 
-    def _selected(self, enc: Encoded, layers: list[int], pos: torch.Tensor, reduce) -> list:
-        """Inside one trace: for each requested layer, the residual at ``pos`` mapped by ``reduce``."""
+    def _selected(self, enc: Encoded, layers: list[int], pos: torch.Tensor, reduce):
+        """Inside one trace: the residuals ``[layer, batch, k, d]`` at ``pos`` after the requested
+        blocks, mapped by ``reduce`` before anything is saved (on NDIF, only that travels back)."""
         blocks = self.parts.block_list(self.nn)
         index = pos.to(enc.input_ids.device).unsqueeze(-1)
-        order = sorted(set(layers))
-        results = {}
+        picked = {}
         with torch.no_grad(), self._trace(enc) as tracer:
-            for layer in order:
+            for layer in sorted(set(layers)):
                 hidden = _block_output(blocks[layer])
-                picked = hidden.gather(1, index.expand(-1, -1, hidden.shape[-1]))
-                results[layer] = reduce(picked).save()
+                picked[layer] = hidden.gather(1, index.expand(-1, -1, hidden.shape[-1]))
+            result = reduce(torch.stack([picked[layer] for layer in layers])).save()
             tracer.stop()
-        return [results[layer] for layer in layers]
+        return result
 
     def residuals(self, enc, layers=None, positions=(-1,)):
         layers = self.check_layers(layers)
-        return torch.stack(self._selected(enc, layers, resolve_positions(positions, enc), lambda h: h))
+        return self._selected(enc, layers, resolve_positions(positions, enc), lambda stacked: stacked)
 
     def unembed(self, resid: torch.Tensor) -> torch.Tensor:
         model = self._hf_model()
@@ -76,12 +75,12 @@ class NNsightBackend(Backend):
     def lens(self, enc: Encoded, request: LensRequest, layers=None, positions=(-1,)) -> LensReadout:
         layers = self.check_layers(layers)
         norm, head, softcap = self.parts.final_norm(self.nn), self.parts.head(self.nn), self.parts.softcap
+        vocab_size = self.vocab_size
 
-        def reduce(picked):
-            return readout(picked, lambda h: softcap(head(norm(h))), request)
+        def reduce(stacked):
+            return readout_layers(layers, stacked, lambda h: softcap(head(norm(h))), request, vocab_size)
 
-        per_layer = self._selected(enc, layers, resolve_positions(positions, enc), reduce)
-        return stack_readouts(layers, [dict(r) for r in per_layer])
+        return self._selected(enc, layers, resolve_positions(positions, enc), reduce)
 
     def _loss(self, enc: Encoded, labels: torch.Tensor) -> torch.Tensor:
         with self._trace(enc):

@@ -16,9 +16,8 @@ from probes.backend.base import (
     LensReadout,
     LensRequest,
     lm_loss,
-    readout,
+    readout_layers,
     resolve_positions,
-    stack_readouts,
 )
 
 
@@ -104,8 +103,7 @@ class TransformerLensBackend(Backend):
         layers = self.check_layers(layers)
         with torch.no_grad():
             captured = self._capture(enc, layers, resolve_positions(positions, enc))
-            per_layer = [readout(captured[layer], self.unembed, request) for layer in layers]
-        return stack_readouts(layers, per_layer)
+            return readout_layers(layers, torch.stack([captured[layer] for layer in layers]), self.unembed, request, self.vocab_size)
 
     def named_parameters(self) -> dict[str, torch.nn.Parameter]:
         return {_hf_name(n): p for n, p in self.bridge.named_parameters()}
