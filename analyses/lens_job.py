@@ -4,6 +4,7 @@ table and their figures."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from analyses.figures.latent import lambda_figure, lens_figure
 from analyses.latent import layer_curves, pivot_summary
 from analyses.prom_lambda import lambda_table
 from probes.backend import Backend
-from probes.backend.store import ResultsStore, provenance, write_text_atomic
+from probes.backend.store import ResultsStore, provenance, write_parquet_atomic, write_text_atomic
 from probes.lens import WordProb, run_lens
 from probes.prompts import Task, build_prompts
 from probes.words import CLOZE, CONCEPTS, load_cloze, load_concepts
@@ -60,7 +61,9 @@ def run_languages(
         run = store.run(provenance("lens", params, backend.describe(), data_files, seed=seed))
         table = run.load() if run.finished else run_lens(backend, prompts, word_prob=word_prob, batch_size=batch_size, run=run, progress=progress)
         tables.append(table)
-    return pd.concat(tables, ignore_index=True)
+    combined = pd.concat(tables, ignore_index=True)
+    combined.attrs["provenance"] = {"runs": [t.attrs.get("provenance", {}) for t in tables]}
+    return combined
 
 
 def analyse(lens: pd.DataFrame, *, n_layers: int, layer: int | None = None, lambda0: float = 0.1) -> LensResults:
@@ -82,7 +85,9 @@ def write_outputs(results: LensResults, out: Path, *, model: str, figures_per_la
         path = out / f"{name}.csv"
         write_text_atomic(table.to_csv(index=False), path)
         written.append(path)
-    results.lens.to_parquet(out / "lens.parquet", index=False)
+    prov = results.lens.attrs.get("provenance", {})
+    write_parquet_atomic(results.lens, out / "lens.parquet", prov)
+    write_text_atomic(json.dumps(prov, indent=2, default=str), out / "provenance.json")
     written += save_figure(lambda_figure(results.lambdas, title=None), out / "lambda")
     if figures_per_language:
         for lang in results.curves["lang"].unique():

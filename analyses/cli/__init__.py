@@ -32,7 +32,9 @@ def _global(
     dtype: str = typer.Option("float32", help="float32, bfloat16 or float16."),
     batch_size: int = typer.Option(16, min=1, help="Prompts per forward pass."),
     out: str = typer.Option("out", help="Output folder for tables and figures."),
-    results: str = typer.Option("results", help="Results store (finished batches are reused)."),
+    results: str = typer.Option(
+        None, help="Results store, where finished batches are kept and reused (default $PIVOTLENS_RESULTS or <cache>/results)."
+    ),
     version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True, help="Show the version."),
 ) -> None:
     ctx.obj = Settings(model=model, backend=backend, device=device, dtype=dtype, batch_size=batch_size, out=out, results=results)

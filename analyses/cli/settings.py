@@ -17,7 +17,7 @@ class Settings:
     dtype: str
     batch_size: int
     out: str
-    results: str
+    results: str | None
 
     @property
     def out_dir(self) -> Path:

@@ -174,10 +174,13 @@ class Run:
 
 
 class ResultsStore:
-    """Folder of runs. Default location: ``$PIVOTLENS_RESULTS`` or ``./results``."""
+    """Folder of runs. Default location: ``$PIVOTLENS_RESULTS`` or ``<pivotlens cache>/results``
+    (``~/.cache/pivotlens/results``), so every command and notebook reuses finished work."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
-        self.root = Path(root or os.environ.get("PIVOTLENS_RESULTS", "results"))
+        from probes.backend.models import cache_dir
+
+        self.root = Path(root or os.environ.get("PIVOTLENS_RESULTS") or cache_dir() / "results")
 
     def run(self, prov: dict[str, object]) -> Run:
         return Run(self.root, prov)
