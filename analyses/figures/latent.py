@@ -42,7 +42,9 @@ def lens_figure(curves: pd.DataFrame, lang: str, *, title: str | None = None) ->
         title=title or f"Logit lens, target {lang} (n = {n}, 95% CI)",
         legend={"x": 0.01, "y": 0.85}, template="simple_white", width=800, height=520,
     )
-    fig.update_yaxes(range=[0, 1], title_text="probability", row=2, col=1)
+    top = float(data[data["quantity"] != "entropy_bits"]["ci_high"].max())
+    # the paper's [0, 1] axis, zoomed in where a small model never gets near it
+    fig.update_yaxes(range=[0, 1 if top > 0.3 else max(0.01, 1.15 * top)], title_text="probability", row=2, col=1)
     fig.update_xaxes(title_text="layer", row=2, col=1)
     return fig
 
@@ -56,7 +58,8 @@ def lambda_figure(table: pd.DataFrame, *, title: str | None = None) -> go.Figure
     fig = go.Figure(
         go.Scatter(
             x=data["lang"], y=diff, mode="markers", marker={"color": colors, "size": 10},
-            error_y={"type": "data", "symmetric": False, "array": data["diff_ci_high"] - diff, "arrayminus": diff - data["diff_ci_low"]},
+            error_y={"type": "data", "symmetric": False, "array": data["diff_ci_high"] - diff,
+                     "arrayminus": diff - data["diff_ci_low"], "color": "grey"},
             text=[f"lambda = {lam:g}{' (borderline)' if b else ''}" for lam, b in zip(data["lambda"], data["borderline"])],
             name="mean P(en) - mean P(target)",
         )

@@ -94,15 +94,24 @@ def run_key(prov: dict[str, object]) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _temp_beside(path: Path) -> str:
+    """A temporary file next to ``path`` with the permissions a plain ``open`` would give."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return tmp
+
+
 def write_parquet_atomic(df: pd.DataFrame, path: Path, prov: dict[str, object]) -> None:
     """Write ``df`` with ``prov`` in the Parquet schema metadata; readers never see a partial file."""
     table = pa.Table.from_pandas(df, preserve_index=False)
     meta = dict(table.schema.metadata or {})
     meta[PROVENANCE_KEY] = json.dumps(prov, default=str).encode()
     table = table.replace_schema_metadata(meta)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
+    tmp = _temp_beside(path)
     try:
         pq.write_table(table, tmp)
         os.replace(tmp, path)
@@ -112,9 +121,8 @@ def write_parquet_atomic(df: pd.DataFrame, path: Path, prov: dict[str, object]) 
 
 
 def write_text_atomic(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+    tmp = _temp_beside(path)
+    with open(tmp, "w", encoding="utf-8") as handle:
         handle.write(text)
     os.replace(tmp, path)
 
