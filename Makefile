@@ -11,9 +11,11 @@ TORCH ?= torch==2.13.0
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
-	# Debian's Chromium: kaleido's static figures and the report's rendering test use it
-	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
-	  || echo "warning: could not install chromium (not root?); PNG export and the report test will be skipped"
+	# Debian's Chromium (kaleido's static figures, the report's rendering test) and wamerican
+	# (/usr/share/dict/words: the English word list of the language-confusion WPR check)
+	{ command -v chromium >/dev/null && [ -f /usr/share/dict/words ]; } \
+	  || { apt-get update -qq && apt-get install -y -qq chromium wamerican >/dev/null; } \
+	  || echo "warning: could not install chromium and wamerican (not root?): install them yourself"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)

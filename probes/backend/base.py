@@ -216,10 +216,16 @@ class _StepRecorder(LogitsProcessor):
         return scores
 
 
-def nucleus_size(probs: torch.Tensor, p: float) -> torch.Tensor:
-    """Smallest k whose top-k probabilities sum to at least ``p`` (spec 3.4)."""
-    sorted_probs = probs.sort(dim=-1, descending=True).values
-    return (sorted_probs.cumsum(-1) < p).sum(-1) + 1
+def nucleus_size(probs: torch.Tensor, p: float, candidates: int = 1024) -> torch.Tensor:
+    """Smallest k whose top-k probabilities sum to at least ``p`` (spec 3.4). Looks at the top
+    ``candidates`` tokens first and sorts the whole vocabulary only for rows that need more."""
+    top = probs.topk(min(candidates, probs.shape[-1]), dim=-1).values.cumsum(-1)
+    size = (top < p).sum(-1) + 1
+    short = top[..., -1] < p
+    if short.any():
+        full = probs[short].sort(dim=-1, descending=True).values.cumsum(-1)
+        size[short] = (full < p).sum(-1) + 1
+    return size
 
 
 @dataclass

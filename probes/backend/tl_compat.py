@@ -25,7 +25,11 @@ def patch_kv_cache_argument() -> None:
 
     @functools.wraps(original)
     def update(self, k: torch.Tensor, v: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        if kwargs.get("past_key_values") is None and kwargs.get("layer_past") is None and kwargs.get("cache") is not None:
+        if (
+            kwargs.get("past_key_values") is None
+            and kwargs.get("layer_past") is None
+            and kwargs.get("cache") is not None
+        ):
             kwargs["past_key_values"] = kwargs["cache"]
         return original(self, k, v, **kwargs)
 

@@ -173,3 +173,12 @@ def test_token_energy_matches_its_definition():
 def test_transformer_lens_wraps_both_tiny_architectures_without_fallback():
     for kind in ("llama", "gemma3"):
         assert tiny_backend(kind).name == "transformer-lens"
+
+
+@pytest.mark.parametrize("temperature", [0.01, 1.0, 50.0])
+def test_nucleus_size_matches_a_full_sort(temperature):
+    from probes.backend.base import nucleus_size
+
+    probs = torch.softmax(torch.randn(8, 5000) * temperature, -1)
+    full = (probs.sort(-1, descending=True).values.cumsum(-1) < 0.75).sum(-1) + 1
+    assert torch.equal(nucleus_size(probs, 0.75, candidates=64), full)

@@ -1,0 +1,188 @@
+"""``pivotlens confusion-metrics``, ``pivotlens confusion`` and ``pivotlens confusion-sweep``:
+language confusion (Marchisio et al. 2024; spec section 3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from analyses.cli.settings import Settings
+from analyses.confusion_metrics import METRIC_COLUMNS, read_completions, score_completions
+from probes.backend.errors import PivotlensError
+from probes.backend.languages import parse_languages
+from probes.confusion_data import TASKS, Task
+
+
+def _metrics_table(metrics: pd.DataFrame, title: str) -> Table:
+    table = Table(title=title)
+    for column in ("task", "model", "source", "language", "n", "LPR %", "WPR %", "LCPR %"):
+        table.add_column(column, justify="right" if column[0].isupper() or column == "n" else "left")
+    for row in metrics.itertuples(index=False):
+        cells = ["-" if pd.isna(getattr(row, m)) else f"{100 * getattr(row, m):.1f}" for m in ("lpr", "wpr", "lcpr")]
+        style = "bold" if row.source == "all" and row.language == "all" else None
+        table.add_row(row.task, row.model, row.source, row.language, str(row.n), *cells, style=style)
+    return table
+
+
+def confusion_metrics(
+    completions: Path = typer.Option(
+        ...,
+        "--completions",
+        help="CSV in the benchmark's output format (id, model, completion, task, source, language).",
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Write the metrics (task, model, source, language, n, lpr, wpr, lcpr; fractions in [0, 1]) to this CSV.",
+    ),
+) -> None:
+    """Score completions with the Language Confusion Benchmark's LPR, WPR and LCPR."""
+    metrics = score_completions(read_completions(completions))
+    Console().print(_metrics_table(metrics, f"language confusion: {completions.name}"))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        metrics[list(METRIC_COLUMNS)].to_csv(out, index=False)
+        typer.echo(f"wrote {out}")
+
+
+def _tasks(task: str) -> list[Task]:
+    if task == "both":
+        return list(TASKS)
+    if task not in TASKS:
+        raise PivotlensError(f"unknown task {task!r}; use monolingual, crosslingual or both")
+    return [task]  # type: ignore[list-item]
+
+
+def _format(prompt_format: str) -> str:
+    if prompt_format not in ("qa", "chat"):
+        raise PivotlensError(f"unknown --prompt-format {prompt_format!r}; use qa (Q:/A: turns) or chat (chat template)")
+    return prompt_format
+
+
+def _floats(spec: str, name: str) -> list[float]:
+    try:
+        return [float(v) for v in spec.split(",") if v.strip()]
+    except ValueError:
+        raise PivotlensError(f"--{name} takes comma-separated numbers, e.g. 0,0.3,0.7 (got {spec!r})") from None
+
+
+def confusion(
+    ctx: typer.Context,
+    langs: str = typer.Option(..., "--langs", help="Comma-separated ISO 639-1 codes, e.g. fr,de,ja,zh."),
+    task: str = typer.Option("both", "--task", help="monolingual, crosslingual or both."),
+    n: int = typer.Option(10, "--n", min=1, help="Prompts per language (the first n of the file)."),
+    temperature: float = typer.Option(0.3, "--temperature", min=0.0, help="Sampling temperature; 0 = greedy."),
+    top_p: float = typer.Option(0.75, "--top-p", min=0.0, max=1.0, help="Nucleus sampling p."),
+    shots: int = typer.Option(0, "--shots", min=0, help="Few-shot demonstrations (spec 3.5)."),
+    max_new_tokens: int = typer.Option(100, "--max-new-tokens", min=1, help="Generated tokens per prompt."),
+    nucleus_p: float = typer.Option(0.75, "--nucleus-p", min=0.0, max=1.0, help="p of the recorded nucleus size."),
+    prompt_format: str = typer.Option("qa", "--prompt-format", help="qa (Q:/A: turns) or chat (chat template)."),
+    word_cps: bool = typer.Option(
+        False,
+        "--word-cps/--line-cps",
+        help="Also look for confusion points in word-error completions (default: line errors only, Nie et al.).",
+    ),
+    lens: bool = typer.Option(True, "--lens/--no-lens", help="Logit lens at the confusion points."),
+    benchmark: Path | None = typer.Option(
+        None,
+        "--benchmark",
+        help="The real benchmark's test_sets folder (default: the authored prompts in data/confusion).",
+    ),
+    n_boot: int = typer.Option(1000, "--n-boot", min=10, help="Bootstrap resamples for the 95% intervals."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+) -> None:
+    """Generate with per-step statistics, score the completions (LPR/WPR/LCPR), find confusion
+    points, compare entropy and nucleus size there vs elsewhere, and write tables and figures
+    to OUT/confusion/MODEL/."""
+    from analyses.confusion import run_confusion_stored
+    from analyses.confusion_job import analyse, choose_prompts, write_outputs
+    from probes.backend.store import ResultsStore
+    from probes.confusion import run_confusion_lens
+
+    settings: Settings = ctx.obj
+    prompts, files = choose_prompts(_tasks(task), parse_languages(langs), n, benchmark)
+    backend = settings.load_backend()
+    cp_types = ("full_error", "partial_error", "word_error") if word_cps else ("full_error", "partial_error")
+    steps = run_confusion_stored(
+        backend,
+        prompts,
+        ResultsStore(settings.results),
+        files,
+        shots=shots,
+        prompt_format=_format(prompt_format),
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        nucleus_p=nucleus_p,
+        cp_error_types=cp_types,
+        seed=seed,
+        batch_size=settings.batch_size,
+    )
+    lens_table = run_confusion_lens(backend, steps, prompt_format=prompt_format) if lens else None  # type: ignore[arg-type]
+    results = analyse(steps, lens_table, n_boot=n_boot, seed=seed)
+    out = settings.out_dir / "confusion" / backend.model_name.replace("/", "_")
+    written = write_outputs(results, out)
+    overall = results.metrics[(results.metrics["source"] == "all")]
+    Console().print(_metrics_table(overall, f"language confusion: {backend.model_name}"))
+    n_cp = int(steps["is_confusion_point"].sum())
+    typer.echo(f"{len(results.completions)} completions, {n_cp} confusion points; wrote {len(written)} files to {out}")
+
+
+def confusion_sweep(
+    ctx: typer.Context,
+    langs: str = typer.Option(..., "--langs", help="Comma-separated ISO 639-1 codes."),
+    task: str = typer.Option("both", "--task", help="monolingual, crosslingual or both."),
+    n: int = typer.Option(5, "--n", min=1, help="Prompts per language."),
+    temperatures: str = typer.Option("0,0.3,0.7,1.0", "--temperatures", help="Temperatures (at p = 0.75, 0-shot)."),
+    top_ps: str = typer.Option("0.1,0.5,0.75,1.0", "--top-ps", help="Top-p values (at T = 0.3, 0-shot)."),
+    shots: str = typer.Option("0,1,5", "--shots", help="Few-shot counts (at T = 0.3, p = 0.75)."),
+    max_new_tokens: int = typer.Option(100, "--max-new-tokens", min=1, help="Generated tokens per prompt."),
+    prompt_format: str = typer.Option("qa", "--prompt-format", help="qa or chat."),
+    n_boot: int = typer.Option(1000, "--n-boot", min=10, help="Bootstrap resamples for the 95% intervals."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+) -> None:
+    """Mitigation sweep: LPR/WPR/LCPR vs temperature, top-p and few-shot count, one factor at a
+    time (paper Tables 8 and 11); writes OUT/confusion/MODEL/sweep.csv and sweep.html."""
+    from analyses.confusion import run_sweep, sweep_configs
+    from analyses.confusion_job import choose_prompts, write_sweep
+    from probes.backend.store import ResultsStore
+
+    settings: Settings = ctx.obj
+    prompts, files = choose_prompts(_tasks(task), parse_languages(langs), n)
+    configs = sweep_configs(
+        _floats(temperatures, "temperatures"), _floats(top_ps, "top-ps"), [int(k) for k in _floats(shots, "shots")]
+    )
+    backend = settings.load_backend()
+    sweep = run_sweep(
+        backend,
+        prompts,
+        configs,
+        ResultsStore(settings.results),
+        files,
+        n_boot=n_boot,
+        seed=seed,
+        prompt_format=_format(prompt_format),
+        max_new_tokens=max_new_tokens,
+        batch_size=settings.batch_size,
+    )
+    out = settings.out_dir / "confusion" / backend.model_name.replace("/", "_")
+    written = write_sweep(sweep, out)
+    overall = sweep[(sweep["source"] == "all") & (sweep["language"] == "all")]
+    table = Table(title=f"mitigation sweep: {backend.model_name}")
+    for column in ("task", "factor", "value", "LPR %", "WPR %", "LCPR %"):
+        table.add_column(column)
+    for row in overall.itertuples(index=False):
+        cells = ["-" if pd.isna(getattr(row, m)) else f"{100 * getattr(row, m):.1f}" for m in ("lpr", "wpr", "lcpr")]
+        table.add_row(row.task, row.factor, f"{row.value:g}", *cells)
+    Console().print(table)
+    typer.echo(f"wrote {len(written)} files to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("confusion-metrics")(confusion_metrics)
+    app.command("confusion")(confusion)
+    app.command("confusion-sweep")(confusion_sweep)
