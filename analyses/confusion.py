@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -227,26 +227,18 @@ def sweep_configs(
     return configs + [Decoding("shots", default_temperature, default_top_p, k) for k in shots]
 
 
-def confusion_run_params(
-    *,
-    shots: int,
-    prompt_format: str,
-    max_new_tokens: int,
-    temperature: float,
-    top_p: float,
-    nucleus_p: float,
-    cp_error_types: Sequence[str],
-) -> dict[str, object]:
-    """The parameters that key a confusion run in the results store (decoding, not prompts)."""
-    return {
-        "shots": shots,
-        "prompt_format": prompt_format,
-        "max_new_tokens": max_new_tokens,
-        "temperature": temperature,
-        "top_p": top_p,
-        "nucleus_p": nucleus_p,
-        "cp_error_types": list(cp_error_types),
-    }
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How a confusion run generates: the options of :func:`probes.confusion.run_confusion`
+    that key the run in the results store (decoding, not prompts)."""
+
+    shots: int = 0
+    prompt_format: PromptFormat = "qa"
+    max_new_tokens: int = 100
+    temperature: float = 0.3
+    top_p: float = 0.75
+    nucleus_p: float = 0.75
+    cp_error_types: tuple[str, ...] = ("full_error", "partial_error")
 
 
 def run_confusion_stored(
@@ -254,45 +246,18 @@ def run_confusion_stored(
     prompts: Sequence[ConfusionPrompt],
     store: ResultsStore,
     data_files: Sequence[str],
+    generation: GenerationSettings | None = None,
     *,
-    shots: int = 0,
-    prompt_format: PromptFormat = "qa",
-    max_new_tokens: int = 100,
-    temperature: float = 0.3,
-    top_p: float = 0.75,
-    nucleus_p: float = 0.75,
-    cp_error_types: Sequence[str] = ("full_error", "partial_error"),
     seed: int = 0,
     batch_size: int = 16,
     progress: bool = True,
 ) -> pd.DataFrame:
     """:func:`probes.confusion.run_confusion` through the results store: one resumable run per
-    decoding setting, so prompts already generated with the same setting are reused."""
-    params = confusion_run_params(
-        shots=shots,
-        prompt_format=prompt_format,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        nucleus_p=nucleus_p,
-        cp_error_types=cp_error_types,
-    )
+    generation setting, so prompts already generated with the same setting are reused."""
+    options = asdict(generation or GenerationSettings())
+    params = {**options, "cp_error_types": list(options["cp_error_types"])}
     run = store.run(provenance("confusion", params, backend.describe(), data_files, seed=seed))
-    return run_confusion(
-        backend,
-        prompts,
-        shots=shots,
-        prompt_format=prompt_format,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        nucleus_p=nucleus_p,
-        cp_error_types=tuple(cp_error_types),
-        seed=seed,
-        batch_size=batch_size,
-        run=run,
-        progress=progress,
-    )
+    return run_confusion(backend, prompts, **options, seed=seed, batch_size=batch_size, run=run, progress=progress)
 
 
 def run_sweep(
@@ -301,27 +266,20 @@ def run_sweep(
     configs: Sequence[Decoding],
     store: ResultsStore,
     data_files: Sequence[str],
+    generation: GenerationSettings | None = None,
     *,
     n_boot: int = 1000,
     seed: int = 0,
-    **kwargs,
+    batch_size: int = 16,
 ) -> pd.DataFrame:
     """LPR, WPR and LCPR (with 95% bootstrap intervals) for every decoding setting: the
     :func:`compute_all_metrics` rows plus ``factor, value, temperature, top_p, shots``.
-    ``kwargs`` go to :func:`run_confusion_stored` (``max_new_tokens``, ``batch_size``, ...)."""
+    Each setting replaces temperature, top-p and shots in ``generation``; the rest is kept."""
+    base = generation or GenerationSettings()
     frames = []
     for config in configs:
-        steps = run_confusion_stored(
-            backend,
-            prompts,
-            store,
-            data_files,
-            shots=config.shots,
-            temperature=config.temperature,
-            top_p=config.top_p,
-            seed=seed,
-            **kwargs,
-        )
+        setting = replace(base, shots=config.shots, temperature=config.temperature, top_p=config.top_p)
+        steps = run_confusion_stored(backend, prompts, store, data_files, setting, seed=seed, batch_size=batch_size)
         metrics = compute_all_metrics(judge_completions(completions_table(steps)), n_boot=n_boot, seed=seed)
         frames.append(
             metrics.assign(

@@ -10,6 +10,8 @@ A user adds a probe with::
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,7 +41,19 @@ def register_probe(name: str, *, paper: str, columns: dict[str, str]):
     return decorate
 
 
+def load_builtin_probes() -> dict[str, ProbeSpec]:
+    """Import pivotlens's own probe modules, so every built-in probe is registered."""
+    import probes
+
+    for module in pkgutil.iter_modules(probes.__path__):
+        if not module.ispkg and module.name != "registry":
+            importlib.import_module(f"probes.{module.name}")
+    return PROBES
+
+
 def get_probe(name: str) -> ProbeSpec:
+    if name not in PROBES:
+        load_builtin_probes()
     if name not in PROBES:
         raise KeyError(f"no probe named {name!r}; registered: {', '.join(sorted(PROBES)) or 'none'}")
     return PROBES[name]

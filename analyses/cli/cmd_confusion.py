@@ -98,7 +98,7 @@ def confusion(
     """Generate with per-step statistics, score the completions (LPR/WPR/LCPR), find confusion
     points, compare entropy and nucleus size there vs elsewhere, and write tables and figures
     to OUT/confusion/MODEL/."""
-    from analyses.confusion import run_confusion_stored
+    from analyses.confusion import GenerationSettings, run_confusion_stored
     from analyses.confusion_job import analyse, choose_prompts, write_outputs
     from probes.backend.store import ResultsStore
     from probes.confusion import run_confusion_lens
@@ -107,20 +107,12 @@ def confusion(
     prompts, files = choose_prompts(_tasks(task), parse_languages(langs), n, benchmark)
     backend = settings.load_backend()
     cp_types = ("full_error", "partial_error", "word_error") if word_cps else ("full_error", "partial_error")
+    generation = GenerationSettings(
+        shots=shots, prompt_format=_format(prompt_format), max_new_tokens=max_new_tokens, temperature=temperature,
+        top_p=top_p, nucleus_p=nucleus_p, cp_error_types=cp_types,
+    )
     steps = run_confusion_stored(
-        backend,
-        prompts,
-        ResultsStore(settings.results),
-        files,
-        shots=shots,
-        prompt_format=_format(prompt_format),
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        nucleus_p=nucleus_p,
-        cp_error_types=cp_types,
-        seed=seed,
-        batch_size=settings.batch_size,
+        backend, prompts, ResultsStore(settings.results), files, generation, seed=seed, batch_size=settings.batch_size
     )
     lens_table = run_confusion_lens(backend, steps, prompt_format=prompt_format) if lens else None  # type: ignore[arg-type]
     results = analyse(steps, lens_table, n_boot=n_boot, seed=seed)
@@ -147,7 +139,7 @@ def confusion_sweep(
 ) -> None:
     """Mitigation sweep: LPR/WPR/LCPR vs temperature, top-p and few-shot count, one factor at a
     time (paper Tables 8 and 11); writes OUT/confusion/MODEL/sweep.csv and sweep.html."""
-    from analyses.confusion import run_sweep, sweep_configs
+    from analyses.confusion import GenerationSettings, run_sweep, sweep_configs
     from analyses.confusion_job import choose_prompts, write_sweep
     from probes.backend.store import ResultsStore
 
@@ -163,10 +155,9 @@ def confusion_sweep(
         configs,
         ResultsStore(settings.results),
         files,
+        GenerationSettings(prompt_format=_format(prompt_format), max_new_tokens=max_new_tokens),
         n_boot=n_boot,
         seed=seed,
-        prompt_format=_format(prompt_format),
-        max_new_tokens=max_new_tokens,
         batch_size=settings.batch_size,
     )
     out = settings.out_dir / "confusion" / backend.model_name.replace("/", "_")

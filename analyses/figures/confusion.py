@@ -5,20 +5,14 @@ from __future__ import annotations
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from analyses.confusion_metrics import ALL
+from analyses.figures.style import PALETTE, add_band
 
-PALETTE = qualitative.Plotly
 METRIC_NAMES = {"lpr": "LPR", "wpr": "WPR", "lcpr": "LCPR"}
 STAT_NAMES = {"entropy_bits": "entropy (bits)", "nucleus_size": "nucleus size at p = 0.75"}
 POSITION_NAMES = {"at_cp": "at confusion point", "not_at_cp": "elsewhere"}
-
-
-def _rgba(hex_color: str, alpha: float) -> str:
-    r, g, b = (int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
-    return f"rgba({r},{g},{b},{alpha})"
 
 
 def _error_y(rows: pd.DataFrame, value: str, low: str, high: str) -> dict:
@@ -140,17 +134,7 @@ def lens_at_cp_figure(summary: pd.DataFrame) -> go.Figure:
         rows = rows.sort_values("layer")
         color = PALETTE[i % len(PALETTE)]
         x = rows["layer"].tolist()
-        fig.add_trace(
-            go.Scatter(
-                x=x + x[::-1],
-                y=rows["ci_high"].tolist() + rows["ci_low"].tolist()[::-1],
-                fill="toself",
-                fillcolor=_rgba(color, 0.18),
-                line={"width": 0},
-                hoverinfo="skip",
-                showlegend=False,
-            )
-        )
+        add_band(fig, x, rows["ci_low"], rows["ci_high"], color)
         fig.add_trace(
             go.Scatter(
                 x=x,

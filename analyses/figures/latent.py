@@ -7,18 +7,13 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from analyses.figures.style import add_band
+
 LATENT_COLOR, TARGET_COLOR = "#ff7f0e", "#1f77b4"  # tab:orange, tab:blue as in the original
 
 
 def _band(fig: go.Figure, curve: pd.DataFrame, name: str, color: str, row: int) -> None:
-    fig.add_trace(
-        go.Scatter(
-            x=list(curve["layer"]) + list(curve["layer"][::-1]),
-            y=list(curve["ci_high"]) + list(curve["ci_low"][::-1]),
-            fill="toself", fillcolor=color, opacity=0.2, line={"width": 0}, hoverinfo="skip", showlegend=False,
-        ),
-        row=row, col=1,
-    )
+    add_band(fig, curve["layer"], curve["ci_low"], curve["ci_high"], color, row=row, col=1)
     fig.add_trace(go.Scatter(x=curve["layer"], y=curve["mean"], name=name, line={"color": color}), row=row, col=1)
 
 

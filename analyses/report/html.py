@@ -20,6 +20,7 @@ table.verdicts td, table.verdicts th { border: 1px solid #ccc; padding: 0.4em; v
 .answer { font-weight: 600; }
 h2 { border-bottom: 2px solid #1f77b4; padding-bottom: 0.2em; }
 .meta { color: #666; font-size: 0.85em; }
+.note { color: #8a5a00; font-size: 0.9em; }
 """
 
 
@@ -35,8 +36,14 @@ def _section_html(result: SectionResult) -> str:
         if rows
         else ""
     )
+    notes = "".join(f"<p class='note'>{html.escape(note)}</p>" for note in result.notes)
+    shown = "".join(
+        f"<p class='meta'>{html.escape(name)}</p>" + result.tables[name].to_html(index=False, classes="verdicts", border=0)
+        for name in result.shown
+        if len(result.tables[name])
+    )
     figures = "".join(fig.to_html(full_html=False, include_plotlyjs=False) for fig in result.figures)
-    return f"<h3>{html.escape(result.title)}</h3>{table}<div class='figures'>{figures}</div>"
+    return f"<h3>{html.escape(result.title)}</h3>{table}{notes}{shown}<div class='figures'>{figures}</div>"
 
 
 def render_report(lang: str, per_model: dict[str, list[SectionResult]], out: Path) -> Path:

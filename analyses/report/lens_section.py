@@ -7,7 +7,7 @@ from analyses.lens_job import analyse, run_languages
 from analyses.report.sections import ReportContext, SectionResult, Verdict, register_section
 
 
-@register_section("lens")
+@register_section("lens", order=10)
 def lens_section(ctx: ReportContext) -> SectionResult:
     table = run_languages(ctx.backend, [ctx.lang], store=ctx.store, limit=40 if ctx.quick else None,
                           batch_size=ctx.batch_size, progress=False)
@@ -23,7 +23,7 @@ def lens_section(ctx: ReportContext) -> SectionResult:
     verdicts = [
         Verdict(
             "Does the model think in English on the way to this language?",
-            f"{pivot}: at layer {row['layer']} mean P(en) = {row['mean_p_en']:.3f} vs mean P({ctx.lang}) = {row['mean_p_target']:.3f}",
+            f"{pivot}: at layer {row['layer']} mean P(en) = {row['mean_p_en']:.3g} vs mean P({ctx.lang}) = {row['mean_p_target']:.3g}",
             f"English peaks at layer {summary['latent_peak_layer']} ({summary['latent_peak']:.3f}); {overtake}; "
             f"at the output P({ctx.lang}) = {summary['final_p_target']:.3f}; n = {row['n']} translation prompts "
             "(Wendler et al. 2024)",

@@ -4,6 +4,8 @@ of sections. A user adds a section with :func:`register_section`."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,6 +32,8 @@ class SectionResult:
     verdicts: list[Verdict] = field(default_factory=list)
     figures: list[go.Figure] = field(default_factory=list)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # e.g. why part of the section could not run
+    shown: list[str] = field(default_factory=list)  # names of tables also printed on the page
 
 
 @dataclass
@@ -43,11 +47,26 @@ class ReportContext:
 
 Section = Callable[[ReportContext], SectionResult]
 SECTIONS: dict[str, Section] = {}
+_ORDER: dict[str, float] = {}
 
 
-def register_section(name: str) -> Callable[[Section], Section]:
+def register_section(name: str, *, order: float = 100.0) -> Callable[[Section], Section]:
+    """Register ``fn`` as the report section ``name``; sections appear by ``order`` (the
+    questions of the report in their natural sequence), then by name."""
+
     def decorate(fn: Section) -> Section:
         SECTIONS[name] = fn
+        _ORDER[name] = order
         return fn
 
     return decorate
+
+
+def ordered_sections() -> list[str]:
+    """Every section's name in page order (pivotlens's own sections included)."""
+    import analyses.report
+
+    for module in pkgutil.iter_modules(analyses.report.__path__):
+        if module.name.endswith("_section"):
+            importlib.import_module(f"analyses.report.{module.name}")
+    return sorted(SECTIONS, key=lambda name: (_ORDER[name], name))

@@ -11,7 +11,7 @@ import torch
 
 from probes.backend.base import Backend, Encoded, Generation, LensReadout, LensRequest, LossGrads
 from probes.backend.errors import PivotlensError
-from probes.backend.models import DEFAULT_MODEL, EMBEDDED, load_hf, load_meta, resolve_model, weights_fingerprint
+from probes.backend.models import DEFAULT_MODEL, EMBEDDED, load_hf, load_meta, weights_fingerprint
 
 BackendName = Literal["transformer-lens", "nnsight"]
 BACKENDS: tuple[str, ...] = ("transformer-lens", "nnsight")

@@ -243,8 +243,8 @@ class Backend(ABC):
     """The primitives every probe needs, independent of the hooking library.
 
     Attributes: ``model_name`` (display name), ``source`` (folder or hub id),
-    ``weights_hash`` (provenance fingerprint), ``tokenizer``, ``n_layers``, ``d_model``,
-    ``vocab_size``, ``device``.
+    ``weights_hash`` (provenance fingerprint), ``tokenizer``, ``config`` (the Hugging Face
+    config), ``n_layers``, ``d_model``, ``vocab_size``, ``device``.
     """
 
     name: str
@@ -253,7 +253,7 @@ class Backend(ABC):
         self.tokenizer = tokenizer
         self.model_name, self.source, self.weights_hash = model_name, source, weights_hash
         self.parts = ModelParts.locate(hf_model)
-        config = hf_model.config
+        self.config = config = hf_model.config
         self.n_layers = int(config.num_hidden_layers)
         self.d_model = int(config.hidden_size)
         self.vocab_size = int(self.parts.head(hf_model).weight.shape[0])

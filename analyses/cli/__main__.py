@@ -1,0 +1,5 @@
+"""``python -m analyses.cli`` is ``pivotlens``."""
+
+from analyses.cli import main
+
+main()

@@ -1,0 +1,33 @@
+"""Shared look of pivotlens figures: one palette and the 95% confidence band."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+PALETTE: list[str] = list(qualitative.Plotly)
+
+
+def rgba(hex_color: str, alpha: float) -> str:
+    """``#rrggbb`` -> ``rgba(r,g,b,alpha)`` (a translucent fill of a line's colour)."""
+    color = hex_color.lstrip("#")
+    r, g, b = (int(color[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def add_band(
+    fig: go.Figure, x: Iterable, low: Iterable, high: Iterable, color: str, *,
+    row: int | None = None, col: int | None = None, legendgroup: str | None = None,
+) -> None:
+    """A shaded confidence band between ``low`` and ``high`` (no legend entry, no hover)."""
+    x, low, high = list(x), list(low), list(high)
+    where = {"row": row, "col": col} if row is not None else {}
+    fig.add_trace(
+        go.Scatter(
+            x=x + x[::-1], y=high + low[::-1], fill="toself", mode="lines", fillcolor=rgba(color, 0.18),
+            line={"width": 0}, hoverinfo="skip", showlegend=False, legendgroup=legendgroup,
+        ),
+        **where,
+    )

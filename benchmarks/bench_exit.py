@@ -1,0 +1,110 @@
+"""Cost of the exit probe against the floor, side by side in one run.
+
+floor  : bare transformers forward of the decoder (no LM head over the sequence); forward hooks
+         keep each block's output at the answer position only; then final norm + head + softmax
+         + top-2 + the answer tokens' probabilities on [layers, N, d] (exactly what the probe asks)
+probe  : probes.exit_accuracy.exit_accuracy (prompts, token checks, Backend.lens, tidy table),
+         on the transformer-lens and nnsight backends
+
+Same prompts, same batches, timed in alternation (median of --repeats) so that the machine's
+load hits every row alike. Both wall-clock and CPU time (process time, all threads) are shown;
+the ratio uses CPU time, which other processes on a shared machine disturb far less.
+Usage: python benchmarks/bench_exit.py [--model M] [--task T] [--n N] [--shots K] [--batch-size B]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from probes.backend import load
+from probes.backend.architecture import ModelParts
+from probes.backend.base import encode_ids
+from probes.backend.models import load_hf
+from probes.exit_accuracy import exit_accuracy
+from probes.tasks import answer_token_ids, build_prompts, load_task
+
+
+def floor(model, parts: ModelParts, rows: list[list[int]], pad_id: int, answer_ids: torch.Tensor, batch_size: int):
+    """Per layer and prompt: top-2 ids and probabilities and the answer tokens' probabilities."""
+    blocks, base = parts.block_list(model), model.get_decoder()
+    out = []
+    for start in range(0, len(rows), batch_size):
+        enc = encode_ids(rows[start : start + batch_size], pad_id)
+        kept: list[torch.Tensor] = []
+
+        def keep(module, args, output, kept=kept):
+            kept.append((output[0] if isinstance(output, tuple) else output)[:, -1])
+
+        handles = [block.register_forward_hook(keep) for block in blocks]
+        try:
+            base(**enc.model_inputs())
+        finally:
+            for handle in handles:
+                handle.remove()
+        probs = torch.softmax(parts.softcap(parts.head(model)(parts.final_norm(model)(torch.stack(kept)))).float(), -1)
+        top = probs.topk(2, -1)
+        out.append((top.indices, top.values, probs[..., answer_ids]))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="gemma-3-270m")
+    parser.add_argument("--task", default="sentiment")
+    parser.add_argument("--lang", default="en")
+    parser.add_argument("--n", type=int, default=32)
+    parser.add_argument("--shots", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+
+    tl, nn = load(args.model), load(args.model, backend="nnsight")
+    model, _, _, _ = load_hf(args.model)
+    parts = ModelParts.locate(model)
+    data = load_task(args.task)
+    prompts = build_prompts(data, args.lang, shots=args.shots, n=args.n)
+    answer_ids = torch.tensor(list(answer_token_ids(data.spec, tl.tokenizer, args.lang).values()))
+    # the probe batches prompts by length; the floor gets the same batches
+    rows = sorted((tl.tokenize(p.text) for p in prompts), key=len, reverse=True)
+    n_tokens = sum(len(r) for r in rows) / len(rows)
+
+    def probe(backend):
+        return lambda: exit_accuracy(backend, args.task, args.lang, shots=args.shots, n=args.n, data=data,
+                                     batch_size=args.batch_size, progress=False)
+
+    methods = {
+        "floor (bare forward, answer position only)": lambda: floor(model, parts, rows, tl.pad_id, answer_ids, args.batch_size),
+        "probe: exit (transformer-lens)": probe(tl),
+        "probe: exit (nnsight)": probe(nn),
+    }
+    for fn in methods.values():  # warm-up
+        fn()
+    wall: dict[str, list[float]] = {name: [] for name in methods}
+    cpu: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(args.repeats):
+        for name, fn in methods.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn()
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    base = statistics.median(cpu["floor (bare forward, answer position only)"])
+    title = (f"exit probe vs floor: {args.model}, {args.task}/{args.lang}, N = {len(prompts)}, {args.shots}-shot "
+             f"(mean {n_tokens:.0f} tokens), batch {args.batch_size}, {tl.n_layers} layers, median of {args.repeats}")
+    table = Table(title=title)
+    for column in ("method", "wall s", "CPU s", "items per CPU s", "ratio vs floor (CPU)"):
+        table.add_column(column)
+    for name in methods:
+        w, c = statistics.median(wall[name]), statistics.median(cpu[name])
+        table.add_row(name, f"{w:.2f}", f"{c:.2f}", f"{len(prompts) / c:.2f}", f"{c / base:.2f}")
+    Console(width=140).print(table)
+
+
+if __name__ == "__main__":
+    main()
