@@ -237,6 +237,7 @@ class GenerationSettings:
     max_new_tokens: int = 100
     temperature: float = 0.3
     top_p: float = 0.75
+    num_beams: int = 1
     nucleus_p: float = 0.75
     cp_error_types: tuple[str, ...] = ("full_error", "partial_error")
 

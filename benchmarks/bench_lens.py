@@ -82,6 +82,18 @@ def main() -> None:
     encs = [tl.encode([p.text for p in b]) for b in batches]
     ids = [torch.randint(0, tl.vocab_size, (e.batch_size, 8)) for e in encs]
     request = [LensRequest(token_ids=i, top_k=5) for i in ids]
+    # memory first (before the naive row sets a high peak): peak RSS while the probe streams
+    # N, 2N, 4N prompts through fixed-size batches, above the RSS with the models loaded
+    loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    mem = Table(title="peak RSS of run_lens as N grows (flat = no per-prompt accumulation beyond the table)")
+    mem.add_column("N")
+    mem.add_column("peak RSS above the loaded models (MB)")
+    concepts = load_concepts()
+    for n in (args.n, 2 * args.n, 4 * args.n):
+        more = [p for lang in ("zh", "ja", "ru", "de") for p in build_prompts("translation", concepts, lang)][:n]
+        run_lens(tl, more, batch_size=args.batch_size, progress=False)
+        mem.add_row(str(len(more)), f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - loaded:.0f}")
+    Console().print(mem)
     rows = {
         "floor (bare forward, last position only)": lambda: [floor(model, tl.parts, e, i) for e, i in zip(encs, ids)],
         "interface: transformer-lens": lambda: [tl.lens(e, r) for e, r in zip(encs, request)],
@@ -99,16 +111,6 @@ def main() -> None:
     for name, s in seconds.items():
         table.add_row(name, f"{s:.2f}", f"{len(prompts) / s:.1f}", f"{s / base:.2f}")
     Console().print(table)
-    # memory: peak RSS while the probe streams N, 2N, 4N prompts through fixed-size batches
-    mem = Table(title="peak RSS of run_lens as N grows (flat = no per-prompt accumulation beyond the table)")
-    mem.add_column("N")
-    mem.add_column("peak RSS (MB)")
-    concepts = load_concepts()
-    for n in (args.n, 2 * args.n, 4 * args.n):
-        more = [p for lang in ("zh", "ja", "ru", "de") for p in build_prompts("translation", concepts, lang)][:n]
-        run_lens(tl, more, batch_size=args.batch_size, progress=False)
-        mem.add_row(str(len(more)), f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
-    Console().print(mem)
 
 
 if __name__ == "__main__":

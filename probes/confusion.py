@@ -211,6 +211,7 @@ def run_confusion(
     max_new_tokens: int = 100,
     temperature: float = 0.3,
     top_p: float = 0.75,
+    num_beams: int = 1,
     nucleus_p: float = 0.75,
     top_k: int = 20,
     cp_error_types: Sequence[ErrorType] = CP_ERROR_TYPES,
@@ -221,13 +222,14 @@ def run_confusion(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Generate a completion per prompt (the benchmark's defaults: T = 0.3, nucleus p = 0.75,
-    at most 100 new tokens; ``temperature=0`` decodes greedily) and return one row per
+    at most 100 new tokens; ``temperature=0`` decodes greedily, ``num_beams > 1`` searches beams,
+    with the statistics of the returned beam) and return one row per
     ``(prompt, step)`` (columns in ``CONFUSION_COLUMNS``). ``cp_error_types`` widens the
     confusion-point search, e.g. with ``"word_error"`` for word-level confusion (Marchisio et
     al.'s Table 7 counts English words inside Chinese answers). With ``run``, finished batches
     are stored as they complete and skipped on a re-run; the table holds ``prompts`` only."""
-    if temperature < 0 or not 0 < top_p <= 1:
-        raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1 (got {temperature}, {top_p})")
+    if temperature < 0 or not 0 < top_p <= 1 or num_beams < 1:
+        raise ValueError(f"need temperature >= 0, 0 < top_p <= 1, num_beams >= 1 (got {temperature}, {top_p}, {num_beams})")
     wanted = {p.item for p in prompts}
     done = run.done_items() if run is not None else set()
     todo = [
@@ -242,6 +244,7 @@ def run_confusion(
                 do_sample=temperature > 0,
                 temperature=temperature if temperature > 0 else 1.0,
                 top_p=top_p,
+                num_beams=num_beams,
                 nucleus_p=nucleus_p,
                 top_k=top_k,
                 seed=seed + index,

@@ -35,15 +35,15 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
 
 
 TINY_CONFIGS = {
-    "llama": dict(model_type="llama", hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2),
-    "gemma3": dict(
-        model_type="gemma3_text", hidden_size=64, intermediate_size=128, num_attention_heads=2, num_key_value_heads=1,
-        head_dim=32, sliding_window=8,
-    ),
-    "gemma2": dict(
-        model_type="gemma2", hidden_size=64, intermediate_size=128, num_attention_heads=2, num_key_value_heads=1,
-        head_dim=32, final_logit_softcapping=5.0, attn_logit_softcapping=50.0, sliding_window=8,
-    ),
+    "llama": {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "num_key_value_heads": 2},
+    "gemma3": {
+        "model_type": "gemma3_text", "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2, "num_key_value_heads": 1,
+        "head_dim": 32, "sliding_window": 8,
+    },
+    "gemma2": {
+        "model_type": "gemma2", "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2, "num_key_value_heads": 1,
+        "head_dim": 32, "final_logit_softcapping": 5.0, "attn_logit_softcapping": 50.0, "sliding_window": 8,
+    },
 }
 
 
@@ -86,3 +86,12 @@ def embedded(name: str, backend: str = "transformer-lens") -> Backend:
 
 
 EMBEDDED_MODELS = ["gemma-3-270m", "smollm2-135m"]
+
+
+@pytest.fixture
+def tiny_model_folder(tmp_path):
+    """A tiny llama written with ``save_pretrained``: a local model folder, as users pass one."""
+    folder = tmp_path / "tiny-llama"
+    tiny_hf_model("llama").save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder

@@ -78,6 +78,7 @@ def confusion(
     temperature: float = typer.Option(0.3, "--temperature", min=0.0, help="Sampling temperature; 0 = greedy."),
     top_p: float = typer.Option(0.75, "--top-p", min=0.0, max=1.0, help="Nucleus sampling p."),
     shots: int = typer.Option(0, "--shots", min=0, help="Few-shot demonstrations (spec 3.5)."),
+    num_beams: int = typer.Option(1, "--num-beams", min=1, help="Beam size (1: sampling or greedy, no beams)."),
     max_new_tokens: int = typer.Option(100, "--max-new-tokens", min=1, help="Generated tokens per prompt."),
     nucleus_p: float = typer.Option(0.75, "--nucleus-p", min=0.0, max=1.0, help="p of the recorded nucleus size."),
     prompt_format: str = typer.Option("qa", "--prompt-format", help="qa (Q:/A: turns) or chat (chat template)."),
@@ -109,7 +110,7 @@ def confusion(
     cp_types = ("full_error", "partial_error", "word_error") if word_cps else ("full_error", "partial_error")
     generation = GenerationSettings(
         shots=shots, prompt_format=_format(prompt_format), max_new_tokens=max_new_tokens, temperature=temperature,
-        top_p=top_p, nucleus_p=nucleus_p, cp_error_types=cp_types,
+        top_p=top_p, num_beams=num_beams, nucleus_p=nucleus_p, cp_error_types=cp_types,
     )
     steps = run_confusion_stored(
         backend, prompts, ResultsStore(settings.results), files, generation, seed=seed, batch_size=settings.batch_size

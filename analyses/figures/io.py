@@ -24,7 +24,8 @@ def save_figure(
     for fmt in formats if static else ():
         image = path.with_suffix(f".{fmt}")
         try:
-            fig.write_image(image, width=900, height=600, scale=2 if fmt == "png" else 1)
+            fig.write_image(image, width=fig.layout.width or 900, height=fig.layout.height or 600,
+                            scale=2 if fmt == "png" else 1)
         except Exception as exc:  # noqa: BLE001 -- kaleido needs a Chrome/Chromium; HTML is the primary output
             warnings.warn(f"static export skipped for {image.name} ({exc.__class__.__name__}); HTML written", stacklevel=2)
             break

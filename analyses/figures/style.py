@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
@@ -29,5 +30,21 @@ def add_band(
             x=x + x[::-1], y=high + low[::-1], fill="toself", mode="lines", fillcolor=rgba(color, 0.18),
             line={"width": 0}, hoverinfo="skip", showlegend=False, legendgroup=legendgroup,
         ),
+        **where,
+    )
+
+
+def add_curve(
+    fig: go.Figure, data: pd.DataFrame, name: str, color: str, *, row: int | None = None, col: int | None = None,
+    dash: str | None = None, show_legend: bool = True, y: str = "mean",
+) -> None:
+    """A per-layer mean (``layer``, ``y``) with its band (``ci_low``, ``ci_high``), one legend entry."""
+    data = data.sort_values("layer")
+    x = [int(v) for v in data["layer"]]
+    where = {"row": row, "col": col} if row is not None else {}
+    add_band(fig, x, data["ci_low"], data["ci_high"], color, row=row, col=col, legendgroup=name)
+    fig.add_trace(
+        go.Scatter(x=x, y=data[y], name=name, mode="lines+markers", line={"color": color, "dash": dash},
+                   marker={"size": 5}, legendgroup=name, showlegend=show_legend),
         **where,
     )

@@ -228,6 +228,17 @@ def nucleus_size(probs: torch.Tensor, p: float, candidates: int = 1024) -> torch
     return size
 
 
+def _along_beams(stat: torch.Tensor, beam_indices: torch.Tensor) -> torch.Tensor:
+    """Per-step statistics recorded for every beam row ``[batch * beams, steps, ...]`` -> those of
+    the rows each returned sequence came from, ``[batch, steps, ...]`` (index -1: finished)."""
+    steps = torch.arange(beam_indices.shape[1]).expand_as(beam_indices)
+    picked = stat[beam_indices.clamp(min=0), steps]
+    done = beam_indices < 0
+    if done.any():
+        picked[done] = torch.nan if picked.is_floating_point() else -1
+    return picked
+
+
 @dataclass
 class Generation:
     """Generated ids (prompt excluded) and per-step statistics, each ``[batch, steps]``."""
@@ -390,36 +401,35 @@ class Backend(ABC):
         seed: int | None = None,
     ) -> Generation:
         """Generate and record per step the entropy (bits), nucleus size at ``nucleus_p`` and
-        top tokens of the model's raw next-token distribution. Per-step statistics need one
-        sequence per input, so they are recorded with ``num_beams == 1`` only."""
-        if num_beams > 1:
-            raise ValueError("per-step statistics are defined for greedy or sampled decoding; use num_beams=1")
+        top tokens of the model's raw next-token distribution. With beam search
+        (``num_beams > 1``) the statistics are those of the distribution each returned token was
+        chosen from: the step's row of the beam that the final sequence passed through
+        (``beam_indices``); steps after a sequence finished hold NaN / -1."""
         if seed is not None:
             torch.manual_seed(seed)
         recorder = _StepRecorder(nucleus_p, top_k)
         model = self._hf_model()
         kwargs = {"temperature": temperature, "top_p": top_p} if do_sample else {}
+        if num_beams > 1:
+            kwargs.update(num_beams=num_beams, return_dict_in_generate=True, output_scores=True)
         with torch.no_grad():
             out = model.generate(
                 input_ids=enc.input_ids,
                 attention_mask=enc.attention_mask,
                 max_new_tokens=max_new_tokens,
                 do_sample=do_sample,
-                num_beams=1,
                 logits_processor=LogitsProcessorList([recorder]),
                 pad_token_id=self.pad_id,
                 **kwargs,
             )
-        new_ids = out[:, enc.input_ids.shape[1] :].cpu()
+        sequences = out.sequences if num_beams > 1 else out
+        new_ids = sequences[:, enc.input_ids.shape[1] :].cpu()
         s = recorder.stats
-        return Generation(
-            new_ids,
-            torch.stack(s.entropy_bits, 1),
-            torch.stack(s.nucleus_size, 1),
-            torch.stack(s.top_ids, 1),
-            torch.stack(s.top_probs, 1),
-        )
-
+        stats = [torch.stack(s.entropy_bits, 1), torch.stack(s.nucleus_size, 1), torch.stack(s.top_ids, 1),
+                 torch.stack(s.top_probs, 1)]
+        if num_beams > 1:
+            stats = [_along_beams(stat, out.beam_indices[:, : new_ids.shape[1]].cpu()) for stat in stats]
+        return Generation(new_ids, *stats)
     def describe(self) -> dict[str, object]:
         """Provenance of the model for result metadata."""
         return {

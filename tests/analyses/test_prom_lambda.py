@@ -11,8 +11,8 @@ from analyses.prom_lambda import lambda_table, prom_layer
 
 def _table(p_en: dict[str, list[float]], p_target: dict[str, list[float]], layer: int = 2, n_layers: int = 4) -> pd.DataFrame:
     rows = []
-    for lang in p_en:
-        for i, (e, t) in enumerate(zip(p_en[lang], p_target[lang])):
+    for lang, en_values in p_en.items():
+        for i, (e, t) in enumerate(zip(en_values, p_target[lang])):
             for l in range(n_layers):
                 on = l == layer
                 rows.append({"lang": lang, "latent": "en", "concept": f"c{i}", "layer": l,

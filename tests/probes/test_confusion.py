@@ -90,6 +90,15 @@ def test_step_statistics_match_a_teacher_forced_forward_pass(tiny, greedy_steps)
         assert ((steps["entropy_bits"] >= 0) & (steps["entropy_bits"] <= math.log2(vocab) + 1e-4)).all()
 
 
+def test_beam_search_rows_hold_the_returned_beams_statistics(tiny):
+    steps = run_confusion(tiny, PROMPTS[:2], max_new_tokens=8, temperature=0.0, num_beams=3, progress=False)
+    assert list(steps.columns) == list(CONFUSION_COLUMNS)
+    inside = steps[steps["in_completion"]]
+    assert inside["entropy_bits"].notna().all() and (inside["nucleus_size"] >= 1).all()
+    # the chosen token is among the recorded top tokens of its own beam's distribution, with its probability
+    assert ((inside["p_token"] > 0) & (inside["p_token"] <= inside["top_prob"] + 1e-6)).all()
+
+
 def test_confusion_points_follow_the_rule_on_the_generated_pieces(tiny):
     steps = run_confusion(
         tiny,

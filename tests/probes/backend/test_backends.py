@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -112,6 +114,24 @@ def test_generation_records_per_step_statistics():
     first = backend.lens(enc, LensRequest(top_k=1), layers=[-1])
     assert torch.allclose(gen.entropy_bits[:, 0], first.entropy_bits[0, :, 0], atol=1e-4)
     assert (gen.nucleus_size >= 1).all()
+
+
+def test_beam_search_statistics_follow_the_returned_beam():
+    backend = tiny_backend("llama")
+    enc = backend.encode(PROMPTS[:1])
+    gen = backend.generate(enc, max_new_tokens=6, num_beams=3, top_k=3)
+    model = backend._hf_model()
+    plain = model.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask, max_new_tokens=6, num_beams=3,
+                           do_sample=False, pad_token_id=backend.pad_id)
+    assert torch.equal(gen.new_ids, plain[:, enc.input_ids.shape[1]:])
+    # independent check: re-run the model on prompt + the first t returned tokens; the recorded
+    # entropy at step t is that of the distribution the t-th returned token was chosen from
+    for t in range(gen.new_ids.shape[1]):
+        ids = torch.cat([enc.input_ids, gen.new_ids[:, :t]], 1)
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=ids).logits[:, -1].float(), -1)
+        entropy = -(logp.exp() * logp).sum(-1) / math.log(2)
+        assert torch.allclose(gen.entropy_bits[:, t], entropy, atol=1e-3), t
 
 
 def test_layer_out_of_range_is_a_clear_error():

@@ -10,22 +10,13 @@ import pytest
 
 from probes.backend import load, models
 from probes.backend.errors import ModelNotFoundError
-from tests.conftest import tiny_hf_model, tiny_tokenizer
 
 
-@pytest.fixture
-def local_folder(tmp_path):
-    folder = tmp_path / "tiny-llama"
-    tiny_hf_model("llama").save_pretrained(folder)
-    tiny_tokenizer().save_pretrained(folder)
-    return folder
-
-
-def test_local_folder_loads_through_the_real_from_pretrained_path(local_folder):
-    backend = load(str(local_folder))
+def test_local_folder_loads_through_the_real_from_pretrained_path(tiny_model_folder):
+    backend = load(str(tiny_model_folder))
     assert backend.model_name == "tiny-llama" and backend.n_layers == 3
     assert backend.weights_hash.startswith("files-sha256:")
-    assert backend.weights_hash == load(str(local_folder), backend="nnsight").weights_hash
+    assert backend.weights_hash == load(str(tiny_model_folder), backend="nnsight").weights_hash
 
 
 def test_missing_folder_and_unknown_name_are_clear_errors(tmp_path):
@@ -45,7 +36,7 @@ def test_bad_dtype_is_a_clear_error():
 
 
 @pytest.fixture
-def fake_embedded(monkeypatch, tmp_path, local_folder):
+def fake_embedded(monkeypatch, tmp_path, tiny_model_folder):
     """An embedded model whose 'conversion' copies a tiny saved model and counts its calls."""
     monkeypatch.setenv(models.CACHE_ENV, str(tmp_path / "cache"))
     calls = []
@@ -56,7 +47,7 @@ def fake_embedded(monkeypatch, tmp_path, local_folder):
         tmp = target.with_name(target.name + ".tmp")
         import shutil
 
-        shutil.copytree(local_folder, tmp)
+        shutil.copytree(tiny_model_folder, tmp)
         files = {p.name: p.stat().st_size for p in tmp.iterdir() if p.suffix == ".safetensors"}
         (tmp / models.MANIFEST).write_text(json.dumps({"files": files, "gguf_sha256": "0" * 64}))
         shutil.rmtree(target, ignore_errors=True)

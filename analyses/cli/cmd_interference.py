@@ -1,0 +1,131 @@
+"""``pivotlens interference`` and ``pivotlens interference-fig2``: gradient cosine between languages
+per layer (PROM Sec. 2.1), plain or under PROM's pivoted objective, and PROM's Fig. 2 comparison."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import typer
+
+from analyses.cli.settings import Settings
+from analyses.figures import save_figure
+from analyses.figures.interference import cosine_figure, fig2_figure, module_figure
+from analyses.interference import last_layer_table, measure, summarize
+from analyses.interventions.pivoted_loss import PivotedObjective, fig2_comparison, fig2_setting
+from probes.backend.languages import parse_languages
+from probes.backend.store import ResultsStore, write_text_atomic
+from probes.instruction_data import INSTRUCTIONS
+
+
+def _options(settings: Settings, batches: int, pairing: str, split: str, params: str, reduction: str, fp32: bool,
+             aggregation: str, max_length: int, seed: int) -> dict[str, object]:
+    return {
+        "k": batches, "batch_size": settings.batch_size, "pairing": pairing, "split": split, "params": params,
+        "reduction": reduction, "fp32": fp32, "aggregation": aggregation, "max_length": max_length, "seed": seed,
+        "store": ResultsStore(settings.results),
+    }
+
+
+def write_tables(table: pd.DataFrame, out: Path, summary_layer: pd.DataFrame) -> list[Path]:
+    """The tidy table (CSV + Parquet) and the per-layer and per-module summaries."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "interference.csv", out / "interference.parquet", out / "summary_layer.csv", out / "summary_module.csv",
+               out / "last_layer.csv"]
+    write_text_atomic(table.to_csv(index=False), written[0])
+    table.to_parquet(written[1], index=False)
+    write_text_atomic(summary_layer.to_csv(index=False), written[2])
+    write_text_atomic(summarize(table, "module", by=[c for c in summary_layer.columns if c in ("target", "setting", "lang_a", "lang_b", "objective")]).to_csv(index=False), written[3])
+    write_text_atomic(last_layer_table(summary_layer).to_csv(index=False), written[4])
+    return written
+
+
+def interference(
+    ctx: typer.Context,
+    langs: str = typer.Option("en,sw", help="Comma-separated languages: the first is paired with each of the others."),
+    objective: str = typer.Option("plain", help="plain (both losses at the output) or pivoted (the first language read out at layer n)."),
+    batches: int = typer.Option(8, "--batches", min=1, help="K: number of batch pairs (each side has --batch-size examples)."),
+    data: str = typer.Option(str(INSTRUCTIONS), help="Parallel instruction CSV (id,lang,instruction,response)."),
+    split: str = typer.Option("all", help="all, train (held-out ids excluded) or held_out."),
+    pairing: str = typer.Option("independent", help="independent (two different batches) or parallel (same ids, translated)."),
+    params: str = typer.Option("all", help="all, blocks or matrices."),
+    reduction: str = typer.Option("token_mean", help="token_mean or sequence_mean over response tokens."),
+    fp32: bool = typer.Option(True, help="Dot products and norms in float32 (else the model's dtype)."),
+    aggregation: str = typer.Option("concat", help="concat (cosine of the concatenation) or mean (of per-tensor cosines)."),
+    layer: int = typer.Option(None, help="Pivoted: 0-based read-out layer n (default three quarters of the depth)."),
+    alpha: float = typer.Option(0.1, help="Pivoted: label smoothing of L_{n,e}."),
+    lam: float = typer.Option(0.1, help="Pivoted: weight lambda of L_{n,e}."),
+    max_length: int = typer.Option(256, help="Tokens per example (cut from the right)."),
+    seed: int = typer.Option(0, help="Seed of the batch draw."),
+) -> None:
+    """Gradient cosine per layer between the first language and each other one: tidy table
+    (interference.csv/.parquet), summaries and figures with 95% bands in --out."""
+    settings: Settings = ctx.obj
+    codes = parse_languages(langs)
+    if len(codes) < 2:
+        raise typer.BadParameter("give at least two languages, e.g. --langs en,sw")
+    if objective not in ("plain", "pivoted"):
+        raise typer.BadParameter(f"--objective must be plain or pivoted, not {objective!r}")
+    backend = settings.load_backend()
+    pivot = PivotedObjective(layer, alpha, lam)
+    readouts = pivot.readouts(backend.n_layers) if objective == "pivoted" else ()
+    options = _options(settings, batches, pairing, split, params, reduction, fp32, aggregation, max_length, seed)
+    tables = [
+        measure(backend, data, codes[0], other, objective=objective, **dict(zip(("readout_a", "readout_b"), readouts)), **options)
+        for other in codes[1:]
+    ]
+    table = pd.concat(tables, ignore_index=True)
+    summary = summarize(table)
+    out = settings.out_dir
+    written = write_tables(table, out, summary)
+    n_at = pivot.at(backend.n_layers) if objective == "pivoted" else None
+    written += save_figure(cosine_figure(summary, pivot_layer=n_at, title=(
+        f"{backend.model_name}: gradient cosine per layer, {objective} objective ({batches} batch pairs, 95% CI)")),
+        out / "cosine_layers")
+    for other in codes[1:]:
+        fig = module_figure(summarize(table, "module"), codes[0], other, objective,
+                            title=f"{backend.model_name}: gradient cosine per module, {codes[0]} vs {other} ({objective})")
+        written += save_figure(fig, out / f"modules_{codes[0]}_{other}")
+    typer.echo(last_layer_table(summary)[["lang_a", "lang_b", "objective", "layer", "mean", "ci_low", "ci_high", "n"]].to_string(index=False))
+    typer.echo(f"wrote {len(written)} files to {out}")
+
+
+def interference_fig2(
+    ctx: typer.Context,
+    targets: str = typer.Option("sw", help="Comma-separated target languages."),
+    pivot_lang: str = typer.Option("en", "--pivot", help="Pivot language (PROM: English)."),
+    batches: int = typer.Option(8, "--batches", min=1, help="K: number of batch pairs per setting."),
+    data: str = typer.Option(str(INSTRUCTIONS), help="Parallel instruction CSV."),
+    split: str = typer.Option("all", help="all, train or held_out."),
+    params: str = typer.Option("all", help="all, blocks or matrices."),
+    layer: int = typer.Option(None, help="0-based read-out layer n (default three quarters of the depth)."),
+    alpha: float = typer.Option(0.1, help="Label smoothing of L_{n,e}."),
+    lam: float = typer.Option(0.1, help="Weight lambda of L_{n,e}."),
+    max_length: int = typer.Option(256, help="Tokens per example."),
+    seed: int = typer.Option(0, help="Seed of the batch draw."),
+) -> None:
+    """PROM Fig. 2: per target, gradient cosine per layer for target only, target + English and
+    the pivoted objective (same batches), with 95% bands."""
+    settings: Settings = ctx.obj
+    codes = parse_languages(targets)
+    parse_languages([pivot_lang])
+    backend = settings.load_backend()
+    objective = PivotedObjective(layer, alpha, lam)
+    options = _options(settings, batches, "independent", split, params, "token_mean", True, "concat", max_length, seed)
+    table = pd.concat([fig2_comparison(backend, data, t, pivot_lang, objective=objective, **options) for t in codes], ignore_index=True)
+    table["setting"] = fig2_setting(table)
+    table["target"] = table["lang_b"]
+    summary = summarize(table, by=["target", "setting", "lang_a", "lang_b", "objective"])
+    out = settings.out_dir
+    written = write_tables(table, out, summary)
+    for target in codes:
+        fig = fig2_figure(summary[summary["target"] == target], pivot_layer=objective.at(backend.n_layers),
+                          title=f"{backend.model_name}: PROM Fig. 2, target {target} ({batches} batch pairs, 95% CI)")
+        written += save_figure(fig, out / f"fig2_{target}")
+    typer.echo(last_layer_table(summary)[["target", "setting", "layer", "mean", "ci_low", "ci_high", "n"]].to_string(index=False))
+    typer.echo(f"wrote {len(written)} files to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("interference")(interference)
+    app.command("interference-fig2")(interference_fig2)

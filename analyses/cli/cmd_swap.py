@@ -1,0 +1,110 @@
+"""``pivotlens weight-change``, ``pivotlens swap`` and ``pivotlens soup``: weight-change maps of
+fine-tuned checkpoints, and merges by layer swapping (Bandarkar et al., ICLR 2025) or averaging.
+
+``--out`` may follow the command (as here) or precede it (the global option); for ``swap`` and
+``soup`` it is the merged model's folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import typer
+
+from analyses.cli.settings import Settings
+from analyses.figures import save_figure
+from analyses.figures.weight_change import weight_change_figure
+from analyses.interventions.layer_swap import NON_LAYER, RECORD, SwapConfig, soup, swap
+from analyses.weight_change import METRICS, weight_change
+from probes.backend.errors import PivotlensError
+from probes.backend.store import provenance, write_parquet_atomic
+
+OUT_HELP = "Output folder (overrides the global --out)."
+ALL_METRICS = list(METRICS)
+METRIC_HELP = f"Metric(s): {', '.join(METRICS)}; the heatmap shows the first."
+
+
+def _out(ctx: typer.Context, out: str | None) -> Path:
+    settings: Settings = ctx.obj
+    return Path(out) if out else Path(settings.out)
+
+
+def weight_change_command(
+    ctx: typer.Context,
+    base: str = typer.Option(..., help="The base checkpoint (embedded name, folder or Hugging Face id)."),
+    tuned: list[str] = typer.Option(..., help="A fine-tuned checkpoint; repeat for several experts (two: their difference too)."),
+    label: list[str] = typer.Option(None, help="A name per --tuned for the panels (default: the folder names)."),
+    metric: list[str] = typer.Option(ALL_METRICS, help=METRIC_HELP),
+    top_percent: float = typer.Option(1.0, help="top_fraction: the share x% of the largest |ΔW| entries."),
+    out: str = typer.Option(None, "--out", help=OUT_HELP),
+) -> None:
+    """Weight-change map per (layer, q/k/v/o/gate/up/down) of each --tuned against --base: a tidy
+    table (weight_change.csv/.parquet: layer, module, metric, value, ...) and the heatmap."""
+    labels = list(label or [])
+    if labels and len(labels) != len(tuned):
+        raise PivotlensError(f"{len(labels)} --label for {len(tuned)} --tuned; give one label per checkpoint or none")
+    bad = [m for m in metric if m not in METRICS]
+    if bad:
+        raise PivotlensError(f"unknown metric {bad[0]!r}; use one of {', '.join(METRICS)}")
+    folder = _out(ctx, out)
+    folder.mkdir(parents=True, exist_ok=True)
+    maps: dict[str, pd.DataFrame] = {}
+    for i, checkpoint in enumerate(tuned):
+        table = weight_change(base, checkpoint, metrics=metric, top_percent=top_percent)
+        name = labels[i] if labels else table.attrs["tuned"]
+        maps[name] = table.assign(expert=name, base=table.attrs["base"])
+    result = pd.concat(maps.values(), ignore_index=True)
+    result.to_csv(folder / "weight_change.csv", index=False)
+    params = {"base": base, "tuned": list(tuned), "metrics": list(metric), "top_percent": top_percent}
+    write_parquet_atomic(result, folder / "weight_change.parquet", provenance("weight_change", params))
+    names = list(maps)
+    difference = (names[0], names[1]) if len(names) == 2 else None
+    fig = weight_change_figure(maps, metric[0], difference=difference, top_percent=top_percent)
+    written = save_figure(fig, folder / f"weight_change_{metric[0]}")
+    typer.echo(f"wrote {folder / 'weight_change.csv'} and {', '.join(str(p) for p in written)}")
+
+
+def swap_command(
+    ctx: typer.Context,
+    task_expert: str = typer.Option(..., help="The task expert (fine-tuned on the task in English)."),
+    lang_expert: str = typer.Option(..., help="The language expert (fine-tuned on target-language instructions)."),
+    bottom: int = typer.Option(..., help="b: bottom layers taken from the language expert."),
+    top: int = typer.Option(..., help="u: top layers taken from the language expert."),
+    transition_bottom: int = typer.Option(0, help="t_b: layers after the bottom zone averaged from both experts."),
+    transition_top: int = typer.Option(0, help="t_u: layers before the top zone averaged from both experts."),
+    w_task: float = typer.Option(1.0, help="Weight of the task expert in the transition zones."),
+    w_lang: float = typer.Option(1.0, help="Weight of the language expert in the transition zones."),
+    non_layer: str = typer.Option("average", help=f"Embeddings, final norm, head: {', '.join(NON_LAYER)}."),
+    dtype: str = typer.Option(None, help="Compute/output dtype (default: the experts')."),
+    out: str = typer.Option(None, "--out", help=OUT_HELP),
+) -> None:
+    """Layer swapping (Algorithm 1, line 5 with 'and'): a model folder with the merged weights,
+    tokenizer, mergekit_config.yml and merge_record.json."""
+    settings: Settings = ctx.obj
+    config = SwapConfig(bottom, top, transition_bottom, transition_top, w_task, w_lang, non_layer)
+    folder = swap(task_expert, lang_expert, _out(ctx, out), config, dtype=dtype, device=settings.device)
+    typer.echo(f"merged model in {folder} (record: {folder / RECORD})")
+
+
+def soup_command(
+    ctx: typer.Context,
+    models: list[str] = typer.Argument(..., help="Two or more checkpoints fine-tuned from the same base."),
+    weights: str = typer.Option(None, help="Comma-separated weights, one per model (default: equal)."),
+    dtype: str = typer.Option(None, help="Compute/output dtype (default: the inputs')."),
+    out: str = typer.Option(None, "--out", help=OUT_HELP),
+) -> None:
+    """Model soup: the weighted average of whole checkpoints, through the same mergekit path."""
+    settings: Settings = ctx.obj
+    try:
+        parsed = [float(w) for w in weights.split(",")] if weights else None
+    except ValueError:
+        raise PivotlensError(f"--weights must be comma-separated numbers, got {weights!r}") from None
+    folder = soup(models, _out(ctx, out), parsed, dtype=dtype, device=settings.device)
+    typer.echo(f"soup in {folder} (record: {folder / RECORD})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("weight-change")(weight_change_command)
+    app.command("swap")(swap_command)
+    app.command("soup")(soup_command)

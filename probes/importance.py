@@ -1,0 +1,231 @@
+"""First-order Taylor importance per parameter (Zhang et al. 2024, "Unveiling Linguistic Regions
+in LLMs", Eq. 4; spec 4.1-4.2).
+
+For a language's corpus split into batches ``b`` with mean next-token loss ``L_b``::
+
+    I = | theta * sum_b dL_b/dtheta |          (mode "sum_then_abs", the reference code)
+    I = sum_b | theta * dL_b/dtheta |          (mode "abs_per_batch", an option)
+
+The reference never steps or zeroes the optimizer, so its gradient is the running sum of the
+signed per-batch gradients and the absolute value comes last (spec 4.1). Gradients are summed
+in float32 as they arrive: one float32 accumulator per parameter in scope is the only copy
+kept beyond the model. Scope ``"layers"`` is every parameter inside the decoder blocks, norms
+included (spec 4.2: names containing ``layers.``); ``"all"`` adds embeddings, final norm and head.
+
+Importance is stored per language as bfloat16 safetensors (bfloat16 keeps float32's range, so
+tiny importances do not underflow as they would in float16) inside the results-store run
+folder, with the provenance in the file's metadata; the probe's table summarises it per tensor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from probes.backend import Backend
+from probes.backend.grad_sum import add_loss_grads
+from probes.backend.store import ResultsStore, provenance
+from probes.lm_corpus import lm_batches
+from probes.registry import register_probe
+
+Mode = Literal["sum_then_abs", "abs_per_batch"]
+Scope = Literal["layers", "all"]
+MODES: tuple[str, ...] = ("sum_then_abs", "abs_per_batch")
+SCOPES: tuple[str, ...] = ("layers", "all")
+IMPORTANCE_FILE = "importance.safetensors"
+
+IMPORTANCE_COLUMNS = {
+    "lang": "language of the corpus the importance was accumulated on",
+    "param": "parameter tensor (Hugging Face name)",
+    "layer": "0-based block index (-1 outside the blocks: embeddings, final norm, head)",
+    "module": "the tensor's role inside its block, e.g. self_attn.o_proj or input_layernorm",
+    "numel": "number of entries of the tensor",
+    "importance_sum": "sum over the tensor's entries of the importance I (Eq. 4)",
+    "importance_mean": "mean importance per entry (importance_sum / numel)",
+    "importance_max": "largest importance of an entry",
+    "n_sequences": "sentences the importance was accumulated over",
+    "n_tokens": "predicted tokens the importance was accumulated over",
+    "mean_loss": "mean over batches of the batch's mean next-token loss (nats)",
+    "mode": "sum_then_abs (|theta * sum_b grad_b|, spec 4.1) or abs_per_batch (sum_b |theta * grad_b|)",
+}
+
+
+@dataclass
+class ImportanceMap:
+    """Importance of every parameter in scope for one language, float32, parameter-shaped."""
+
+    lang: str
+    importance: dict[str, torch.Tensor]
+    n_sequences: int
+    n_tokens: int
+    mean_loss: float
+    mode: str
+
+
+def scope_names(backend: Backend, scope: Scope = "layers") -> list[str]:
+    """Parameter names in scope: inside the decoder blocks (``"layers"``) or all trainable ones."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}, not {scope!r}")
+    names = [n for n, p in backend.named_parameters().items() if p.requires_grad]
+    if scope == "all":
+        return names
+    prefix = backend.parts.blocks + "."
+    return [n for n in names if n.startswith(prefix)]
+
+
+def locate(name: str, blocks: str) -> tuple[int, str]:
+    """``(layer, module)`` of a parameter name: ``model.layers.3.mlp.down_proj.weight`` -> ``(3, mlp.down_proj)``."""
+    match = re.fullmatch(re.escape(blocks) + r"\.(\d+)\.(.+?)(?:\.weight)?", name)
+    if match is None:
+        return -1, name.removesuffix(".weight")
+    return int(match.group(1)), match.group(2)
+
+
+@contextlib.contextmanager
+def _gradients_only_for(backend: Backend, names: Sequence[str]) -> Iterator[None]:
+    """Backward computes only the gradients in scope: the other parameters are frozen
+    meanwhile, so a 170M-entry embedding costs no gradient."""
+    wanted = set(names)
+    frozen = [p for n, p in backend.named_parameters().items() if n not in wanted and p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+
+
+def accumulate_importance(
+    backend: Backend,
+    texts: Sequence[str],
+    *,
+    lang: str = "",
+    scope: Scope = "layers",
+    mode: Mode = "sum_then_abs",
+    batch_size: int = 8,
+    max_tokens: int = 512,
+    progress: bool = True,
+) -> ImportanceMap:
+    """Taylor importance of every parameter in ``scope`` over ``texts`` (Eq. 4, spec 4.1).
+
+    Each batch's mean-loss gradient (the backend's own loss, as ``Backend.loss_and_grads``) is
+    added into a float32 accumulator and freed at once (``probes.backend.grad_sum``): the signed
+    gradient (``sum_then_abs``, then ``|theta * sum|`` at the end) or ``|theta * grad|``
+    (``abs_per_batch``). The sum over batch means follows the
+    reference, so the scale depends on the batch size; rankings, which regions use, do not much.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    names = scope_names(backend, scope)
+    params = backend.named_parameters()
+    accumulator = {n: torch.zeros(params[n].shape, dtype=torch.float32, device=params[n].device) for n in names}
+    n_sequences = n_tokens = n_batches = 0
+    loss_sum = 0.0
+
+    def theta_times_grad(name: str, grad: torch.Tensor) -> torch.Tensor:
+        return grad.float().mul_(params[name].detach().float()).abs_()
+
+    transform = theta_times_grad if mode == "abs_per_batch" else None
+    with _gradients_only_for(backend, names), tqdm(
+        total=len(texts), desc=f"importance {lang or ''} {backend.model_name}".strip(), unit="sent", disable=not progress
+    ) as bar:
+        for batch in lm_batches(backend, texts, batch_size=batch_size, max_tokens=max_tokens):
+            loss, tokens = add_loss_grads(backend, batch.enc, batch.labels, accumulator, transform)
+            n_sequences, n_tokens, n_batches = n_sequences + batch.n_sentences, n_tokens + tokens, n_batches + 1
+            loss_sum += loss
+            bar.update(batch.n_sentences)
+    if n_batches == 0:
+        raise ValueError(f"no sentence of {lang or 'the corpus'} has two tokens or more; nothing to accumulate")
+    if mode == "sum_then_abs":
+        with torch.no_grad():
+            for name in names:
+                accumulator[name].mul_(params[name].detach().float()).abs_()
+    return ImportanceMap(lang, accumulator, n_sequences, n_tokens, loss_sum / n_batches, mode)
+
+
+def summarise(imap: ImportanceMap, blocks: str) -> pd.DataFrame:
+    """One row per tensor: where the importance sits (columns in ``IMPORTANCE_COLUMNS``)."""
+    rows = []
+    for name, values in imap.importance.items():
+        layer, module = locate(name, blocks)
+        total = float(values.double().sum())
+        rows.append(
+            {"lang": imap.lang, "param": name, "layer": layer, "module": module, "numel": values.numel(),
+             "importance_sum": total, "importance_mean": total / values.numel(), "importance_max": float(values.max()),
+             "n_sequences": imap.n_sequences, "n_tokens": imap.n_tokens, "mean_loss": imap.mean_loss, "mode": imap.mode}
+        )
+    return pd.DataFrame.from_records(rows, columns=list(IMPORTANCE_COLUMNS))
+
+
+def save_importance(imap: ImportanceMap, path: Path, prov: Mapping[str, object]) -> None:
+    """bfloat16 safetensors with the provenance (and counts) in the metadata, written atomically."""
+    meta = {"provenance": json.dumps(prov, default=str), "lang": imap.lang, "mode": imap.mode,
+            "n_sequences": str(imap.n_sequences), "n_tokens": str(imap.n_tokens), "mean_loss": repr(imap.mean_loss)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({n: t.to(torch.bfloat16).contiguous().cpu() for n, t in imap.importance.items()}, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def load_importance(path: str | Path, dtype: torch.dtype = torch.float32) -> ImportanceMap:
+    """Read a stored importance map back (float32 by default; bfloat16 halves the memory)."""
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata()
+        tensors = {n: handle.get_tensor(n).to(dtype) for n in handle.keys()}  # noqa: SIM118 (safe_open is not iterable)
+    return ImportanceMap(meta["lang"], tensors, int(meta["n_sequences"]), int(meta["n_tokens"]),
+                         float(meta["mean_loss"]), meta["mode"])
+
+
+@register_probe("importance", paper="Zhang et al. 2024, Eq. 4; spec 4.1-4.2", columns=IMPORTANCE_COLUMNS)
+def run_importance(
+    backend: Backend,
+    texts: Mapping[str, Sequence[str]],
+    *,
+    scope: Scope = "layers",
+    mode: Mode = "sum_then_abs",
+    batch_size: int = 8,
+    max_tokens: int = 512,
+    store: ResultsStore | None = None,
+    data_files: Sequence[str | Path] = (),
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Importance per language (``texts``: language -> sentences), summarised per tensor.
+
+    With ``store``, each language is one run: its map goes to ``<run>/importance.safetensors``
+    and its summary to ``<run>/result.parquet``; a finished language is read back, not
+    recomputed. The table's ``attrs["files"]`` maps each language to its safetensors file.
+    """
+    frames, files = [], {}
+    for lang, sentences in texts.items():
+        params = {"lang": lang, "scope": scope, "mode": mode, "batch_size": batch_size, "max_tokens": max_tokens,
+                  "n_texts": len(sentences)}
+        run = store.run(provenance("importance", params, backend.describe(), data_files)) if store else None
+        if run is not None and run.finished and (run.folder / IMPORTANCE_FILE).is_file():
+            frames.append(run.load())
+            files[lang] = run.folder / IMPORTANCE_FILE
+            continue
+        imap = accumulate_importance(backend, sentences, lang=lang, scope=scope, mode=mode, batch_size=batch_size,
+                                     max_tokens=max_tokens, progress=progress)
+        summary = summarise(imap, backend.parts.blocks)
+        if run is not None:
+            save_importance(imap, run.folder / IMPORTANCE_FILE, run.prov)
+            if not run.done_items("param"):  # an interrupted run may have stored the summary already
+                run.append(summary)
+            summary = run.finish()
+            files[lang] = run.folder / IMPORTANCE_FILE
+        frames.append(summary)
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(IMPORTANCE_COLUMNS))
+    table.attrs["files"] = files
+    return table
