@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 # The main job: logit lens + PROM lambda on the default model for 6 languages.
 demo: setup
-	$(BIN)/pivotlens --out out/demo lambda --langs fr,de,ru,zh,ja,sw --limit 60
+	$(BIN)/pivotlens --out out/demo lambda --langs es,de,ru,zh,ja,sw --limit 60
 
 test: setup
 	$(BIN)/python -m pytest
