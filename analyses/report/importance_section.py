@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analyses.region_job import CorpusUse, importance_for
-from analyses.regions import monolingual, select
+from analyses.regions import monolingual, region_table, select
 from analyses.report.sections import ReportContext, SectionResult, Verdict, register_section
 from probes.importance import load_importance, locate
 from probes.lm_corpus import load_corpus
@@ -15,16 +15,12 @@ from probes.lm_corpus import load_corpus
 FRACTION = 0.01  # the paper's 1% per tensor
 
 
-def region_by_layer(counts: dict[str, int], sizes: dict[str, int], blocks: str) -> pd.DataFrame:
-    """Share of each block's entries that lie in the region (``layer, n_region, numel, share``)."""
-    rows: dict[int, list[int]] = {}
-    for name, n in counts.items():
-        layer, _ = locate(name, blocks)
-        total = rows.setdefault(layer, [0, 0])
-        total[0] += n
-        total[1] += sizes[name]
-    table = pd.DataFrame([(layer, n, size) for layer, (n, size) in sorted(rows.items())],
-                         columns=["layer", "n_region", "numel"])
+def region_by_layer(sizes: pd.DataFrame, blocks: str) -> pd.DataFrame:
+    """Share of each block's entries that lie in a region, from its :func:`region_table`
+    (``layer, n_region, numel, share``; layer -1 for parameters outside the blocks)."""
+    layer = sizes["param"].map(lambda name: locate(name, blocks)[0])
+    table = sizes.assign(layer=layer).groupby("layer", sort=True)[["selected", "numel"]].sum().reset_index()
+    table = table.rename(columns={"selected": "n_region"})
     table["share"] = table["n_region"] / table["numel"]
     return table
 
@@ -43,7 +39,7 @@ def importance_section(ctx: ReportContext) -> SectionResult:
     tops = {lang: select(tensors, FRACTION, "top") for lang, tensors in maps.items()}
     own = monolingual(tops, ctx.lang)
     blocks = ctx.backend.parts.blocks
-    layers = region_by_layer({n: int(m.sum()) for n, m in own.items()}, {n: m.numel() for n, m in own.items()}, blocks)
+    layers = region_by_layer(region_table({ctx.lang: own}), blocks)
     layers = layers[layers["layer"] >= 0]
     ranked = layers.sort_values("share", ascending=False)
     top3 = ranked.head(3)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from analyses.report import ReportContext
 from analyses.report.importance_section import FRACTION, importance_section, region_by_layer
 from probes.backend.store import ResultsStore
@@ -9,11 +11,12 @@ from tests.conftest import tiny_backend
 
 
 def test_region_by_layer_sums_entries_per_block():
-    counts = {"model.layers.0.mlp.up_proj.weight": 3, "model.layers.0.self_attn.q_proj.weight": 1,
-              "model.layers.1.mlp.up_proj.weight": 0}
-    sizes = {"model.layers.0.mlp.up_proj.weight": 100, "model.layers.0.self_attn.q_proj.weight": 100,
-             "model.layers.1.mlp.up_proj.weight": 50}
-    table = region_by_layer(counts, sizes, "model.layers")
+    sizes = pd.DataFrame({
+        "param": ["model.layers.0.mlp.up_proj.weight", "model.layers.0.self_attn.q_proj.weight",
+                  "model.layers.1.mlp.up_proj.weight"],
+        "selected": [3, 1, 0], "numel": [100, 100, 50],
+    })
+    table = region_by_layer(sizes, "model.layers")
     assert table.to_dict("list") == {"layer": [0, 1], "n_region": [4, 0], "numel": [200, 50], "share": [0.02, 0.0]}
 
 
