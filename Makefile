@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # would pull a multi-GB CUDA build. On a GPU machine, install your CUDA torch before `make`.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test test-fast sweep bench clean
+.PHONY: setup demo test test-fast sweep reports bench clean
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,12 @@ sweep: setup
 	for model in gemma-3-270m smollm2-135m; do \
 	  $(BIN)/pivotlens --model $$model --out results/lens/$$model lambda --langs all || exit 1; \
 	done
+
+# Diagnosis reports: both embedded models side by side, six languages, full samples
+# (results/reports/README.md: what each page holds and how long it takes).
+REPORT_LANGS ?= fr,de,es,ru,zh,ja
+reports: setup
+	$(BIN)/pivotlens --out results/reports diagnose --lang $(REPORT_LANGS) --models gemma-3-270m,smollm2-135m
 
 bench: setup
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

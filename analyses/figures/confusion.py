@@ -101,6 +101,8 @@ def pass_rate_figure(metrics: pd.DataFrame) -> go.Figure:
                 go.Bar(
                     x=shown["label"],
                     y=shown[metric],
+                    text=shown[metric].map("{:.2f}".format),  # a rate of 0 is a bar of no height: say it
+                    textposition="outside",
                     name=name,
                     marker_color=PALETTE[i],
                     error_y=_error_y(shown, metric, f"{metric}_low", f"{metric}_high")
@@ -120,7 +122,7 @@ def pass_rate_figure(metrics: pd.DataFrame) -> go.Figure:
         height=380 * len(tasks) + 80,
         margin={"t": 90},
     )
-    fig.update_yaxes(title_text="pass rate", range=[0, 1.05])
+    fig.update_yaxes(title_text="pass rate", range=[0, 1.15])
     fig.update_xaxes(title_text="language (avg = benchmark average over languages)", row=len(tasks), col=1)
     return fig
 

@@ -9,6 +9,7 @@ from analyses.confusion import GenerationSettings, run_confusion_stored
 from analyses.confusion_job import analyse, choose_prompts
 from analyses.report.sections import ReportContext, SectionResult, Verdict, register_section
 from probes.backend.errors import DataFormatError
+from probes.language_id import WORD_LEVEL_LANGUAGES
 
 
 def _interval(row: pd.Series, metric: str) -> str:
@@ -38,12 +39,13 @@ def confusion_section(ctx: ReportContext) -> SectionResult:
         row = pd.Series(row._asdict())
         task = "answering in the language asked" if row["task"] == "monolingual" else "asked in English to answer in it"
         lpr = f"{row['lpr']:.2f}" if pd.notna(row["lpr"]) else "-"
-        wpr = f"{row['wpr']:.2f}" if pd.notna(row["wpr"]) else "-"
+        wpr = f"{row['wpr']:.2f}" if pd.notna(row["wpr"]) else "not scored"
         result.verdicts.append(Verdict(
             f"How often does it stay in {ctx.lang} ({row['task']}: {task})?",
             f"line-level pass rate {lpr}, word-level {wpr}",
             f"{int(row['n'])} prompts, up to {generation.max_new_tokens} tokens, T = {generation.temperature}, "
-            f"top-p = {generation.top_p}; fastText language ID per line (LPR), English words (WPR)",
+            f"top-p = {generation.top_p}; fastText language ID per line (LPR), English words (WPR, scored only for "
+            f"{', '.join(WORD_LEVEL_LANGUAGES)}, as in the benchmark)",
             f"95% bootstrap intervals: LPR {_interval(row, 'lpr')}, WPR {_interval(row, 'wpr')}",
         ))
     stats = results.cp_stats

@@ -1,16 +1,30 @@
 """Render a diagnosis report as one self-contained HTML file (plotly.js inlined once, so it
-works offline), models side by side, and write its tables as CSV."""
+works offline), models side by side, and write its tables, verdicts and provenance beside it."""
 
 from __future__ import annotations
 
 import html
+import json
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
+import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from analyses.report.sections import SectionResult
 from probes.backend.store import write_text_atomic
+
+VERDICT_COLUMNS = {
+    "lang": "diagnosed language",
+    "model": "model name",
+    "section": "report section title",
+    "question": "what the verdict answers",
+    "answer": "the answer",
+    "evidence": "the measurement behind it",
+    "uncertainty": "how sure it is (intervals, borderline flags)",
+}
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -22,6 +36,23 @@ h2 { border-bottom: 2px solid #1f77b4; padding-bottom: 0.2em; }
 .meta { color: #666; font-size: 0.85em; }
 .note { color: #8a5a00; font-size: 0.9em; }
 """
+
+
+def _figure_html(fig: go.Figure) -> str:
+    """The figure at its own height and the column's width (a fixed width would overflow the
+    side-by-side columns)."""
+    fitted = go.Figure(fig).update_layout(width=None, autosize=True)
+    return fitted.to_html(full_html=False, include_plotlyjs=False, default_width="100%",
+                          default_height=f"{fig.layout.height or 450}px", config={"responsive": True})
+
+
+def _summary_html(verdicts: pd.DataFrame) -> str:
+    """Every question once, the models' answers side by side."""
+    if verdicts.empty:
+        return ""
+    table = verdicts.pivot_table(index="question", columns="model", values="answer", aggfunc="first", sort=False)
+    table = table.reindex(index=verdicts["question"].unique(), columns=verdicts["model"].unique()).fillna("-")
+    return "<h2>Summary</h2>" + table.reset_index().to_html(index=False, classes="verdicts", border=0)
 
 
 def _section_html(result: SectionResult) -> str:
@@ -42,13 +73,34 @@ def _section_html(result: SectionResult) -> str:
         for name in result.shown
         if len(result.tables[name])
     )
-    figures = "".join(fig.to_html(full_html=False, include_plotlyjs=False) for fig in result.figures)
+    figures = "".join(_figure_html(fig) for fig in result.figures)
     return f"<h3>{html.escape(result.title)}</h3>{table}{notes}{shown}<div class='figures'>{figures}</div>"
 
 
-def render_report(lang: str, per_model: dict[str, list[SectionResult]], out: Path) -> Path:
-    """Write ``report_<lang>.html`` and one CSV per table (``<model>__<table>.csv``) under ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
+def verdict_table(lang: str, per_model: dict[str, list[SectionResult]]) -> pd.DataFrame:
+    """Every verdict of the page, one row each (:data:`VERDICT_COLUMNS`)."""
+    rows = [{"lang": lang, "model": model, "section": result.title, **asdict(verdict)}
+            for model, results in per_model.items() for result in results for verdict in result.verdicts]
+    return pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
+
+
+def _provenance_html(provenance: dict[str, object]) -> str:
+    models = provenance.get("models", {})
+    code = provenance.get("code", {})
+    lines = [f"{html.escape(name)}: weights sha256 {html.escape(str(info.get('weights_hash', '?'))[:16])}..., "
+             f"{html.escape(str(info.get('backend')))} backend, {html.escape(str(info.get('dtype')))} on "
+             f"{html.escape(str(info.get('device')))}" for name, info in models.items()]
+    lines.append("code: " + ", ".join(f"{k} {html.escape(str(v))}" for k, v in code.items()))
+    return "".join(f"<p class='meta'>{line}</p>" for line in lines)
+
+
+def render_report(
+    lang: str, per_model: dict[str, list[SectionResult]], out: Path, *, provenance: dict[str, object] | None = None
+) -> Path:
+    """Write ``out/report_<lang>.html`` and, under ``out/<lang>/``, one CSV per table
+    (``<model>__<table>.csv``), ``verdicts.csv`` and ``provenance.json``."""
+    tables = out / lang
+    tables.mkdir(parents=True, exist_ok=True)
     columns = "".join(
         f"<div><h2>{html.escape(model)}</h2>{''.join(_section_html(r) for r in results)}</div>"
         for model, results in per_model.items()
@@ -56,16 +108,42 @@ def render_report(lang: str, per_model: dict[str, list[SectionResult]], out: Pat
     for model, results in per_model.items():
         for result in results:
             for name, table in result.tables.items():
-                write_text_atomic(table.to_csv(index=False), out / f"{model.replace('/', '_')}__{name}.csv")
+                write_text_atomic(table.to_csv(index=False), tables / f"{model.replace('/', '_')}__{name}.csv")
+    verdicts = verdict_table(lang, per_model)
+    write_text_atomic(verdicts.to_csv(index=False), tables / "verdicts.csv")
+    provenance = provenance or {}
+    write_text_atomic(json.dumps(provenance, indent=2, default=str), tables / "provenance.json")
     page = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>pivotlens diagnosis: {html.escape(lang)}</title><style>{_STYLE}</style>"
         f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
         f"<h1>How do these models handle {html.escape(lang)}?</h1>"
         f"<p class='meta'>pivotlens diagnosis report, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Embedded models hold "
-        "dequantized 4-bit weights.</p>"
+        f"dequantized 4-bit weights. Tables: <a href='{html.escape(lang)}/'>{html.escape(lang)}/</a>.</p>"
+        f"{_provenance_html(provenance)}{_summary_html(verdicts)}"
         f"<div class='models' style='--n: {len(per_model)}'>{columns}</div></body></html>"
     )
     path = out / f"report_{lang}.html"
+    write_text_atomic(page, path)
+    return path
+
+
+def write_index(out: Path) -> Path:
+    """``out/index.html`` and ``out/verdicts.csv``: every report under ``out`` with its verdicts,
+    read back from the reports' own ``verdicts.csv`` (so separate runs add up)."""
+    found = sorted(path for path in out.glob("*/verdicts.csv") if (out / f"report_{path.parent.name}.html").is_file())
+    verdicts = pd.concat([pd.read_csv(path, dtype=str, keep_default_na=False) for path in found],
+                         ignore_index=True) if found else pd.DataFrame(columns=list(VERDICT_COLUMNS))
+    write_text_atomic(verdicts.to_csv(index=False), out / "verdicts.csv")
+    links = "".join(f"<li><a href='report_{html.escape(p.parent.name)}.html'>{html.escape(p.parent.name)}</a></li>"
+                    for p in found)
+    body = verdicts[["lang", "model", "question", "answer", "uncertainty"]].to_html(
+        index=False, classes="verdicts", border=0)
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>pivotlens diagnosis reports</title>"
+        f"<style>{_STYLE}</style></head><body><h1>pivotlens diagnosis reports</h1><ul>{links}</ul>"
+        f"<h2>Every verdict</h2>{body}</body></html>"
+    )
+    path = out / "index.html"
     write_text_atomic(page, path)
     return path

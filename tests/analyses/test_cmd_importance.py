@@ -16,7 +16,6 @@ from analyses.cli import app
 from analyses.cli.cmd_importance import save_figure
 from analyses.regions import load_masks
 from probes.backend.errors import UnknownLanguageError
-from tests.conftest import tiny_hf_model, tiny_tokenizer
 
 runner = CliRunner()
 LINES = {
@@ -28,12 +27,9 @@ LINES = {
 
 
 @pytest.fixture
-def setup(tmp_path, monkeypatch):
+def setup(tmp_path, monkeypatch, tiny_model_folder):
     # HTML only: a PNG export starts a browser (seconds per figure) and tests nothing more
     monkeypatch.setattr("analyses.cli.cmd_importance.save_figure", lambda fig, path: save_figure(fig, path, static=False))
-    folder = tmp_path / "tiny"
-    tiny_hf_model("llama").save_pretrained(folder)
-    tiny_tokenizer().save_pretrained(folder)
     corpus = tmp_path / "sentences.csv"
     with corpus.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
@@ -42,7 +38,7 @@ def setup(tmp_path, monkeypatch):
             for lang, line in LINES.items():
                 words = line.split()
                 writer.writerow([str(i), lang, " ".join(words[i % len(words):] + words[: i % len(words)])])
-    return folder, corpus, tmp_path
+    return tiny_model_folder, corpus, tmp_path
 
 
 def _invoke(folder, tmp_path, *args):

@@ -22,7 +22,7 @@ def test_diagnose_writes_every_section_and_reuses_the_store(tmp_path):
     page = (tmp_path / "out" / "report_fr.html").read_text()
     for title in ("Latent language", "exit accuracy", "Gradient interference", "Language confusion"):
         assert title in page
-    tables = {p.name for p in (tmp_path / "out").glob("*.csv")}
+    tables = {p.name for p in (tmp_path / "out" / "fr").glob("*.csv")}
     assert {"smollm2-135m__lambda.csv", "smollm2-135m__exit_layers.csv", "smollm2-135m__interference_layers.csv",
             "smollm2-135m__confusion_metrics.csv"} <= tables
     stored = sorted(p.name for p in (tmp_path / "store").rglob("*.parquet"))

@@ -44,7 +44,7 @@ def test_report_is_self_contained_and_writes_its_tables(tmp_path):
     path, _ = _report(tmp_path)
     page = path.read_text()
     assert "<script src=" not in page and "cdn" not in page.lower().split("plotly.js v")[0][-200:]
-    assert (tmp_path / "model-a__lambda.csv").is_file() and (tmp_path / "model-b__lambda.csv").is_file()
+    assert (tmp_path / "sw" / "model-a__lambda.csv").is_file() and (tmp_path / "sw" / "model-b__lambda.csv").is_file()
 
 
 @pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="no Chromium on this machine (make setup installs it)")

@@ -1,0 +1,60 @@
+"""Diagnosing several languages x models in one call: one page per language, each language's
+tables in its own folder, verdicts and timings written, the index over all pages, a re-run that
+only reads the results store."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from analyses.report.diagnosis import TIMING_COLUMNS, check_sections, diagnose
+from analyses.report.html import VERDICT_COLUMNS
+from probes.backend.errors import PivotlensError, UnknownLanguageError
+from probes.backend.store import ResultsStore
+from tests.conftest import tiny_backend
+
+
+def test_two_languages_two_models(tmp_path):
+    backends = [tiny_backend("llama"), tiny_backend("gemma3")]
+    store, out = ResultsStore(tmp_path / "store"), tmp_path / "out"
+    paths = diagnose(backends, ["fr", "de"], out, store=store, sections=["lens"], quick=True, batch_size=8,
+                     progress=False)
+    assert [p.name for p in paths] == ["report_fr.html", "report_de.html"]
+    for lang in ("fr", "de"):
+        page = (out / f"report_{lang}.html").read_text()
+        assert "<h2>tiny-llama</h2>" in page and "<h2>tiny-gemma3</h2>" in page
+        summary = page.split("<h2>Summary</h2>")[1].split("</table>")[0]  # one row per question, a column per model
+        assert "<th>tiny-llama</th>" in summary and "<th>tiny-gemma3</th>" in summary
+        for model in ("tiny-llama", "tiny-gemma3"):
+            assert set(pd.read_csv(out / lang / f"{model}__lambda.csv")["lang"]) == {lang}
+        verdicts = pd.read_csv(out / lang / "verdicts.csv")
+        assert summary.count("<tr") == 1 + verdicts["question"].nunique()
+        assert list(verdicts.columns) == list(VERDICT_COLUMNS)
+        assert set(verdicts["model"]) == {"tiny-llama", "tiny-gemma3"} and set(verdicts["lang"]) == {lang}
+        timings = pd.read_csv(out / lang / "timings.csv")
+        assert list(timings.columns) == list(TIMING_COLUMNS) and timings["computed"].all()
+        prov = json.loads((out / lang / "provenance.json").read_text())
+        assert set(prov["models"]) == {"tiny-llama", "tiny-gemma3"} and prov["quick"] is True
+    index = (out / "index.html").read_text()
+    assert "report_fr.html" in index and "report_de.html" in index
+    assert set(pd.read_csv(out / "verdicts.csv")["lang"]) == {"fr", "de"}
+
+    stored = sorted(store.root.rglob("*.parquet"))
+    diagnose(backends, ["de"], out, store=store, sections=["lens"], quick=True, batch_size=8, progress=False)
+    assert sorted(store.root.rglob("*.parquet")) == stored
+    assert not pd.read_csv(out / "de" / "timings.csv")["computed"].any()
+    assert set(pd.read_csv(out / "verdicts.csv")["lang"]) == {"fr", "de"}  # the index keeps the earlier page
+
+
+def test_sections_are_checked_and_ordered():
+    assert check_sections(["confusion", "lens"]) == ["lens", "confusion"]  # page order, not argument order
+    with pytest.raises(PivotlensError, match="unknown report sections \\['lenz'\\]"):
+        check_sections(["lenz"])
+
+
+def test_unknown_language_fails_before_any_work(tmp_path):
+    with pytest.raises(UnknownLanguageError):
+        diagnose([tiny_backend("llama")], ["fr", "xx"], tmp_path, store=ResultsStore(tmp_path / "s"), progress=False)
+    assert not (tmp_path / "report_fr.html").exists()
