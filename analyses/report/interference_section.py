@@ -28,13 +28,14 @@ def interference_section(ctx: ReportContext) -> SectionResult:
     n_pairs = int(blocks["n"].max())
     result.verdicts.append(Verdict(
         f"Do English and {ctx.lang} training signals fight each other?",
-        "yes, in layers " + ", ".join(str(int(v)) for v in conflict["layer"]) if len(conflict)
+        f"yes, in layer{'s' if len(conflict) > 1 else ''} " + ", ".join(str(int(v)) for v in conflict["layer"])
+        if len(conflict)
         else "no significant conflict in any layer",
         f"last block ({int(last['layer'])}): mean cosine {last['mean']:.2f}; lowest block "
         f"{int(blocks.loc[blocks['mean'].idxmin(), 'layer'])} ({blocks['mean'].min():.2f}); "
         f"{n_pairs} batch pairs of 4 instructions (mean loss over response tokens)",
         f"95% Student-t interval at the last block [{last['ci_low']:.2f}, {last['ci_high']:.2f}]; "
-        "conflict = the whole interval below 0",
+        f"conflict = the whole interval below 0; per-block intervals, not corrected for testing {len(blocks)} blocks",
     ))
     result.figures.append(cosine_figure(blocks, title=f"{ctx.backend.model_name}: gradient cosine en vs {ctx.lang} per block (95% CI)"))
     result.tables = {"interference_layers": blocks}

@@ -27,9 +27,12 @@ def test_two_languages_two_models(tmp_path):
         assert "<h2>tiny-llama</h2>" in page and "<h2>tiny-gemma3</h2>" in page
         summary = page.split("<h2>Summary</h2>")[1].split("</table>")[0]  # one row per question, a column per model
         assert "<th>tiny-llama</th>" in summary and "<th>tiny-gemma3</th>" in summary
-        for model in ("tiny-llama", "tiny-gemma3"):
-            assert set(pd.read_csv(out / lang / f"{model}__lambda.csv")["lang"]) == {lang}
         verdicts = pd.read_csv(out / lang / "verdicts.csv")
+        for model in ("tiny-llama", "tiny-gemma3"):
+            lambdas = pd.read_csv(out / lang / f"{model}__lambda.csv")
+            assert set(lambdas["lang"]) == {lang}
+            answer = verdicts.loc[(verdicts["model"] == model) & verdicts["question"].str.contains("lambda"), "answer"].item()
+            assert answer == f"lambda = {lambdas['lambda'].item():g}" + (" (borderline)" if lambdas["borderline"].item() else "")
         assert summary.count("<tr") == 1 + verdicts["question"].nunique()
         assert list(verdicts.columns) == list(VERDICT_COLUMNS)
         assert set(verdicts["model"]) == {"tiny-llama", "tiny-gemma3"} and set(verdicts["lang"]) == {lang}
