@@ -70,18 +70,22 @@ def exit_section(ctx: ReportContext) -> SectionResult:
             ))
             continue
         exit_row = cheapest_safe_exit(static[static["task"] == task])
+        right_from, exit_layer = first_right_layer(rows), int(exit_row["layer"])
         result.verdicts.append(Verdict(
             f"{task}: from which layer is the answer already right?",
-            f"layer {first_right_layer(rows)} of {last}",
+            f"layer {right_from} of {last}",
             f"accuracy among the options at the output {final['accuracy_options']:.2f} vs majority baseline "
-            f"{baseline:.2f} (n = {int(final['n'])}, 3-shot; logit lens restricted to the answer tokens)",
+            f"{baseline:.2f} (n = {int(final['n'])}, 3-shot; logit lens restricted to the answer tokens); right = at "
+            "or above the output's lower 95% bound at this layer and every later one",
             f"95% Wilson interval at the output [{final['accuracy_options_low']:.2f}, {final['accuracy_options_high']:.2f}]",
         ))
+        dip = (f"; the answer is not yet stable there (layer {right_from - 1} is below the output's lower 95% bound)"
+               if exit_layer < right_from else "")
         result.verdicts.append(Verdict(
             f"{task}: what would early exit save?",
-            f"{100 - exit_row['flops_ratio']:.0f}% of the FLOPs (static exit at layer {int(exit_row['layer'])})",
+            f"{100 - exit_row['flops_ratio']:.0f}% of the FLOPs (static exit at layer {exit_layer})",
             f"accuracy there {exit_row['accuracy']:.2f} vs {final['accuracy_options']:.2f} at the output; FLOPs of "
-            "spec section 5 including the lens head at the exit layer",
+            f"spec section 5 including the lens head at the exit layer{dip}",
             "the cheapest layer whose 95% interval still covers the full model's accuracy",
         ))
     result.figures.append(accuracy_by_layer_figure(layers, "accuracy_options"))
