@@ -30,7 +30,8 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 .models { display: grid; grid-template-columns: repeat(var(--n), minmax(0, 1fr)); gap: 1.5em; }
 table.verdicts { border-collapse: collapse; width: 100%; margin-bottom: 1em; }
-table.verdicts td, table.verdicts th { border: 1px solid #ccc; padding: 0.4em; vertical-align: top; font-size: 0.9em; }
+table.verdicts td, table.verdicts th { border: 1px solid #ccc; padding: 0.4em; vertical-align: top; font-size: 0.9em;
+  text-align: left; }
 .answer { font-weight: 600; }
 h2 { border-bottom: 2px solid #1f77b4; padding-bottom: 0.2em; }
 .meta { color: #666; font-size: 0.85em; }
@@ -52,6 +53,7 @@ def _summary_html(verdicts: pd.DataFrame) -> str:
         return ""
     table = verdicts.pivot_table(index="question", columns="model", values="answer", aggfunc="first", sort=False)
     table = table.reindex(index=verdicts["question"].unique(), columns=verdicts["model"].unique()).fillna("-")
+    table.columns.name = None
     return "<h2>Summary</h2>" + table.reset_index().to_html(index=False, classes="verdicts", border=0)
 
 

@@ -28,7 +28,7 @@ def lens_section(ctx: ReportContext) -> SectionResult:
             f"English peaks at layer {summary['latent_peak_layer']} ({summary['latent_peak']:.3f}); {overtake}; "
             f"at the output P({ctx.lang}) = {summary['final_p_target']:.3f}; n = {row['n']} translation prompts "
             "(Wendler et al. 2024)",
-            f"95% bootstrap CI of P(en) - P({ctx.lang}) at layer {row['layer']}: [{row['diff_ci_low']:.3f}, {row['diff_ci_high']:.3f}]"
+            f"95% bootstrap CI of P(en) - P({ctx.lang}) at layer {row['layer']}: [{row['diff_ci_low']:.3g}, {row['diff_ci_high']:.3g}]"
             + (" (borderline: the data cannot decide)" if row["borderline"] else ""),
         ),
         Verdict(

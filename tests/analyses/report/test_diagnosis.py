@@ -26,7 +26,7 @@ def test_two_languages_two_models(tmp_path):
         page = (out / f"report_{lang}.html").read_text()
         assert "<h2>tiny-llama</h2>" in page and "<h2>tiny-gemma3</h2>" in page
         summary = page.split("<h2>Summary</h2>")[1].split("</table>")[0]  # one row per question, a column per model
-        assert "<th>tiny-llama</th>" in summary and "<th>tiny-gemma3</th>" in summary
+        assert "<th>tiny-llama</th>" in summary and "<th>tiny-gemma3</th>" in summary and "<th>model</th>" not in summary
         verdicts = pd.read_csv(out / lang / "verdicts.csv")
         for model in ("tiny-llama", "tiny-gemma3"):
             lambdas = pd.read_csv(out / lang / f"{model}__lambda.csv")
