@@ -40,9 +40,9 @@ sweep: setup
 	  $(BIN)/pivotlens --model $$model --out results/lens/$$model lambda --langs all || exit 1; \
 	done
 
-# Diagnosis reports: both embedded models side by side, six languages, full samples
+# Diagnosis reports: both embedded models side by side, seven languages, full samples
 # (results/reports/README.md: what each page holds and how long it takes).
-REPORT_LANGS ?= fr,de,es,ru,zh,ja
+REPORT_LANGS ?= fr,de,es,ru,zh,ja,sw
 reports: setup
 	$(BIN)/pivotlens --out results/reports diagnose --lang $(REPORT_LANGS) --models gemma-3-270m,smollm2-135m
 
