@@ -16,7 +16,8 @@ from analyses.report.sections import SECTIONS, ReportContext, SectionResult, ord
 from probes.backend import Backend
 from probes.backend.errors import PivotlensError
 from probes.backend.languages import parse_languages
-from probes.backend.store import ResultsStore, code_version, write_text_atomic
+from probes.backend.store import ResultsStore, code_version, file_sha256, write_text_atomic
+from probes.instruction_data import DATA_DIR
 
 TIMING_COLUMNS = {
     "model": "model name",
@@ -36,6 +37,11 @@ def check_sections(names: Sequence[str] | None) -> list[str]:
     if unknown:
         raise PivotlensError(f"unknown report sections {unknown}; registered: {', '.join(registered)}")
     return [n for n in registered if n in names]
+
+
+def data_versions() -> dict[str, str]:
+    """sha256 of every data file pivotlens ships (the sections' own runs record the ones they read)."""
+    return {str(path.relative_to(DATA_DIR)): file_sha256(path) for path in sorted(DATA_DIR.rglob("*.csv"))}
 
 
 def _stored_files(store: ResultsStore) -> int:
@@ -60,6 +66,7 @@ def diagnose(
     names = check_sections(sections)
     store = store or ResultsStore()
     models = {backend.model_name: backend.describe() for backend in backends}
+    data = data_versions()
     paths = []
     with tqdm(total=len(langs) * len(backends) * len(names), desc="diagnose", unit="section",
               disable=not progress) as bar:
@@ -78,7 +85,7 @@ def diagnose(
                                     "computed": _stored_files(store) > before})
                     bar.update()
                 per_model[backend.model_name] = results
-            prov = {"models": models, "code": code_version(), "quick": quick, "sections": names,
+            prov = {"models": models, "code": code_version(), "data": data, "quick": quick, "sections": names,
                     "results_store": str(store.root)}
             path = render_report(lang, per_model, out, provenance=prov)
             write_text_atomic(pd.DataFrame(timings).to_csv(index=False), out / lang / "timings.csv")

@@ -40,6 +40,7 @@ def test_two_languages_two_models(tmp_path):
         assert list(timings.columns) == list(TIMING_COLUMNS) and timings["computed"].all()
         prov = json.loads((out / lang / "provenance.json").read_text())
         assert set(prov["models"]) == {"tiny-llama", "tiny-gemma3"} and prov["quick"] is True
+        assert len(prov["data"]["concepts.csv"]) == 64 and "tasks/sentiment.csv" in prov["data"]
     index = (out / "index.html").read_text()
     assert "report_fr.html" in index and "report_de.html" in index
     assert set(pd.read_csv(out / "verdicts.csv")["lang"]) == {"fr", "de"}
