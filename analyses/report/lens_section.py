@@ -15,7 +15,8 @@ def lens_section(ctx: ReportContext) -> SectionResult:
     row = results.lambdas.iloc[0]
     summary = results.summary.iloc[0]
     # a borderline decision is the rule's point estimate, not an answer: say so in the answer itself
-    pivot = ("yes" if row["pivot"] else "no") + (" (borderline)" if row["borderline"] else "")
+    borderline = " (borderline)" if row["borderline"] else ""
+    pivot = ("yes" if row["pivot"] else "no") + borderline
     overtake = (
         f"{ctx.lang} overtakes at layer {summary['overtake_layer']}"
         if summary["overtake_layer"] >= 0
@@ -33,7 +34,7 @@ def lens_section(ctx: ReportContext) -> SectionResult:
         ),
         Verdict(
             "Which lambda should PROM's pivoted objective use?",
-            f"lambda = {row['lambda']:g}" + (" (borderline)" if row["borderline"] else ""),
+            f"lambda = {row['lambda']:g}{borderline}",
             "PROM Sec. 2.3: lambda = 0 where mean P(en) < mean P(target) at layer n (three quarters of the depth)",
             "borderline" if row["borderline"] else "decided at 95%",
         ),
