@@ -211,7 +211,7 @@ def run_importance(
     for lang, sentences in texts.items():
         params = {"lang": lang, "scope": scope, "mode": mode, "batch_size": batch_size, "max_tokens": max_tokens,
                   "n_texts": len(sentences)}
-        run = store.run(provenance("importance", params, backend.describe(), data_files)) if store else None
+        run = store.run(provenance("importance", params, backend.describe(), data_files), key="param") if store else None
         if run is not None and run.finished and (run.folder / IMPORTANCE_FILE).is_file():
             frames.append(run.load())
             files[lang] = run.folder / IMPORTANCE_FILE

@@ -138,6 +138,14 @@ def _batches(examples: Sequence[_Encoded], size: int) -> Iterator[list[_Encoded]
         yield ordered[start : start + size]
 
 
+def _not_stored(batch: list[_Encoded], run: Run | None) -> list[_Encoded]:
+    """The examples of ``batch`` that no process has stored yet (re-read before each batch)."""
+    if run is None:
+        return batch
+    done = run.done_items()
+    return [e for e in batch if e.prompt.item not in done]
+
+
 @register_probe("lens", paper="Wendler et al. 2024, spec 1.3-1.6", columns=LENS_COLUMNS)
 def run_lens(
     backend: Backend,
@@ -162,11 +170,10 @@ def run_lens(
     frames = []
     with torch.no_grad(), tqdm(total=len(todo), desc=f"lens {backend.model_name}", unit="prompt", disable=not progress) as bar:
         for batch in _batches(todo, batch_size):
-            rows = _batch_rows(backend, batch, word_prob, top_k, gram)
-            if run is not None:
-                run.append(rows)
-            else:
-                frames.append(rows)
+            fresh = _not_stored(batch, run)
+            if fresh:
+                rows = _batch_rows(backend, fresh, word_prob, top_k, gram)
+                (frames if run is None else run).append(rows)
             bar.update(len(batch))
     table = run.finish() if run is not None else (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
     table.attrs["dropped_examples"] = dropped
