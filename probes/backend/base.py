@@ -25,6 +25,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from probes.backend.architecture import ModelParts
+from probes.backend.models import weights_origin
 
 
 @dataclass(frozen=True)
@@ -434,7 +435,7 @@ class Backend(ABC):
         """Provenance of the model for result metadata."""
         return {
             "model": self.model_name,
-            "model_source": self.source,
+            "model_source": weights_origin(self.source, getattr(self.config, "_commit_hash", None)),
             "weights_hash": self.weights_hash,
             "backend": self.name,
             "n_layers": self.n_layers,

