@@ -33,11 +33,17 @@ def _global(
     batch_size: int = typer.Option(16, min=1, help="Prompts per forward pass."),
     out: str = typer.Option("out", help="Output folder for tables and figures."),
     results: str = typer.Option(
-        None, help="Results store, where finished batches are kept and reused (default $PIVOTLENS_RESULTS or <cache>/results)."
+        None,
+        help="Results store, where finished batches are kept and reused (default $PIVOTLENS_RESULTS or <cache>/results).",
     ),
-    version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True, help="Show the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=version_callback, is_eager=True, help="Show the version."
+    ),
 ) -> None:
-    ctx.obj = Settings(model=model, backend=backend, device=device, dtype=dtype, batch_size=batch_size, out=out, results=results)
+    ctx.obj = Settings(
+        model=model, backend=backend, device=device, dtype=dtype, batch_size=batch_size, out=out, results=results
+    )
+    ctx.obj.check()
 
 
 def _register_commands() -> None:
@@ -49,9 +55,15 @@ _register_commands()
 
 
 def main() -> None:
-    """Entry point: pivotlens errors become one clear line and exit code 2."""
+    """Entry point: pivotlens errors and usage errors become one clear line and exit code 2;
+    any other exception is a bug and keeps its traceback."""
     try:
-        app()
-    except PivotlensError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        typer.secho("aborted", err=True)
+        sys.exit(1)
+    except (PivotlensError, typer.TyperException) as exc:  # typer's usage errors: bad option values, unknown commands
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        typer.secho(f"error: {' '.join(message.split())}", fg=typer.colors.RED, err=True)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)

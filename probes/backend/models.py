@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from filelock import FileLock, Timeout
 
-from probes.backend.errors import ModelNotFoundError
+from probes.backend.errors import InputError, ModelNotFoundError
 
 CACHE_ENV = "PIVOTLENS_CACHE"
 MANIFEST = "pivotlens-cache.json"
@@ -65,6 +65,7 @@ class EmbeddedModel:
     architecture: str
     description: str
     gguf: Callable[[], Path]
+    n_layers: int  # depth, known before the model is converted (for checking --layer)
 
 
 EMBEDDED: dict[str, EmbeddedModel] = {
@@ -77,6 +78,7 @@ EMBEDDED: dict[str, EmbeddedModel] = {
             "Gemma3ForCausalLM",
             "Gemma 3 270M, multilingual, 18 layers (dequantized Q4_K_M weights)",
             _gemma_gguf,
+            18,
         ),
         EmbeddedModel(
             "smollm2-135m",
@@ -85,6 +87,7 @@ EMBEDDED: dict[str, EmbeddedModel] = {
             "LlamaForCausalLM",
             "SmolLM2-135M-Instruct, English-centric Llama, 30 layers (dequantized Q4_1 weights)",
             _smollm_gguf,
+            30,
         ),
     )
 }
@@ -243,37 +246,89 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> tuple[str, str]:
     Accepts an embedded model name, a local folder, or a Hugging Face id (``owner/name``).
     """
     spec = str(name_or_path)
+    check_model_spec(spec)
     if spec in EMBEDDED:
         return spec, str(ensure_embedded(spec))
     path = Path(spec).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelNotFoundError(f"{path} has no config.json; point --model at a folder written by save_pretrained")
         return path.resolve().name, str(path.resolve())
-    if not _HUB_ID.fullmatch(spec):
-        raise ModelNotFoundError(
-            f"unknown model {spec!r}: not an embedded model ({', '.join(EMBEDDED)}), not an existing folder "
-            "with a config.json, and not a Hugging Face id of the form owner/name; "
-            "run `pivotlens models` to list the embedded ones"
-        )
     return spec, spec
+
+
+DTYPE_NAMES = ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
 
 
 def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
     """Parse ``float32``/``fp32``/``bfloat16``/``bf16``/``float16``/``fp16``."""
     if isinstance(dtype, torch.dtype):
         return dtype
-    names = {
-        "float32": torch.float32,
-        "fp32": torch.float32,
-        "bfloat16": torch.bfloat16,
-        "bf16": torch.bfloat16,
-        "float16": torch.float16,
-        "fp16": torch.float16,
-    }
-    if dtype not in names:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(names)}")
-    return names[dtype]
+    if dtype not in DTYPE_NAMES:
+        raise InputError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPE_NAMES)}")
+    return getattr(torch, {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}.get(dtype, dtype))
+
+
+def check_device(device: str) -> None:
+    """``cpu``, ``cuda[:N]`` on a machine with that GPU, or ``mps`` where Metal is available."""
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
+        raise InputError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise InputError(
+            f"--device {device}: this machine has no CUDA GPU (or torch was built without CUDA); use --device cpu"
+        )
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise InputError(
+            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s); use cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+        )
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"--device {device}: Metal (MPS) is not available here; use --device cpu")
+
+
+def check_model_spec(spec: str) -> None:
+    """Check a model spec without loading anything: an embedded name, an existing folder with a
+    readable config.json and weight files, or a Hugging Face id ``owner/name`` (only when no
+    such folder exists; a path that does not exist, such as ``./x`` or ``a/b/c``, is an error)."""
+    if spec in EMBEDDED:
+        return
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        config = path / "config.json"
+        if not config.is_file():
+            raise ModelNotFoundError(f"{spec} has no config.json; point --model at a folder written by save_pretrained")
+        try:
+            json.loads(config.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ModelNotFoundError(
+                f"{config} is not valid JSON ({exc}); write the folder again with save_pretrained"
+            ) from None
+        if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+            raise ModelNotFoundError(
+                f"{spec} has a config.json but no weights (*.safetensors or *.bin); save the model there with save_pretrained"
+            )
+        return
+    if path.exists():
+        raise ModelNotFoundError(
+            f"{spec} is a file, not a model folder; point --model at the folder save_pretrained wrote"
+        )
+    if not _HUB_ID.fullmatch(spec):
+        raise ModelNotFoundError(
+            f"unknown model {spec!r}: not an embedded model ({', '.join(EMBEDDED)}), no folder {path.resolve()} exists, "
+            "and it is not a Hugging Face id of the form owner/name; check the path, "
+            "or run `pivotlens models` to list the embedded ones"
+        )
+
+
+def model_depth(spec: str) -> int | None:
+    """Number of decoder layers from the config alone (no weights): an embedded model's
+    declared depth, or a folder's config.json; None for a hub id (not fetched here)."""
+    if spec in EMBEDDED:
+        return EMBEDDED[spec].n_layers
+    config = Path(spec).expanduser() / "config.json"
+    if not config.is_file():
+        return None
+    record = json.loads(config.read_text(encoding="utf-8"))
+    record = record.get("text_config", record) if "num_hidden_layers" not in record else record
+    return record.get("num_hidden_layers")
 
 
 def load_hf(

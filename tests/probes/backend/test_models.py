@@ -63,7 +63,7 @@ def fake_embedded(monkeypatch, tmp_path, tiny_model_folder):
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
 
-    fake = models.EmbeddedModel("tiny-embedded", "json", "json", "LlamaForCausalLM", "test", lambda: tmp_path)
+    fake = models.EmbeddedModel("tiny-embedded", "json", "json", "LlamaForCausalLM", "test", lambda: tmp_path, 3)
     monkeypatch.setitem(models.EMBEDDED, fake.name, fake)
     monkeypatch.setattr(models, "_convert_embedded", convert)
     return calls
