@@ -1,5 +1,5 @@
 """Figures of layer-wise exit accuracy and early exit (plotly), each a function of a table from
-``analyses.early_exit``: accuracy per layer (AdaInfer Fig. 1), features per layer (AdaInfer
+``analyses.stats.early_exit``: accuracy per layer (AdaInfer Fig. 1), features per layer (AdaInfer
 Fig. 3) and the accuracy/FLOPs trade-off of the exit strategies (AdaInfer Tables 2, 3)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analyses.figures.style import PALETTE, add_band
-from probes.tasks import TASKS
+from probes.inputs.tasks import TASKS
 
 
 def _facets(tasks: list[str], title: str, x_title: str, y_title: str) -> go.Figure:

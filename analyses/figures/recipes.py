@@ -1,7 +1,7 @@
 """Figures of the instruction-data recipe comparison (PLUG, Zhang et al. 2023; spec 6b): answer
 language and chrF per model with 95% intervals, the Table 1 win/loss bars, and, side by side
 with the base model, the gradient cosine per layer and PROM's lambda decision. Each is a
-function of a table from :mod:`analyses.recipe_eval`."""
+function of a table from :mod:`analyses.pipelines.recipes`."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def win_loss_figure(pairs: pd.DataFrame, reference: str, *, title: str | None = 
 
 def cosine_by_model_figure(summary: pd.DataFrame, lang: str, *, pivot: str = "en", title: str | None = None) -> go.Figure:
     """Gradient cosine between ``lang`` and ``pivot`` batches per layer, one curve per model,
-    95% bands over batch pairs (a summary from :func:`analyses.interference.summarize` with a
+    95% bands over batch pairs (a summary from :func:`analyses.pipelines.interference.summarize` with a
     ``model`` column)."""
     data = summary[(summary["lang_a"] == pivot) & (summary["lang_b"] == lang) & (summary["module"] == "all")]
     data = data[data["layer"].notna()]

@@ -7,9 +7,9 @@
 LM head (the model's own final norm and unembedding by default, or a separate trainable copy:
 PROM's "an LM head" vs "another LM head"), with label smoothing ``alpha``. ``L_{N,t}``: the
 target-language batch at the model's output. PROM's defaults (Sec. 3.1, Table 4): n = 24 of 32
-(three quarters of the depth, :func:`analyses.prom_lambda.prom_layer`), alpha = 0.1,
+(three quarters of the depth, :func:`analyses.stats.prom_lambda.prom_layer`), alpha = 0.1,
 lambda = 0.1; its regulation (Sec. 2.3) sets lambda = 0 where the model does not pivot through
-English (:func:`analyses.prom_lambda.lambda_table`).
+English (:func:`analyses.stats.prom_lambda.lambda_table`).
 
 A batch is a dict as ``transformers`` takes it: ``input_ids``, ``attention_mask``, optionally
 ``position_ids``, and ``labels`` aligned with the inputs (``-100`` = not scored).
@@ -25,8 +25,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from analyses.interference import measure
-from analyses.prom_lambda import prom_layer
+from analyses.pipelines.interference import measure
+from analyses.stats.prom_lambda import prom_layer
 from probes.backend import Backend
 from probes.backend.architecture import ModelParts
 from probes.backend.gradients import Reduction, lens_loss, unwrap
@@ -133,7 +133,7 @@ def fig2_comparison(
     The batch ids depend on the seed only: batch B (target) is the same in all three settings,
     and batch A holds the same ids in the target language (setting 1) and in English (2, 3), so
     the settings differ only in the language and the read-out of batch A. ``options`` go to
-    :func:`analyses.interference.measure` (``k``, ``batch_size``, ``params``, ``store``, ...);
+    :func:`analyses.pipelines.interference.measure` (``k``, ``batch_size``, ``params``, ``store``, ...);
     the pairing is always independent (two different batches, as in training)."""
     if options.get("pairing", "independent") != "independent":
         raise ValueError("Fig. 2 compares two different batches; pairing must be 'independent'")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from analyses.figures.latent import lens_figure
-from analyses.lens_job import analyse, run_languages
+from analyses.pipelines.lens import analyse, run_languages
 from analyses.report.sections import ReportContext, SectionResult, Verdict, register_section
 
 
