@@ -7,7 +7,8 @@ from rich.console import Console
 from rich.table import Table
 
 from analyses.cli.settings import Settings
-from analyses.pipelines.lens import analyse, data_languages, run_languages, write_outputs
+from analyses.pipelines.lens import data_languages, run_languages, write_outputs
+from analyses.stats.prom_lambda import analyse
 from probes.backend.languages import parse_languages
 from probes.backend.store import ResultsStore
 from probes.inputs.words import CONCEPTS

@@ -18,6 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analyses.figures.confusion import lens_at_cp_figure, pass_rate_figure, sweep_figure
+from analyses.figures.exit import exit_figures
 from analyses.figures.importance import (
     concentration_figure,
     dimension_figure,
@@ -33,10 +34,10 @@ from analyses.figures.interference import cosine_figure, fig2_figure, loss_figur
 from analyses.figures.io import save_figure
 from analyses.figures.latent import lambda_figure, lens_figure
 from analyses.figures.layer_swap import grid_figure, table1_figure
+from analyses.figures.recipes import recipe_figures
 from analyses.figures.weight_change import weight_change_figure
-from analyses.pipelines.exit import exit_figures
-from analyses.pipelines.lens import analyse
-from analyses.pipelines.recipes import Inside, recipe_figures
+from analyses.stats.prom_lambda import analyse
+from analyses.stats.recipes import ModelInternals
 from probes.backend.store import read_result, write_text_atomic
 
 Builder = Callable[[Path, str], dict[str, go.Figure]]
@@ -190,7 +191,7 @@ def _recipes(path: Path, model: str) -> dict[str, go.Figure]:
     def table(name: str) -> pd.DataFrame:
         return pd.read_csv(folder / f"{name}.csv")
 
-    inside = Inside(table("lens_curves"), table("pivot_summary"), table("lambda"), table("interference"))
+    inside = ModelInternals(table("lens_curves"), table("pivot_summary"), table("lambda"), table("interference"))
     return recipe_figures(comparison, table("win_loss_pairs"), logs=table("training_logs"), inside=inside)
 
 

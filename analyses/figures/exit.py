@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analyses.figures.style import PALETTE, add_band
+from analyses.stats.early_exit import VARIANTS, summarise_exits
 from probes.inputs.tasks import TASKS
 
 
@@ -89,3 +90,18 @@ def tradeoff_figure(static: pd.DataFrame, strategies: pd.DataFrame) -> go.Figure
             ), row=1, col=col)
     fig.update_yaxes(range=[0, 1.02])
     return fig
+
+
+def exit_figures(tables: dict[str, pd.DataFrame]) -> dict[str, go.Figure]:
+    """The figures of an exit analysis from its tables (``layers``, ``features``, ``static``, ``exits``)."""
+    layers, features, static, exits = tables["layers"], tables["features"], tables["static"], tables["exits"]
+    figures = {
+        "accuracy_by_layer": accuracy_by_layer_figure(layers, "accuracy"),
+        "accuracy_options_by_layer": accuracy_by_layer_figure(layers, "accuracy_options"),
+        "features_by_layer": features_by_layer_figure(features[features["feature"].isin(["gap", "top_prob"])]),
+    }
+    intra = exits[exits["setting"] == "intra-task"]
+    for variant in VARIANTS:
+        per_task = summarise_exits(intra[intra["variant"] == variant], ["strategy", "model", "task"])
+        figures[f"tradeoff_{variant.replace('+', '_')}"] = tradeoff_figure(static[static["variant"] == variant], per_task)
+    return figures

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 
-from analyses.figures.exit import accuracy_by_layer_figure, features_by_layer_figure, tradeoff_figure
+from analyses.figures.exit import exit_figures
 from analyses.figures.io import save_figure
 from analyses.stats.early_exit import (
     VARIANTS,
@@ -21,7 +21,6 @@ from analyses.stats.early_exit import (
     run_strategies,
     static_exit_curve,
     strategy_table,
-    summarise_exits,
 )
 from analyses.stats.flops import DecoderShape
 from probes.backend.store import write_parquet_atomic
@@ -86,18 +85,3 @@ def exit_report(
     }
     report.figures = exit_figures(report.tables)
     return report
-
-
-def exit_figures(tables: dict[str, pd.DataFrame]) -> dict[str, go.Figure]:
-    """The figures of an exit analysis from its tables (``layers``, ``features``, ``static``, ``exits``)."""
-    layers, features, static, exits = tables["layers"], tables["features"], tables["static"], tables["exits"]
-    figures = {
-        "accuracy_by_layer": accuracy_by_layer_figure(layers, "accuracy"),
-        "accuracy_options_by_layer": accuracy_by_layer_figure(layers, "accuracy_options"),
-        "features_by_layer": features_by_layer_figure(features[features["feature"].isin(["gap", "top_prob"])]),
-    }
-    intra = exits[exits["setting"] == "intra-task"]
-    for variant in VARIANTS:
-        per_task = summarise_exits(intra[intra["variant"] == variant], ["strategy", "model", "task"])
-        figures[f"tradeoff_{variant.replace('+', '_')}"] = tradeoff_figure(static[static["variant"] == variant], per_task)
-    return figures

@@ -4,15 +4,13 @@ store, resumable) -> per-layer means with 95% confidence intervals over batch pa
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from scipy import stats as scipy_stats
 
+from analyses.interventions.pivoted_loss import PivotedObjective
 from probes.backend import Backend
 from probes.backend.store import ResultsStore, provenance
 from probes.inputs.instruction_data import INSTRUCTIONS, Template, load_instructions, split_held_out
@@ -75,36 +73,36 @@ def measure(
                             progress=progress)
 
 
-def mean_ci(values: pd.Series, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t confidence interval over batch pairs (few pairs: t, not 1.96)."""
-    x = values.to_numpy(dtype=float)
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, mean, mean
-    half = float(scipy_stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return mean, mean - half, mean + half
-
-
-def summarize(
-    table: pd.DataFrame, scope: str = "layer", by: Sequence[str] = ("lang_a", "lang_b", "objective")
+def fig2_comparison(
+    backend: Backend,
+    data: str | Path,
+    target: str,
+    pivot: str = "en",
+    *,
+    objective: PivotedObjective = PivotedObjective(),
+    **options,
 ) -> pd.DataFrame:
-    """Per group, layer and module of ``scope``: ``mean``, ``ci_low``, ``ci_high`` (95%) of the
-    cosine over batch pairs, and ``n`` pairs."""
-    data = table[table["scope"] == scope]
-    if data.empty:
-        raise ValueError(f"no rows of scope {scope!r}; the table has {sorted(table['scope'].unique())}")
-    keys = [*by, "layer", "module"]
-    rows = []
-    for key, group in data.groupby(keys, sort=True, dropna=False):
-        mean, low, high = mean_ci(group["cosine"])
-        rows.append({**dict(zip(keys, key)), "mean": mean, "ci_low": low, "ci_high": high, "n": len(group)})
-    out = pd.DataFrame(rows)
-    out["layer"] = out["layer"].astype("Int64")
-    return out
+    """PROM Fig. 2: gradient cosine per layer under three settings, as one interference table.
 
+    * target only (``lang_a = lang_b = target``, plain): two target batches, the baseline;
+    * target + English (``lang_a = pivot``, plain): both losses at the output (xLLaMA2(t+e));
+    * pivoted (``lang_a = pivot``, ``objective = pivoted``): the pivot batch's loss is
+      ``lam · L_{n,e}`` (read out at block n with label smoothing alpha), the target's ``L_{N,t}``.
 
-def last_layer_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The last block's mean cosine and CI per group (PROM Fig. 2 reads the last layer)."""
-    layers = summary[summary["layer"].notna()]
-    last = int(np.max(layers["layer"]))
-    return layers[layers["layer"] == last].reset_index(drop=True)
+    The batch ids depend on the seed only: batch B (target) is the same in all three settings,
+    and batch A holds the same ids in the target language (setting 1) and in English (2, 3), so
+    the settings differ only in the language and the read-out of batch A. ``options`` go to
+    :func:`analyses.pipelines.interference.measure` (``k``, ``batch_size``, ``params``, ``store``, ...);
+    the pairing is always independent (two different batches, as in training)."""
+    if options.get("pairing", "independent") != "independent":
+        raise ValueError("Fig. 2 compares two different batches; pairing must be 'independent'")
+    options["pairing"] = "independent"
+    read_pivot, read_target = objective.readouts(backend.n_layers)
+    return pd.concat(
+        [
+            measure(backend, data, target, target, objective="plain", **options),
+            measure(backend, data, pivot, target, objective="plain", **options),
+            measure(backend, data, pivot, target, objective="pivoted", readout_a=read_pivot, readout_b=read_target, **options),
+        ],
+        ignore_index=True,
+    )

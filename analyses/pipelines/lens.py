@@ -5,28 +5,18 @@ table and their figures."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from analyses.figures import save_figure
 from analyses.figures.latent import lambda_figure, lens_figure
-from analyses.stats.latent import layer_curves, pivot_summary
-from analyses.stats.prom_lambda import lambda_table
+from analyses.stats.prom_lambda import LensResults
 from probes.backend import Backend
 from probes.backend.store import ResultsStore, provenance, write_parquet_atomic, write_text_atomic
 from probes.inputs.prompts import Task, build_prompts
 from probes.inputs.words import CLOZE, CONCEPTS, load_cloze, load_concepts
 from probes.lens import WordProb, run_lens
-
-
-@dataclass
-class LensResults:
-    lens: pd.DataFrame
-    curves: pd.DataFrame
-    summary: pd.DataFrame
-    lambdas: pd.DataFrame
 
 
 def data_languages(words: str | Path = CONCEPTS) -> list[str]:
@@ -64,15 +54,6 @@ def run_languages(
     combined = pd.concat(tables, ignore_index=True)
     combined.attrs["provenance"] = {"runs": [t.attrs.get("provenance", {}) for t in tables]}
     return combined
-
-
-def analyse(lens: pd.DataFrame, *, n_layers: int, layer: int | None = None, lambda0: float = 0.1) -> LensResults:
-    return LensResults(
-        lens=lens,
-        curves=layer_curves(lens),
-        summary=pivot_summary(lens),
-        lambdas=lambda_table(lens, layer=layer, n_layers=n_layers, lambda0=lambda0),
-    )
 
 
 def write_outputs(results: LensResults, out: Path, *, model: str, figures_per_language: bool = True) -> list[Path]:

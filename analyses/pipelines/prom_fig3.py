@@ -16,8 +16,9 @@ import pandas as pd
 from analyses.figures import save_figure
 from analyses.figures.interference import cosine_figure, loss_figure, pivot_probability_figure
 from analyses.interventions.finetune import FinetuneConfig, examples_from_instructions, finetune
-from analyses.pipelines.interference import instruction_split, measure, summarize
+from analyses.pipelines.interference import instruction_split, measure
 from analyses.pipelines.lens import run_languages
+from analyses.stats.interference import summarize
 from analyses.stats.latent import latent_column, layer_curves
 from probes.backend import load
 from probes.backend.store import ResultsStore, write_text_atomic

@@ -32,18 +32,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 from sacrebleu.metrics import CHRF
 
 from analyses.figures import save_figure
-from analyses.figures.interference import loss_figure, pivot_probability_figure
-from analyses.figures.recipes import cosine_by_model_figure, lambda_by_model_figure, scores_figure, win_loss_figure
+from analyses.figures.recipes import recipe_figures
 from analyses.interventions.recipes import PIVOT, RECIPES, read_recipe_card, strip_pivot
-from analyses.pipelines.interference import measure, summarize
+from analyses.pipelines.interference import measure
 from analyses.pipelines.lens import run_languages
 from analyses.stats.confusion_metrics import ALL, compute_all_metrics, judge_completions
-from analyses.stats.latent import layer_curves, pivot_summary
-from analyses.stats.prom_lambda import lambda_table
+from analyses.stats.recipes import ModelInternals, inside_tables
 from probes.backend import load
 from probes.backend.errors import DataFormatError
 from probes.backend.store import ResultsStore, provenance, write_text_atomic
@@ -274,28 +271,6 @@ def table1(pairs: pd.DataFrame, reference: str = "plug") -> pd.DataFrame:
     return out
 
 
-# ---- inside the model -----------------------------------------------------------------------
-@dataclass
-class Inside:
-    curves: pd.DataFrame  # lens curves with 95% bands, per model and language
-    pivots: pd.DataFrame  # where P(en) peaks and P(target) overtakes, per model and language
-    lambdas: pd.DataFrame  # PROM's rule at layer n, per model and language
-    interference: pd.DataFrame  # cosine(target, en) per layer, 95% bands over batch pairs
-
-
-def inside_tables(measurements: Measurements, *, n_boot: int = 1000, seed: int = 0) -> Inside:
-    lens, inter = measurements.lens, measurements.interference
-    by = ("model", "recipe", "lang")
-    lambdas = [lambda_table(g, n_layers=measurements.n_layers, n_boot=n_boot, seed=seed).assign(model=m, recipe=r)
-               for (m, r), g in lens.groupby(["model", "recipe"], sort=False)]
-    return Inside(
-        curves=layer_curves(lens, by=by),
-        pivots=pivot_summary(lens, by=by),
-        lambdas=pd.concat(lambdas, ignore_index=True),
-        interference=summarize(inter, scope="layer", by=("model", "recipe", "lang_a", "lang_b", "objective")),
-    )
-
-
 # ---- everything together --------------------------------------------------------------------
 @dataclass
 class RecipeEvaluation:
@@ -304,7 +279,7 @@ class RecipeEvaluation:
     pairs: pd.DataFrame
     table1: pd.DataFrame | None
     strip_counts: pd.DataFrame
-    inside: Inside | None = None
+    inside: ModelInternals | None = None
     logs: pd.DataFrame | None = None
     figures: dict[str, object] = field(default_factory=dict)
 
@@ -326,31 +301,11 @@ def analyse(measurements: Measurements, entries: Sequence[ModelEntry], *, refere
     result = RecipeEvaluation(scored, comparison, pairs, table1(pairs, reference) if has_reference else None,
                               strip_counts(scored), logs=training_logs(entries))
     if measurements.lens is not None:
-        result.inside = inside_tables(measurements, n_boot=config.n_boot, seed=config.seed)
+        result.inside = inside_tables(measurements.lens, measurements.interference, n_layers=measurements.n_layers,
+                                      n_boot=config.n_boot, seed=config.seed)
     result.figures = recipe_figures(comparison, pairs, reference=reference if has_reference else None, logs=result.logs,
                                     inside=result.inside)
     return result
-
-
-def recipe_figures(
-    comparison: pd.DataFrame, pairs: pd.DataFrame, *, reference: str | None = "plug", logs: pd.DataFrame | None = None,
-    inside: Inside | None = None,
-) -> dict[str, go.Figure]:
-    """The figures of a recipe comparison from its tables: scores, win/loss against ``reference``,
-    training loss, and inside each model the lens and interference per language and the lambdas."""
-    figures = {"scores": scores_figure(comparison)}
-    if reference is not None:
-        figures["win_loss"] = win_loss_figure(pairs, reference)
-    if logs is not None:
-        figures["training_loss"] = loss_figure(logs, title="Training loss per recipe (driver log)")
-    if inside is not None:
-        for lang in inside.curves["lang"].unique():
-            lens = pivot_probability_figure(inside.curves, lang=lang,
-                                            title=f"Logit lens per recipe, target {lang}: P(en) solid, P({lang}) dashed (95% CI)")
-            figures[f"lens_{lang}"] = lens.update_traces(mode="lines", selector={"fill": "toself"})
-            figures[f"interference_{lang}"] = cosine_by_model_figure(inside.interference, lang)
-        figures["lambda"] = lambda_by_model_figure(inside.lambdas)
-    return figures
 
 
 def write_outputs(result: RecipeEvaluation, out: str | Path, *, png: bool = True) -> list[Path]:

@@ -9,10 +9,12 @@ the difference of means flags decisions that the data cannot make (interval cont
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-from analyses.stats.latent import latent_column
+from analyses.stats.latent import latent_column, layer_curves, pivot_summary
 
 
 def prom_layer(n_layers: int, fraction: float = 0.75) -> int:
@@ -64,3 +66,20 @@ def lambda_table(
             }
         )
     return pd.DataFrame(rows)
+
+
+@dataclass
+class LensResults:
+    lens: pd.DataFrame
+    curves: pd.DataFrame
+    summary: pd.DataFrame
+    lambdas: pd.DataFrame
+
+
+def analyse(lens: pd.DataFrame, *, n_layers: int, layer: int | None = None, lambda0: float = 0.1) -> LensResults:
+    return LensResults(
+        lens=lens,
+        curves=layer_curves(lens),
+        summary=pivot_summary(lens),
+        lambdas=lambda_table(lens, layer=layer, n_layers=n_layers, lambda0=lambda0),
+    )

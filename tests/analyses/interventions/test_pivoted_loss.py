@@ -6,7 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from analyses.interventions.pivoted_loss import PivotedObjective, PivotHead, fig2_comparison, fig2_setting, pivoted_loss
+from analyses.interventions.pivoted_loss import PivotedObjective, PivotHead, pivoted_loss
+from analyses.pipelines.interference import fig2_comparison
+from analyses.stats.interference import fig2_setting
 from analyses.stats.prom_lambda import prom_layer
 from probes.backend.store import ResultsStore
 from probes.inputs.instruction_data import collate, load_instructions, pairs_for, tokenize_pairs

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from analyses.cli import app
 from analyses.figures.interference import cosine_figure, fig2_figure, module_figure, pivot_probability_figure
-from analyses.pipelines.interference import instruction_split, mean_ci, summarize
+from analyses.pipelines.interference import instruction_split
+from analyses.stats.interference import mean_ci, summarize
 from tests import FIXTURES
 from tests.conftest import tiny_hf_model, tiny_tokenizer
 
