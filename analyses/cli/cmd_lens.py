@@ -7,11 +7,12 @@ from rich.console import Console
 from rich.table import Table
 
 from analyses.cli.settings import Settings, check_choice, check_languages
-from analyses.lens_job import analyse, data_languages, run_languages, write_outputs
+from analyses.pipelines.lens import data_languages, run_languages, write_outputs
+from analyses.stats.prom_lambda import analyse
 from probes.backend.errors import InputError
 from probes.backend.models import model_depth
 from probes.backend.store import ResultsStore
-from probes.words import CONCEPTS, load_concepts
+from probes.inputs.words import CONCEPTS, load_concepts
 
 TASKS = ("translation", "repetition", "cloze")
 WORD_PROBS = ("prefix", "chain")
