@@ -20,11 +20,14 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from filelock import FileLock, Timeout
 
 from probes.backend.errors import InputError, ModelNotFoundError
+
+if TYPE_CHECKING:
+    import torch
 
 CACHE_ENV = "PIVOTLENS_CACHE"
 MANIFEST = "pivotlens-cache.json"
@@ -163,6 +166,7 @@ def cache_problem(folder: Path) -> str | None:
 
 def _convert_embedded(model: EmbeddedModel, target: Path) -> None:
     """Dequantize the GGUF file with transformers and save a safetensors folder atomically."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = model.gguf()
@@ -260,6 +264,8 @@ DTYPE_NAMES = ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
 
 def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
     """Parse ``float32``/``fp32``/``bfloat16``/``bf16``/``float16``/``fp16``."""
+    import torch
+
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype not in DTYPE_NAMES:
@@ -272,6 +278,10 @@ def check_device(device: str) -> None:
     kind, _, index = device.partition(":")
     if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
         raise InputError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps")
+    if kind == "cpu":
+        return
+    import torch
+
     if kind == "cuda" and not torch.cuda.is_available():
         raise InputError(
             f"--device {device}: this machine has no CUDA GPU (or torch was built without CUDA); use --device cpu"
@@ -366,6 +376,7 @@ def load_hf(
 def load_meta(name_or_path: str | os.PathLike[str]):
     """``(model, tokenizer, name, source)`` with the model built on the meta device (no weights),
     for remote execution where the server holds the weights."""
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     name, source = resolve_model(name_or_path)
