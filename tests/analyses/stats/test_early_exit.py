@@ -24,7 +24,6 @@ from analyses.stats.early_exit import (
     is_test_item,
     run_strategies,
     strategy_table,
-    wilson,
     with_depth,
 )
 from analyses.stats.flops import DecoderShape
@@ -78,13 +77,6 @@ def test_flops_shape_from_a_gemma3_config_uses_real_head_shapes():
     with pytest.raises(PivotlensError, match="intermediate_size"):
         DecoderShape.from_config({"model_type": "gpt2", "num_hidden_layers": 2, "hidden_size": 8,
                                   "num_attention_heads": 2, "vocab_size": 5})
-
-
-def test_wilson_matches_scipy():
-    low, high = wilson(np.array([8, 0, 30]), np.array([10, 5, 30]))
-    for i, (k, n) in enumerate([(8, 10), (0, 5), (30, 30)]):
-        ci = binomtest(k, n).proportion_ci(method="wilson")
-        assert low[i] == pytest.approx(ci.low, abs=1e-9) and high[i] == pytest.approx(ci.high, abs=1e-9)
 
 
 def _table(correct: list[list[bool]], gaps: list[list[float]], n_tokens: int = 3, task="t", lang="en", model="toy"):
