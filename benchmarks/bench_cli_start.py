@@ -33,7 +33,9 @@ def main() -> None:
         times = [seconds(args) for _ in range(n)]
         median = statistics.median(times)
         verdict = "within" if median < TARGET_S else "ABOVE"
-        print(f"pivotlens {' '.join(args):10s} median {median:.2f} s over {n} runs (min {min(times):.2f} s), {verdict} the {TARGET_S:.0f} s target")
+        print(
+            f"pivotlens {' '.join(args):10s} median {median:.2f} s over {n} runs (min {min(times):.2f} s), {verdict} the {TARGET_S:.0f} s target"
+        )
 
 
 if __name__ == "__main__":

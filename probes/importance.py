@@ -113,12 +113,16 @@ def _gradients_only_for(backend: Backend, names: Sequence[str]) -> Iterator[None
 GROUP_SIZE = 64  # sequences per gradient group: the released code's micro-step (8 GPUs x 8 sequences)
 
 
-def _groups(backend: Backend, texts: Sequence[str], group_size: int, batch_size: int, max_tokens: int) -> Iterator[list[LMBatch]]:
+def _groups(
+    backend: Backend, texts: Sequence[str], group_size: int, batch_size: int, max_tokens: int
+) -> Iterator[list[LMBatch]]:
     """Consecutive groups of ``group_size`` texts (corpus order), each cut into compute batches."""
     if group_size < 1:
         raise ValueError(f"group_size must be >= 1 (got {group_size})")
     for start in range(0, len(texts), group_size):
-        batches = list(lm_batches(backend, texts[start : start + group_size], batch_size=batch_size, max_tokens=max_tokens))
+        batches = list(
+            lm_batches(backend, texts[start : start + group_size], batch_size=batch_size, max_tokens=max_tokens)
+        )
         if batches:
             yield batches
 
@@ -162,15 +166,27 @@ def accumulate_importance(
     group_grad = zeros() if mode == "abs_per_batch" else accumulator  # sum_then_abs is linear: add straight in
     n_sequences = n_tokens = n_groups = 0
     loss_sum = 0.0
-    with _gradients_only_for(backend, names), tqdm(
-        total=len(texts), desc=f"importance {lang or ''} {backend.model_name}".strip(), unit="sent", disable=not progress
-    ) as bar:
+    with (
+        _gradients_only_for(backend, names),
+        tqdm(
+            total=len(texts),
+            desc=f"importance {lang or ''} {backend.model_name}".strip(),
+            unit="sent",
+            disable=not progress,
+        ) as bar,
+    ):
         for batches in _groups(backend, texts, group_size, batch_size, max_tokens):
             group_tokens = sum(_predicted_tokens(b) for b in batches)
             for batch in batches:
                 weight = _predicted_tokens(batch) / group_tokens
-                loss, tokens = add_loss_grads(backend, batch.enc, batch.labels, group_grad, lambda _, g, w=weight: g.float().mul_(w))
-                n_sequences, n_tokens, loss_sum = n_sequences + batch.n_sentences, n_tokens + tokens, loss_sum + weight * loss
+                loss, tokens = add_loss_grads(
+                    backend, batch.enc, batch.labels, group_grad, lambda _, g, w=weight: g.float().mul_(w)
+                )
+                n_sequences, n_tokens, loss_sum = (
+                    n_sequences + batch.n_sentences,
+                    n_tokens + tokens,
+                    loss_sum + weight * loss,
+                )
                 bar.update(batch.n_sentences)
             n_groups += 1
             if mode == "abs_per_batch":
@@ -194,17 +210,34 @@ def summarise(imap: ImportanceMap, blocks: str) -> pd.DataFrame:
         layer, module = locate(name, blocks)
         total = float(values.double().sum())
         rows.append(
-            {"lang": imap.lang, "param": name, "layer": layer, "module": module, "numel": values.numel(),
-             "importance_sum": total, "importance_mean": total / values.numel(), "importance_max": float(values.max()),
-             "n_sequences": imap.n_sequences, "n_tokens": imap.n_tokens, "mean_loss": imap.mean_loss, "mode": imap.mode}
+            {
+                "lang": imap.lang,
+                "param": name,
+                "layer": layer,
+                "module": module,
+                "numel": values.numel(),
+                "importance_sum": total,
+                "importance_mean": total / values.numel(),
+                "importance_max": float(values.max()),
+                "n_sequences": imap.n_sequences,
+                "n_tokens": imap.n_tokens,
+                "mean_loss": imap.mean_loss,
+                "mode": imap.mode,
+            }
         )
     return pd.DataFrame.from_records(rows, columns=list(IMPORTANCE_COLUMNS))
 
 
 def save_importance(imap: ImportanceMap, path: Path, prov: Mapping[str, object]) -> None:
     """bfloat16 safetensors with the provenance (and counts) in the metadata, written atomically."""
-    meta = {"provenance": json.dumps(prov, default=str), "lang": imap.lang, "mode": imap.mode,
-            "n_sequences": str(imap.n_sequences), "n_tokens": str(imap.n_tokens), "mean_loss": repr(imap.mean_loss)}
+    meta = {
+        "provenance": json.dumps(prov, default=str),
+        "lang": imap.lang,
+        "mode": imap.mode,
+        "n_sequences": str(imap.n_sequences),
+        "n_tokens": str(imap.n_tokens),
+        "mean_loss": repr(imap.mean_loss),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     save_file({n: t.to(torch.bfloat16).contiguous().cpu() for n, t in imap.importance.items()}, str(tmp), metadata=meta)
@@ -216,8 +249,9 @@ def load_importance(path: str | Path, dtype: torch.dtype = torch.float32) -> Imp
     with safe_open(str(path), framework="pt") as handle:
         meta = handle.metadata()
         tensors = {n: handle.get_tensor(n).to(dtype) for n in handle.keys()}  # noqa: SIM118 (safe_open is not iterable)
-    return ImportanceMap(meta["lang"], tensors, int(meta["n_sequences"]), int(meta["n_tokens"]),
-                         float(meta["mean_loss"]), meta["mode"])
+    return ImportanceMap(
+        meta["lang"], tensors, int(meta["n_sequences"]), int(meta["n_tokens"]), float(meta["mean_loss"]), meta["mode"]
+    )
 
 
 @register_probe("importance", paper="Zhang et al. 2024, Eq. 4", columns=IMPORTANCE_COLUMNS, version=2)
@@ -242,15 +276,32 @@ def run_importance(
     """
     frames, files = [], {}
     for lang, sentences in texts.items():
-        params = {"lang": lang, "scope": scope, "mode": mode, "group_size": group_size, "max_tokens": max_tokens,
-                  "n_texts": len(sentences)}  # not batch_size: it changes only memory use and speed
-        run = store.run(provenance("importance", params, backend.describe(), data_files), key="param") if store else None
+        params = {
+            "lang": lang,
+            "scope": scope,
+            "mode": mode,
+            "group_size": group_size,
+            "max_tokens": max_tokens,
+            "n_texts": len(sentences),
+        }  # not batch_size: it changes only memory use and speed
+        run = (
+            store.run(provenance("importance", params, backend.describe(), data_files), key="param") if store else None
+        )
         if run is not None and run.finished and (run.folder / IMPORTANCE_FILE).is_file():
             frames.append(run.load())
             files[lang] = run.folder / IMPORTANCE_FILE
             continue
-        imap = accumulate_importance(backend, sentences, lang=lang, scope=scope, mode=mode, group_size=group_size, batch_size=batch_size,
-                                     max_tokens=max_tokens, progress=progress)
+        imap = accumulate_importance(
+            backend,
+            sentences,
+            lang=lang,
+            scope=scope,
+            mode=mode,
+            group_size=group_size,
+            batch_size=batch_size,
+            max_tokens=max_tokens,
+            progress=progress,
+        )
         summary = summarise(imap, backend.parts.blocks)
         if run is not None:
             save_importance(imap, run.folder / IMPORTANCE_FILE, run.prov)

@@ -23,8 +23,10 @@ def _check_data(words: str, langs: list[str]) -> None:
     have = [c for c in load_concepts(words).columns if c != "concept"]
     missing = [c for c in langs if c not in have]
     if missing:
-        raise InputError(f"{words} has no column for {', '.join(missing)}; it has {', '.join(have)}: "
-                         "choose among those or add the column")
+        raise InputError(
+            f"{words} has no column for {', '.join(missing)}; it has {', '.join(have)}: "
+            "choose among those or add the column"
+        )
 
 
 def _check_layer(layer: int | None, depth: int | None, model: str) -> None:
@@ -50,8 +52,15 @@ def lens(
     _check_data(words, langs)
     backend = settings.load_backend()
     table = run_languages(
-        backend, [target], task=task, src=source, latent=latent, words=words, word_prob=word_prob,
-        batch_size=settings.batch_size, store=ResultsStore(settings.results),
+        backend,
+        [target],
+        task=task,
+        src=source,
+        latent=latent,
+        words=words,
+        word_prob=word_prob,
+        batch_size=settings.batch_size,
+        store=ResultsStore(settings.results),
     )
     results = analyse(table, n_layers=backend.n_layers)
     written = write_outputs(results, settings.out_dir, model=backend.model_name)
@@ -61,7 +70,9 @@ def lens(
 
 def lambda_(
     ctx: typer.Context,
-    langs: str = typer.Option("fr,de,ru,zh,ja,sw", help="Comma-separated target languages, or 'all' for every data language."),
+    langs: str = typer.Option(
+        "fr,de,ru,zh,ja,sw", help="Comma-separated target languages, or 'all' for every data language."
+    ),
     layer: int = typer.Option(None, help="0-based layer n (default: three quarters of the depth, as PROM's 24 of 32)."),
     lambda0: float = typer.Option(0.1, help="lambda where the model pivots through English (PROM: 0.1)."),
     task: str = typer.Option("translation", help="translation, repetition or cloze."),
@@ -78,7 +89,13 @@ def lambda_(
     backend = settings.load_backend()
     _check_layer(layer, backend.n_layers, settings.model)  # a hub model's depth is known only now
     table = run_languages(
-        backend, codes, task=task, words=words, limit=limit, batch_size=settings.batch_size, store=ResultsStore(settings.results)
+        backend,
+        codes,
+        task=task,
+        words=words,
+        limit=limit,
+        batch_size=settings.batch_size,
+        store=ResultsStore(settings.results),
     )
     results = analyse(table, n_layers=backend.n_layers, layer=layer, lambda0=lambda0)
     written = write_outputs(results, settings.out_dir, model=backend.model_name)

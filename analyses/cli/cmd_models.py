@@ -24,7 +24,9 @@ def models() -> None:
         if cached:
             config = json.loads((folder / "config.json").read_text())
             layers, vocab = str(config["num_hidden_layers"]), str(config["vocab_size"])
-        table.add_row(model.name, "yes" if cached else f"no: {problem}", layers, vocab, model.package, model.description)
+        table.add_row(
+            model.name, "yes" if cached else f"no: {problem}", layers, vocab, model.package, model.description
+        )
     Console().print(table)
 
 

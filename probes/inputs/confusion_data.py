@@ -71,7 +71,9 @@ class ConfusionPrompt:
         return f"{self.task}|{self.source}|{self.language}|{self.row}"
 
 
-def read_records(path: Path, what: str = "a CSV with the benchmark's columns") -> tuple[list[str], list[tuple[int, list[str]]]]:
+def read_records(
+    path: Path, what: str = "a CSV with the benchmark's columns"
+) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Header and ``(line, row)`` records of a UTF-8 CSV (a BOM is allowed); ``line`` is the
     physical line where each record starts, so multi-line cells do not shift later numbers.
     Non-UTF-8 bytes, an empty file and malformed or oversized fields are errors naming the line."""
@@ -82,7 +84,9 @@ def read_records(path: Path, what: str = "a CSV with the benchmark's columns") -
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise DataFormatError(f"{path}:{line}: byte 0x{raw[exc.start]:02x} is not UTF-8; save the file as UTF-8") from None
+        raise DataFormatError(
+            f"{path}:{line}: byte 0x{raw[exc.start]:02x} is not UTF-8; save the file as UTF-8"
+        ) from None
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)

@@ -29,8 +29,12 @@ from tests.conftest import CORPUS, tiny_backend
 
 GOLDEN = Path(__file__).with_name("probe_golden.json")
 WORDS = pd.DataFrame(
-    {"concept": ["cloud", "river", "white"], "en": ["cloud", "river", "white"], "fr": ["nuage", "rivière", "blanc"],
-     "de": ["Wolke", "Fluss", "weiß"]}
+    {
+        "concept": ["cloud", "river", "white"],
+        "en": ["cloud", "river", "white"],
+        "fr": ["nuage", "rivière", "blanc"],
+        "de": ["Wolke", "Fluss", "weiß"],
+    }
 )
 
 
@@ -48,7 +52,9 @@ def _perplexity():
 
 def _interference():
     backend = tiny_backend("llama")
-    pairs = instruction_pairs(backend, load_instructions(FIXTURES / "parallel_instructions.csv"), "en", "fr", k=1, batch_size=2)
+    pairs = instruction_pairs(
+        backend, load_instructions(FIXTURES / "parallel_instructions.csv"), "en", "fr", k=1, batch_size=2
+    )
     return run_interference(backend, pairs, progress=False)
 
 

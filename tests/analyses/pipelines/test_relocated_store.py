@@ -31,7 +31,11 @@ def _run(code_root: Path, model: Path, store: Path, mode: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(code_root), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(  # noqa: PLW1510 (the return code is asserted with the stderr)
         [sys.executable, "-c", SCRIPT, str(model), str(store), mode],
-        cwd=code_root, env=env, capture_output=True, text=True, timeout=600,
+        cwd=code_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.strip()

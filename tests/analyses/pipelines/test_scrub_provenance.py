@@ -12,11 +12,21 @@ from probes.backend.store import read_result, write_parquet_atomic
 
 def test_paths_become_portable_labels(tmp_path):
     cache = tmp_path / "cache"
-    text = json.dumps({"data": {f"{ROOT}/data/concepts.csv": "abc"}, "source": f"{cache}/models/gemma-3-270m",
-                       "other": "/home/someone/project/words.csv", "id": "google/gemma-3-270m"})
+    text = json.dumps(
+        {
+            "data": {f"{ROOT}/data/concepts.csv": "abc"},
+            "source": f"{cache}/models/gemma-3-270m",
+            "other": "/home/someone/project/words.csv",
+            "id": "google/gemma-3-270m",
+        }
+    )
     clean = json.loads(scrub_text(text, cache=cache))
-    assert clean == {"data": {"data/concepts.csv": "abc"}, "source": "<cache>/models/gemma-3-270m",
-                     "other": "project/words.csv", "id": "google/gemma-3-270m"}
+    assert clean == {
+        "data": {"data/concepts.csv": "abc"},
+        "source": "<cache>/models/gemma-3-270m",
+        "other": "project/words.csv",
+        "id": "google/gemma-3-270m",
+    }
 
 
 def test_folder_json_and_parquet_metadata_are_rewritten(tmp_path):

@@ -22,8 +22,8 @@ import torch
 
 from probes.backend import models
 from probes.backend.store import ResultsStore, provenance
-from probes.lens import run_lens
 from probes.inputs.prompts import build_prompts
+from probes.lens import run_lens
 from tests.conftest import tiny_backend
 from tests.probes.backend.test_models import fake_embedded  # noqa: F401 (fixture)
 from tests.probes.backend.test_store import damage_file
