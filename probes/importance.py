@@ -15,9 +15,9 @@ in float32 as they arrive: one float32 accumulator per parameter in scope is the
 kept beyond the model. Scope ``"layers"`` is every parameter inside the decoder blocks, norms
 included (spec 4.2: names containing ``layers.``); ``"all"`` adds embeddings, final norm and head.
 
-Importance is stored per language as bfloat16 safetensors (bfloat16 keeps float32's range, so
-tiny importances do not underflow as they would in float16) inside the results-store run
-folder, with the provenance in the file's metadata; the probe's table summarises it per tensor.
+Importance is stored per language as float32 safetensors (full precision: in bfloat16 many
+entries tie at a top-k threshold, and regions are selected from these maps) inside the
+results-store run folder, with the provenance in the file's metadata; the probe's table summarises it per tensor.
 """
 
 from __future__ import annotations
@@ -229,7 +229,7 @@ def summarise(imap: ImportanceMap, blocks: str) -> pd.DataFrame:
 
 
 def save_importance(imap: ImportanceMap, path: Path, prov: Mapping[str, object]) -> None:
-    """bfloat16 safetensors with the provenance (and counts) in the metadata, written atomically."""
+    """float32 safetensors with the provenance (and counts) in the metadata, written atomically."""
     meta = {
         "provenance": json.dumps(prov, default=str),
         "lang": imap.lang,
@@ -240,7 +240,7 @@ def save_importance(imap: ImportanceMap, path: Path, prov: Mapping[str, object])
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    save_file({n: t.to(torch.bfloat16).contiguous().cpu() for n, t in imap.importance.items()}, str(tmp), metadata=meta)
+    save_file({n: t.to(torch.float32).contiguous().cpu() for n, t in imap.importance.items()}, str(tmp), metadata=meta)
     tmp.replace(path)
 
 
@@ -254,7 +254,7 @@ def load_importance(path: str | Path, dtype: torch.dtype = torch.float32) -> Imp
     )
 
 
-@register_probe("importance", paper="Zhang et al. 2024, Eq. 4", columns=IMPORTANCE_COLUMNS, version=2)
+@register_probe("importance", paper="Zhang et al. 2024, Eq. 4", columns=IMPORTANCE_COLUMNS, version=3)
 def run_importance(
     backend: Backend,
     texts: Mapping[str, Sequence[str]],

@@ -4,6 +4,7 @@ model loads (each failure is one line naming the fix, exit code 2)."""
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -72,13 +73,14 @@ def check_languages(spec: str, option: str = "--langs") -> list[str]:
     with a warning, so it is not counted twice)."""
     from probes.backend.languages import parse_languages
 
-    codes = parse_languages(spec)
+    with warnings.catch_warnings(record=True) as repeated:
+        warnings.simplefilter("always")
+        codes = parse_languages(spec)
     if not codes:
         raise InputError(f"{option} is empty; give comma-separated language codes such as fr,zh")
-    unique = list(dict.fromkeys(codes))
-    if len(unique) < len(codes):
-        typer.secho(f"warning: {option} {spec}: each repeated language counted once ({','.join(unique)})", err=True)
-    return unique
+    for warning in repeated:
+        typer.secho(f"warning: {option} {spec}: {str(warning.message).split(': ', 1)[-1]}", err=True)
+    return codes
 
 
 def check_choice(value: str, choices: tuple[str, ...] | list[str], option: str) -> str:
