@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
-import torch
 import typer
 
 from analyses.cli.settings import Settings

@@ -144,10 +144,7 @@ def build_regions(
     if missing:
         raise ValueError(f"core languages {missing} have no importance map; add them to --langs")
     meta = {**dict(metadata or {}), "fraction": fraction, "seed": seed, "core_langs": list(core_langs)}
-    tops = {
-        lang: select(load_importance(path).importance, fraction, "top", seed=seed)
-        for lang, path in files.items()
-    }
+    tops = {lang: select(load_importance(path).importance, fraction, "top", seed=seed) for lang, path in files.items()}
     core = core_scores(load_importance(files[lang]).importance for lang in core_langs)
     core_label = "+".join(core_langs)
     regions: list[Region] = []

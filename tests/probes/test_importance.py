@@ -164,7 +164,9 @@ def test_store_writes_float32_maps_with_provenance_and_reuses_them(tmp_path, mon
     memory = accumulate_importance(backend, texts["ru"], batch_size=2, progress=False)
     stored = load_importance(table.attrs["files"]["ru"])
     for name, values in memory.importance.items():
-        torch.testing.assert_close(stored.importance[name], values, rtol=0, atol=0)  # full precision: regions select from it
+        torch.testing.assert_close(
+            stored.importance[name], values, rtol=0, atol=0
+        )  # full precision: regions select from it
     ru = table[table["lang"] == "ru"].set_index("param")
     for name, values in memory.importance.items():
         assert ru.loc[name, "importance_sum"] == pytest.approx(float(values.double().sum()), rel=1e-5)
