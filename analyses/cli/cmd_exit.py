@@ -12,7 +12,7 @@ from rich.table import Table
 
 from analyses.cli.settings import Settings
 from analyses.exit_report import exit_report
-from analyses.flops import DecoderShape
+from analyses.flops import Uncounted, flops_model
 from probes.backend.errors import PivotlensError
 from probes.backend.languages import parse_languages
 from probes.backend.store import ResultsStore, read_result
@@ -100,7 +100,9 @@ def exit_command(
             tables.append(exit_accuracy(backend, name, code, shots=shots, n=n, seed=seed, data=task_data,
                                         batch_size=settings.batch_size, store=store))
     items = pd.concat(tables, ignore_index=True)
-    shape = DecoderShape.from_config(backend.config)
+    shape = flops_model(backend.config)
+    if isinstance(shape, Uncounted):
+        console.print(f"FLOPs not counted: {shape.reason}; the FLOPs columns are empty")
     report = exit_report(items, shape, backend.model_name, other_items=other, test_fraction=test_fraction, seed=seed)
     prov = {"command": "exit", "tasks": tasks, "langs": langs, "shots": shots, "n": n, "seed": seed,
             "test_fraction": test_fraction, "model": backend.describe(),
