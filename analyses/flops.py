@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 from probes.backend.errors import PivotlensError
 
-
 # Model types whose MLP is two matrices (up, down) with no gate.
 PLAIN_MLP = frozenset({"gpt2", "gpt_neox", "bloom", "falcon", "opt", "gptj", "gpt_bigcode", "phi", "codegen",
                        "persimmon", "starcoder2", "mpt", "xglm", "biogpt"})

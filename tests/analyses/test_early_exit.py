@@ -30,7 +30,6 @@ from analyses.early_exit import (
     with_depth,
 )
 from analyses.flops import DecoderShape, Uncounted, flops_model
-from probes.backend.errors import PivotlensError
 
 # A hand-checkable decoder: 2 layers, h=4, i=6, 2 query heads and 1 kv head of dim 2, V=10,
 # layer 0 with a sliding window of 2, layer 1 with full attention.
