@@ -58,8 +58,7 @@ def render(rows: list[dict[str, object]]) -> str:
         "transformers config (no downloads), with the unembedding scaled up so that a missing logit",
         "scale or soft-cap cannot hide in near-uniform outputs. Do not edit by hand.",
         "",
-        f"Versions: transformers {version('transformers')}, transformer-lens {version('transformer-lens')}, "
-        f"nnsight {version('nnsight')}, torch {version('torch')}.",
+        "Versions: " + ", ".join(f"{name} {version(name)}" for name in ("transformers", "transformer-lens", "nnsight", "torch")) + ".",
         "",
         "Checked per architecture and backend:",
         "",
