@@ -244,3 +244,15 @@ def test_depth_is_relative_to_each_models_depth():
     depth = with_depth(items)
     assert depth[depth["model"] == "short"]["depth"].unique().tolist() == [0, 0.5, 1]
     assert depth[depth["model"] == "deep"]["depth"].unique().tolist() == [0, 0.25, 0.5, 0.75, 1]
+
+
+def test_exit_report_without_a_flops_count_says_why_and_keeps_the_rest():
+    from analyses.exit_report import exit_report
+
+    items = pd.concat([_synthetic(30, 4, seed=s, lang=lang) for s, lang in enumerate(("en", "fr"))], ignore_index=True)
+    model = items["model"].iloc[0]
+    report = exit_report(items, Uncounted("config of model type 'x' lacks intermediate_size"), model)
+    for name in ("strategies", "generalisation", "static"):
+        table = report.tables[name]
+        assert table["flops_ratio"].isna().all() and (table["flops_note"].str.contains("intermediate_size")).all()
+    assert report.tables["layers"]["accuracy"].notna().all() and "tradeoff_full" in report.figures

@@ -55,20 +55,21 @@ ARCHS = list(MATRIX)
 PROMPTS = ["the cloud is", "le nuage est blanc et la", "облако"]
 
 
-def _config(arch: str):
+def _config(arch: str, vocab_size: int):
     spec = dict(MATRIX[arch])
     return AutoConfig.for_model(
-        spec.pop("model_type"), vocab_size=len(tiny_tokenizer()), hidden_size=64, num_hidden_layers=2,
-        max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2, **spec,
+        spec.pop("model_type"), vocab_size=vocab_size, hidden_size=64, num_hidden_layers=2,
+        max_position_embeddings=1024, pad_token_id=0, bos_token_id=1, eos_token_id=2, **spec,
     )
 
 
 @functools.cache
-def reference(arch: str) -> torch.nn.Module:
+def reference(arch: str, words: tuple[str, ...] = ()) -> torch.nn.Module:
     """The tiny model of ``arch`` (seeded), matrices x3 and the head scaled until the model's own
     logits have a standard deviation of at least 2 (Cohere's x0.0625 scale included), so that a
-    missing logit scale or soft-cap changes the distribution, not just near-uniform noise."""
-    config = _config(arch)
+    missing logit scale or soft-cap changes the distribution, not just near-uniform noise.
+    ``words``: those of ``tiny_tokenizer(words)``, whose vocabulary the model gets."""
+    config = _config(arch, len(tiny_tokenizer(words)))
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
     ids = torch.tensor([tiny_tokenizer()(PROMPTS[0])["input_ids"]])
