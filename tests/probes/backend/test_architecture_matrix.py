@@ -20,7 +20,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from analyses.flops import Uncounted, flops_model
+from analyses.stats.flops import Uncounted, flops_model
 from probes.backend import BACKENDS, Backend, LensRequest, wrap
 from probes.interference import Batch, BatchPair, Readout, run_interference
 from tests.conftest import tiny_tokenizer
