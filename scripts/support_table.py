@@ -33,7 +33,7 @@ CHECKS = {
 def run_matrix(path: Path) -> None:
     """Run the matrix test with its outcomes written to ``path``."""
     env = {**os.environ, "PIVOTLENS_MATRIX_JSON": str(path), "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-m", "pytest", MATRIX_TEST, "-q", "-p", "no:cacheprovider"], cwd=ROOT, env=env,
+    subprocess.run([sys.executable, "-m", "pytest", MATRIX_TEST, "-q", "-p", "no:cacheprovider", "-p", "no:xdist"], cwd=ROOT, env=env,
                    check=False)
 
 
