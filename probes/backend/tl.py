@@ -29,8 +29,9 @@ from probes.backend.base import (
 
 
 class TransformerLensUnsupported(Exception):
-    """transformer-lens could not build its bridge over the model (the message: the error's
-    class, e.g. ``ValueError``); :func:`probes.backend.wrap` falls back to nnsight."""
+    """transformer-lens could not build its bridge over the model, or the bridge lacks a
+    residual hook (the message: the error's class, e.g. ``ValueError``, or the missing hook);
+    :func:`probes.backend.wrap` falls back to nnsight."""
 
 
 class _Stop(Exception):
@@ -74,6 +75,10 @@ class TransformerLensBackend(Backend):
             )
         except Exception as exc:  # an unknown architecture (ValueError) or a config its adapter mis-reads
             raise TransformerLensUnsupported(type(exc).__name__) from exc
+        missing = [f"blocks.{layer}.hook_resid_post" for layer in range(self.n_layers)
+                   if f"blocks.{layer}.hook_resid_post" not in self.bridge.hook_dict]
+        if missing:
+            raise TransformerLensUnsupported(f"no hook {missing[0]}")
         self.bridge.eval()
         self._model = hf_model
 
