@@ -120,7 +120,7 @@ def test_wrap(arch, backend_name, record_property):
     record_property("architecture", type(reference(arch)).__name__)
     for message in fallbacks:
         assert "\n" not in message and "falling back to nnsight" in message and type(reference(arch)).__name__ in message
-        record_property("note", "transformer-lens cannot wrap it: runs on nnsight")
+        record_property("note", message)
     if backend_name == "transformer-lens" and not fallbacks:
         assert backend.name == "transformer-lens"
     transform = backend.parts.transform.describe()
