@@ -1,5 +1,5 @@
-"""FLOPs of a decoder forward pass and of early exit with a per-layer lens (AdaInfer, Fan et al.
-2024, Sec. 4; ``docs/exit.md``).
+"""FLOPs of a decoder forward pass and of early exit with a per-layer lens (the FLOPs tables of
+AdaInfer, Fan et al. 2024).
 
 Per block and sequence of ``s`` tokens, with the real projection shapes of the config
 (``d_q = n_heads * head_dim``, ``d_kv = n_kv_heads * head_dim``; Gemma 3 has ``d_q != hidden``):
