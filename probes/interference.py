@@ -43,10 +43,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from probes.backend import Backend, Encoded
 from probes.backend.gradients import REDUCTIONS
+from probes.backend.resume import collect
 from probes.backend.store import Run
 from probes.inputs.instruction_data import Template, collate, pairs_for, parallel_ids, tokenize_pairs
 from probes.registry import register_probe
@@ -267,22 +267,16 @@ def run_interference(
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {aggregation!r}; use one of {', '.join(AGGREGATIONS)}")
     chosen = select_params(backend, params, layers)
-    done = run.done_items() if run is not None else set()
-    todo = [p for p in pairs if _item(p, objective) not in done]
-    frames = []
-    for pair in tqdm(todo, desc=f"interference {backend.model_name}", unit="pair", disable=not progress):
+    def compute(batch: list[BatchPair]) -> pd.DataFrame:
+        (pair,) = batch
         stats, meta = _tensor_stats(backend, pair, chosen, readout_a, readout_b, reduction, fp32)
         rows = pair_rows(stats, aggregation)
         rows = rows.assign(lang_a=pair.a.lang, lang_b=pair.b.lang, objective=objective, batch=pair.index, **meta,
                            item=_item(pair, objective))
-        rows = rows[list(INTERFERENCE_COLUMNS)]
-        if run is not None:
-            run.append(rows)
-        else:
-            frames.append(rows)
-    if run is not None:
-        return run.finish()
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(INTERFERENCE_COLUMNS))
+        return rows[list(INTERFERENCE_COLUMNS)]
+
+    return collect(pairs, compute, key=lambda pair: _item(pair, objective), columns=list(INTERFERENCE_COLUMNS), run=run,
+                   desc=f"interference {backend.model_name}", unit="pair", progress=progress)
 
 
 def _item(pair: BatchPair, objective: str) -> str:

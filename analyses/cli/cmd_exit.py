@@ -16,7 +16,7 @@ from analyses.stats.flops import Uncounted, flops_model
 from probes.backend.errors import PivotlensError
 from probes.backend.languages import parse_languages
 from probes.backend.store import ResultsStore, read_result
-from probes.exit_accuracy import exit_accuracy
+from probes.exit_accuracy import exit_accuracy, exit_run
 from probes.inputs.tasks import TASKS, get_task, load_hub_task, load_task
 
 
@@ -97,8 +97,9 @@ def exit_command(
     for name in tasks:
         task_data = _task_data(name, data, hub)
         for code in langs:
+            run = exit_run(store, backend, task_data, code, shots=shots, n=n, seed=seed)
             tables.append(exit_accuracy(backend, name, code, shots=shots, n=n, seed=seed, data=task_data,
-                                        batch_size=settings.batch_size, store=store))
+                                        batch_size=settings.batch_size, run=run))
     items = pd.concat(tables, ignore_index=True)
     shape = flops_model(backend.config)
     if isinstance(shape, Uncounted):

@@ -14,6 +14,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from analyses.stats.intervals import normal_interval
+
 PALETTE = qualitative.Plotly
 MODULE_ORDER = ("input_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.q_norm",
                 "self_attn.k_norm", "self_attn.o_proj", "post_attention_layernorm", "pre_feedforward_layernorm",
@@ -140,8 +142,8 @@ def dimension_figure(dimensions: pd.DataFrame, *, model: str = "", label_top: in
         if region == "core-top":
             total = rows["count"].sum()
             p = 1 / d_model
-            half = 1.96 * math.sqrt(p * (1 - p) / total) if total else 0.0
-            fig.add_hrect(y0=max(p - half, 0), y1=p + half, fillcolor="grey", opacity=0.25, line_width=0)
+            low, high = normal_interval(p, math.sqrt(p * (1 - p)), total, z=1.96) if total else (p, p)
+            fig.add_hrect(y0=max(low, 0), y1=high, fillcolor="grey", opacity=0.25, line_width=0)
             top = rows.nlargest(label_top, "count")
             fig.add_trace(go.Scatter(x=top["dim"], y=top["share"], mode="markers+text", text=[str(d) for d in top["dim"]],
                                      textposition="top center", marker={"color": color, "size": 7}, name="top dimensions"))

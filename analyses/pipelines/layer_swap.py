@@ -40,8 +40,8 @@ import torch
 
 from analyses.interventions.finetune import FinetuneConfig, examples_from_instructions, finetune
 from analyses.interventions.layer_swap import SwapConfig, depth_scaled, soup, swap
+from analyses.stats.intervals import bootstrap_mean_interval
 from analyses.stats.latent import pivot_summary
-from analyses.stats.prom_lambda import bootstrap_ci
 from analyses.stats.weight_change import change_profile, weight_change
 from probes.arithmetic import run_arithmetic
 from probes.backend import load
@@ -179,7 +179,7 @@ def accuracy_table(results: pd.DataFrame, by: Sequence[str] = ("setting", "lang"
     rows = []
     for key, group in results.groupby(list(by), sort=False):
         correct = group["correct"].to_numpy(dtype=float)
-        low, high = bootstrap_ci(correct, n_boot=n_boot, seed=seed) if len(correct) > 1 else (np.nan, np.nan)
+        low, high = bootstrap_mean_interval(correct, n_boot=n_boot, seed=seed) if len(correct) > 1 else (np.nan, np.nan)
         rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))), "accuracy": correct.mean(),
                      "ci_low": low, "ci_high": high, "n": len(correct)})
     return pd.DataFrame(rows)
@@ -198,7 +198,7 @@ def paired_differences(results: pd.DataFrame, *, reference: str = "task expert",
             continue
         for (setting, config), other in group[group["setting"] != reference].groupby(["setting", "config"], sort=False):
             diff = (other.set_index("id")["correct"].astype(float) - base).dropna().to_numpy()
-            low, high = bootstrap_ci(diff, n_boot=n_boot, seed=seed) if len(diff) > 1 else (np.nan, np.nan)
+            low, high = bootstrap_mean_interval(diff, n_boot=n_boot, seed=seed) if len(diff) > 1 else (np.nan, np.nan)
             out.append({"lang": lang, "setting": setting, "config": config, "difference": diff.mean(), "ci_low": low,
                         "ci_high": high, "n": len(diff)})
     return pd.DataFrame(out, columns=["lang", "setting", "config", "difference", "ci_low", "ci_high", "n"])

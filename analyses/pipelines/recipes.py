@@ -40,6 +40,7 @@ from analyses.interventions.recipes import PIVOT, RECIPES, read_recipe_card, str
 from analyses.pipelines.interference import measure
 from analyses.pipelines.lens import run_languages
 from analyses.stats.confusion_metrics import ALL, compute_all_metrics, judge_completions
+from analyses.stats.intervals import percentile_interval
 from analyses.stats.recipes import ModelInternals, inside_tables
 from probes.backend import load
 from probes.backend.errors import DataFormatError
@@ -191,10 +192,7 @@ def corpus_chrf(hypotheses: Sequence[str], references: Sequence[str], *, n_boot:
 
 
 def _interval(point: float, boot: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    if len(boot) == 0:
-        return point, point, point
-    alpha = (1 - level) / 2
-    return point, float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha))
+    return (point, point, point) if len(boot) == 0 else (point, *percentile_interval(boot, level))
 
 
 def comparison_table(scored: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -238,18 +236,17 @@ def win_loss(scored: pd.DataFrame, *, tie_margin: float = 1.0, n_boot: int = 100
     grid = shown.pivot_table(index=["lang", "id"], columns="model", values="chrf", aggfunc="first")
     recipes = shown.drop_duplicates("model").set_index("model")["recipe"]
     rng = np.random.default_rng(seed)
-    alpha = (1 - level) / 2
     rows = []
     for a, b in itertools.permutations(grid.columns, 2):
         for lang, diff in [*((lang, g[a] - g[b]) for lang, g in grid.groupby(level="lang")), (ALL, grid[a] - grid[b])]:
             d = diff.dropna().to_numpy()
             score = np.sign(d) * (np.abs(d) > tie_margin)
             draws = score[rng.integers(0, len(score), size=(n_boot, len(score)))] if n_boot and len(score) > 1 else score[None]
-            boot = 100 * draws.mean(1)
+            low, high = percentile_interval(100 * draws.mean(1), level)
             rows.append({"model_a": a, "recipe_a": recipes[a], "model_b": b, "recipe_b": recipes[b], "lang": lang,
                          "n": len(d), "win": 100 * float((score > 0).mean()), "loss": 100 * float((score < 0).mean()),
                          "tie": 100 * float((score == 0).mean()), "delta": 100 * float(score.mean()),
-                         "delta_low": float(np.quantile(boot, alpha)), "delta_high": float(np.quantile(boot, 1 - alpha)),
+                         "delta_low": low, "delta_high": high,
                          "judge": JUDGE, "tie_margin": tie_margin})
     return pd.DataFrame(rows)
 

@@ -9,7 +9,7 @@ from analyses.figures.exit import accuracy_by_layer_figure
 from analyses.report.sections import ReportContext, SectionResult, Verdict, register_section
 from analyses.stats.early_exit import accuracy_by_layer, static_exit_curve
 from analyses.stats.flops import Uncounted, flops_model
-from probes.exit_accuracy import exit_accuracy
+from probes.exit_accuracy import exit_accuracy, exit_run
 from probes.inputs.tasks import TASKS, load_task
 
 
@@ -47,8 +47,10 @@ def exit_section(ctx: ReportContext) -> SectionResult:
             result.notes.append(f"no {task} items in {ctx.lang} (data/tasks/{task}.csv has "
                                 f"{', '.join(sorted(set(data.frame['lang'])))}); add rows to include it")
             continue
-        items.append(exit_accuracy(ctx.backend, task, ctx.lang, n=30 if ctx.quick else 100, data=data,
-                                   batch_size=ctx.batch_size, store=ctx.store, progress=False))
+        n = 30 if ctx.quick else 100
+        run = exit_run(ctx.store, ctx.backend, data, ctx.lang, n=n)
+        items.append(exit_accuracy(ctx.backend, task, ctx.lang, n=n, data=data, batch_size=ctx.batch_size, run=run,
+                                   progress=False))
     if not items:
         return result
     table = pd.concat(items, ignore_index=True)

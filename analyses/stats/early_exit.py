@@ -31,12 +31,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from analyses.stats.flops import DecoderShape
+from analyses.stats.intervals import normal_interval, wilson_interval
 
 INSTANCE = ["model", "task", "lang", "item"]
-Z95 = float(stats.norm.ppf(0.975))
 
 
 @dataclass(frozen=True)
@@ -64,16 +63,6 @@ def with_depth(items: pd.DataFrame) -> pd.DataFrame:
 
 # ---- statistics --------------------------------------------------------------------------------
 
-def wilson(successes: np.ndarray | float, n: np.ndarray | float, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval of a binomial proportion (95% by default)."""
-    successes, n = np.asarray(successes, dtype=float), np.asarray(n, dtype=float)
-    p = np.divide(successes, n, out=np.zeros_like(n), where=n > 0)
-    denom = 1 + z**2 / n
-    centre = (p + z**2 / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    return centre - half, centre + half
-
-
 def accuracy_by_layer(items: pd.DataFrame) -> pd.DataFrame:
     """Accuracy per ``(model, task, lang, shots, layer)`` with 95% Wilson intervals (AdaInfer Fig. 1).
 
@@ -84,9 +73,9 @@ def accuracy_by_layer(items: pd.DataFrame) -> pd.DataFrame:
         n=("correct", "size"), k=("correct", "sum"), k_options=("correct_options", "sum")
     ).reset_index()
     out["accuracy"] = out["k"] / out["n"]
-    out["accuracy_low"], out["accuracy_high"] = wilson(out["k"], out["n"])
+    out["accuracy_low"], out["accuracy_high"] = wilson_interval(out["k"], out["n"])
     out["accuracy_options"] = out["k_options"] / out["n"]
-    out["accuracy_options_low"], out["accuracy_options_high"] = wilson(out["k_options"], out["n"])
+    out["accuracy_options_low"], out["accuracy_options_high"] = wilson_interval(out["k_options"], out["n"])
     return out.drop(columns=["k", "k_options"])
 
 
@@ -94,8 +83,7 @@ def features_by_layer(items: pd.DataFrame, features: Iterable[str] = ("gap", "to
     """Mean of each feature per ``(model, task, layer)`` over items and languages, with a normal 95% interval."""
     long = items.melt(id_vars=["model", "task", "layer"], value_vars=list(features), var_name="feature")
     out = long.groupby(["model", "task", "feature", "layer"])["value"].agg(["mean", "std", "size"]).reset_index()
-    half = Z95 * out["std"].fillna(0) / np.sqrt(out["size"])
-    out["low"], out["high"] = out["mean"] - half, out["mean"] + half
+    out["low"], out["high"] = normal_interval(out["mean"], out["std"].fillna(0), out["size"])
     return out.rename(columns={"size": "n"})
 
 
@@ -406,7 +394,7 @@ def summarise_exits(exits: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         layers_mean=("layers", "mean"), layers_var=("layers", lambda x: float(np.var(x))),
     ).reset_index()
     out["accuracy"] = out["k"] / out["n"]
-    out["accuracy_low"], out["accuracy_high"] = wilson(out["k"], out["n"])
+    out["accuracy_low"], out["accuracy_high"] = wilson_interval(out["k"], out["n"])
     out["flops_ratio"] = 100 * out["flops"] / out["flops_full"]
     return out.drop(columns=["k", "flops", "flops_full"])
 
@@ -455,6 +443,6 @@ def static_exit_curve(items: pd.DataFrame, shape: DecoderShape, variant: str = "
         n=(target, "size"), k=(target, "sum"), flops=("flops", "sum"), flops_full=("flops_full", "sum")
     ).reset_index()
     out["accuracy"] = out["k"] / out["n"]
-    out["accuracy_low"], out["accuracy_high"] = wilson(out["k"], out["n"])
+    out["accuracy_low"], out["accuracy_high"] = wilson_interval(out["k"], out["n"])
     out["flops_ratio"] = 100 * out["flops"] / out["flops_full"]
     return out.drop(columns=["k", "flops", "flops_full"]).assign(variant=variant)

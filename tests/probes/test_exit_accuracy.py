@@ -11,7 +11,7 @@ import torch
 from probes.backend.errors import TokenizerVocabularyError
 from probes.backend.models import load_hf
 from probes.backend.store import ResultsStore
-from probes.exit_accuracy import COLUMNS, exit_accuracy
+from probes.exit_accuracy import COLUMNS, exit_accuracy, exit_run
 from probes.inputs.tasks import (
     TASKS,
     TaskData,
@@ -94,6 +94,10 @@ def test_interrupted_run_resumes_with_the_missing_items(tmp_path, monkeypatch):
     fresh = exit_accuracy(tiny_backend("llama"), "tiny", "en", shots=1, data=data, batch_size=3, progress=False)
     backend = tiny_backend("llama")
     store = ResultsStore(tmp_path)
+
+    def run():
+        return exit_run(store, backend, data, "en", shots=1, n=100, seed=0)
+
     calls = {"n": 0}
     lens = backend.lens
 
@@ -105,12 +109,12 @@ def test_interrupted_run_resumes_with_the_missing_items(tmp_path, monkeypatch):
 
     monkeypatch.setattr(backend, "lens", failing_lens)
     with pytest.raises(KeyboardInterrupt):
-        exit_accuracy(backend, "tiny", "en", shots=1, data=data, batch_size=3, store=store, progress=False)
+        exit_accuracy(backend, "tiny", "en", shots=1, data=data, batch_size=3, run=run(), progress=False)
     calls["n"] = 10  # no more failures; count the batches of the second run
-    resumed = exit_accuracy(backend, "tiny", "en", shots=1, data=data, batch_size=3, store=store, progress=False)
+    resumed = exit_accuracy(backend, "tiny", "en", shots=1, data=data, batch_size=3, run=run(), progress=False)
     assert calls["n"] == 10 + 2  # 9 items in batches of 3: one was stored, two remained
     pd.testing.assert_frame_equal(resumed.drop(columns=["n_tokens"]), fresh.drop(columns=["n_tokens"]), check_dtype=False)
-    again = exit_accuracy(backend, "tiny", "en", shots=1, data=data, batch_size=3, store=store, progress=False)
+    again = exit_accuracy(backend, "tiny", "en", shots=1, data=data, batch_size=3, run=run(), progress=False)
     assert calls["n"] == 12 and len(again) == len(fresh)
 
 

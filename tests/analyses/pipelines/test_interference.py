@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 from typer.testing import CliRunner
 
 from analyses.cli import app
 from analyses.figures.interference import cosine_figure, fig2_figure, module_figure, pivot_probability_figure
 from analyses.pipelines.interference import instruction_split
-from analyses.stats.interference import mean_ci, summarize
+from analyses.stats.interference import summarize
 from tests import FIXTURES
 from tests.conftest import tiny_hf_model, tiny_tokenizer
 
@@ -28,14 +27,6 @@ def _table() -> pd.DataFrame:
                     rows.append({"lang_a": "en", "lang_b": "fr", "objective": objective, "batch": batch, "layer": layer,
                                  "module": module, "scope": scope, "cosine": float(rng.normal(0.1 * layer, 0.05))})
     return pd.DataFrame(rows)
-
-
-def test_mean_ci_is_a_student_t_interval():
-    values = pd.Series([0.1, 0.3, 0.2, 0.5])
-    mean, low, high = mean_ci(values)
-    half = stats.t.ppf(0.975, 3) * values.std(ddof=1) / 2
-    assert mean == pytest.approx(0.275) and low == pytest.approx(0.275 - half) and high == pytest.approx(0.275 + half)
-    assert mean_ci(pd.Series([0.4])) == (0.4, 0.4, 0.4)
 
 
 def test_summaries_and_figures_come_from_tables():

@@ -26,7 +26,6 @@ from analyses.stats.early_exit import (
     is_test_item,
     run_strategies,
     strategy_table,
-    wilson,
     with_depth,
 )
 from analyses.stats.flops import DecoderShape, Uncounted, flops_model
@@ -104,13 +103,6 @@ def test_an_uncountable_config_says_why_and_gives_nan():
     shape = flops_model({"model_type": "qwen2_moe", "num_hidden_layers": 1, "shared_expert_intermediate_size": 4})
     assert isinstance(shape, Uncounted) and "shared_expert_intermediate_size" in shape.reason
     assert math.isnan(shape.full(3)) and math.isnan(shape.exit(3, 0))
-
-
-def test_wilson_matches_scipy():
-    low, high = wilson(np.array([8, 0, 30]), np.array([10, 5, 30]))
-    for i, (k, n) in enumerate([(8, 10), (0, 5), (30, 30)]):
-        ci = binomtest(k, n).proportion_ci(method="wilson")
-        assert low[i] == pytest.approx(ci.low, abs=1e-9) and high[i] == pytest.approx(ci.high, abs=1e-9)
 
 
 def _table(correct: list[list[bool]], gaps: list[list[float]], n_tokens: int = 3, task="t", lang="en", model="toy"):
