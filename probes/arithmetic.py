@@ -27,7 +27,9 @@ COLUMNS = {
 }
 
 
-@register_probe("arithmetic", paper="Bandarkar et al., ICLR 2025 (layer swapping; MGSM-style accuracy)", columns=COLUMNS)
+@register_probe(
+    "arithmetic", paper="Bandarkar et al., ICLR 2025 (layer swapping; MGSM-style accuracy)", columns=COLUMNS
+)
 def run_arithmetic(
     backend: Backend,
     problems: pd.DataFrame,
@@ -56,16 +58,33 @@ def run_arithmetic(
             ids = [i for i in ids if i != backend.pad_id]
             output = backend.tokenizer.decode(ids, skip_special_tokens=True)
             prediction = extract_number(output)
-            rows.append({
-                "model": backend.model_name, "lang": problem["lang"], "id": problem["id"], "kind": problem.get("kind", ""),
-                "answer": float(problem["answer"]), "prediction": prediction if prediction is not None else float("nan"),
-                "correct": prediction is not None and abs(prediction - float(problem["answer"])) < 1e-9,
-                "output": output, "n_new_tokens": len(ids), "item": _item(problem),
-            })
+            rows.append(
+                {
+                    "model": backend.model_name,
+                    "lang": problem["lang"],
+                    "id": problem["id"],
+                    "kind": problem.get("kind", ""),
+                    "answer": float(problem["answer"]),
+                    "prediction": prediction if prediction is not None else float("nan"),
+                    "correct": prediction is not None and abs(prediction - float(problem["answer"])) < 1e-9,
+                    "output": output,
+                    "n_new_tokens": len(ids),
+                    "item": _item(problem),
+                }
+            )
         return pd.DataFrame(rows, columns=list(COLUMNS))
 
-    return collect(ordered, compute, key=_item, columns=list(COLUMNS), run=run, batch_size=batch_size,
-                   desc=f"arithmetic {backend.model_name}", unit="problem", progress=progress)
+    return collect(
+        ordered,
+        compute,
+        key=_item,
+        columns=list(COLUMNS),
+        run=run,
+        batch_size=batch_size,
+        desc=f"arithmetic {backend.model_name}",
+        unit="problem",
+        progress=progress,
+    )
 
 
 def _item(problem: dict) -> str:

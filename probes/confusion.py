@@ -225,7 +225,9 @@ def run_confusion(
     al.'s Table 7 counts English words inside Chinese answers). With ``run``, finished batches
     are stored as they complete and skipped on a re-run; the table holds ``prompts`` only."""
     if temperature < 0 or not 0 < top_p <= 1 or num_beams < 1:
-        raise ValueError(f"need temperature >= 0, 0 < top_p <= 1, num_beams >= 1 (got {temperature}, {top_p}, {num_beams})")
+        raise ValueError(
+            f"need temperature >= 0, 0 < top_p <= 1, num_beams >= 1 (got {temperature}, {top_p}, {num_beams})"
+        )
     wanted = {p.item for p in prompts}
     rendered = [render(backend, p, shots=shots, prompt_format=prompt_format, demos=demos) for p in prompts]
     rendered.sort(key=lambda r: (len(r.ids), r.prompt.item))  # similar lengths: little padding
@@ -252,8 +254,17 @@ def run_confusion(
             rows += _step_rows(backend, item, gen_row, cp_error_types)
         return pd.DataFrame.from_records(rows, columns=list(CONFUSION_COLUMNS))
 
-    table = collect(rendered, compute, key=lambda r: r.prompt.item, columns=list(CONFUSION_COLUMNS), run=run,
-                    batch_size=batch_size, desc=f"confusion {backend.model_name}", unit="prompt", progress=progress)
+    table = collect(
+        rendered,
+        compute,
+        key=lambda r: r.prompt.item,
+        columns=list(CONFUSION_COLUMNS),
+        run=run,
+        batch_size=batch_size,
+        desc=f"confusion {backend.model_name}",
+        unit="prompt",
+        progress=progress,
+    )
     return table[table["item"].isin(wanted)].reset_index(drop=True) if len(table) else table
 
 

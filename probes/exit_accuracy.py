@@ -77,7 +77,9 @@ def readout_rows(
             "top_prob": top_probs[..., 0].reshape(-1).tolist(),
             "gap_options": (top2[..., 0] - top2[..., 1]).reshape(-1).tolist(),
             "top_prob_options": top2[..., 0].reshape(-1).tolist(),
-            "p_gold": option_probs.gather(-1, gold_index.expand(n_layers, -1).unsqueeze(-1))[..., 0].reshape(-1).tolist(),
+            "p_gold": option_probs.gather(-1, gold_index.expand(n_layers, -1).unsqueeze(-1))[..., 0]
+            .reshape(-1)
+            .tolist(),
             "p_options": p_options.reshape(-1).tolist(),
         }
     )
@@ -88,13 +90,28 @@ def readout_rows(
 
 
 def exit_run(
-    store: ResultsStore, backend: Backend, data: TaskData, lang: str, *, shots: int = 3, n: int | None = 100, seed: int = 0
+    store: ResultsStore,
+    backend: Backend,
+    data: TaskData,
+    lang: str,
+    *,
+    shots: int = 3,
+    n: int | None = 100,
+    seed: int = 0,
 ) -> Run:
     """The results-store run of :func:`exit_accuracy` with these settings (its key covers the task's
     template and the answer token ids, so a changed template or tokenizer is a new run)."""
     spec = data.spec
-    params = {"task": spec.name, "lang": lang, "shots": shots, "n": n, "seed": seed, "source": data.source,
-              "template": spec.template_sha(lang), "answers": _answer_ids(backend, spec, lang)}
+    params = {
+        "task": spec.name,
+        "lang": lang,
+        "shots": shots,
+        "n": n,
+        "seed": seed,
+        "source": data.source,
+        "template": spec.template_sha(lang),
+        "answers": _answer_ids(backend, spec, lang),
+    }
     return store.run(provenance("exit", params, backend.describe(), data.files, seed))
 
 
@@ -148,8 +165,17 @@ def exit_accuracy(
         frame.insert(4, "shots", shots)
         return frame[list(COLUMNS)]
 
-    table = collect(longest_first, compute, key=lambda p: p.item, columns=list(COLUMNS), run=run, batch_size=batch_size,
-                    desc=f"exit {spec.name}/{lang}", unit="item", progress=progress)
+    table = collect(
+        longest_first,
+        compute,
+        key=lambda p: p.item,
+        columns=list(COLUMNS),
+        run=run,
+        batch_size=batch_size,
+        desc=f"exit {spec.name}/{lang}",
+        unit="item",
+        progress=progress,
+    )
     return _ordered(table)
 
 

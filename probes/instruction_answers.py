@@ -42,23 +42,33 @@ def prompt_ids(backend: Backend, prompt: str, template: Template = "auto") -> li
     return [i for i, label in zip(row.input_ids, row.labels) if label == -100]
 
 
-def _answer_frame(backend: Backend, batch: Sequence[tuple[str, str, str, str, list[int]]], max_new_tokens: int,
-                  special: set[int]) -> pd.DataFrame:
+def _answer_frame(
+    backend: Backend, batch: Sequence[tuple[str, str, str, str, list[int]]], max_new_tokens: int, special: set[int]
+) -> pd.DataFrame:
     """The greedy answers of one batch of rows ``(lang, id, prompt, reference, prompt ids)``."""
     generation = backend.generate(backend.encode([row[4] for row in batch]), max_new_tokens=max_new_tokens)
     rows = []
     for (lang, i, prompt, reference, _), new_ids in zip(batch, generation.new_ids.tolist()):
         completion, n_generated, _ = completion_extent(backend, new_ids)
-        rows.append({
-            "item": f"{lang}|{i}", "model": backend.model_name, "lang": lang, "id": i, "prompt": prompt,
-            "reference": reference, "completion": completion, "n_new_tokens": n_generated,
-            "finished": any(t in special for t in new_ids[:n_generated]),
-        })
+        rows.append(
+            {
+                "item": f"{lang}|{i}",
+                "model": backend.model_name,
+                "lang": lang,
+                "id": i,
+                "prompt": prompt,
+                "reference": reference,
+                "completion": completion,
+                "n_new_tokens": n_generated,
+                "finished": any(t in special for t in new_ids[:n_generated]),
+            }
+        )
     return pd.DataFrame.from_records(rows, columns=list(ANSWER_COLUMNS))
 
 
-@register_probe("instruction-answers", paper="PLUG (Zhang et al. 2023) Sec. 4 evaluation protocol; spec 6b",
-                columns=ANSWER_COLUMNS)
+@register_probe(
+    "instruction-answers", paper="PLUG (Zhang et al. 2023) Sec. 4 evaluation protocol; spec 6b", columns=ANSWER_COLUMNS
+)
 def run_answers(
     backend: Backend,
     table: pd.DataFrame,
@@ -74,10 +84,21 @@ def run_answers(
     """Greedy answers to the instructions ``ids`` of ``table`` (``probes.inputs.instruction_data``
     layout) in each language of ``langs``; one row per (lang, id), columns in ``ANSWER_COLUMNS``.
     With ``run``, finished batches are stored and skipped on a re-run."""
-    todo = [(lang, i, prompt, reference, prompt_ids(backend, prompt, template))
-            for lang in langs for i, (prompt, reference) in zip(ids, pairs_for(table, lang, ids))]
+    todo = [
+        (lang, i, prompt, reference, prompt_ids(backend, prompt, template))
+        for lang in langs
+        for i, (prompt, reference) in zip(ids, pairs_for(table, lang, ids))
+    ]
     todo.sort(key=lambda row: len(row[4]))  # similar lengths: little padding
     special = set(backend.tokenizer.all_special_ids)
-    return collect(todo, lambda batch: _answer_frame(backend, batch, max_new_tokens, special),
-                   key=lambda row: f"{row[0]}|{row[1]}", columns=list(ANSWER_COLUMNS), run=run, batch_size=batch_size,
-                   desc=f"answers {backend.model_name}", unit="answer", progress=progress)
+    return collect(
+        todo,
+        lambda batch: _answer_frame(backend, batch, max_new_tokens, special),
+        key=lambda row: f"{row[0]}|{row[1]}",
+        columns=list(ANSWER_COLUMNS),
+        run=run,
+        batch_size=batch_size,
+        desc=f"answers {backend.model_name}",
+        unit="answer",
+        progress=progress,
+    )

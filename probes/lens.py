@@ -158,7 +158,16 @@ def run_lens(
         with torch.no_grad():
             return _batch_rows(backend, batch, word_prob, top_k, gram() if energy else None)
 
-    table = collect(examples, compute, key=lambda e: e.prompt.item, columns=list(LENS_COLUMNS), run=run,
-                    batch_size=batch_size, desc=f"lens {backend.model_name}", unit="prompt", progress=progress)
+    table = collect(
+        examples,
+        compute,
+        key=lambda e: e.prompt.item,
+        columns=list(LENS_COLUMNS),
+        run=run,
+        batch_size=batch_size,
+        desc=f"lens {backend.model_name}",
+        unit="prompt",
+        progress=progress,
+    )
     table.attrs["dropped_examples"] = dropped
     return table

@@ -29,7 +29,9 @@ PERPLEXITY_COLUMNS = {
 }
 
 
-def language_perplexity(backend: Backend, texts: Sequence[str], *, batch_size: int = 8, max_tokens: int = 512) -> dict[str, float]:
+def language_perplexity(
+    backend: Backend, texts: Sequence[str], *, batch_size: int = 8, max_tokens: int = 512
+) -> dict[str, float]:
     """Token-weighted perplexity of one language's sentences."""
     nll_sum, n_tokens, n_sentences = 0.0, 0, 0
     with torch.no_grad():
@@ -56,10 +58,19 @@ def run_perplexity(
 ) -> pd.DataFrame:
     """One row per language (``texts``: language -> held-out sentences). With ``run``, finished
     languages are stored as they complete and skipped on a re-run."""
+
     def compute(batch: list[str]) -> pd.DataFrame:
         (lang,) = batch
         measured = language_perplexity(backend, texts[lang], batch_size=batch_size, max_tokens=max_tokens)
         return pd.DataFrame([{"lang": lang, **measured, "item": lang}])
 
-    return collect(list(texts), compute, key=str, columns=list(PERPLEXITY_COLUMNS), run=run,
-                   desc=f"perplexity {backend.model_name}", unit="lang", progress=progress)
+    return collect(
+        list(texts),
+        compute,
+        key=str,
+        columns=list(PERPLEXITY_COLUMNS),
+        run=run,
+        desc=f"perplexity {backend.model_name}",
+        unit="lang",
+        progress=progress,
+    )

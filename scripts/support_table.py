@@ -33,14 +33,21 @@ CHECKS = {
 def run_matrix(path: Path) -> None:
     """Run the matrix test with its outcomes written to ``path``."""
     env = {**os.environ, "PIVOTLENS_MATRIX_JSON": str(path), "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-m", "pytest", MATRIX_TEST, "-q", "-p", "no:cacheprovider", "-p", "no:xdist"], cwd=ROOT, env=env,
-                   check=False)
+    subprocess.run(
+        [sys.executable, "-m", "pytest", MATRIX_TEST, "-q", "-p", "no:cacheprovider", "-p", "no:xdist"],
+        cwd=ROOT,
+        env=env,
+        check=False,
+    )
 
 
 def verdict(rows: list[dict[str, object]]) -> tuple[str, list[str]]:
     """``supported`` / ``supported with notes`` / ``unsupported``, and the notes or failures behind it."""
-    failed = [f"{row['check'].removeprefix('test_').replace('_', ' ')}: {row['error']}" for row in rows
-              if row["outcome"] != "passed"]
+    failed = [
+        f"{row['check'].removeprefix('test_').replace('_', ' ')}: {row['error']}"
+        for row in rows
+        if row["outcome"] != "passed"
+    ]
     if failed:
         return "unsupported", failed
     notes = list(dict.fromkeys(note for row in rows for note in row["notes"]))
@@ -58,7 +65,9 @@ def render(rows: list[dict[str, object]]) -> str:
         "transformers config (no downloads), with the unembedding scaled up so that a missing logit",
         "scale or soft-cap cannot hide in near-uniform outputs. Do not edit by hand.",
         "",
-        "Versions: " + ", ".join(f"{name} {version(name)}" for name in ("transformers", "transformer-lens", "nnsight", "torch")) + ".",
+        "Versions: "
+        + ", ".join(f"{name} {version(name)}" for name in ("transformers", "transformer-lens", "nnsight", "torch"))
+        + ".",
         "",
         "Checked per architecture and backend:",
         "",

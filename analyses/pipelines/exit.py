@@ -69,7 +69,9 @@ def exit_report(
     With an :class:`Uncounted` shape the FLOPs columns are NaN and the FLOPs tables
     (``strategies``, ``generalisation``, ``static``) carry its reason in ``flops_note``."""
     own = items[items["model"] == model]
-    pooled = own if other_items is None else pd.concat([own, other_items[other_items["model"] != model]], ignore_index=True)
+    pooled = (
+        own if other_items is None else pd.concat([own, other_items[other_items["model"] != model]], ignore_index=True)
+    )
     exits, decisions = run_strategies(pooled, model, shape, test_fraction=test_fraction, seed=seed)
     static = pd.concat([static_exit_curve(own, shape, variant) for variant in VARIANTS], ignore_index=True)
     layers = accuracy_by_layer(own)

@@ -149,7 +149,9 @@ def cp_contrast(
             }
             for baseline, values in (("within", within), ("same_step", same_step)):
                 diff = (at_cp - values).dropna().to_numpy()
-                low, high = bootstrap_mean_interval(diff, n_boot=n_boot, seed=seed) if len(diff) > 1 else (float("nan"),) * 2
+                low, high = (
+                    bootstrap_mean_interval(diff, n_boot=n_boot, seed=seed) if len(diff) > 1 else (float("nan"),) * 2
+                )
                 record |= {
                     f"{baseline}_n": len(diff),
                     f"{baseline}_difference": float(diff.mean()) if len(diff) else float("nan"),

@@ -32,8 +32,24 @@ from dataclasses import dataclass
 from probes.backend.errors import PivotlensError
 
 # Model types whose MLP is two matrices (up, down) with no gate.
-PLAIN_MLP = frozenset({"gpt2", "gpt_neox", "bloom", "falcon", "opt", "gptj", "gpt_bigcode", "phi", "codegen",
-                       "persimmon", "starcoder2", "mpt", "xglm", "biogpt"})
+PLAIN_MLP = frozenset(
+    {
+        "gpt2",
+        "gpt_neox",
+        "bloom",
+        "falcon",
+        "opt",
+        "gptj",
+        "gpt_bigcode",
+        "phi",
+        "codegen",
+        "persimmon",
+        "starcoder2",
+        "mpt",
+        "xglm",
+        "biogpt",
+    }
+)
 # Config attributes of mixtures of experts whose layers this model does not count.
 _UNCOUNTED_MOE = ("shared_expert_intermediate_size", "n_shared_experts", "first_k_dense_replace", "mlp_only_layers")
 
@@ -109,8 +125,11 @@ class DecoderShape:
         """From a ``transformers`` config (or its dict); raises :class:`PivotlensError` naming
         what it cannot count."""
         config = _text_config(config)
-        missing = [k for k in ("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
-                   if getattr(config, k, None) is None]
+        missing = [
+            k
+            for k in ("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
+            if getattr(config, k, None) is None
+        ]
         if missing:
             raise PivotlensError(f"config of model type {config.model_type!r} lacks {missing}; FLOPs are not counted")
         if config.model_type not in PLAIN_MLP and not (
@@ -123,8 +142,14 @@ class DecoderShape:
                 f"config of model type {config.model_type!r} has {uncounted}: shared or dense expert layers are not counted"
             )
         n_layers, hidden, heads = config.num_hidden_layers, config.hidden_size, config.num_attention_heads
-        n_experts = next((getattr(config, k) for k in ("num_local_experts", "num_experts", "n_routed_experts")
-                          if getattr(config, k, None)), 0)
+        n_experts = next(
+            (
+                getattr(config, k)
+                for k in ("num_local_experts", "num_experts", "n_routed_experts")
+                if getattr(config, k, None)
+            ),
+            0,
+        )
         return cls(
             n_layers=n_layers,
             hidden=hidden,

@@ -41,6 +41,9 @@ def fig2_setting(table: pd.DataFrame) -> pd.Series:
     same = table["lang_a"] == table["lang_b"]
     plain = table["objective"] == "plain"
     return pd.Series(
-        ["target only" if s else ("target + " + a if p else "pivoted") for s, p, a in zip(same, plain, table["lang_a"])],
+        [
+            "target only" if s else ("target + " + a if p else "pivoted")
+            for s, p, a in zip(same, plain, table["lang_a"])
+        ],
         index=table.index,
     )

@@ -43,8 +43,13 @@ def bootstrap_mean_interval(
     if data.size < 2:
         return (float(data[0]),) * 2 if data.size else (float("nan"),) * 2
     result = stats.bootstrap(
-        (data,), np.mean, n_resamples=n_boot, confidence_level=level, method="percentile",
-        rng=np.random.default_rng(seed), vectorized=True,
+        (data,),
+        np.mean,
+        n_resamples=n_boot,
+        confidence_level=level,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+        vectorized=True,
     )
     # the same quantiles as scipy's, taken with np.quantile as every other interval here (scipy's
     # np.percentile at 100·alpha rounds differently in the last digit)

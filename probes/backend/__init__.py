@@ -60,8 +60,9 @@ def wrap(
     try:
         return TransformerLensBackend(hf_model, tokenizer, **info)
     except TransformerLensUnsupported as exc:
-        warnings.warn(f"transformer-lens cannot wrap {type(hf_model).__name__} ({exc}); falling back to nnsight",
-                      stacklevel=2)
+        warnings.warn(
+            f"transformer-lens cannot wrap {type(hf_model).__name__} ({exc}); falling back to nnsight", stacklevel=2
+        )
     from probes.backend.nnsight_backend import NNsightBackend
 
     return NNsightBackend(hf_model, tokenizer, **info)
@@ -97,4 +98,3 @@ def load(
         weights_hash=weights_fingerprint(source),
         remote=remote,
     )
-

@@ -125,10 +125,15 @@ class ModelParts:
             raise _missing(model, "unembedding", "get_output_embeddings() returned no module")
         decoder = model.get_decoder()
         decoder_path = _path_of(model, decoder)
-        lists = [name for name, child in decoder.named_children()
-                 if isinstance(child, torch.nn.ModuleList) and len(child) == n_layers]
+        lists = [
+            name
+            for name, child in decoder.named_children()
+            if isinstance(child, torch.nn.ModuleList) and len(child) == n_layers
+        ]
         if len(lists) != 1:
-            raise _missing(model, "decoder blocks", f"one ModuleList of {n_layers} blocks under {decoder_path or 'the model'}")
+            raise _missing(
+                model, "decoder blocks", f"one ModuleList of {n_layers} blocks under {decoder_path or 'the model'}"
+            )
         norm = next((name for name in _NORM_NAMES if isinstance(getattr(decoder, name, None), torch.nn.Module)), None)
         if norm is None:
             raise _missing(model, "final norm", f"{decoder_path or 'the model'}.{{{', '.join(_NORM_NAMES)}}}")
@@ -168,7 +173,9 @@ class ModelParts:
         finally:
             handle.remove()
         gap = (own - ours).abs().max().item()
-        tolerance = (1e-4 if own.dtype == torch.float32 and model.dtype == torch.float32 else 2e-2) * max(1.0, own.abs().max().item())
+        tolerance = (1e-4 if own.dtype == torch.float32 and model.dtype == torch.float32 else 2e-2) * max(
+            1.0, own.abs().max().item()
+        )
         if not gap <= tolerance:
             raise UnsupportedArchitectureError(
                 f"{type(model).__name__}: the last block's output through the final norm, unembedding and "

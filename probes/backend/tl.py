@@ -75,8 +75,11 @@ class TransformerLensBackend(Backend):
             )
         except Exception as exc:  # an unknown architecture (ValueError) or a config its adapter mis-reads
             raise TransformerLensUnsupported(type(exc).__name__) from exc
-        missing = [f"blocks.{layer}.hook_resid_post" for layer in range(self.n_layers)
-                   if f"blocks.{layer}.hook_resid_post" not in self.bridge.hook_dict]
+        missing = [
+            f"blocks.{layer}.hook_resid_post"
+            for layer in range(self.n_layers)
+            if f"blocks.{layer}.hook_resid_post" not in self.bridge.hook_dict
+        ]
         if missing:
             raise TransformerLensUnsupported(f"no hook {missing[0]}")
         self.bridge.eval()
@@ -122,4 +125,6 @@ class TransformerLensBackend(Backend):
         layers = self.check_layers(layers)
         with torch.no_grad():
             captured = self._capture(enc, layers, resolve_positions(positions, enc))
-            return readout_layers(layers, torch.stack([captured[layer] for layer in layers]), self.unembed, request, self.vocab_size)
+            return readout_layers(
+                layers, torch.stack([captured[layer] for layer in layers]), self.unembed, request, self.vocab_size
+            )

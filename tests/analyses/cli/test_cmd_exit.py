@@ -28,8 +28,23 @@ def test_bad_requests_fail_before_loading_a_model(tmp_path):
 @pytest.mark.slow
 def test_exit_command_writes_the_tables_and_figures(tmp_path):
     out = tmp_path / "out"
-    args = ["--model", "smollm2-135m", "--out", str(out), "--results", str(tmp_path / "store"),
-            "exit", "--task", "sentiment,mcqa", "--lang", "en,fr", "--n", "8", "--shots", "1"]
+    args = [
+        "--model",
+        "smollm2-135m",
+        "--out",
+        str(out),
+        "--results",
+        str(tmp_path / "store"),
+        "exit",
+        "--task",
+        "sentiment,mcqa",
+        "--lang",
+        "en,fr",
+        "--n",
+        "8",
+        "--shots",
+        "1",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     items = pd.read_parquet(out / "exit_items.parquet")
@@ -61,8 +76,23 @@ def test_exit_completes_on_plain_mlp_fused_qkv_and_moe_models(tmp_path, monkeypa
     folder, out = tmp_path / arch, tmp_path / "out"
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    args = ["--model", str(folder), "--out", str(out), "--results", str(tmp_path / "store"),
-            "exit", "--task", ",".join(tasks), "--lang", "en", "--n", "6", "--shots", "0"]
+    args = [
+        "--model",
+        str(folder),
+        "--out",
+        str(out),
+        "--results",
+        str(tmp_path / "store"),
+        "exit",
+        "--task",
+        ",".join(tasks),
+        "--lang",
+        "en",
+        "--n",
+        "6",
+        "--shots",
+        "0",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     generalisation = pd.read_csv(out / "exit_generalisation.csv")

@@ -58,5 +58,7 @@ def test_percentile_interval_is_the_order_statistic_at_exact_ranks():
 
 def test_normal_interval_default_and_fixed_z():
     low, high = normal_interval(np.array([1.0]), np.array([1.0]), np.array([4]))
-    assert low[0] == pytest.approx(1 - 0.5 * 1.959963984540054) and high[0] == pytest.approx(1 + 0.5 * 1.959963984540054)
+    assert low[0] == pytest.approx(1 - 0.5 * 1.959963984540054) and high[0] == pytest.approx(
+        1 + 0.5 * 1.959963984540054
+    )
     assert normal_interval(0.0, 1.0, 1, z=1.96) == (-1.96, 1.96)

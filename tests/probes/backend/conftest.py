@@ -22,16 +22,24 @@ def pytest_runtest_makereport(item, call):
         return
     if report.when == "call" or (report.when == "setup" and report.failed):
         params = item.callspec.params
-        error = "" if report.passed else (call.excinfo.exconly().splitlines() or [""])[0] if call.excinfo else report.outcome
-        _ROWS.append({
-            "check": item.originalname,
-            "arch": params["arch"],
-            "backend": params.get("backend_name", "both"),
-            "outcome": report.outcome,
-            "error": error,
-            "architecture": next((value for key, value in item.user_properties if key == "architecture"), None),
-            "notes": [value for key, value in item.user_properties if key == "note"],
-        })
+        error = (
+            ""
+            if report.passed
+            else (call.excinfo.exconly().splitlines() or [""])[0]
+            if call.excinfo
+            else report.outcome
+        )
+        _ROWS.append(
+            {
+                "check": item.originalname,
+                "arch": params["arch"],
+                "backend": params.get("backend_name", "both"),
+                "outcome": report.outcome,
+                "error": error,
+                "architecture": next((value for key, value in item.user_properties if key == "architecture"), None),
+                "notes": [value for key, value in item.user_properties if key == "note"],
+            }
+        )
 
 
 def pytest_sessionfinish(session):

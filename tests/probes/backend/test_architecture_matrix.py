@@ -32,8 +32,14 @@ MATRIX: dict[str, dict[str, object]] = {
     "qwen2": {"model_type": "qwen2", **_ATTENTION},
     "qwen3": {"model_type": "qwen3", **_ATTENTION, "head_dim": 16},
     "mistral": {"model_type": "mistral", **_ATTENTION, "sliding_window": 4},
-    "gemma2": {"model_type": "gemma2", **_ATTENTION, "head_dim": 16, "final_logit_softcapping": 5.0,
-               "attn_logit_softcapping": 50.0, "sliding_window": 4},
+    "gemma2": {
+        "model_type": "gemma2",
+        **_ATTENTION,
+        "head_dim": 16,
+        "final_logit_softcapping": 5.0,
+        "attn_logit_softcapping": 50.0,
+        "sliding_window": 4,
+    },
     "gemma3": {"model_type": "gemma3_text", **_ATTENTION, "head_dim": 16, "sliding_window": 4},
     "phi3": {"model_type": "phi3", **_ATTENTION},
     "cohere": {"model_type": "cohere", **_ATTENTION, "logit_scale": 0.0625},
@@ -45,11 +51,24 @@ MATRIX: dict[str, dict[str, object]] = {
     "olmo2": {"model_type": "olmo2", **_ATTENTION},
     "stablelm": {"model_type": "stablelm", **_ATTENTION},
     "falcon": {"model_type": "falcon", "num_attention_heads": 4},  # Falcon-7B layout: multi-query, parallel attention
-    "falcon-40b-layout": {"model_type": "falcon", "num_attention_heads": 4, "num_kv_heads": 2,
-                          "new_decoder_architecture": True},
-    "mixtral": {"model_type": "mixtral", **_ATTENTION, "intermediate_size": 48, "num_local_experts": 4,
-                "num_experts_per_tok": 2},
-    "persimmon": {"model_type": "persimmon", "num_attention_heads": 4, "intermediate_size": 96},  # not in transformer-lens
+    "falcon-40b-layout": {
+        "model_type": "falcon",
+        "num_attention_heads": 4,
+        "num_kv_heads": 2,
+        "new_decoder_architecture": True,
+    },
+    "mixtral": {
+        "model_type": "mixtral",
+        **_ATTENTION,
+        "intermediate_size": 48,
+        "num_local_experts": 4,
+        "num_experts_per_tok": 2,
+    },
+    "persimmon": {
+        "model_type": "persimmon",
+        "num_attention_heads": 4,
+        "intermediate_size": 96,
+    },  # not in transformer-lens
 }
 ARCHS = list(MATRIX)
 PROMPTS = ["the cloud is", "le nuage est blanc et la", "облако"]
@@ -58,8 +77,15 @@ PROMPTS = ["the cloud is", "le nuage est blanc et la", "облако"]
 def _config(arch: str, vocab_size: int):
     spec = dict(MATRIX[arch])
     return AutoConfig.for_model(
-        spec.pop("model_type"), vocab_size=vocab_size, hidden_size=64, num_hidden_layers=2,
-        max_position_embeddings=1024, pad_token_id=0, bos_token_id=1, eos_token_id=2, **spec,
+        spec.pop("model_type"),
+        vocab_size=vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        max_position_embeddings=1024,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        **spec,
     )
 
 
@@ -119,7 +145,9 @@ def test_wrap(arch, backend_name, record_property):
     backend, fallbacks = matrix_backend(arch, backend_name)
     record_property("architecture", type(reference(arch)).__name__)
     for message in fallbacks:
-        assert "\n" not in message and "falling back to nnsight" in message and type(reference(arch)).__name__ in message
+        assert (
+            "\n" not in message and "falling back to nnsight" in message and type(reference(arch)).__name__ in message
+        )
         record_property("note", message)
     if backend_name == "transformer-lens" and not fallbacks:
         assert backend.name == "transformer-lens"
@@ -201,9 +229,13 @@ def test_interference_per_module_agrees_between_backends(arch):
         enc_a, labels_a = _batch(backend, PROMPTS[:2])
         enc_b, labels_b = _batch(backend, PROMPTS[1:])
         pair = BatchPair(0, Batch("en", enc_a, labels_a), Batch("fr", enc_b, labels_b))
-        tables.append(run_interference(backend, [pair], readout_a=Readout(layer=0, label_smoothing=0.1), progress=False))
+        tables.append(
+            run_interference(backend, [pair], readout_a=Readout(layer=0, label_smoothing=0.1), progress=False)
+        )
     a, b = tables
-    assert a[["param", "layer", "module", "scope", "n_params"]].equals(b[["param", "layer", "module", "scope", "n_params"]])
+    assert a[["param", "layer", "module", "scope", "n_params"]].equals(
+        b[["param", "layer", "module", "scope", "n_params"]]
+    )
     assert (a["cosine"] - b["cosine"]).abs().max() < 1e-6
     model_rows = a[a["scope"] == "model"]
     assert int(model_rows["n_params"].iloc[0]) == sum(p.numel() for p in reference(arch).parameters())

@@ -34,11 +34,19 @@ def test_an_interrupted_run_computes_only_the_missing_items(tmp_path):
     prov = provenance("squares", {"n": 5}, {"model": "none"})
     calls: list[list[int]] = []
     with pytest.raises(KeyboardInterrupt):
-        collect(range(5), squares(calls, fail_at=1), key=str, columns=COLUMNS, run=store.run(prov), batch_size=2,
-                progress=False)
+        collect(
+            range(5),
+            squares(calls, fail_at=1),
+            key=str,
+            columns=COLUMNS,
+            run=store.run(prov),
+            batch_size=2,
+            progress=False,
+        )
     assert calls == [[0, 1]]
-    table = collect(range(5), squares(calls), key=str, columns=COLUMNS, run=store.run(prov), batch_size=2,
-                    progress=False)
+    table = collect(
+        range(5), squares(calls), key=str, columns=COLUMNS, run=store.run(prov), batch_size=2, progress=False
+    )
     assert calls == [[0, 1], [2, 3], [4]]
     assert sorted(table["square"]) == [0, 1, 4, 9, 16] and store.run(prov).finished
 
