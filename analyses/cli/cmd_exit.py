@@ -23,7 +23,7 @@ from probes.inputs.tasks import TASKS, get_task, load_hub_task, load_task
 def _task_data(task: str, data: Path | None, hub: bool):
     if data is not None:
         return load_task(task, data) if data.suffix == ".csv" and not hub else load_hub_task(task, data)
-    return load_hub_task(task) if hub else None
+    return load_hub_task(task) if hub else load_task(task)
 
 
 def _print_summary(console: Console, report) -> None:
