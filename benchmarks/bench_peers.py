@@ -40,8 +40,8 @@ from transformer_lens.tools.analysis.logit_lens import logit_lens
 from probes.backend import load
 from probes.backend.tokensets import TokenSets, overlapping
 from probes.lens import run_lens
-from probes.prompts import build_prompts
-from probes.words import load_concepts
+from probes.inputs.prompts import build_prompts
+from probes.inputs.words import load_concepts
 
 HERE = Path(__file__).resolve().parent
 PEER_ENVS = {
