@@ -6,11 +6,7 @@ BIN := $(VENV)/bin
 # would pull a multi-GB CUDA build. On a GPU machine, install your CUDA torch before `make`.
 TORCH ?= torch==2.13.0
 
-<<<<<<< HEAD
-.PHONY: setup demo test test-fast sweep reports bench bench-peers clean
-=======
-.PHONY: setup demo lint test test-fast sweep reports bench clean
->>>>>>> main
+.PHONY: setup demo lint test test-fast sweep reports bench bench-peers clean
 
 setup: $(VENV)/.installed
 
