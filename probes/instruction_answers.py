@@ -49,7 +49,8 @@ def _answer_frames(backend: Backend, todo: Sequence[tuple[str, str, str, str, li
     for start in tqdm(range(0, len(todo), batch_size), desc=f"answers {backend.model_name}", unit="batch",
                       disable=not progress):
         batch = todo[start : start + batch_size]
-        generation = backend.generate(backend.encode([row[4] for row in batch]), max_new_tokens=max_new_tokens)
+        generation = backend.generate(backend.encode([row[4] for row in batch]), max_new_tokens=max_new_tokens,
+                                      statistics=False)
         rows = []
         for (lang, i, prompt, reference, _), new_ids in zip(batch, generation.new_ids.tolist()):
             completion, n_generated, _ = completion_extent(backend, new_ids)
