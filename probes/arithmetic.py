@@ -37,7 +37,7 @@ def run_arithmetic(
     run: Run | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Greedy answers to ``problems`` (from :func:`load_problems`) and whether each is right; with
+    """Greedy answers to ``problems`` (from :func:`probes.inputs.arithmetic.load_problems`) and whether each is right; with
     ``run``, finished batches are stored and skipped on a re-run."""
     keys = problems["lang"].astype(str) + "|" + problems["id"].astype(str)
     done = run.done_items() if run is not None else set()
