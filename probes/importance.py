@@ -1,5 +1,5 @@
 """First-order Taylor importance per parameter (Zhang et al. 2024, "Unveiling Linguistic Regions
-in LLMs", Eq. 4; spec 4.1-4.2).
+in LLMs", Eq. 4; docs/methods/linguistic-regions.md).
 
 For a language's corpus split into batches ``b`` with mean next-token loss ``L_b``::
 
@@ -7,10 +7,10 @@ For a language's corpus split into batches ``b`` with mean next-token loss ``L_b
     I = sum_b | theta * dL_b/dtheta |          (mode "abs_per_batch", an option)
 
 The reference never steps or zeroes the optimizer, so its gradient is the running sum of the
-signed per-batch gradients and the absolute value comes last (spec 4.1). Gradients are summed
+signed per-batch gradients and the absolute value comes last (the reference code). Gradients are summed
 in float32 as they arrive: one float32 accumulator per parameter in scope is the only copy
 kept beyond the model. Scope ``"layers"`` is every parameter inside the decoder blocks, norms
-included (spec 4.2: names containing ``layers.``); ``"all"`` adds embeddings, final norm and head.
+included (the reference code: names containing ``layers.``); ``"all"`` adds embeddings, final norm and head.
 
 Importance is stored per language as bfloat16 safetensors (bfloat16 keeps float32's range, so
 tiny importances do not underflow as they would in float16) inside the results-store run
@@ -57,7 +57,7 @@ IMPORTANCE_COLUMNS = {
     "n_sequences": "sentences the importance was accumulated over",
     "n_tokens": "predicted tokens the importance was accumulated over",
     "mean_loss": "mean over batches of the batch's mean next-token loss (nats)",
-    "mode": "sum_then_abs (|theta * sum_b grad_b|, spec 4.1) or abs_per_batch (sum_b |theta * grad_b|)",
+    "mode": "sum_then_abs (|theta * sum_b grad_b|, the reference code) or abs_per_batch (sum_b |theta * grad_b|)",
 }
 
 
@@ -118,7 +118,7 @@ def accumulate_importance(
     max_tokens: int = 512,
     progress: bool = True,
 ) -> ImportanceMap:
-    """Taylor importance of every parameter in ``scope`` over ``texts`` (Eq. 4, spec 4.1).
+    """Taylor importance of every parameter in ``scope`` over ``texts`` (Zhang et al. 2024, Eq. 4).
 
     Each batch's mean-loss gradient (the backend's own loss, as ``Backend.loss_and_grads``) is
     added into a float32 accumulator and freed at once (``probes.backend.grad_sum``): the signed
@@ -212,7 +212,7 @@ def load_importance(path: str | Path, dtype: torch.dtype = torch.float32) -> Imp
     )
 
 
-@register_probe("importance", paper="Zhang et al. 2024, Eq. 4; spec 4.1-4.2", columns=IMPORTANCE_COLUMNS)
+@register_probe("importance", paper="Zhang et al. 2024, Eq. 4 and Sec. 3.2", columns=IMPORTANCE_COLUMNS)
 def run_importance(
     backend: Backend,
     texts: Mapping[str, Sequence[str]],

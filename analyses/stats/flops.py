@@ -1,4 +1,4 @@
-"""FLOPs of a decoder forward pass and of early exit with a per-layer lens (spec section 5).
+"""FLOPs of a decoder forward pass and of early exit with a per-layer lens (AdaInfer; docs/methods/early-exit.md).
 
 Per block and sequence of ``s`` tokens, with the real projection shapes of the config
 (``d_q = n_heads * head_dim``, ``d_kv = n_kv_heads * head_dim``; Gemma 3 has ``d_q != hidden``):
@@ -8,7 +8,7 @@ Per block and sequence of ``s`` tokens, with the real projection shapes of the c
   + 4 * s * c * d_q                        attention scores Q K^T and weights x V
 
 where ``c = s`` for full attention and ``c = min(s, window)`` for sliding-window layers. With
-multi-head attention (``d_q = d_kv = h``) this is the spec's ``2*s*(4h^2 + 3h*i) + 4*s^2*h``.
+multi-head attention (``d_q = d_kv = h``) this is the usual ``2*s*(4h^2 + 3h*i) + 4*s^2*h``.
 Norms, activations, softmax and embeddings are not counted. The head is ``2 * h * V`` per
 position: the model pays it once, at the answer position; AdaInfer pays it at every evaluated
 layer to read the lens features (counted here), so exiting at the last layer costs more than

@@ -1,4 +1,4 @@
-"""Taylor importance (Zhang et al. 2024, Eq. 4; spec 4.1) against finite differences of the loss
+"""Taylor importance (Zhang et al. 2024, Eq. 4) against finite differences of the loss
 and plain-torch gradients of an independent copy of the model."""
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def test_importance_predicts_zeroing_a_small_entry():
 
 
 def test_sum_then_abs_and_abs_per_batch_follow_their_definitions():
-    """sum_then_abs = |theta * sum_b g_b| (spec 4.1), abs_per_batch = sum_b |theta * g_b|; both
+    """sum_then_abs = |theta * sum_b g_b| (the reference code), abs_per_batch = sum_b |theta * g_b|; both
     against plain-torch gradients of an independent copy, with padded float32 batches."""
     backend = wrap(tiny_hf_model("llama"), tiny_tokenizer(), backend="transformer-lens")
     texts = TEXTS * 2
