@@ -28,3 +28,11 @@ class TokenizerVocabularyError(PivotlensError):
 
 class DataFormatError(PivotlensError, ValueError):
     """A malformed data file; the message names the file, line and column."""
+
+
+class PromptError(PivotlensError, ValueError):
+    """A prompt a model cannot read: empty, or longer than the model's context."""
+
+
+class UnknownLensError(PivotlensError, ValueError):
+    """A lens kind that pivotlens does not know."""
