@@ -11,11 +11,12 @@ TORCH ?= torch==2.13.0
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
-	# Debian's Chromium (kaleido's static figures, the report's rendering test) and wamerican
+	# Debian's Chromium and its WebDriver (kaleido's static figures, the report's and the explorer's
+	# real-browser tests through Selenium) and wamerican
 	# (/usr/share/dict/words: the English word list of the language-confusion WPR check)
-	{ command -v chromium >/dev/null && [ -f /usr/share/dict/words ]; } \
-	  || { apt-get update -qq && apt-get install -y -qq chromium wamerican >/dev/null; } \
-	  || echo "warning: could not install chromium and wamerican (not root?): install them yourself"
+	{ command -v chromium >/dev/null && command -v chromedriver >/dev/null && [ -f /usr/share/dict/words ]; } \
+	  || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver wamerican >/dev/null; } \
+	  || echo "warning: could not install chromium, chromium-driver and wamerican (not root?): install them yourself"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)

@@ -16,7 +16,7 @@ from plotly.subplots import make_subplots
 from analyses.figures.style import PALETTE
 
 COLORS = ("prob", "entropy", "lang")
-WINDOW = 40  # positions drawn at once; a range slider scrolls through longer prompts
+WINDOW = 40  # positions drawn at once; a slider (or dragging) scrolls through longer prompts
 DIV_ID = "pivotlens-explorer"  # fixed, so a page written twice is the same file
 _LANGUAGE_COLORS = list(qualitative.Dark24)
 _SCALES = {"prob": ("Blues", "top-1 probability", 0.0, 1.0), "entropy": ("Viridis_r", "entropy (bits)", 0.0, None)}
@@ -88,6 +88,19 @@ def _final_position(table: pd.DataFrame, latent: str, latent_word: str | None, t
                        line={"color": c}, marker={"size": 5}) for column, name, c in curves]
 
 
+def _window(positions: list[int], start: int, window: int) -> list[float]:
+    return [positions[start] - 0.5, positions[start + window - 1] + 0.5]
+
+
+def _scroll(positions: list[int], window: int) -> dict:
+    """A slider that moves the window of positions (half a window per step), opened on the last."""
+    starts = sorted({*range(0, len(positions) - window, max(1, window // 2)), len(positions) - window})
+    steps = [{"method": "relayout", "label": str(positions[start]),
+              "args": [{"xaxis.range": _window(positions, start, window)}]} for start in starts]
+    return {"active": len(steps) - 1, "steps": steps, "currentvalue": {"prefix": "first position shown: "},
+            "pad": {"t": 70}, "len": 1.0}
+
+
 def explorer_figure(
     table: pd.DataFrame,
     *,
@@ -99,7 +112,7 @@ def explorer_figure(
     window: int | None = None,
 ) -> go.Figure:
     """Layers (up) x positions (across) of the explorer's table. More than ``window`` positions
-    (default :data:`WINDOW`) open on the last ones, with a range slider to scroll."""
+    (default :data:`WINDOW`) open on the last ones, with a slider to scroll (or drag the grid)."""
     if color not in COLORS:
         raise ValueError(f"color must be one of {', '.join(COLORS)}, not {color!r}")
     table = table.sort_values(["layer", "position"], ignore_index=True)
@@ -120,14 +133,14 @@ def explorer_figure(
     fig.update_xaxes(tickmode="array", tickvals=positions, ticktext=[_label(tokens[p]) for p in positions],
                      tickangle=-60, title_text="position (input token)", row=1, col=1)
     if len(positions) > window:
-        fig.update_xaxes(range=[positions[-window] - 0.5, positions[-1] + 0.5],
-                         rangeslider={"visible": True, "thickness": 0.05}, row=1, col=1)
+        fig.update_xaxes(range=_window(positions, len(positions) - window, window), row=1, col=1)
+        fig.update_layout(sliders=[_scroll(positions, window)])
     fig.update_yaxes(title_text="layer", fixedrange=True, dtick=1 if n_layers <= 20 else 2, row=1, col=1)
     if side:
         fig.update_xaxes(title_text=f"probability at position {positions[-1]}", rangemode="tozero", row=1, col=2)
     fig.update_layout(
         title=title, template="plotly_white", dragmode="pan",
-        height=max(360, 22 * n_layers + 230), width=min(1600, 70 * shown + (420 if side else 220)),
+        height=max(360, 22 * n_layers + 230) + (90 if len(positions) > window else 0), width=min(1600, 70 * shown + (420 if side else 220)),
         legend={"title": {"text": "top-1 language:" if color == "lang" else ""}, "orientation": "h",
                 "x": 0, "y": 1.0, "yanchor": "bottom"},
         margin={"l": 60, "r": 30, "t": 100, "b": 40},

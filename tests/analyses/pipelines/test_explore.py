@@ -105,7 +105,7 @@ def test_target_word_the_tokenizer_cannot_spell():
         explore(backend, PROMPT, target="河")
 
 
-def test_a_thousand_token_prompt_opens_on_a_window_with_a_slider():
+def test_a_thousand_token_prompt_opens_on_a_window_with_a_scroll_slider():
     model = tiny_hf_model("llama")
     model.config.max_position_embeddings = 2048  # rotary positions: the tiny model reads any length
     from tests.conftest import tiny_tokenizer
@@ -118,6 +118,7 @@ def test_a_thousand_token_prompt_opens_on_a_window_with_a_slider():
     assert found.table["position"].nunique() == n
     fig = found.figure()
     axis = fig.layout.xaxis
-    assert axis.rangeslider.visible
     assert list(axis.range) == [n - WINDOW - 0.5, n - 0.5]
+    steps = fig.layout.sliders[0].steps  # the scroll: one step per half window, the first one at position 0
+    assert steps[0].args[0]["xaxis.range"] == [-0.5, WINDOW - 0.5] and len(steps) == -(-(n - WINDOW) // (WINDOW // 2)) + 1
     assert fig.data[0].z.shape == (backend.n_layers, n)
