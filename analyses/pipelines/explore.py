@@ -169,11 +169,15 @@ class Exploration:
         words = f", target {self.target!r}" if self.target else ""
         return f"{self.model}: {self.lens} lens{words}"
 
+    def page(self, **figure_options) -> str:
+        """The figure as a standalone HTML page (plotly.js inlined: it works offline)."""
+        return explorer_page(self.figure(**figure_options), title=f"pivotlens explorer: {self.title}")
+
     def write_html(self, path: str | Path, **figure_options) -> Path:
-        """A standalone page (plotly.js inlined: it works offline)."""
+        """Write :meth:`page` to ``path``."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(explorer_page(self.figure(**figure_options), title=f"pivotlens explorer: {self.title}"), path)
+        write_text_atomic(self.page(**figure_options), path)
         return path
 
 
