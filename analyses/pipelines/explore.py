@@ -25,8 +25,8 @@ from probes.backend.errors import PromptError, TokenizerVocabularyError, Unknown
 from probes.backend.languages import get_language
 from probes.backend.store import write_text_atomic
 from probes.backend.tokensets import TokenSets
+from probes.inputs.words import CONCEPTS, load_concepts
 from probes.language_id import token_language
-from probes.words import CONCEPTS, load_concepts
 
 EXPLORE_COLUMNS = {
     "layer": "0-based block index; the last layer is the model's own output",

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from analyses.figures.latent import lens_figure
-from analyses.latent import example_items
-from analyses.lens_job import analyse, run_languages
 from analyses.pipelines.explore import explore
+from analyses.pipelines.lens import run_languages
 from analyses.report.sections import Page, ReportContext, SectionResult, Verdict, register_section
+from analyses.stats.latent import example_items
+from analyses.stats.prom_lambda import analyse
 from probes.backend.errors import PivotlensError
-from probes.prompts import build_prompts
-from probes.words import load_concepts
+from probes.inputs.prompts import build_prompts
+from probes.inputs.words import load_concepts
 
 EXAMPLE_LABELS = {"typical": "a typical prompt", "latent_leads": "where English leads most",
                   "target_earliest": "where the target leads earliest"}
 
 
 def explorer_pages(ctx: ReportContext, lens) -> list[Page]:
-    """The lens table's three example prompts (:func:`analyses.latent.example_items`) in the explorer."""
+    """The lens table's three example prompts (:func:`analyses.stats.latent.example_items`) in the explorer."""
     prompts = {p.item: p for p in build_prompts("translation", load_concepts(), ctx.lang)}
     pages = []
     for row in example_items(lens).itertuples():
