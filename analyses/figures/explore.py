@@ -29,14 +29,20 @@ def _label(token: str, width: int = 8) -> str:
     return html.escape(shown if len(shown) <= width else shown[: width - 1] + "…", quote=False)
 
 
-def _hover(row: pd.Series, latent: str) -> str:
-    lines = [f"<b>layer {row['layer']}, position {row['position']}</b> (after {_label(row['token'], 20)})"]
-    lines += [f"{_label(tok, 20)}  {prob:.3f}" for tok, prob in zip(row["top_tokens"], row["top_probs"])]
-    lines.append(f"entropy {row['entropy_bits']:.2f} bits; language {row['token_lang']}")
-    for column, name in ((f"p_{latent}", f"P({latent})"), ("p_target", "P(target)")):
-        if not np.isnan(row[column]):
-            lines.append(f"{name} = {row[column]:.3g}")
-    return "<br>".join(lines)
+def _hovers(table: pd.DataFrame, latent: str) -> list[str]:
+    """Per row: the cell's place, its top-k tokens with probabilities, entropy, language and word probabilities."""
+    words = [(f"p_{latent}", f"P({latent})"), ("p_target", "P(target)")]
+    out = []
+    for layer, position, token, tokens, probs, entropy, lang, *word_probs in zip(
+        table["layer"], table["position"], table["token"], table["top_tokens"], table["top_probs"],
+        table["entropy_bits"], table["token_lang"], *(table[column] for column, _ in words),
+    ):
+        lines = [f"<b>layer {layer}, position {position}</b> (after {_label(token, 20)})"]
+        lines += [f"{_label(tok, 20)}  {prob:.3f}" for tok, prob in zip(tokens, probs)]
+        lines.append(f"entropy {entropy:.2f} bits; language {lang}")
+        lines += [f"{name} = {value:.3g}" for (_, name), value in zip(words, word_probs) if not np.isnan(value)]
+        out.append("<br>".join(lines))
+    return out
 
 
 def _grid(table: pd.DataFrame, values: pd.Series | list) -> np.ndarray:
@@ -57,7 +63,7 @@ def _heatmap(table: pd.DataFrame, color: str, latent: str) -> tuple[go.Heatmap, 
     common = {
         "x": positions, "y": layers, "text": _grid(table, [_label(t[0]) for t in table["top_tokens"]]),
         "texttemplate": "%{text}", "textfont": {"size": 10},
-        "customdata": _grid(table, [_hover(row, latent) for _, row in table.iterrows()]),
+        "customdata": _grid(table, _hovers(table, latent)),
         "hovertemplate": "%{customdata}<extra></extra>", "xgap": 1, "ygap": 1,
     }
     if color == "lang":
