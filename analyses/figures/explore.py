@@ -141,15 +141,18 @@ def explorer_figure(
     if len(positions) > window:
         fig.update_xaxes(range=_window(positions, len(positions) - window, window), row=1, col=1)
         fig.update_layout(sliders=[_scroll(positions, window)])
-    fig.update_yaxes(title_text="layer", fixedrange=True, dtick=1 if n_layers <= 20 else 2, row=1, col=1)
+    fig.update_yaxes(title_text="layer", fixedrange=True, dtick=1 if n_layers <= 20 else 2, range=[-0.5, n_layers - 0.5],
+                     row=1, col=1)
     if side:
         fig.update_xaxes(title_text=f"probability at position {positions[-1]}", rangemode="tozero", row=1, col=2)
     fig.update_layout(
         title=title, template="plotly_white", dragmode="pan",
-        height=max(360, 22 * n_layers + 230) + (90 if len(positions) > window else 0), width=min(1600, 70 * shown + (420 if side else 220)),
-        legend={"title": {"text": "top-1 language:" if color == "lang" else ""}, "orientation": "h",
-                "x": 0, "y": 1.0, "yanchor": "bottom"},
-        margin={"l": 60, "r": 30, "t": 100, "b": 40},
+        height=max(360, 22 * n_layers + 200) + (90 if len(positions) > window else 0),
+        width=min(1600, 70 * shown + (300 if side else 0) + 240),
+        # the languages in a column on the right; otherwise the colour bar is there and the two curves go on top
+        legend={"title": {"text": "top-1 language"}, "x": 1.01, "y": 1.0} if color == "lang"
+        else {"orientation": "h", "x": 1.0, "xanchor": "right", "y": 1.0, "yanchor": "bottom"},
+        margin={"l": 60, "r": 30, "t": 60, "b": 40},
     )
     return fig
 

@@ -16,7 +16,7 @@ def test_every_control_redraws_and_bad_input_keeps_the_last_grid():
     widget.prompt.value = "the river is long"
     assert view.revision == 2 and list(widget.exploration.table["token"].unique()) == ["the", " river", " is", " long"]
     widget.color.value = "lang"
-    assert view.revision == 3 and view.figure["layout"]["legend"]["title"]["text"] == "top-1 language:"
+    assert view.revision == 3 and view.figure["layout"]["legend"]["title"]["text"] == "top-1 language"
     widget.model.value = "tiny-gemma"
     assert view.revision == 4 and widget.exploration.model == "tiny-gemma3"
     shown = view.figure
