@@ -2,7 +2,8 @@
 translation prompt ("nuage" -> 云) on both embedded models, its last 14 positions, written as a
 standalone page and photographed by headless Chromium.
 
-Usage (about a minute once the models are cached): python notebooks/img/make_screenshots.py
+Usage (about a minute once the models are cached; Chinese glyphs need a CJK font, which `make setup`
+installs: fonts-wqy-zenhei): python notebooks/img/make_screenshots.py
 """
 
 from __future__ import annotations
