@@ -48,8 +48,10 @@ def main() -> None:
         end = time.perf_counter()
         for name, seconds in zip(stages, (mid - start, drawn - mid, end - drawn, end - start)):
             stages[name].append(seconds)
-    table = Table(title=f"explorer on {n_tokens} tokens x {backend.n_layers} layers of {args.model} "
-                        f"(median of {args.repeats}; {len(fig.data[0].z.ravel())} cells)")
+    table = Table(
+        title=f"explorer on {n_tokens} tokens x {backend.n_layers} layers of {args.model} "
+        f"(median of {args.repeats}; {len(fig.data[0].z.ravel())} cells)"
+    )
     table.add_column("stage")
     table.add_column("seconds", justify="right")
     for name, seconds in stages.items():

@@ -205,8 +205,16 @@ def judge(completion: str, lang: str, *, words: frozenset[str] | None = None) ->
 
 
 # Scripts that one language of the registry owns: a token in them needs no fastText.
-_SCRIPT_OWNER = {"Hangul": "ko", "Thai": "th", "Hebrew": "he", "Greek": "el", "Bengali": "bn", "Tamil": "ta",
-                 "Telugu": "te", "Malayalam": "ml"}
+_SCRIPT_OWNER = {
+    "Hangul": "ko",
+    "Thai": "th",
+    "Hebrew": "he",
+    "Greek": "el",
+    "Bengali": "bn",
+    "Tamil": "ta",
+    "Telugu": "te",
+    "Malayalam": "ml",
+}
 _KANA = ("HIRAGANA", "KATAKANA")
 
 

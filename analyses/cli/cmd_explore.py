@@ -21,16 +21,28 @@ def explore_command(
     lens: str = typer.Option("logit", help=f"Lens: {', '.join(available_lenses())}."),
     color: str = typer.Option("prob", help=f"Cell colour: {', '.join(COLORS)} (top-1 probability, entropy, language)."),
     top_k: int = typer.Option(5, min=1, help="Tokens shown when hovering a cell."),
-    out: Path = typer.Option(Path("explore.html"), "--out", help="The HTML page to write (plotly inlined: works offline)."),
+    out: Path = typer.Option(
+        Path("explore.html"), "--out", help="The HTML page to write (plotly inlined: works offline)."
+    ),
 ) -> None:
     """What every layer would predict at every position of PROMPT: a standalone page."""
     check_request(prompt, lens, color)  # before the model loads
     get_language(latent)
     settings: Settings = ctx.obj
-    found = explore(settings.load_backend(), prompt, lens=lens, color=color, top_k=top_k, target=target,
-                    latent=latent, latent_word=latent_word)
-    typer.echo(f"wrote {found.write_html(out)} ({found.table['position'].nunique()} positions x "
-               f"{found.table['layer'].nunique()} layers)")
+    found = explore(
+        settings.load_backend(),
+        prompt,
+        lens=lens,
+        color=color,
+        top_k=top_k,
+        target=target,
+        latent=latent,
+        latent_word=latent_word,
+    )
+    typer.echo(
+        f"wrote {found.write_html(out)} ({found.table['position'].nunique()} positions x "
+        f"{found.table['layer'].nunique()} layers)"
+    )
 
 
 def register(app: typer.Typer) -> None:

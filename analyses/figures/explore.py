@@ -34,8 +34,14 @@ def _hovers(table: pd.DataFrame, latent: str) -> list[str]:
     words = [(f"p_{latent}", f"P({latent})"), ("p_target", "P(target)")]
     out = []
     for layer, position, token, tokens, probs, entropy, lang, *word_probs in zip(
-        table["layer"], table["position"], table["token"], table["top_tokens"], table["top_probs"],
-        table["entropy_bits"], table["token_lang"], *(table[column] for column, _ in words),
+        table["layer"],
+        table["position"],
+        table["token"],
+        table["top_tokens"],
+        table["top_probs"],
+        table["entropy_bits"],
+        table["token_lang"],
+        *(table[column] for column, _ in words),
     ):
         lines = [f"<b>layer {layer}, position {position}</b> (after {_label(token, 20)})"]
         lines += [f"{_label(tok, 20)}  {prob:.3f}" for tok, prob in zip(tokens, probs)]
@@ -53,18 +59,25 @@ def _grid(table: pd.DataFrame, values: pd.Series | list) -> np.ndarray:
 def _language_codes(table: pd.DataFrame) -> dict[str, str]:
     """A colour per language label, in order of first appearance from the output layer down."""
     order = table.sort_values(["layer", "position"], ascending=[False, True])["token_lang"].unique()
-    return {label: ("#d9d9d9" if label == "other" else _LANGUAGE_COLORS[i % len(_LANGUAGE_COLORS)])
-            for i, label in enumerate(order)}
+    return {
+        label: ("#d9d9d9" if label == "other" else _LANGUAGE_COLORS[i % len(_LANGUAGE_COLORS)])
+        for i, label in enumerate(order)
+    }
 
 
 def _heatmap(table: pd.DataFrame, color: str, latent: str) -> tuple[go.Heatmap, list[go.Scatter]]:
     layers = sorted(table["layer"].unique())
     positions = sorted(table["position"].unique())
     common = {
-        "x": positions, "y": layers, "text": _grid(table, [_label(t[0]) for t in table["top_tokens"]]),
-        "texttemplate": "%{text}", "textfont": {"size": 10},
+        "x": positions,
+        "y": layers,
+        "text": _grid(table, [_label(t[0]) for t in table["top_tokens"]]),
+        "texttemplate": "%{text}",
+        "textfont": {"size": 10},
         "customdata": _grid(table, _hovers(table, latent)),
-        "hovertemplate": "%{customdata}<extra></extra>", "xgap": 1, "ygap": 1,
+        "hovertemplate": "%{customdata}<extra></extra>",
+        "xgap": 1,
+        "ygap": 1,
     }
     if color == "lang":
         colors = _language_codes(table)
@@ -74,14 +87,29 @@ def _heatmap(table: pd.DataFrame, color: str, latent: str) -> tuple[go.Heatmap, 
         scale = scale if len(colors) > 1 else [[0, scale[0][1]], [1, scale[0][1]]]
         z = _grid(table, [index[label] for label in table["token_lang"]]).astype(float)
         heatmap = go.Heatmap(z=z, zmin=0, zmax=n, colorscale=scale, showscale=False, **common)
-        legend = [go.Scatter(x=[None], y=[None], mode="markers", name=label, showlegend=True,
-                             marker={"size": 12, "symbol": "square", "color": c}) for label, c in colors.items()]
+        legend = [
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="markers",
+                name=label,
+                showlegend=True,
+                marker={"size": 12, "symbol": "square", "color": c},
+            )
+            for label, c in colors.items()
+        ]
         return heatmap, legend
     scale, title, zmin, zmax = _SCALES[color]
     values = [p[0] for p in table["top_probs"]] if color == "prob" else table["entropy_bits"]
     z = _grid(table, values).astype(float)
-    heatmap = go.Heatmap(z=z, zmin=zmin, zmax=zmax if zmax is not None else float(np.nanmax(z)), colorscale=scale,
-                         colorbar={"title": {"text": title}, "x": 1.02}, **common)
+    heatmap = go.Heatmap(
+        z=z,
+        zmin=zmin,
+        zmax=zmax if zmax is not None else float(np.nanmax(z)),
+        colorscale=scale,
+        colorbar={"title": {"text": title}, "x": 1.02},
+        **common,
+    )
     return heatmap, []
 
 
@@ -90,8 +118,12 @@ def _final_position(table: pd.DataFrame, latent: str, latent_word: str | None, t
     curves = [("p_target", f"P({target})", PALETTE[1])]
     if latent_word:
         curves.append((f"p_{latent}", f"P({latent_word}) [{latent}]", PALETTE[0]))
-    return [go.Scatter(x=last[column], y=last["layer"], name=name, mode="lines+markers",
-                       line={"color": c}, marker={"size": 5}) for column, name, c in curves]
+    return [
+        go.Scatter(
+            x=last[column], y=last["layer"], name=name, mode="lines+markers", line={"color": c}, marker={"size": 5}
+        )
+        for column, name, c in curves
+    ]
 
 
 def _window(positions: list[int], start: int, window: int) -> list[float]:
@@ -101,10 +133,21 @@ def _window(positions: list[int], start: int, window: int) -> list[float]:
 def _scroll(positions: list[int], window: int) -> dict:
     """A slider that moves the window of positions (half a window per step), opened on the last."""
     starts = sorted({*range(0, len(positions) - window, max(1, window // 2)), len(positions) - window})
-    steps = [{"method": "relayout", "label": str(positions[start]),
-              "args": [{"xaxis.range": _window(positions, start, window)}]} for start in starts]
-    return {"active": len(steps) - 1, "steps": steps, "currentvalue": {"prefix": "first position shown: "},
-            "pad": {"t": 70}, "len": 1.0}
+    steps = [
+        {
+            "method": "relayout",
+            "label": str(positions[start]),
+            "args": [{"xaxis.range": _window(positions, start, window)}],
+        }
+        for start in starts
+    ]
+    return {
+        "active": len(steps) - 1,
+        "steps": steps,
+        "currentvalue": {"prefix": "first position shown: "},
+        "pad": {"t": 70},
+        "len": 1.0,
+    }
 
 
 def explorer_figure(
@@ -125,8 +168,13 @@ def explorer_figure(
     window = window or WINDOW
     heatmap, legend = _heatmap(table, color, latent)
     side = _final_position(table, latent, latent_word, target) if target else []
-    fig = make_subplots(rows=1, cols=2 if side else 1, shared_yaxes=True, horizontal_spacing=0.02,
-                        column_widths=[0.8, 0.2] if side else None)
+    fig = make_subplots(
+        rows=1,
+        cols=2 if side else 1,
+        shared_yaxes=True,
+        horizontal_spacing=0.02,
+        column_widths=[0.8, 0.2] if side else None,
+    )
     fig.add_trace(heatmap, row=1, col=1)
     for trace in legend:
         fig.add_trace(trace, row=1, col=1)
@@ -136,21 +184,37 @@ def explorer_figure(
     tokens = table.drop_duplicates("position").set_index("position")["token"]
     shown = min(window, len(positions))
     n_layers = table["layer"].nunique()
-    fig.update_xaxes(tickmode="array", tickvals=positions, ticktext=[_label(tokens[p]) for p in positions],
-                     tickangle=-60, title_text="position (input token)", row=1, col=1)
+    fig.update_xaxes(
+        tickmode="array",
+        tickvals=positions,
+        ticktext=[_label(tokens[p]) for p in positions],
+        tickangle=-60,
+        title_text="position (input token)",
+        row=1,
+        col=1,
+    )
     if len(positions) > window:
         fig.update_xaxes(range=_window(positions, len(positions) - window, window), row=1, col=1)
         fig.update_layout(sliders=[_scroll(positions, window)])
-    fig.update_yaxes(title_text="layer", fixedrange=True, dtick=1 if n_layers <= 20 else 2, range=[-0.5, n_layers - 0.5],
-                     row=1, col=1)
+    fig.update_yaxes(
+        title_text="layer",
+        fixedrange=True,
+        dtick=1 if n_layers <= 20 else 2,
+        range=[-0.5, n_layers - 0.5],
+        row=1,
+        col=1,
+    )
     if side:
         fig.update_xaxes(title_text=f"probability at position {positions[-1]}", rangemode="tozero", row=1, col=2)
     fig.update_layout(
-        title=title, template="plotly_white", dragmode="pan",
+        title=title,
+        template="plotly_white",
+        dragmode="pan",
         height=max(360, 22 * n_layers + 200) + (90 if len(positions) > window else 0),
         width=min(1600, 70 * shown + (300 if side else 0) + 240),
         # the languages in a column on the right; otherwise the colour bar is there and the two curves go on top
-        legend={"title": {"text": "top-1 language"}, "x": 1.01, "y": 1.0} if color == "lang"
+        legend={"title": {"text": "top-1 language"}, "x": 1.01, "y": 1.0}
+        if color == "lang"
         else {"orientation": "h", "x": 1.0, "xanchor": "right", "y": 1.0, "yanchor": "bottom"},
         margin={"l": 60, "r": 30, "t": 60, "b": 40},
     )

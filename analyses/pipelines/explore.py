@@ -107,7 +107,9 @@ def _positions(n_tokens: int, positions: Sequence[int] | range | None) -> list[i
     out = sorted({p + n_tokens if p < 0 else p for p in positions})
     bad = [p for p in out if not 0 <= p < n_tokens]
     if bad or not out:
-        raise PromptError(f"positions {bad or 'none'} are not in the prompt's 0..{n_tokens - 1}; pick positions inside it")
+        raise PromptError(
+            f"positions {bad or 'none'} are not in the prompt's 0..{n_tokens - 1}; pick positions inside it"
+        )
     return out
 
 
@@ -123,9 +125,11 @@ def _lens_grid(backend: Backend, ids: list[int], request: LensRequest, positions
     enc = backend.encode([ids])
     window = max(1, MAX_LOGITS // backend.vocab_size)
     parts = [_readout(backend, enc, request, positions[i : i + window], lens) for i in range(0, len(positions), window)]
-    grid = {"entropy_bits": torch.cat([p.entropy_bits[:, 0] for p in parts], 1),
-            "top_ids": torch.cat([p.top_ids[:, 0] for p in parts], 1),
-            "top_probs": torch.cat([p.top_probs[:, 0] for p in parts], 1)}
+    grid = {
+        "entropy_bits": torch.cat([p.entropy_bits[:, 0] for p in parts], 1),
+        "top_ids": torch.cat([p.top_ids[:, 0] for p in parts], 1),
+        "top_probs": torch.cat([p.top_probs[:, 0] for p in parts], 1),
+    }
     if request.token_ids is not None:
         grid["probs_at_ids"] = torch.cat([p.probs_at_ids[:, 0] for p in parts], 1)
     return grid
@@ -161,8 +165,15 @@ class Exploration:
 
     def figure(self, *, color: str | None = None, window: int | None = None) -> go.Figure:
         """The heatmap of layers x positions (and P(latent), P(target) at the last position)."""
-        return explorer_figure(self.table, color=color or self.color, latent=self.latent, target=self.target,
-                               latent_word=self.latent_word, title=self.title, window=window)
+        return explorer_figure(
+            self.table,
+            color=color or self.color,
+            latent=self.latent,
+            target=self.target,
+            latent_word=self.latent_word,
+            title=self.title,
+            window=window,
+        )
 
     @property
     def title(self) -> str:
@@ -217,7 +228,9 @@ def explore(
     return Exploration(backend.model_name, prompt, lens, color, target, latent, latent_word, table)
 
 
-def _tidy(backend: Backend, ids: list[int], positions: list[int], grid: dict, n_target: int, latent: str) -> pd.DataFrame:
+def _tidy(
+    backend: Backend, ids: list[int], positions: list[int], grid: dict, n_target: int, latent: str
+) -> pd.DataFrame:
     """One row per layer and position (:data:`EXPLORE_COLUMNS`)."""
     n_layers, n_pos, _ = grid["top_ids"].shape
     decode = _decoder(backend.tokenizer)
@@ -230,14 +243,16 @@ def _tidy(backend: Backend, ids: list[int], positions: list[int], grid: dict, n_
         p_latent = probs[:, n_target:].sum(-1).numpy() if probs.shape[1] > n_target else nan
     else:
         p_target = p_latent = nan
-    return pd.DataFrame({
-        "layer": np.repeat(np.arange(n_layers), n_pos),
-        "position": np.tile(positions, n_layers),
-        "token": np.tile([decode(ids[p]) for p in positions], n_layers),
-        "top_tokens": top_tokens,
-        "top_probs": grid["top_probs"].reshape(n_layers * n_pos, -1).tolist(),
-        "entropy_bits": grid["entropy_bits"].reshape(-1).numpy(),
-        f"p_{latent}": p_latent,
-        "p_target": p_target,
-        "token_lang": [token_language(row[0]) for row in top_tokens],
-    })
+    return pd.DataFrame(
+        {
+            "layer": np.repeat(np.arange(n_layers), n_pos),
+            "position": np.tile(positions, n_layers),
+            "token": np.tile([decode(ids[p]) for p in positions], n_layers),
+            "top_tokens": top_tokens,
+            "top_probs": grid["top_probs"].reshape(n_layers * n_pos, -1).tolist(),
+            "entropy_bits": grid["entropy_bits"].reshape(-1).numpy(),
+            f"p_{latent}": p_latent,
+            "p_target": p_target,
+            "token_lang": [token_language(row[0]) for row in top_tokens],
+        }
+    )

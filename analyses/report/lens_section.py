@@ -12,8 +12,11 @@ from probes.backend.errors import PivotlensError
 from probes.inputs.prompts import build_prompts
 from probes.inputs.words import load_concepts
 
-EXAMPLE_LABELS = {"typical": "a typical prompt", "latent_leads": "where English leads most",
-                  "target_earliest": "where the target leads earliest"}
+EXAMPLE_LABELS = {
+    "typical": "a typical prompt",
+    "latent_leads": "where English leads most",
+    "target_earliest": "where the target leads earliest",
+}
 
 
 def explorer_pages(ctx: ReportContext, lens) -> list[Page]:
@@ -22,8 +25,13 @@ def explorer_pages(ctx: ReportContext, lens) -> list[Page]:
     pages = []
     for row in example_items(lens).itertuples():
         prompt = prompts[row.item]
-        found = explore(ctx.backend, prompt.text, target=prompt.target_word, latent=prompt.latent_lang,
-                        latent_word=prompt.latent_word)
+        found = explore(
+            ctx.backend,
+            prompt.text,
+            target=prompt.target_word,
+            latent=prompt.latent_lang,
+            latent_word=prompt.latent_word,
+        )
         name = f"{ctx.backend.model_name.replace('/', '_')}__explore_{row.example}.html"
         pages.append(Page(name, f"{EXAMPLE_LABELS[row.example]} ({prompt.concept})", found.page()))
     return pages
@@ -31,8 +39,14 @@ def explorer_pages(ctx: ReportContext, lens) -> list[Page]:
 
 @register_section("lens", order=10)
 def lens_section(ctx: ReportContext) -> SectionResult:
-    table = run_languages(ctx.backend, [ctx.lang], store=ctx.store, limit=40 if ctx.quick else None,
-                          batch_size=ctx.batch_size, progress=False)
+    table = run_languages(
+        ctx.backend,
+        [ctx.lang],
+        store=ctx.store,
+        limit=40 if ctx.quick else None,
+        batch_size=ctx.batch_size,
+        progress=False,
+    )
     results = analyse(table, n_layers=ctx.backend.n_layers)
     row = results.lambdas.iloc[0]
     summary = results.summary.iloc[0]
@@ -61,10 +75,15 @@ def lens_section(ctx: ReportContext) -> SectionResult:
             "borderline" if row["borderline"] else "decided at 95%",
         ),
     ]
-    figure = lens_figure(results.curves, ctx.lang, title=f"{ctx.backend.model_name}: logit lens into {ctx.lang} (95% CI)")
-    result = SectionResult("Latent language (logit lens) and PROM lambda", verdicts, [figure],
-                           {"lens_curves": results.curves, "lambda": results.lambdas,
-                            "lens_examples": example_items(table)})
+    figure = lens_figure(
+        results.curves, ctx.lang, title=f"{ctx.backend.model_name}: logit lens into {ctx.lang} (95% CI)"
+    )
+    result = SectionResult(
+        "Latent language (logit lens) and PROM lambda",
+        verdicts,
+        [figure],
+        {"lens_curves": results.curves, "lambda": results.lambdas, "lens_examples": example_items(table)},
+    )
     try:
         result.pages = explorer_pages(ctx, table)
     except PivotlensError as exc:

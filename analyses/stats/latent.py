@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analyses.stats.intervals import normal_interval
+
 
 def latent_column(table: pd.DataFrame) -> str:
     """The ``p_<latent>`` column of a lens table (``p_en`` by default)."""
@@ -22,8 +24,8 @@ def layer_curves(table: pd.DataFrame, by: tuple[str, ...] = ("lang",)) -> pd.Dat
     latent = latent_column(table)
     long = table.melt(id_vars=[*by, "layer"], value_vars=["p_target", latent, "entropy_bits"], var_name="quantity")
     stats = long.groupby([*by, "layer", "quantity"])["value"].agg(["mean", "std", "count"]).reset_index()
-    half = 1.96 * stats["std"].fillna(0) / np.sqrt(stats["count"])
-    stats["ci_low"], stats["ci_high"] = stats["mean"] - half, stats["mean"] + half
+    # Wendler et al.'s band: mean ± 1.96 standard errors (their 1.96, not the exact 1.95996...)
+    stats["ci_low"], stats["ci_high"] = normal_interval(stats["mean"], stats["std"].fillna(0), stats["count"], z=1.96)
     return stats.rename(columns={"count": "n"}).drop(columns="std")
 
 
@@ -69,14 +71,26 @@ def example_items(table: pd.DataFrame) -> pd.DataFrame:
     distance = np.sqrt(((wide - wide.mean()) ** 2).sum(axis=1))
     typical = distance.idxmin()
     latent_item = lead.max(axis=1).idxmax()
-    rows = [{"example": "typical", "item": typical, "layer": -1, "value": float(distance[typical])},
-            {"example": "latent_leads", "item": latent_item, "layer": int(lead.loc[latent_item].idxmax()),
-             "value": float(lead.loc[latent_item].max())}]
+    rows = [
+        {"example": "typical", "item": typical, "layer": -1, "value": float(distance[typical])},
+        {
+            "example": "latent_leads",
+            "item": latent_item,
+            "layer": int(lead.loc[latent_item].idxmax()),
+            "value": float(lead.loc[latent_item].max()),
+        },
+    ]
     target_leads = lead < 0
     if target_leads.to_numpy().any():
         first = target_leads.idxmax(axis=1)[target_leads.any(axis=1)]  # first layer where the target leads
         earliest = pd.DataFrame({"layer": first, "margin": [lead.loc[i, l] for i, l in first.items()]})
         item = earliest.sort_values(["layer", "margin"]).index[0]
-        rows.append({"example": "target_earliest", "item": item, "layer": int(earliest.loc[item, "layer"]),
-                     "value": float(earliest.loc[item, "margin"])})
+        rows.append(
+            {
+                "example": "target_earliest",
+                "item": item,
+                "layer": int(earliest.loc[item, "layer"]),
+                "value": float(earliest.loc[item, "margin"]),
+            }
+        )
     return pd.DataFrame(rows, columns=list(EXAMPLE_COLUMNS))

@@ -87,15 +87,17 @@ class ExplorerWidget(widgets.VBox):
         self._loaded = {name: m for name, m in self._models.items() if isinstance(m, Backend)}
         self._backend_name = backend
         first = DEFAULT_MODEL if DEFAULT_MODEL in self._models else next(iter(self._models))
-        self.prompt = widgets.Textarea(prompt, description="prompt", continuous_update=False,
-                                       layout=widgets.Layout(width="95%", height="4em"))
+        self.prompt = widgets.Textarea(
+            prompt, description="prompt", continuous_update=False, layout=widgets.Layout(width="95%", height="4em")
+        )
         self.model = widgets.Dropdown(options=list(self._models), value=first, description="model")
         self.lens = widgets.Dropdown(options=list(available_lenses()), value=lens, description="lens")
         self.color = widgets.Dropdown(options=list(COLORS), value=color, description="colour")
         self.target = widgets.Text(target, description="target", continuous_update=False)
         self.latent = widgets.Text(latent, description="latent lang", continuous_update=False)
-        self.latent_word = widgets.Text("", description="latent word", placeholder="from the word list",
-                                        continuous_update=False)
+        self.latent_word = widgets.Text(
+            "", description="latent word", placeholder="from the word list", continuous_update=False
+        )
         self.status = widgets.HTML()
         self.view = PlotlyView()
         self.exploration: Exploration | None = None
@@ -116,8 +118,12 @@ class ExplorerWidget(widgets.VBox):
         self.status.value = "<i>computing…</i>"
         try:
             self.exploration = explore(
-                self.backend(), self.prompt.value, lens=self.lens.value, color=self.color.value,
-                target=self.target.value or None, latent=self.latent.value.strip(),
+                self.backend(),
+                self.prompt.value,
+                lens=self.lens.value,
+                color=self.color.value,
+                target=self.target.value or None,
+                latent=self.latent.value.strip(),
                 latent_word=self.latent_word.value.strip() or None,
             )
         except PivotlensError as exc:

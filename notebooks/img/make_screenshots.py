@@ -31,16 +31,35 @@ def chinese_prompt(task: str):
 def screenshot(page: Path, png: Path, width: int, height: int) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                        f"--user-data-dir={profile}", f"--window-size={width},{height}",
-                        "--virtual-time-budget=10000", f"--screenshot={png}", page.as_uri()],
-                       check=True, capture_output=True, timeout=180)
+        subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                f"--user-data-dir={profile}",
+                f"--window-size={width},{height}",
+                "--virtual-time-budget=10000",
+                f"--screenshot={png}",
+                page.as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
 
 
 def photograph(backend, task: str, png: Path) -> None:
     prompt = chinese_prompt(task)
-    found = explore(backend, prompt.text, positions=range(-14, 0), target=prompt.target_word,
-                    latent_word=prompt.latent_word, color="lang")
+    found = explore(
+        backend,
+        prompt.text,
+        positions=range(-14, 0),
+        target=prompt.target_word,
+        latent_word=prompt.latent_word,
+        color="lang",
+    )
     fig = found.figure()
     with tempfile.TemporaryDirectory() as folder:
         page = found.write_html(Path(folder) / "page.html")

@@ -38,7 +38,8 @@ def _open(driver, page) -> None:
 
 def _drawn_labels(driver) -> list[str]:
     return driver.execute_script(
-        f"return Array.from(document.querySelectorAll('#{DIV_ID} .heatmaplayer text')).map(e => e.textContent)")
+        f"return Array.from(document.querySelectorAll('#{DIV_ID} .heatmaplayer text')).map(e => e.textContent)"
+    )
 
 
 def _cell_center(driver, layer: int, position: int) -> tuple[float, float]:
@@ -46,7 +47,9 @@ def _cell_center(driver, layer: int, position: int) -> tuple[float, float]:
         f"const g = document.getElementById('{DIV_ID}'), r = g.getBoundingClientRect();"
         "const xa = g._fullLayout.xaxis, ya = g._fullLayout.yaxis;"
         "return [r.left + xa._offset + xa.l2p(arguments[1]), r.top + ya._offset + ya.l2p(arguments[0])];",
-        layer, position)
+        layer,
+        position,
+    )
 
 
 def _hover(driver, layer: int, position: int) -> str:
@@ -55,8 +58,9 @@ def _hover(driver, layer: int, position: int) -> str:
     action.pointer_action.move_to_location(int(x), int(y))
     action.perform()
     for _ in range(50):
-        text = driver.execute_script(f"const h = document.querySelector('#{DIV_ID} .hoverlayer .hovertext');"
-                                     "return h ? h.textContent : ''")
+        text = driver.execute_script(
+            f"const h = document.querySelector('#{DIV_ID} .hoverlayer .hovertext');return h ? h.textContent : ''"
+        )
         if text:
             return text
         time.sleep(0.1)

@@ -120,5 +120,7 @@ def test_a_thousand_token_prompt_opens_on_a_window_with_a_scroll_slider():
     axis = fig.layout.xaxis
     assert list(axis.range) == [n - WINDOW - 0.5, n - 0.5]
     steps = fig.layout.sliders[0].steps  # the scroll: one step per half window, the first one at position 0
-    assert steps[0].args[0]["xaxis.range"] == [-0.5, WINDOW - 0.5] and len(steps) == -(-(n - WINDOW) // (WINDOW // 2)) + 1
+    assert (
+        steps[0].args[0]["xaxis.range"] == [-0.5, WINDOW - 0.5] and len(steps) == -(-(n - WINDOW) // (WINDOW // 2)) + 1
+    )
     assert fig.data[0].z.shape == (backend.n_layers, n)

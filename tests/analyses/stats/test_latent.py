@@ -16,15 +16,23 @@ CURVES = {
 
 
 def _table(curves) -> pd.DataFrame:
-    return pd.DataFrame([{"item": item, "layer": layer, "latent": "en", "p_en": en[layer], "p_target": target[layer]}
-                         for item, (en, target) in curves.items() for layer in range(3)])
+    return pd.DataFrame(
+        [
+            {"item": item, "layer": layer, "latent": "en", "p_en": en[layer], "p_target": target[layer]}
+            for item, (en, target) in curves.items()
+            for layer in range(3)
+        ]
+    )
 
 
 def test_example_items_on_hand_checked_curves():
     examples = example_items(_table(CURVES))
     assert list(examples.columns) == list(EXAMPLE_COLUMNS)
-    assert examples.set_index("example")["item"].to_dict() == {"typical": "a", "latent_leads": "b",
-                                                               "target_earliest": "c"}
+    assert examples.set_index("example")["item"].to_dict() == {
+        "typical": "a",
+        "latent_leads": "b",
+        "target_earliest": "c",
+    }
     assert examples.set_index("example")["layer"].to_dict() == {"typical": -1, "latent_leads": 1, "target_earliest": 1}
     assert examples.set_index("example").loc["latent_leads", "value"] == 0.9
 

@@ -8,8 +8,11 @@ from tests.conftest import tiny_backend
 
 
 def test_every_control_redraws_and_bad_input_keeps_the_last_grid():
-    widget = ExplorerWidget({"tiny": tiny_backend("llama"), "tiny-gemma": tiny_backend("gemma3")},
-                            prompt="the cloud is white", target="river")
+    widget = ExplorerWidget(
+        {"tiny": tiny_backend("llama"), "tiny-gemma": tiny_backend("gemma3")},
+        prompt="the cloud is white",
+        target="river",
+    )
     view = widget.view
     assert view.revision == 1 and view.figure["data"][0]["type"] == "heatmap"
     assert widget.exploration.model == "tiny-llama"

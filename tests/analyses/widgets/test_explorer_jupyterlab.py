@@ -43,19 +43,41 @@ def jupyter_lab(tmp_path, tiny_model_folder):
     """``jupyter lab`` on a free localhost port with a token, serving a notebook with the widget cell."""
     root = tmp_path / "lab"
     root.mkdir()
-    cell = (f"from analyses.widgets.explorer import ExplorerWidget\n"
-            f"widget = ExplorerWidget({{'tiny': {str(tiny_model_folder)!r}}}, prompt='the cloud is white', target='')\n"
-            "widget")
+    cell = (
+        f"from analyses.widgets.explorer import ExplorerWidget\n"
+        f"widget = ExplorerWidget({{'tiny': {str(tiny_model_folder)!r}}}, prompt='the cloud is white', target='')\n"
+        "widget"
+    )
     kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)], metadata=kernel)
     nbformat.write(notebook, root / "explore.ipynb")
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "ws"), "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "ws"),
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+    }
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-         f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0", "--allow-root"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            f"--IdentityProvider.token={TOKEN}",
+            f"--ServerApp.root_dir={root}",
+            "--ServerApp.port_retries=0",
+            "--allow-root",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(240):
@@ -90,8 +112,12 @@ def _run_first_cell(driver) -> None:
         try:
             driver.find_element(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell .jp-InputPrompt").click()
             ActionChains(driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
-        except (StaleElementReferenceException, ElementNotInteractableException, NoSuchElementException,
-                ElementClickInterceptedException):
+        except (
+            StaleElementReferenceException,
+            ElementNotInteractableException,
+            NoSuchElementException,
+            ElementClickInterceptedException,
+        ):
             time.sleep(0.5)
             continue
         prompt = driver.find_element(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell .jp-InputPrompt").text
@@ -103,8 +129,9 @@ def _run_first_cell(driver) -> None:
 
 GRID = "return document.querySelector('.pivotlens-explorer')"
 REVISION = "const d = document.querySelector('.pivotlens-explorer'); return d && d.dataset.revision"
-TICKS = ("return Array.from(document.querySelectorAll('.pivotlens-explorer .xtick text'))"
-         ".map(e => e.textContent).join(' ')")
+TICKS = (
+    "return Array.from(document.querySelectorAll('.pivotlens-explorer .xtick text')).map(e => e.textContent).join(' ')"
+)
 LABELS = "return document.querySelectorAll('.pivotlens-explorer .heatmaplayer text').length"
 
 
@@ -112,8 +139,12 @@ def test_widget_draws_and_redraws_inside_jupyterlab(jupyter_lab, tmp_path):
     driver = chrome(tmp_path / "profile")
     try:
         driver.get(jupyter_lab)
-        _wait(driver, "const s = document.querySelector('.jp-Notebook-ExecutionIndicator');"
-              "return s && s.getAttribute('data-status') === 'idle'", "an idle kernel")
+        _wait(
+            driver,
+            "const s = document.querySelector('.jp-Notebook-ExecutionIndicator');"
+            "return s && s.getAttribute('data-status') === 'idle'",
+            "an idle kernel",
+        )
         _run_first_cell(driver)
         _wait(driver, GRID, "the widget's grid")
         assert _wait(driver, REVISION, "the first drawing") == "1"
@@ -129,12 +160,14 @@ def test_widget_draws_and_redraws_inside_jupyterlab(jupyter_lab, tmp_path):
         assert driver.execute_script(LABELS) == 3 * 6
         assert len(driver.find_elements(By.CSS_SELECTOR, ".pivotlens-explorer")) == 1  # in place, not a new output
 
-        colour = next(box for box in driver.find_elements(By.CSS_SELECTOR, ".widget-dropdown")
-                      if "colour" in box.text).find_element(By.TAG_NAME, "select")
+        colour = next(
+            box for box in driver.find_elements(By.CSS_SELECTOR, ".widget-dropdown") if "colour" in box.text
+        ).find_element(By.TAG_NAME, "select")
         Select(colour).select_by_visible_text("lang")
         _wait(driver, REVISION.replace("d.dataset.revision", "d.dataset.revision === '3'"), "the re-coloured grid")
         assert "top-1 language" in driver.execute_script(
-            "return document.querySelector('.pivotlens-explorer .legend').textContent")
+            "return document.querySelector('.pivotlens-explorer .legend').textContent"
+        )
         assert [e for e in console_errors(driver) if "pivotlens" in e or "Plotly" in e] == []
     finally:
         driver.quit()
