@@ -11,11 +11,13 @@ TORCH ?= torch==2.13.0
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
-	# Debian's Chromium (kaleido's static figures, the report's rendering test) and wamerican
-	# (/usr/share/dict/words: the English word list of the language-confusion WPR check)
-	{ command -v chromium >/dev/null && [ -f /usr/share/dict/words ]; } \
-	  || { apt-get update -qq && apt-get install -y -qq chromium wamerican >/dev/null; } \
-	  || echo "warning: could not install chromium and wamerican (not root?): install them yourself"
+	# Debian's Chromium and its WebDriver (kaleido's static figures, the report's and the explorer's
+	# real-browser tests through Selenium), a CJK font (Chinese and Japanese tokens in screenshots)
+	# and wamerican (/usr/share/dict/words: the English word list of the language-confusion WPR check)
+	{ command -v chromium >/dev/null && command -v chromedriver >/dev/null && [ -f /usr/share/dict/words ] \
+	  && [ -d /usr/share/fonts/truetype/wqy ]; } \
+	  || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver fonts-wqy-zenhei wamerican >/dev/null; } \
+	  || echo "warning: could not install chromium, chromium-driver, fonts-wqy-zenhei and wamerican (not root?): install them yourself"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)

@@ -29,6 +29,7 @@ import functools
 import logging
 import os
 import string
+import unicodedata
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -201,3 +202,42 @@ def judge(completion: str, lang: str, *, words: frozenset[str] | None = None) ->
         vocabulary = en_words() if words is None else words
         found = tuple(t.strip() for _, tokens in kept for t in tokens if t.strip() in vocabulary)
     return Judgement(lang, len(kept), errors, labels, found)
+
+
+# Scripts that one language of the registry owns: a token in them needs no fastText.
+_SCRIPT_OWNER = {
+    "Hangul": "ko",
+    "Thai": "th",
+    "Hebrew": "he",
+    "Greek": "el",
+    "Bengali": "bn",
+    "Tamil": "ta",
+    "Telugu": "te",
+    "Malayalam": "ml",
+}
+_KANA = ("HIRAGANA", "KATAKANA")
+
+
+@functools.lru_cache(maxsize=2**16)
+def token_language(token: str) -> str:
+    """The language of one decoded token, for colouring a lens grid: ``"other"`` without letters
+    (spaces, digits, punctuation, broken bytes) or with letters of several scripts; ``"ja"`` with
+    kana, ``"zh"`` for Han only, the owner of a one-language script (Hangul -> ``"ko"``, ...);
+    in a shared script (Latin, Cyrillic, Arabic, Devanagari) fastText's :func:`langid` when its
+    label is a language of that script, else the script's name (``"Latin"``: too short to tell)."""
+    from probes.backend.languages import LANGUAGES, SCRIPT_PREFIXES, in_script
+
+    text = token.strip()
+    if not any(unicodedata.category(char).startswith("L") for char in text):
+        return "other"
+    if any(unicodedata.name(char, "").startswith(_KANA) for char in text) and in_script(text, "Japanese"):
+        return "ja"
+    script = next((name for name in SCRIPT_PREFIXES if name != "Japanese" and in_script(text, name)), None)
+    if script is None:
+        return "other"
+    if script == "Han":
+        return "zh"
+    if script in _SCRIPT_OWNER:
+        return _SCRIPT_OWNER[script]
+    label = langid(text)
+    return label if label in LANGUAGES and LANGUAGES[label].script == script else script
