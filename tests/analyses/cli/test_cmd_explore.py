@@ -10,6 +10,7 @@ import sys
 from typer.testing import CliRunner
 
 from analyses.cli import app
+from analyses.cli.settings import Settings
 from analyses.figures.explore import DIV_ID
 from probes.backend.errors import PivotlensError
 
@@ -42,14 +43,14 @@ def test_explore_writes_an_offline_deterministic_page(tiny_model_folder, tmp_pat
     assert "top-1 language" in page
 
 
-def test_bad_input_is_one_line_and_exit_code_2_before_loading():
+def test_bad_input_is_one_line_and_exit_code_2_before_loading(tiny_model_folder, monkeypatch):
     done = subprocess.run(
         [
             sys.executable,
             "-m",
             "analyses.cli",
             "--model",
-            "no-such-model",
+            str(tiny_model_folder),
             "explore",
             "--prompt",
             " ",
@@ -62,10 +63,16 @@ def test_bad_input_is_one_line_and_exit_code_2_before_loading():
     )
     assert done.returncode == 2
     assert done.stderr.strip() == "error: the prompt is empty; pass the text whose layers you want to see"
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the input was checked")
+
+    monkeypatch.setattr(Settings, "load_backend", refuse)
     for option, message in (
-        (["--lens", "nope"], "unknown lens 'nope'; available: logit"),
-        (["--color", "hue"], "unknown colouring 'hue'; use one of prob, entropy, lang"),
-        (["--latent", "xx"], "unknown language code 'xx'"),
+        (["--prompt", " "], "the prompt is empty"),
+        (["--prompt", "hi", "--lens", "nope"], "unknown lens 'nope'; available: logit"),
+        (["--prompt", "hi", "--color", "hue"], "unknown colouring 'hue'; use one of prob, entropy, lang"),
+        (["--prompt", "hi", "--latent", "xx"], "unknown language code 'xx'"),
     ):
-        result = CliRunner().invoke(app, ["--model", "no-such-model", "explore", "--prompt", "hi", *option])
+        result = CliRunner().invoke(app, ["--model", str(tiny_model_folder), "explore", *option])
         assert isinstance(result.exception, PivotlensError) and str(result.exception).startswith(message)
