@@ -28,16 +28,17 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: setup
 	$(BIN)/pivotlens --out out/demo lambda --langs es,de,ru,zh,ja,sw --limit 60
 
-# ruff's rules, and the house plan's import contracts (pyproject.toml [tool.importlinter])
+# ruff's rules and formatting, and the house plan's import contracts (pyproject.toml [tool.importlinter])
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
 # Everything: the tests (with the real embedded models) and the notebooks.
 test: setup
 	$(BIN)/python -m pytest
 
-# The tests that need no embedded model, without the notebooks (about 2 minutes, 2 workers).
+# The tests that need no embedded model, without the notebooks (2 workers).
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" -n 2 tests
 

@@ -35,8 +35,8 @@ def pivot_summary(table: pd.DataFrame, by: tuple[str, ...] = ("lang",)) -> pd.Da
     latent = latent_column(table)
     means = table.groupby([*by, "layer"])[["p_target", latent]].mean().reset_index()
     rows = []
-    for key, group in means.groupby(list(by)):
-        group = group.sort_values("layer")
+    for key, unsorted in means.groupby(list(by)):
+        group = unsorted.sort_values("layer")
         peak = group.loc[group[latent].idxmax()]
         after = group[(group["layer"] >= peak["layer"]) & (group["p_target"] > group[latent])]
         rows.append(
