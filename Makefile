@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # would pull a multi-GB CUDA build. On a GPU machine, install your CUDA torch before `make`.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo lint test test-fast sweep reports bench clean
+.PHONY: setup demo lint test test-fast rerender-check sweep reports bench clean
 
 setup: $(VENV)/.installed
 
@@ -41,6 +41,10 @@ test: setup
 # The tests that need no embedded model, without the notebooks (2 workers).
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" -n 2 tests
+
+# Render every catalogued figure of the committed results twice: the HTML must be byte-identical.
+rerender-check: setup
+	$(BIN)/python scripts/rerender_check.py
 
 # Full sweep: both embedded models, every data language, every concept (see results/lens/README.md).
 sweep: setup
