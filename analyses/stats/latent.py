@@ -1,5 +1,5 @@
 """Statistics of logit-lens tables (Wendler et al. 2024): per-layer means with 95% confidence
-bands (spec 1.7, "gaussian": mean ± 1.96·std/√n), and where the latent language peaks and where
+bands (the reference plots' "gaussian": mean ± 1.96·std/√n), and where the latent language peaks and where
 the target overtakes it."""
 
 from __future__ import annotations
