@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # would pull a multi-GB CUDA build. On a GPU machine, install your CUDA torch before `make`.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo lint test test-fast docs sweep reports bench bench-peers clean
+.PHONY: setup demo lint test test-fast rerender-check docs sweep reports bench bench-peers clean
 
 setup: $(VENV)/.installed
 
@@ -30,18 +30,23 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: setup
 	$(BIN)/pivotlens --out out/demo lambda --langs es,de,ru,zh,ja,sw --limit 60
 
-# ruff's rules, and the house plan's import contracts (pyproject.toml [tool.importlinter])
+# ruff's rules and formatting, and the house plan's import contracts (pyproject.toml [tool.importlinter])
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
 # Everything: the tests (with the real embedded models) and the notebooks.
 test: setup
 	$(BIN)/python -m pytest
 
-# The tests that need no embedded model, without the notebooks (about 2 minutes, 2 workers).
+# The tests that need no embedded model, without the notebooks (2 workers).
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" -n 2 tests
+
+# Render every catalogued figure of the committed results twice: the HTML must be byte-identical.
+rerender-check: setup
+	$(BIN)/python scripts/rerender_check.py
 
 # The method pages and the API reference, built strictly (a broken reference or a docstring the
 # renderer cannot read fails the build) into site/

@@ -34,7 +34,8 @@ def main() -> None:
         median = statistics.median(times)
         verdict = "within" if median < TARGET_S else "ABOVE"
         print(
-            f"pivotlens {' '.join(args):10s} median {median:.2f} s over {n} runs (min {min(times):.2f} s), {verdict} the {TARGET_S:.0f} s target"
+            f"pivotlens {' '.join(args):10s} median {median:.2f} s over {n} runs (min {min(times):.2f} s), "
+            f"{verdict} the {TARGET_S:.0f} s target"
         )
 
 

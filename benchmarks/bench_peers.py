@@ -226,7 +226,10 @@ def main() -> None:
         rows[name] = run_peer_env(env, script, job, batches)
     rows["llm-latent-language (per prompt, full logits)"] = timed_batches(batches, llm_latent_language(plain, kept))
     ours, ours_target, ours_latent = rows["pivotlens lens probe (run_lens)"]
-    title = f"logit lens, P(target) and P(en) per layer: {args.model}, {len(kept)} zh prompts, batch {args.batch_size}, {args.threads} threads"
+    title = (
+        f"logit lens, P(target) and P(en) per layer: {args.model}, {len(kept)} zh prompts, batch "
+        f"{args.batch_size}, {args.threads} threads"
+    )
     table = Table(title=title)
     for column in ("method", "seconds", "prompts/s", "time / pivotlens", "max |dP(target)|", "max |dP(en)|"):
         table.add_column(column)

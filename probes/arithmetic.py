@@ -39,8 +39,8 @@ def run_arithmetic(
     run: Run | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Greedy answers to ``problems`` (from :func:`probes.inputs.arithmetic.load_problems`) and whether each is right; with
-    ``run``, finished batches are stored and skipped on a re-run."""
+    """Greedy answers to ``problems`` (from :func:`probes.inputs.arithmetic.load_problems`) and
+    whether each is right; with ``run``, finished batches are stored and skipped on a re-run."""
     # similar lengths in a batch waste less padding
     ordered = sorted(problems.to_dict("records"), key=lambda problem: len(problem["question"]))
     eos = backend.tokenizer.eos_token_id
@@ -51,11 +51,8 @@ def run_arithmetic(
         # which costs more than the forward pass itself on a CPU with a 262k vocabulary
         new_ids = backend.generate(enc, max_new_tokens=max_new_tokens, statistics=False).new_ids
         rows = []
-        for problem, ids in zip(batch, new_ids):
-            ids = ids.tolist()
-            if eos is not None and eos in ids:
-                ids = ids[: ids.index(eos)]
-            ids = [i for i in ids if i != backend.pad_id]
+        for problem, generated in zip(batch, new_ids):
+            ids = _answer_ids(generated.tolist(), eos, backend.pad_id)
             output = backend.tokenizer.decode(ids, skip_special_tokens=True)
             prediction = extract_number(output)
             rows.append(
@@ -89,3 +86,10 @@ def run_arithmetic(
 
 def _item(problem: dict) -> str:
     return f"{problem['lang']}|{problem['id']}"
+
+
+def _answer_ids(generated: list[int], eos: int | None, pad: int) -> list[int]:
+    """The generated ids up to the first EOS, without padding."""
+    if eos is not None and eos in generated:
+        generated = generated[: generated.index(eos)]
+    return [i for i in generated if i != pad]

@@ -289,7 +289,7 @@ def run_confusion_lens(
     ``CONFUSION_LENS_COLUMNS``). ``prompt_format`` must be the one the steps were made with."""
     cps = steps[steps["is_confusion_point"]]
     records = []
-    for item, group in steps[steps["item"].isin(cps["item"])].groupby("item", sort=False):
+    for _, group in steps[steps["item"].isin(cps["item"])].groupby("item", sort=False):
         cp = group[group["is_confusion_point"]].iloc[0]
         prefix = group.sort_values("step")["token_id"].tolist()[: int(cp["step"])]
         special = prompt_format == "qa"

@@ -60,7 +60,8 @@ IMPORTANCE_COLUMNS = {
     "n_sequences": "sentences the importance was accumulated over",
     "n_tokens": "predicted tokens the importance was accumulated over",
     "mean_loss": "mean over groups of the group's token-mean next-token loss (nats)",
-    "mode": "sum_then_abs (|theta * sum_g grad_g|) or abs_per_batch (sum_g |theta * grad_g|), g over groups of sentences",
+    "mode": "sum_then_abs (|theta * sum_g grad_g|) or abs_per_batch (sum_g |theta * grad_g|), g over groups of "
+    "sentences",
 }
 
 

@@ -124,7 +124,7 @@ class ParamInfo(NamedTuple):
     module: str
 
 
-def classify(name: str, blocks: str, final_norm: str, head: str) -> ParamInfo:
+def classify(name: str, blocks: str, final_norm: str, head: str) -> ParamInfo:  # noqa: PLR0911 (one return per kind)
     """Block index and module group of a Hugging Face parameter name (``blocks``, ``final_norm``
     and ``head`` are the model's attribute paths, see ``ModelParts``)."""
     match = re.match(rf"{re.escape(blocks)}\.(\d+)\.(.+)$", name)
@@ -207,8 +207,8 @@ def _tensor_stats(
         reduction=reduction,
     )
     rows = []
-    for name, grad_b in second:
-        grad_a = kept.pop(name)
+    for name, grad in second:
+        grad_a, grad_b = kept.pop(name), grad
         if fp32:
             grad_a, grad_b = grad_a.float(), grad_b.float()
         flat_a, flat_b = grad_a.reshape(-1), grad_b.reshape(-1)
@@ -236,8 +236,8 @@ def _group_rows(stats: pd.DataFrame, scope: str, aggregation: str) -> pd.DataFra
     data = stats if scope == "model" else stats[stats["layer"].notna()]
     grouped = data.groupby(keys, sort=False, dropna=False) if keys else [((), data)]
     rows = []
-    for key, group in grouped:
-        key = key if isinstance(key, tuple) else (key,)
+    for group_key, group in grouped:
+        key = group_key if isinstance(group_key, tuple) else (group_key,)
         dot, sq_a, sq_b = group["dot"].sum(), group["sq_a"].sum(), group["sq_b"].sum()
         if aggregation == "concat":
             cosine = _cosine(dot, math.sqrt(sq_a), math.sqrt(sq_b))

@@ -83,7 +83,7 @@ def normalize(text: str) -> str:
     """Step 1 of the benchmark's judgement: cut at the first ``"\\nQ:"`` (a base model's next question), strip,
     drop ASCII punctuation (so "don't" -> "dont"), replace the em dash by a space and drop
     the Arabic comma."""
-    text = text.split("\nQ:")[0].strip()
+    text = text.split("\nQ:", maxsplit=1)[0].strip()
     return text.translate(_PUNCTUATION).replace("—", " ").replace("،", "")
 
 

@@ -23,7 +23,9 @@ CHECKS = {
     "test_wrap": "wraps (one-line fallback warning where transformer-lens cannot)",
     "test_last_layer_lens_is_the_model_logits": "last-layer lens = the model's logits (1e-5, float32, scaled head)",
     "test_read_out_loss_is_the_model_loss": "read-out loss of the gradient probes = the model's loss",
-    "test_gradients_match_plain_torch_under_hugging_face_names": "gradients = plain torch, Hugging Face parameter names",
+    "test_gradients_match_plain_torch_under_hugging_face_names": (
+        "gradients = plain torch, Hugging Face parameter names"
+    ),
     "test_generation_records_the_model_distribution": "generation statistics = the model's next-token distribution",
     "test_backends_agree": "backends agree: residuals, lens, parameter names, generated tokens",
     "test_interference_per_module_agrees_between_backends": "interference per module agrees between backends (1e-6)",

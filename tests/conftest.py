@@ -31,8 +31,7 @@ def tiny_tokenizer(words: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
         vocab_size=400, special_tokens=["<pad>", "<bos>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     tok.train_from_iterator(CORPUS + [f"Answer:{word}" for word in words] * 50, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>")
-    return fast
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>")
 
 
 TINY_CONFIGS = {

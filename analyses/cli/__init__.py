@@ -93,7 +93,8 @@ def _global(
     out: str = typer.Option("out", help="Output folder for tables and figures."),
     results: str = typer.Option(
         None,
-        help="Results store, where finished batches are kept and reused (default $PIVOTLENS_RESULTS or <cache>/results).",
+        help="Results store, where finished batches are kept and reused (default $PIVOTLENS_RESULTS or "
+        "<cache>/results).",
     ),
     version: bool = typer.Option(
         False, "--version", callback=version_callback, is_eager=True, help="Show the version."

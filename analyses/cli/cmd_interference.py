@@ -131,7 +131,8 @@ def interference(
             summary,
             pivot_layer=n_at,
             title=(
-                f"{backend.model_name}: gradient cosine per layer, {objective} objective ({batches} batch pairs, 95% CI)"
+                f"{backend.model_name}: gradient cosine per layer, {objective} objective ({batches} batch pairs, "
+                f"95% CI)"
             ),
         ),
         out / "cosine_layers",

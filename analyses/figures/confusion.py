@@ -132,8 +132,8 @@ def lens_at_cp_figure(summary: pd.DataFrame) -> go.Figure:
     one line per task: at which depth does the model start wanting the English token?"""
     model = summary["model"].iloc[0]
     fig = go.Figure()
-    for i, (task, rows) in enumerate(summary.groupby("task", sort=True)):
-        rows = rows.sort_values("layer")
+    for i, (task, unsorted) in enumerate(summary.groupby("task", sort=True)):
+        rows = unsorted.sort_values("layer")
         color = PALETTE[i % len(PALETTE)]
         x = rows["layer"].tolist()
         add_band(fig, x, rows["ci_low"], rows["ci_high"], color)

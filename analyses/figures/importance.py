@@ -125,7 +125,8 @@ def mask_figure(density: pd.DataFrame, *, region: str = "core-top", model: str =
     (rows x columns); vertical or horizontal stripes are its concentration in dimensions."""
     params = list(dict.fromkeys(density["param"]))
     titles = [
-        f"layer {int(density[density['param'] == p]['layer'].iloc[0])} {density[density['param'] == p]['module'].iloc[0]}"
+        f"layer {int(density[density['param'] == p]['layer'].iloc[0])} "
+        f"{density[density['param'] == p]['module'].iloc[0]}"
         for p in params
     ]
     cols = min(3, len(params))

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import plotly.graph_objects as go
+
+
+def figure_id(fig: go.Figure) -> str:
+    """A div id that depends on the figure only (plotly's default is a random uuid), so the same
+    tables give byte-identical HTML and a re-render of committed results changes no file."""
+    return "fig-" + hashlib.sha256(fig.to_json().encode()).hexdigest()[:16]
 
 
 def save_figure(
@@ -23,7 +30,7 @@ def save_figure(
     path = Path(path).with_suffix("")
     path.parent.mkdir(parents=True, exist_ok=True)
     html = path.with_suffix(".html")
-    fig.write_html(html, include_plotlyjs=plotlyjs, full_html=True)
+    fig.write_html(html, include_plotlyjs=plotlyjs, full_html=True, div_id=figure_id(fig))
     written = [html]
     for fmt in formats if static else ():
         image = path.with_suffix(f".{fmt}")

@@ -13,7 +13,6 @@ from plotly.subplots import make_subplots
 
 from analyses.interventions.layer_swap import SwapConfig, zones
 
-ZONE_VALUE = {"lang_bottom": 0.0, "transition_bottom": 0.5, "task": 1.0, "transition_top": 0.5, "lang_top": 0.0}
 ZONE_TEXT = {"lang_bottom": "L", "transition_bottom": "t", "task": "T", "transition_top": "t", "lang_top": "L"}
 
 

@@ -101,8 +101,8 @@ def profile_figure(profiles: Mapping[str, pd.DataFrame], *, metric: str, title: 
     """Per-layer change (size-weighted over the seven matrices, from
     :func:`analyses.stats.weight_change.change_profile`), one line per expert; layer on the vertical axis."""
     fig = go.Figure()
-    for label, profile in profiles.items():
-        profile = profile.sort_values("layer")
+    for label, unsorted in profiles.items():
+        profile = unsorted.sort_values("layer")
         fig.add_trace(go.Scatter(x=profile["value"], y=profile["layer"], mode="lines+markers", name=label))
     fig.update_layout(
         title=title or f"Weight change per layer ({metric}, size-weighted over q..down)",

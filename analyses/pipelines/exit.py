@@ -36,7 +36,8 @@ class ExitReport:
     figures: dict[str, go.Figure] = field(default_factory=dict)
 
     def write(self, out: Path, provenance: dict[str, object] | None = None) -> list[Path]:
-        """``exit_<name>.parquet`` for per-item tables, ``exit_<name>.csv`` for summaries, figures under ``figures/``."""
+        """``exit_<name>.parquet`` for per-item tables, ``exit_<name>.csv`` for summaries, figures
+        under ``figures/``."""
         out.mkdir(parents=True, exist_ok=True)
         written = []
         for name, table in self.tables.items():

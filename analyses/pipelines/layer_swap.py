@@ -51,7 +51,6 @@ from probes.inputs.arithmetic import EVAL, TRAIN, load_problems
 from probes.inputs.instruction_data import load_instructions, split_held_out
 
 REPO = Path(__file__).resolve().parents[2]
-TABLE1_SETTINGS = ("base", "language expert", "task expert", "soup", "swap (default)", "swap (best of grid)")
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,8 @@ def run_fig3(
             results.curves,
             lang=target,
             title=(
-                f"PROM Fig. 3 ({model_name}): P({pivot}) and P({target}) per layer, before and after fine-tuning (95% CI)"
+                f"PROM Fig. 3 ({model_name}): P({pivot}) and P({target}) per layer, before and after fine-tuning "
+                f"(95% CI)"
             ),
         ),
         out / "fig3_pivot_probability",

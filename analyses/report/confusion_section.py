@@ -35,8 +35,7 @@ def confusion_section(ctx: ReportContext) -> SectionResult:
     )
     results = analyse(steps, n_boot=200 if ctx.quick else 1000)
     overall = results.metrics[(results.metrics["source"] == "all") & (results.metrics["language"] == ctx.lang)]
-    for row in overall.sort_values("task").itertuples(index=False):
-        row = pd.Series(row._asdict())
+    for _, row in overall.sort_values("task").iterrows():
         task = "answering in the language asked" if row["task"] == "monolingual" else "asked in English to answer in it"
         lpr = f"{row['lpr']:.2f}" if pd.notna(row["lpr"]) else "-"
         wpr = f"{row['wpr']:.2f}" if pd.notna(row["wpr"]) else "not scored"

@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
+from analyses.figures.io import figure_id
 from analyses.report.sections import SectionResult
 from probes.backend.store import write_text_atomic
 
@@ -39,12 +40,13 @@ h2 { border-bottom: 2px solid #1f77b4; padding-bottom: 0.2em; }
 """
 
 
-def _figure_html(fig: go.Figure) -> str:
+def _figure_html(fig: go.Figure, place: str) -> str:
     """The figure at its own height and the column's width (a fixed width would overflow the
-    side-by-side columns)."""
+    side-by-side columns), with a div id from its content and its ``place`` on the page."""
     fitted = go.Figure(fig).update_layout(width=None, autosize=True)
     return fitted.to_html(
         full_html=False,
+        div_id=f"{figure_id(fitted)}-{place}",
         include_plotlyjs=False,
         default_width="100%",
         default_height=f"{fig.layout.height or 450}px",
@@ -62,7 +64,7 @@ def _summary_html(verdicts: pd.DataFrame) -> str:
     return "<h2>Summary</h2>" + table.reset_index().to_html(index=False, classes="verdicts", border=0)
 
 
-def _section_html(result: SectionResult, lang: str) -> str:
+def _section_html(result: SectionResult, lang: str, place: str) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(v.question)}</td><td class='answer'>{html.escape(v.answer)}</td>"
         f"<td>{html.escape(v.evidence)}</td><td>{html.escape(v.uncertainty)}</td></tr>"
@@ -81,7 +83,7 @@ def _section_html(result: SectionResult, lang: str) -> str:
         for name in result.shown
         if len(result.tables[name])
     )
-    figures = "".join(_figure_html(fig) for fig in result.figures)
+    figures = "".join(_figure_html(fig, f"{place}-{i}") for i, fig in enumerate(result.figures))
     links = " · ".join(
         f"<a href='{html.escape(lang)}/{html.escape(page.name)}'>{html.escape(page.label)}</a>" for page in result.pages
     )
@@ -122,8 +124,10 @@ def render_report(
     tables = out / lang
     tables.mkdir(parents=True, exist_ok=True)
     columns = "".join(
-        f"<div><h2>{html.escape(model)}</h2>{''.join(_section_html(r, lang) for r in results)}</div>"
-        for model, results in per_model.items()
+        f"<div><h2>{html.escape(model)}</h2>"
+        + "".join(_section_html(result, lang, f"{m}-{s}") for s, result in enumerate(results))
+        + "</div>"
+        for m, (model, results) in enumerate(per_model.items())
     )
     for model, results in per_model.items():
         for result in results:
@@ -140,7 +144,8 @@ def render_report(
         f"<title>pivotlens diagnosis: {html.escape(lang)}</title><style>{_STYLE}</style>"
         f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
         f"<h1>How do these models handle {html.escape(lang)}?</h1>"
-        f"<p class='meta'>pivotlens diagnosis report, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Tables: <a href='{html.escape(lang)}/'>{html.escape(lang)}/</a>.</p>"
+        f"<p class='meta'>pivotlens diagnosis report, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Tables: <a "
+        f"href='{html.escape(lang)}/'>{html.escape(lang)}/</a>.</p>"
         f"{_provenance_html(provenance)}{_summary_html(verdicts)}"
         f"<div class='models' style='--n: {len(per_model)}'>{columns}</div></body></html>"
     )

@@ -61,12 +61,13 @@ def lens_section(ctx: ReportContext) -> SectionResult:
     verdicts = [
         Verdict(
             "Does the model think in English on the way to this language?",
-            f"{pivot}: at layer {row['layer']} mean P(en) = {row['mean_p_en']:.3g} vs mean P({ctx.lang}) = {row['mean_p_target']:.3g}",
+            f"{pivot}: at layer {row['layer']} mean P(en) = {row['mean_p_en']:.3g} vs mean P({ctx.lang}) = "
+            f"{row['mean_p_target']:.3g}",
             f"English peaks at layer {summary['latent_peak_layer']} ({summary['latent_peak']:.3f}); {overtake}; "
             f"at the output P({ctx.lang}) = {summary['final_p_target']:.3f}; n = {row['n']} translation prompts "
             "(Wendler et al. 2024)",
-            f"95% bootstrap CI of P(en) - P({ctx.lang}) at layer {row['layer']}: [{row['diff_ci_low']:.3g}, {row['diff_ci_high']:.3g}]"
-            + (" (borderline: the data cannot decide)" if row["borderline"] else ""),
+            f"95% bootstrap CI of P(en) - P({ctx.lang}) at layer {row['layer']}: [{row['diff_ci_low']:.3g}, "
+            f"{row['diff_ci_high']:.3g}]" + (" (borderline: the data cannot decide)" if row["borderline"] else ""),
         ),
         Verdict(
             "Which lambda should PROM's pivoted objective use?",

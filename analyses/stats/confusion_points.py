@@ -71,8 +71,8 @@ def cp_statistics(
     completion count (``in_completion``)."""
     inside = steps[steps["in_completion"]]
     records = []
-    for key, frame in inside.groupby(list(by), sort=True):
-        key = key if isinstance(key, tuple) else (key,)
+    for group_key, frame in inside.groupby(list(by), sort=True):
+        key = group_key if isinstance(group_key, tuple) else (group_key,)
         for group in GROUPS:
             members = frame if group == "all" else frame[frame["has_cp"] == (group == "has_cp")]
             for position in POSITIONS:
@@ -132,8 +132,8 @@ def cp_contrast(
     """
     inside = steps[steps["in_completion"]]
     records = []
-    for key, frame in inside.groupby(list(by), sort=True):
-        key = key if isinstance(key, tuple) else (key,)
+    for group_key, frame in inside.groupby(list(by), sort=True):
+        key = group_key if isinstance(group_key, tuple) else (group_key,)
         with_cp = frame[frame["has_cp"]]
         cps = with_cp[with_cp["is_confusion_point"]].set_index("item")
         for statistic in STATISTICS:

@@ -139,7 +139,8 @@ class DecoderShape:
         uncounted = [k for k in _UNCOUNTED_MOE if getattr(config, k, None)]
         if uncounted:
             raise PivotlensError(
-                f"config of model type {config.model_type!r} has {uncounted}: shared or dense expert layers are not counted"
+                f"config of model type {config.model_type!r} has {uncounted}: shared or dense expert "
+                "layers are not counted"
             )
         n_layers, hidden, heads = config.num_hidden_layers, config.hidden_size, config.num_attention_heads
         n_experts = next(

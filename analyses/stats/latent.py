@@ -36,8 +36,8 @@ def pivot_summary(table: pd.DataFrame, by: tuple[str, ...] = ("lang",)) -> pd.Da
     latent = latent_column(table)
     means = table.groupby([*by, "layer"])[["p_target", latent]].mean().reset_index()
     rows = []
-    for key, group in means.groupby(list(by)):
-        group = group.sort_values("layer")
+    for key, unsorted in means.groupby(list(by)):
+        group = unsorted.sort_values("layer")
         peak = group.loc[group[latent].idxmax()]
         after = group[(group["layer"] >= peak["layer"]) & (group["p_target"] > group[latent])]
         rows.append(
@@ -83,7 +83,7 @@ def example_items(table: pd.DataFrame) -> pd.DataFrame:
     target_leads = lead < 0
     if target_leads.to_numpy().any():
         first = target_leads.idxmax(axis=1)[target_leads.any(axis=1)]  # first layer where the target leads
-        earliest = pd.DataFrame({"layer": first, "margin": [lead.loc[i, l] for i, l in first.items()]})
+        earliest = pd.DataFrame({"layer": first, "margin": [lead.loc[item, layer] for item, layer in first.items()]})
         item = earliest.sort_values(["layer", "margin"]).index[0]
         rows.append(
             {

@@ -172,7 +172,8 @@ def check_compatible(checkpoints: list[Checkpoint], what: str = "checkpoints", *
             )
         if other.n_layers != first.n_layers:
             raise CheckpointMismatchError(
-                f"{what} have different depths: {first.name} has {first.n_layers} layers, {other.name} has {other.n_layers}"
+                f"{what} have different depths: {first.name} has {first.n_layers} layers, {other.name} has "
+                f"{other.n_layers}"
             )
         only_first = sorted(set(first.shapes) - set(other.shapes))
         only_other = sorted(set(other.shapes) - set(first.shapes))

@@ -101,15 +101,6 @@ def _scored(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     return mask, shifted[mask], mask.nonzero()[:, 0]
 
 
-def next_token_loss(
-    logits: torch.Tensor, labels: torch.Tensor, *, label_smoothing: float = 0.0, reduction: Reduction = "token_mean"
-) -> torch.Tensor:
-    """Next-token cross-entropy of ``[batch, seq, vocab]`` logits, ``labels`` aligned with the
-    inputs (-100 ignored); reductions as :func:`scored_loss`."""
-    mask, targets, rows = _scored(labels.to(logits.device))
-    return scored_loss(logits[:, :-1][mask], targets, rows, label_smoothing=label_smoothing, reduction=reduction)
-
-
 def lens_loss(
     model: torch.nn.Module,
     inputs: Mapping[str, torch.Tensor],
@@ -151,11 +142,6 @@ class GradStream:
             grad = param.grad if param.grad is not None else torch.zeros_like(param)
             param.grad = None
             yield name, grad
-
-    def release(self) -> None:
-        """Free every gradient not yet consumed."""
-        for param in self.params.values():
-            param.grad = None
 
 
 def stream_grads(

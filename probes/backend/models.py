@@ -126,7 +126,7 @@ def seal_cache(folder: Path, record: dict[str, object]) -> None:
     (folder / VERIFIED).write_text(json.dumps({p.name: _stamp(p) for p in files}))
 
 
-def cache_problem(folder: Path) -> str | None:
+def cache_problem(folder: Path) -> str | None:  # noqa: PLR0911 (one return per kind of problem)
     """Why a cached model folder cannot be used, or None when it is whole.
 
     The manifest (written last) lists every file's size and sha256. Hashing the ~1 GB of
@@ -288,7 +288,8 @@ def check_device(device: str) -> None:
         )
     if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
         raise InputError(
-            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s); use cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s); use cuda:0 to "
+            f"cuda:{torch.cuda.device_count() - 1}"
         )
     if kind == "mps" and not torch.backends.mps.is_available():
         raise InputError(f"--device {device}: Metal (MPS) is not available here; use --device cpu")
@@ -313,7 +314,8 @@ def check_model_spec(spec: str) -> None:
             ) from None
         if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
             raise ModelNotFoundError(
-                f"{spec} has a config.json but no weights (*.safetensors or *.bin); save the model there with save_pretrained"
+                f"{spec} has a config.json but no weights (*.safetensors or *.bin); save the model there with "
+                f"save_pretrained"
             )
         return
     if path.exists():
@@ -322,7 +324,8 @@ def check_model_spec(spec: str) -> None:
         )
     if not _HUB_ID.fullmatch(spec):
         raise ModelNotFoundError(
-            f"unknown model {spec!r}: not an embedded model ({', '.join(EMBEDDED)}), no folder {path.resolve()} exists, "
+            f"unknown model {spec!r}: not an embedded model ({', '.join(EMBEDDED)}), no folder {path.resolve()} "
+            f"exists, "
             "and it is not a Hugging Face id of the form owner/name; check the path, "
             "or run `pivotlens models` to list the embedded ones"
         )

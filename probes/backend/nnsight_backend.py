@@ -80,4 +80,4 @@ class NNsightBackend(Backend):
     def _loss(self, enc: Encoded, labels: torch.Tensor) -> torch.Tensor:
         with self._trace(enc):
             loss = lm_loss(self.nn.output.logits, labels).save()
-        return loss
+        return loss  # noqa: RET504 (the saved value exists only once the trace has run, at the end of the block)

@@ -14,6 +14,7 @@ bridge: wrap the edited model again.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
@@ -104,15 +105,13 @@ class TransformerLensBackend(Backend):
             return hook
 
         hooks = [(f"blocks.{layer}.hook_resid_post", make_hook(layer)) for layer in sorted(set(layers))]
-        try:
+        with contextlib.suppress(_Stop):
             self.bridge.run_with_hooks(
                 enc.input_ids,
                 fwd_hooks=hooks,
                 attention_mask=enc.attention_mask,
                 position_ids=enc.position_ids,
             )
-        except _Stop:
-            pass
         return captured
 
     def residuals(self, enc, layers=None, positions=(-1,)):

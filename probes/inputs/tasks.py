@@ -226,12 +226,11 @@ _LOCAL_FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl
 def _label_names(values: pd.Series, names: Sequence[str], column: str, source: str) -> list[str]:
     """Integer label ids (or the names themselves) -> names, with a clear error for anything else."""
     out = []
-    for row, value in enumerate(values.tolist()):
-        if isinstance(value, str) and value in names:
-            out.append(value)
+    for row, raw in enumerate(values.tolist()):
+        if isinstance(raw, str) and raw in names:
+            out.append(raw)
             continue
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            value = int(value)
+        value = int(raw) if isinstance(raw, str) and raw.strip().lstrip("-").isdigit() else raw
         if not isinstance(value, int) or not 0 <= value < len(names):
             raise DataFormatError(
                 f"{source}, row {row}: {column}={value!r} is not a label id 0..{len(names) - 1} "

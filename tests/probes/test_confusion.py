@@ -110,8 +110,8 @@ def test_confusion_points_follow_the_rule_on_the_generated_pieces(tiny):
         cp_error_types=("full_error", "partial_error", "word_error", "skipped", "correct"),
         progress=False,
     )
-    for item, rows in steps.groupby("item"):
-        rows = rows.sort_values("step")
+    for item, unsorted in steps.groupby("item"):
+        rows = unsorted.sort_values("step")
         expected = confusion_point(rows[rows["in_completion"]]["token"].tolist(), rows["lang"].iloc[0])
         got = rows.index[rows["is_confusion_point"]]
         assert (rows.loc[got, "step"].tolist() or [None]) == [expected], item

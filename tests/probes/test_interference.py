@@ -134,7 +134,10 @@ def test_parameter_subsets_and_layers():
     assert "norms" not in set(matrices["module"]) and "embed" not in set(matrices["module"])
     # one block alone: its cosine is the same as in the full run
     full = run_interference(backend, pairs, params="blocks", progress=False)
-    pick = lambda t: t[(t["layer"] == 2) & (t["module"] == "q") & (t["scope"] == "module")]["cosine"].item()
+
+    def pick(t):
+        return t[(t["layer"] == 2) & (t["module"] == "q") & (t["scope"] == "module")]["cosine"].item()
+
     assert pick(matrices) == pytest.approx(pick(full), abs=1e-6)
     with pytest.raises(ValueError, match="all, blocks, matrices"):
         select_params(backend, "heads")

@@ -39,10 +39,10 @@ def algorithm1_origin(layer: int, L: int, b: int, u: int, tb: int, tu: int) -> s
     """'lang', 'task' or 'avg' for block ``layer``, transcribed from the slide."""
     if layer < b or layer > L - 1 - u:  # line 3
         return "lang"
-    elif layer > b - 1 + tb and layer < L - u - tu:  # line 5, "or" -> "and"
+    if layer > b - 1 + tb and layer < L - u - tu:  # line 5, "or" -> "and"
         return "task"
-    else:  # line 8
-        return "avg"
+    # line 8
+    return "avg"
 
 
 def _tensors(folder: Path) -> dict[str, torch.Tensor]:

@@ -140,7 +140,8 @@ EN_A = "Red is a primary color that is widely used in art."
         (f"English instruction: {EN_Q}\n\nEnglish response: {EN_A}\n\nSpanish response: {ES}", ES, "tagged"),
         (f"**English instruction:** {EN_Q}\n**English Response :** {EN_A}\n**spanish response：** {ES}", ES, "tagged"),
         (
-            f"English instruction: {EN_Q}\n\nEnglish response: {EN_A}\n\nSpanish response: {ES}\n\nEnglish instruction: {EN_Q}",
+            f"English instruction: {EN_Q}\n\nEnglish response: {EN_A}\n\nSpanish response: {ES}\n\nEnglish "
+            f"instruction: {EN_Q}",
             ES,
             "tagged",
         ),

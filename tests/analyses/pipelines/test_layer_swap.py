@@ -29,7 +29,8 @@ def test_suggestion_reads_the_lens_and_the_weight_profiles():
     lang = _profile([5, 4, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 4, 6])
     task = _profile([1] * 18)
     config, evidence = suggest_swap(18, overtake_layer=16, lang_profile=lang, task_profile=task)
-    # mean 37/18: 5, 4 and 3 lie above it, 1 below: three leading (and three trailing) layers; lens: 18 - 16 = 2 top layers
+    # mean 37/18: 5, 4 and 3 lie above it, 1 below: three leading (and three trailing) layers;
+    # lens: 18 - 16 = 2 top layers
     assert (config.bottom, config.top) == (3, 2) and config.transition_bottom == config.transition_top == 1
     assert evidence["leading_excess_layers"] == 3 and evidence["trailing_excess_layers"] == 3
     without_lens, evidence = suggest_swap(18, overtake_layer=-1, lang_profile=lang, task_profile=task)

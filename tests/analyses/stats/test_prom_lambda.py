@@ -15,16 +15,16 @@ def _table(
     rows = []
     for lang, en_values in p_en.items():
         for i, (e, t) in enumerate(zip(en_values, p_target[lang])):
-            for l in range(n_layers):
-                on = l == layer
+            for at in range(n_layers):
+                on = at == layer
                 rows.append(
                     {
                         "lang": lang,
                         "latent": "en",
                         "concept": f"c{i}",
-                        "layer": l,
+                        "layer": at,
                         "p_en": e if on else 0.0,
-                        "p_target": t if on else 1.0 - l / 10,
+                        "p_target": t if on else 1.0 - at / 10,
                         "entropy_bits": 1.0,
                     }
                 )

@@ -127,7 +127,8 @@ def test_a_second_process_says_it_waits_for_the_cache_lock(fake_embedded, capfd)
         [
             sys.executable,
             "-c",
-            f"import filelock, time; lock = filelock.FileLock({str(target) + '.lock'!r}); lock.acquire(); print('held', flush=True); time.sleep(1)",
+            f"import filelock, time; lock = filelock.FileLock({str(target) + '.lock'!r}); lock.acquire(); "
+            f"print('held', flush=True); time.sleep(1)",
         ],
         stdout=subprocess.PIPE,
         text=True,
