@@ -1,6 +1,10 @@
 """The latent-language job, shared by the CLI and the notebooks: run the lens probe for some
 languages (through the results store), then derive curves, the pivot summary, PROM's lambda
-table and their figures."""
+table and their figures.
+
+The default is PROM's protocol (PROM footnote 3): Wendler et al.'s cloze task, 5-shot, in the
+target language, so that no source word stands in the prompt; copies of the answer from the
+demonstrations are dropped, and every word is scored by a unit that identifies it."""
 
 from __future__ import annotations
 
@@ -13,11 +17,12 @@ import pandas as pd
 from analyses.figures import save_figure
 from analyses.figures.latent import lambda_figure, lens_figure
 from analyses.latent import layer_curves, pivot_summary
-from analyses.prom_lambda import lambda_table
+from analyses.prom_lambda import EMPTY_FLOOR, lambda_table, protocol
 from probes.backend import Backend
+from probes.backend.languages import get_language
 from probes.backend.store import ResultsStore, provenance, write_parquet_atomic, write_text_atomic
 from probes.lens import WordProb, run_lens
-from probes.prompts import Task, build_prompts
+from probes.prompts import SHOTS, Task, build_prompts, check_request
 from probes.words import CLOZE, CONCEPTS, load_cloze, load_concepts
 
 
@@ -37,42 +42,66 @@ def run_languages(
     backend: Backend,
     langs: list[str],
     *,
-    task: Task = "translation",
+    task: Task = "cloze",
     src: str | None = None,
     latent: str = "en",
     words: str | Path = CONCEPTS,
-    word_prob: WordProb = "prefix",
+    word_prob: WordProb = "auto",
     batch_size: int = 16,
     store: ResultsStore | None = None,
     seed: int = 42,
     limit: int | None = None,
     progress: bool = True,
+    shots: int = SHOTS,
+    drop_copies: bool = True,
 ) -> pd.DataFrame:
     """The lens table for every language in ``langs`` (each stored as its own resumable run);
     ``limit`` keeps the first prompts of each language (a quick, deterministic subset)."""
     concepts = load_concepts(words)
     cloze = load_cloze(CLOZE) if task == "cloze" else None
+    check_request(task, langs, src=src, cloze=cloze)
     data_files = [words] + ([CLOZE] if task == "cloze" else [])
     store = store or ResultsStore()
+    vocabularies = {code: list(concepts[code]) for code in concepts.columns if code != "concept"}
     tables = []
     for lang in langs:
-        prompts = build_prompts(task, concepts, lang, src=src, latent=latent, cloze=cloze, seed=seed)[:limit]
-        params = {"task": task, "lang": lang, "src": src, "latent": latent, "word_prob": word_prob, "limit": limit}
+        prompts = build_prompts(task, concepts, lang, src=src, latent=latent, cloze=cloze, shots=shots, seed=seed)[:limit]
+        params = {"task": task, "lang": lang, "src": prompts[0].src_lang if prompts else src, "latent": latent,
+                  "word_prob": word_prob, "limit": limit, "shots": shots, "drop_copies": drop_copies, "units": "whole-character"}
         run = store.run(provenance("lens", params, backend.describe(), data_files, seed=seed))
-        table = run.load() if run.finished else run_lens(backend, prompts, word_prob=word_prob, batch_size=batch_size, run=run, progress=progress)
+        table = run.load() if run.finished else run_lens(
+            backend, prompts, word_prob=word_prob, batch_size=batch_size, run=run, progress=progress,
+            vocabularies=vocabularies, drop_copies=drop_copies,
+        )
         tables.append(table)
     combined = pd.concat(tables, ignore_index=True)
     combined.attrs["provenance"] = {"runs": [t.attrs.get("provenance", {}) for t in tables]}
     return combined
 
 
-def analyse(lens: pd.DataFrame, *, n_layers: int, layer: int | None = None, lambda0: float = 0.1) -> LensResults:
+def analyse(
+    lens: pd.DataFrame, *, n_layers: int, layer: int | None = None, lambda0: float = 0.1, floor: float = EMPTY_FLOOR
+) -> LensResults:
     return LensResults(
         lens=lens,
         curves=layer_curves(lens),
         summary=pivot_summary(lens),
-        lambdas=lambda_table(lens, layer=layer, n_layers=n_layers, lambda0=lambda0),
+        lambdas=lambda_table(lens, layer=layer, n_layers=n_layers, lambda0=lambda0, floor=floor),
     )
+
+
+def copy_costs(lambdas: pd.DataFrame) -> list[str]:
+    """One line per language whose translation source shares the target's script: how many
+    prompts the copy rule dropped there."""
+    lines = []
+    for row in lambdas.itertuples(index=False):
+        if row.task == "translation" and get_language(row.src_lang).script == get_language(row.lang).script:
+            lines.append(
+                f"source {row.src_lang} shares the {get_language(row.lang).script} script with {row.lang}: "
+                f"{row.n_dropped_copy} of {row.n + row.n_dropped_copy + row.n_dropped_degenerate} prompts dropped "
+                "because the answer shares a token with the source word (--source ru or cloze avoids this)"
+            )
+    return lines
 
 
 def write_outputs(results: LensResults, out: Path, *, model: str, figures_per_language: bool = True) -> list[Path]:
@@ -88,9 +117,10 @@ def write_outputs(results: LensResults, out: Path, *, model: str, figures_per_la
     prov = results.lens.attrs.get("provenance", {})
     write_parquet_atomic(results.lens, out / "lens.parquet", prov)
     write_text_atomic(json.dumps(prov, indent=2, default=str), out / "provenance.json")
-    written += save_figure(lambda_figure(results.lambdas, title=None), out / "lambda")
+    written += save_figure(lambda_figure(results.lambdas, title=None, model=model), out / "lambda")
     if figures_per_language:
+        protocols = results.lambdas.set_index("lang")
         for lang in results.curves["lang"].unique():
-            fig = lens_figure(results.curves, lang, title=f"{model}: logit lens, target {lang} (95% CI)")
+            fig = lens_figure(results.curves, lang, title=f"{model}: logit lens, target {lang}, {protocol(protocols.loc[lang])} (95% CI)")
             written += save_figure(fig, out / f"lens_{lang}")
     return written

@@ -7,28 +7,49 @@ from rich.console import Console
 from rich.table import Table
 
 from analyses.cli.settings import Settings
-from analyses.lens_job import analyse, data_languages, run_languages, write_outputs
+from analyses.lens_job import analyse, copy_costs, data_languages, run_languages, write_outputs
+from analyses.prom_lambda import EMPTY_FLOOR
+from probes.backend.errors import TaskRequestError
 from probes.backend.languages import parse_languages
 from probes.backend.store import ResultsStore
-from probes.words import CONCEPTS
+from probes.prompts import SHOTS, check_request
+from probes.words import CLOZE, CONCEPTS, load_cloze
+
+TASK_HELP = "cloze (PROM's protocol: Wendler's cloze task in the target language), translation or repetition."
+SOURCE_HELP = (
+    "Source language of translation prompts (default ru, fr for Cyrillic targets: a source in another script "
+    "cannot spell the answer)."
+)
+WORD_PROB_HELP = "auto (prefix set where it identifies the word, else whole-word chain, both sides alike), prefix or chain."
+
+
+def _check(task: str, langs: list[str], source: str | None, floor: float | None = None) -> None:
+    """Every bad-input check that needs no model."""
+    parse_languages(langs + ([source] if source else []))
+    check_request(task, langs, src=source, cloze=load_cloze(CLOZE) if task == "cloze" else None)
+    if floor is not None and not floor > 0:
+        raise TaskRequestError(f"--floor must be positive (got {floor}); the default is {EMPTY_FLOOR}")
 
 
 def lens(
     ctx: typer.Context,
     target: str = typer.Option(..., help="Target language (ISO 639-1)."),
-    source: str = typer.Option(None, help="Source language of the translation prompts (default fr, or de for fr)."),
-    task: str = typer.Option("translation", help="translation, repetition or cloze."),
+    source: str = typer.Option(None, help=SOURCE_HELP),
+    task: str = typer.Option("cloze", help=TASK_HELP),
+    shots: int = typer.Option(SHOTS, help="Demonstrations per prompt (PROM: 5)."),
     words: str = typer.Option(str(CONCEPTS), help="Wide CSV word list: concept, then one column per language."),
     latent: str = typer.Option("en", help="Latent language whose word probability is tracked."),
-    word_prob: str = typer.Option("prefix", help="prefix (Wendler's token-set sum) or chain (whole-word probability)."),
+    word_prob: str = typer.Option("auto", help=WORD_PROB_HELP),
+    keep_copies: bool = typer.Option(False, help="Keep prompts whose answer shares a token with a word in the prompt."),
 ) -> None:
     """Logit lens for one target language: tidy table (lens.csv/.parquet) and figure."""
     settings: Settings = ctx.obj
-    parse_languages([target, latent] + ([source] if source else []))
+    parse_languages([latent])
+    _check(task, [target], source)
     backend = settings.load_backend()
     table = run_languages(
-        backend, [target], task=task, src=source, latent=latent, words=words, word_prob=word_prob,
-        batch_size=settings.batch_size, store=ResultsStore(settings.results),
+        backend, [target], task=task, src=source, latent=latent, words=words, word_prob=word_prob, shots=shots,
+        batch_size=settings.batch_size, store=ResultsStore(settings.results), drop_copies=not keep_copies,
     )
     results = analyse(table, n_layers=backend.n_layers)
     written = write_outputs(results, settings.out_dir, model=backend.model_name)
@@ -41,21 +62,31 @@ def lambda_(
     langs: str = typer.Option("fr,de,ru,zh,ja,sw", help="Comma-separated target languages, or 'all' for every data language."),
     layer: int = typer.Option(None, help="0-based layer n (default: three quarters of the depth, as PROM's 24 of 32)."),
     lambda0: float = typer.Option(0.1, help="lambda where the model pivots through English (PROM: 0.1)."),
-    task: str = typer.Option("translation", help="translation, repetition or cloze."),
+    task: str = typer.Option("cloze", help=TASK_HELP),
+    shots: int = typer.Option(SHOTS, help="Demonstrations per prompt (PROM footnote 3: 5-shot)."),
+    source: str = typer.Option(None, help=SOURCE_HELP),
+    floor: float = typer.Option(EMPTY_FLOOR, help="Abstain floor: below it for both mean P(en) and mean P(target), the lens is empty and lambda undecided."),
+    word_prob: str = typer.Option("auto", help=WORD_PROB_HELP),
+    keep_copies: bool = typer.Option(False, help="Keep prompts whose answer shares a token with a word in the prompt."),
     words: str = typer.Option(str(CONCEPTS), help="Wide CSV word list."),
     limit: int = typer.Option(None, help="Only the first N prompts per language (a quick subset)."),
 ) -> None:
-    """PROM's lambda per language (0 where mean P(en) < mean P(target) at layer n), with the lens
-    curves and figures."""
+    """PROM's lambda per language, measured as PROM does (cloze, 5-shot): 0 where mean P(en) <
+    mean P(target) at layer n, undecided where the lens is empty there; with the lens curves
+    and figures."""
     settings: Settings = ctx.obj
     codes = [c for c in data_languages(words) if c != "en"] if langs == "all" else parse_languages(langs)
+    _check(task, codes, source, floor)
     backend = settings.load_backend()
     table = run_languages(
-        backend, codes, task=task, words=words, limit=limit, batch_size=settings.batch_size, store=ResultsStore(settings.results)
+        backend, codes, task=task, src=source, words=words, limit=limit, shots=shots, word_prob=word_prob,
+        batch_size=settings.batch_size, store=ResultsStore(settings.results), drop_copies=not keep_copies,
     )
-    results = analyse(table, n_layers=backend.n_layers, layer=layer, lambda0=lambda0)
+    results = analyse(table, n_layers=backend.n_layers, layer=layer, lambda0=lambda0, floor=floor)
     written = write_outputs(results, settings.out_dir, model=backend.model_name)
-    _print_summary(results.lambdas, f"PROM lambda ({backend.model_name})")
+    for line in copy_costs(results.lambdas):
+        typer.echo(line)
+    _print_summary(results.lambdas, f"PROM lambda ({backend.model_name}; {task}, {shots}-shot)")
     typer.echo(f"wrote {len(written)} files to {settings.out_dir}")
 
 

@@ -28,3 +28,8 @@ class TokenizerVocabularyError(PivotlensError):
 
 class DataFormatError(PivotlensError, ValueError):
     """A malformed data file; the message names the file, line and column."""
+
+
+class TaskRequestError(PivotlensError, ValueError):
+    """A lens task that cannot be built as asked (no cloze data for a language, a translation
+    whose source is its target)."""

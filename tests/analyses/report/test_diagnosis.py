@@ -9,6 +9,7 @@ import json
 import pandas as pd
 import pytest
 
+from analyses.prom_lambda import verdict
 from analyses.report.diagnosis import TIMING_COLUMNS, check_sections, diagnose
 from analyses.report.html import VERDICT_COLUMNS
 from probes.backend.errors import PivotlensError, UnknownLanguageError
@@ -32,7 +33,8 @@ def test_two_languages_two_models(tmp_path):
             lambdas = pd.read_csv(out / lang / f"{model}__lambda.csv")
             assert set(lambdas["lang"]) == {lang}
             answer = verdicts.loc[(verdicts["model"] == model) & verdicts["question"].str.contains("lambda"), "answer"].item()
-            assert answer == f"lambda = {lambdas['lambda'].item():g}" + (" (borderline)" if lambdas["borderline"].item() else "")
+            assert answer == verdict(lambdas.iloc[0])
+            assert (lambdas["task"].item(), lambdas["shots"].item(), lambdas["src_lang"].item()) == ("cloze", 5, lang)
         assert summary.count("<tr") == 1 + verdicts["question"].nunique()
         assert list(verdicts.columns) == list(VERDICT_COLUMNS)
         assert set(verdicts["model"]) == {"tiny-llama", "tiny-gemma3"} and set(verdicts["lang"]) == {lang}
