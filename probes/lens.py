@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from probes.backend import Backend, LensRequest
 from probes.backend.store import Run
 from probes.backend.tokensets import TokenSets, share_first_unit
-from probes.prompts import LensPrompt
+from probes.inputs.prompts import LensPrompt
 from probes.registry import register_probe
 
 WordProb = Literal["auto", "prefix", "chain"]

@@ -7,13 +7,13 @@ from rich.console import Console
 from rich.table import Table
 
 from analyses.cli.settings import Settings
-from analyses.lens_job import analyse, copy_costs, data_languages, run_languages, write_outputs
-from analyses.prom_lambda import EMPTY_FLOOR
+from analyses.pipelines.lens import data_languages, run_languages, write_outputs
+from analyses.stats.prom_lambda import EMPTY_FLOOR, analyse, copy_costs
 from probes.backend.errors import TaskRequestError
 from probes.backend.languages import parse_languages
 from probes.backend.store import ResultsStore
-from probes.prompts import SHOTS, check_request
-from probes.words import CLOZE, CONCEPTS, load_cloze
+from probes.inputs.prompts import SHOTS, check_request
+from probes.inputs.words import CLOZE, CONCEPTS, load_cloze
 
 TASK_HELP = "cloze (PROM's protocol: Wendler's cloze task in the target language), translation or repetition."
 SOURCE_HELP = (

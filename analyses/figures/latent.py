@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analyses.figures.style import add_band
-from analyses.prom_lambda import protocol, verdict
+from analyses.stats.prom_lambda import protocol, verdict
 
 LATENT_COLOR, TARGET_COLOR = "#ff7f0e", "#1f77b4"  # tab:orange, tab:blue as in the original
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pandas as pd
 
 from analyses.figures.latent import lens_figure
-from analyses.lens_job import analyse, run_languages
-from analyses.prom_lambda import protocol, verdict
+from analyses.pipelines.lens import run_languages
 from analyses.report.sections import ReportContext, SectionResult, Verdict, register_section
+from analyses.stats.prom_lambda import analyse, protocol, verdict
 
 
 def _pivot_answer(row, lang: str) -> str:

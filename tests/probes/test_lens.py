@@ -14,9 +14,9 @@ from probes.backend.errors import TaskRequestError
 from probes.backend.languages import get_language
 from probes.backend.models import ensure_embedded
 from probes.backend.tokensets import TokenSets
+from probes.inputs.prompts import build_prompts, check_request, default_source, translation_prompts
+from probes.inputs.words import load_cloze, load_concepts
 from probes.lens import _prepare, run_lens
-from probes.prompts import build_prompts, check_request, default_source, translation_prompts
-from probes.words import load_cloze, load_concepts
 from tests.conftest import embedded, tiny_backend, tiny_hf_model
 
 WORDS = pd.DataFrame(

@@ -9,9 +9,9 @@ import json
 import pandas as pd
 import pytest
 
-from analyses.prom_lambda import verdict
 from analyses.report.diagnosis import TIMING_COLUMNS, check_sections, diagnose
 from analyses.report.html import VERDICT_COLUMNS
+from analyses.stats.prom_lambda import verdict
 from probes.backend.errors import PivotlensError, UnknownLanguageError
 from probes.backend.store import ResultsStore
 from tests.conftest import tiny_backend

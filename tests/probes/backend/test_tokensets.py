@@ -9,7 +9,7 @@ from transformers import AutoTokenizer
 
 from probes.backend.models import ensure_embedded
 from probes.backend.tokensets import TokenSets, VocabularyForm, overlapping, share_first_unit
-from probes.words import load_concepts
+from probes.inputs.words import load_concepts
 from tests.conftest import tiny_tokenizer
 
 
