@@ -8,7 +8,7 @@ from rich.table import Table
 
 from analyses.cli.settings import Settings
 from analyses.pipelines.lens import data_languages, run_languages, write_outputs
-from analyses.stats.prom_lambda import EMPTY_FLOOR, analyse, copy_costs
+from analyses.stats.prom_lambda import EMPTY_FLOOR, analyse, copy_costs, verdict
 from probes.backend.errors import TaskRequestError
 from probes.backend.languages import parse_languages
 from probes.backend.store import ResultsStore
@@ -20,6 +20,7 @@ SOURCE_HELP = (
     "Source language of translation prompts (default ru, fr for Cyrillic targets: a source in another script "
     "cannot spell the answer)."
 )
+LAMBDA_VIEW = ["lang", "src_lang", "layer", "n", "n_dropped_copy", "n_dropped_degenerate", "mean_p_en", "mean_p_target", "verdict"]
 WORD_PROB_HELP = "auto (prefix set where it identifies the word, else whole-word chain, both sides alike), prefix or chain."
 
 
@@ -86,7 +87,8 @@ def lambda_(
     written = write_outputs(results, settings.out_dir, model=backend.model_name)
     for line in copy_costs(results.lambdas):
         typer.echo(line)
-    _print_summary(results.lambdas, f"PROM lambda ({backend.model_name}; {task}, {shots}-shot)")
+    view = results.lambdas.assign(verdict=results.lambdas.apply(verdict, axis=1))
+    _print_summary(view[LAMBDA_VIEW], f"PROM lambda ({backend.model_name}; {task}, {shots}-shot; all columns in lambda.csv)")
     typer.echo(f"wrote {len(written)} files to {settings.out_dir}")
 
 
@@ -95,7 +97,7 @@ def _print_summary(table, title: str) -> None:
     for column in table.columns:
         view.add_column(str(column))
     for row in table.itertuples(index=False):
-        view.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
+        view.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row])
     Console().print(view)
 
 
