@@ -86,11 +86,33 @@ def lens_findings(folder: Path) -> str:
             if len(overtakes)
             else f"- The target never overtakes English after the peak ({_langs(never)})."
         ),
-        f"- At the output, mean P(target) ranges from {summary['final_p_target'].min():.2g} to "
-        f"{summary['final_p_target'].max():.2g} ({top['lang']}).",
+        (
+            f"- At the output, mean P(target) ranges from {summary['final_p_target'].min():.2g} to "
+            f"{summary['final_p_target'].max():.2g} ({top['lang']})."
+        ),
         f"- {lambda_sentence(lambdas)}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def decision_changes(folder: Path) -> str:
+    """Before/after table of the languages whose decision changed between the translation sweep
+    (``lambda_before_prom_protocol.csv``, French source, 4 demonstrations, prefix sets) and the
+    current ``lambda.csv``."""
+    before, after = pd.read_csv(folder / "lambda_before_prom_protocol.csv"), pd.read_csv(folder / "lambda.csv")
+    if "task" not in after:
+        return "The sweep has not been re-run under PROM's protocol yet: `lambda.csv` is still the translation sweep.\n"
+    was = {row["lang"]: verdict(row) for _, row in before.iterrows()}
+    now = {row["lang"]: (verdict(row), row) for _, row in after.iterrows()}
+    rows = [
+        f"| {lang} | {was[lang]} | {text} | {row['n']} | {row['n_dropped_copy']} | {row['share_chain']:.0%} |"
+        for lang, (text, row) in sorted(now.items())
+        if lang in was and was[lang] != text
+    ]
+    if not rows:
+        return "No decision changed.\n"
+    header = "| lang | translation, fr source, 4-shot | now | n | dropped as copies | scored by chain |\n|---|---|---|---:|---:|---:|\n"
+    return header + "\n".join(rows) + "\n"
 
 
 def reports_lambda_findings(root: Path) -> str:
@@ -104,6 +126,7 @@ def reports_lambda_findings(root: Path) -> str:
 
 GENERATORS: dict[str, Callable[[str, Path], str]] = {
     "lens": lambda model, results: lens_findings(results / "lens" / model),
+    "changes": lambda model, results: decision_changes(results / "lens" / model),
     "reports": lambda what, results: {"lambda": reports_lambda_findings}[what](results / "reports"),
 }
 

@@ -49,3 +49,21 @@ def test_decisions_name_undecided_languages():
 def test_unknown_block_kind():
     with pytest.raises(KeyError, match="unknown findings block"):
         generate("nope:x")
+
+
+def test_decision_changes_list_only_the_languages_whose_answer_changed(tmp_path):
+    folder = tmp_path / "lens" / "m"
+    folder.mkdir(parents=True)
+    before = pd.read_csv(RESULTS / "lens" / "gemma-3-270m" / "lambda_before_prom_protocol.csv")
+    before.to_csv(folder / "lambda_before_prom_protocol.csv", index=False)
+    after = before.assign(task="cloze", shots=5, src_lang=before["lang"], n_dropped_copy=0, share_chain=0.25,
+                          nonempty_layer=before["layer"])
+    es, de = after["lang"] == "es", after["lang"] == "de"
+    after.loc[es, "lambda"] = 0.1  # es: lambda 0 under translation
+    after.loc[es, "borderline"] = True
+    after.loc[de, "lambda"] = float("nan")  # de: the lens is empty
+    after.to_csv(folder / "lambda.csv", index=False)
+    table = generate("changes:m", tmp_path)
+    lines = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| lang")]
+    assert [line.split(" | ")[0] for line in lines] == ["| de", "| es"]
+    assert "lambda = 0 | lambda = 0.1 (borderline)" in table and "undecided: the lens is empty at layer 13" in table
