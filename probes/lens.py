@@ -17,16 +17,17 @@ prefix set does not identify the word.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from probes.backend import Backend, LensRequest
+from probes.backend.resume import collect
 from probes.backend.store import Run
 from probes.backend.tokensets import TokenSets, share_first_unit
 from probes.inputs.prompts import LensPrompt
@@ -64,7 +65,9 @@ class _Encoded:
     latent: list[int]
 
 
-def _word_units(sets: TokenSets, prompts: Sequence[LensPrompt], vocabularies: Mapping[str, Sequence[str]] | None) -> dict:
+def _word_units(
+    sets: TokenSets, prompts: Sequence[LensPrompt], vocabularies: Mapping[str, Sequence[str]] | None
+) -> dict:
     """``(lang, word) -> WordUnit`` over each language's whole word list (``vocabularies``; by
     default the words the prompts use), so that a set shared by two concepts is seen."""
     words: dict[str, set[str]] = {lang: set(ws) for lang, ws in (vocabularies or {}).items()}
@@ -90,7 +93,10 @@ def _prepare(
     units = _word_units(sets, prompts, vocabularies)
     kept, dropped = [], Counter(copy=0, degenerate=0)
     for prompt in prompts:
-        target, latent = units[(prompt.lang, prompt.target_word.strip())], units[(prompt.latent_lang, prompt.latent_word.strip())]
+        target, latent = (
+            units[(prompt.lang, prompt.target_word.strip())],
+            units[(prompt.latent_lang, prompt.latent_word.strip())],
+        )
         identified = target.identified and latent.identified
         kind = {"auto": "prefix" if identified else "chain", "prefix": "prefix", "chain": "chain"}[word_prob]
         if (kind == "prefix" and not identified) or (
@@ -181,13 +187,6 @@ def _batch_rows(
     return pd.DataFrame.from_records(records)
 
 
-def _batches(examples: Sequence[_Encoded], size: int) -> Iterator[list[_Encoded]]:
-    for kind in ("prefix", "chain"):
-        ordered = sorted((e for e in examples if e.kind == kind), key=lambda e: len(e.ids))  # similar lengths: little padding
-        for start in range(0, len(ordered), size):
-            yield ordered[start : start + size]
-
-
 @register_probe("lens", paper="Wendler et al. 2024, Sec. 3; PROM footnote 3", columns=LENS_COLUMNS)
 def run_lens(
     backend: Backend,
@@ -210,18 +209,26 @@ def run_lens(
     if word_prob not in ("auto", "prefix", "chain"):
         raise ValueError(f"word_prob must be 'auto', 'prefix' or 'chain', not {word_prob!r}")
     examples, dropped = _prepare(backend, prompts, word_prob, vocabularies=vocabularies, drop_copies=drop_copies)
-    done = run.done_items() if run is not None else set()
-    todo = [e for e in examples if e.prompt.item not in done]
-    gram = backend.unembedding_gram() if energy and todo else None
-    frames = []
-    with torch.no_grad(), tqdm(total=len(todo), desc=f"lens {backend.model_name}", unit="prompt", disable=not progress) as bar:
-        for batch in _batches(todo, batch_size):
-            rows = _batch_rows(backend, batch, top_k, gram, dropped)
-            if run is not None:
-                run.append(rows)
-            else:
-                frames.append(rows)
-            bar.update(len(batch))
-    table = run.finish() if run is not None else (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
+    # one scoring kind per forward pass, similar lengths together: little padding
+    examples = sorted(examples, key=lambda e: (e.kind, len(e.ids)))
+    gram = functools.cache(backend.unembedding_gram)  # computed once, and only if a batch needs it
+
+    def compute(batch: list[_Encoded]) -> pd.DataFrame:
+        kinds = [[e for e in batch if e.kind == kind] for kind in ("prefix", "chain")]
+        with torch.no_grad():
+            frames = [_batch_rows(backend, part, top_k, gram() if energy else None, dropped) for part in kinds if part]
+        return pd.concat(frames, ignore_index=True)
+
+    table = collect(
+        examples,
+        compute,
+        key=lambda e: e.prompt.item,
+        columns=list(LENS_COLUMNS),
+        run=run,
+        batch_size=batch_size,
+        desc=f"lens {backend.model_name}",
+        unit="prompt",
+        progress=progress,
+    )
     table.attrs["dropped_examples"] = dict(dropped)
     return table

@@ -20,8 +20,20 @@ SOURCE_HELP = (
     "Source language of translation prompts (default ru, fr for Cyrillic targets: a source in another script "
     "cannot spell the answer)."
 )
-LAMBDA_VIEW = ["lang", "src_lang", "layer", "n", "n_dropped_copy", "n_dropped_degenerate", "mean_p_en", "mean_p_target", "verdict"]
-WORD_PROB_HELP = "auto (prefix set where it identifies the word, else whole-word chain, both sides alike), prefix or chain."
+LAMBDA_VIEW = [
+    "lang",
+    "src_lang",
+    "layer",
+    "n",
+    "n_dropped_copy",
+    "n_dropped_degenerate",
+    "mean_p_en",
+    "mean_p_target",
+    "verdict",
+]
+WORD_PROB_HELP = (
+    "auto (prefix set where it identifies the word, else whole-word chain, both sides alike), prefix or chain."
+)
 
 
 def _check(task: str, langs: list[str], source: str | None, floor: float | None = None) -> None:
@@ -49,8 +61,17 @@ def lens(
     _check(task, [target], source)
     backend = settings.load_backend()
     table = run_languages(
-        backend, [target], task=task, src=source, latent=latent, words=words, word_prob=word_prob, shots=shots,
-        batch_size=settings.batch_size, store=ResultsStore(settings.results), drop_copies=not keep_copies,
+        backend,
+        [target],
+        task=task,
+        src=source,
+        latent=latent,
+        words=words,
+        word_prob=word_prob,
+        shots=shots,
+        batch_size=settings.batch_size,
+        store=ResultsStore(settings.results),
+        drop_copies=not keep_copies,
     )
     results = analyse(table, n_layers=backend.n_layers)
     written = write_outputs(results, settings.out_dir, model=backend.model_name)
@@ -60,13 +81,18 @@ def lens(
 
 def lambda_(
     ctx: typer.Context,
-    langs: str = typer.Option("fr,de,ru,zh,ja,sw", help="Comma-separated target languages, or 'all' for every data language."),
+    langs: str = typer.Option(
+        "fr,de,ru,zh,ja,sw", help="Comma-separated target languages, or 'all' for every data language."
+    ),
     layer: int = typer.Option(None, help="0-based layer n (default: three quarters of the depth, as PROM's 24 of 32)."),
     lambda0: float = typer.Option(0.1, help="lambda where the model pivots through English (PROM: 0.1)."),
     task: str = typer.Option("cloze", help=TASK_HELP),
     shots: int = typer.Option(SHOTS, help="Demonstrations per prompt (PROM footnote 3: 5-shot)."),
     source: str = typer.Option(None, help=SOURCE_HELP),
-    floor: float = typer.Option(EMPTY_FLOOR, help="Abstain floor: below it for both mean P(en) and mean P(target), the lens is empty and lambda undecided."),
+    floor: float = typer.Option(
+        EMPTY_FLOOR,
+        help="Abstain floor: below it for both mean P(en) and mean P(target), the lens is empty and lambda undecided.",
+    ),
     word_prob: str = typer.Option("auto", help=WORD_PROB_HELP),
     keep_copies: bool = typer.Option(False, help="Keep prompts whose answer shares a token with a word in the prompt."),
     words: str = typer.Option(str(CONCEPTS), help="Wide CSV word list."),
@@ -80,15 +106,26 @@ def lambda_(
     _check(task, codes, source, floor)
     backend = settings.load_backend()
     table = run_languages(
-        backend, codes, task=task, src=source, words=words, limit=limit, shots=shots, word_prob=word_prob,
-        batch_size=settings.batch_size, store=ResultsStore(settings.results), drop_copies=not keep_copies,
+        backend,
+        codes,
+        task=task,
+        src=source,
+        words=words,
+        limit=limit,
+        shots=shots,
+        word_prob=word_prob,
+        batch_size=settings.batch_size,
+        store=ResultsStore(settings.results),
+        drop_copies=not keep_copies,
     )
     results = analyse(table, n_layers=backend.n_layers, layer=layer, lambda0=lambda0, floor=floor)
     written = write_outputs(results, settings.out_dir, model=backend.model_name)
     for line in copy_costs(results.lambdas):
         typer.echo(line)
     view = results.lambdas.assign(verdict=results.lambdas.apply(verdict, axis=1))
-    _print_summary(view[LAMBDA_VIEW], f"PROM lambda ({backend.model_name}; {task}, {shots}-shot; all columns in lambda.csv)")
+    _print_summary(
+        view[LAMBDA_VIEW], f"PROM lambda ({backend.model_name}; {task}, {shots}-shot; all columns in lambda.csv)"
+    )
     typer.echo(f"wrote {len(written)} files to {settings.out_dir}")
 
 

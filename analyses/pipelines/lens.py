@@ -54,13 +54,34 @@ def run_languages(
     vocabularies = {code: list(concepts[code]) for code in concepts.columns if code != "concept"}
     tables = []
     for lang in langs:
-        prompts = build_prompts(task, concepts, lang, src=src, latent=latent, cloze=cloze, shots=shots, seed=seed)[:limit]
-        params = {"task": task, "lang": lang, "src": prompts[0].src_lang if prompts else src, "latent": latent,
-                  "word_prob": word_prob, "limit": limit, "shots": shots, "drop_copies": drop_copies, "units": "whole-character"}
+        prompts = build_prompts(task, concepts, lang, src=src, latent=latent, cloze=cloze, shots=shots, seed=seed)[
+            :limit
+        ]
+        params = {
+            "task": task,
+            "lang": lang,
+            "src": prompts[0].src_lang if prompts else src,
+            "latent": latent,
+            "word_prob": word_prob,
+            "limit": limit,
+            "shots": shots,
+            "drop_copies": drop_copies,
+            "units": "whole-character",
+        }
         run = store.run(provenance("lens", params, backend.describe(), data_files, seed=seed))
-        table = run.load() if run.finished else run_lens(
-            backend, prompts, word_prob=word_prob, batch_size=batch_size, run=run, progress=progress,
-            vocabularies=vocabularies, drop_copies=drop_copies,
+        table = (
+            run.load()
+            if run.finished
+            else run_lens(
+                backend,
+                prompts,
+                word_prob=word_prob,
+                batch_size=batch_size,
+                run=run,
+                progress=progress,
+                vocabularies=vocabularies,
+                drop_copies=drop_copies,
+            )
         )
         tables.append(table)
     combined = pd.concat(tables, ignore_index=True)
@@ -74,7 +95,12 @@ def write_outputs(results: LensResults, out: Path, *, model: str, figures_per_la
     written = []
     lens = results.lens.copy()
     lens["top_tokens"] = lens["top_tokens"].map(" | ".join)
-    for name, table in {"lens": lens, "curves": results.curves, "pivot_summary": results.summary, "lambda": results.lambdas}.items():
+    for name, table in {
+        "lens": lens,
+        "curves": results.curves,
+        "pivot_summary": results.summary,
+        "lambda": results.lambdas,
+    }.items():
         path = out / f"{name}.csv"
         write_text_atomic(table.to_csv(index=False), path)
         written.append(path)
@@ -85,6 +111,10 @@ def write_outputs(results: LensResults, out: Path, *, model: str, figures_per_la
     if figures_per_language:
         protocols = results.lambdas.set_index("lang")
         for lang in results.curves["lang"].unique():
-            fig = lens_figure(results.curves, lang, title=f"{model}: logit lens, target {lang}, {protocol(protocols.loc[lang])} (95% CI)")
+            fig = lens_figure(
+                results.curves,
+                lang,
+                title=f"{model}: logit lens, target {lang}, {protocol(protocols.loc[lang])} (95% CI)",
+            )
             written += save_figure(fig, out / f"lens_{lang}")
     return written

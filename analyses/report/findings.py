@@ -24,7 +24,9 @@ import pandas as pd
 from analyses.stats.prom_lambda import verdict
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
-BLOCK = re.compile(r"(?P<open><!-- findings:(?P<key>[\w.:-]+) -->\n)(?P<body>.*?)(?P<close><!-- /findings -->)", re.DOTALL)
+BLOCK = re.compile(
+    r"(?P<open><!-- findings:(?P<key>[\w.:-]+) -->\n)(?P<body>.*?)(?P<close><!-- /findings -->)", re.DOTALL
+)
 
 
 def _langs(values) -> str:
@@ -44,7 +46,9 @@ def _decisions(lambdas: pd.DataFrame) -> dict[str, list[str]]:
     """Languages by decision: lambda0 decided, 0 decided, borderline, undecided (empty lens)."""
     groups: dict[str, list[str]] = {}
     for _, row in lambdas.iterrows():
-        groups.setdefault(verdict(row).split(" (nearest")[0] if pd.isna(row["lambda"]) else verdict(row), []).append(row["lang"])
+        groups.setdefault(verdict(row).split(" (nearest")[0] if pd.isna(row["lambda"]) else verdict(row), []).append(
+            row["lang"]
+        )
     return groups
 
 
@@ -75,7 +79,8 @@ def lens_findings(folder: Path) -> str:
         f"- {len(summary)} target languages; {int(lambdas['n'].sum())} prompts at layer n.",
         f"- P(en) peaks at layer {mode} for {int(peaks.iloc[0])} of {len(summary)} languages"
         + (
-            "; elsewhere: " + ", ".join(f"{r.lang} {r.latent_peak_layer}" for r in others.sort_values("lang").itertuples())
+            "; elsewhere: "
+            + ", ".join(f"{r.lang} {r.latent_peak_layer}" for r in others.sort_values("lang").itertuples())
             if len(others)
             else ""
         )

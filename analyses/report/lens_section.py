@@ -32,8 +32,14 @@ def _confidence(row) -> str:
 
 @register_section("lens", order=10)
 def lens_section(ctx: ReportContext) -> SectionResult:
-    table = run_languages(ctx.backend, [ctx.lang], store=ctx.store, limit=40 if ctx.quick else None,
-                          batch_size=ctx.batch_size, progress=False)
+    table = run_languages(
+        ctx.backend,
+        [ctx.lang],
+        store=ctx.store,
+        limit=40 if ctx.quick else None,
+        batch_size=ctx.batch_size,
+        progress=False,
+    )
     results = analyse(table, n_layers=ctx.backend.n_layers)
     row = results.lambdas.iloc[0]
     summary = results.summary.iloc[0]
@@ -65,7 +71,12 @@ def lens_section(ctx: ReportContext) -> SectionResult:
             _confidence(row),
         ),
     ]
-    figure = lens_figure(results.curves, ctx.lang,
-                         title=f"{ctx.backend.model_name}: logit lens into {ctx.lang}, {how} (95% CI)")
-    return SectionResult("Latent language (logit lens) and PROM lambda", verdicts, [figure],
-                         {"lens_curves": results.curves, "lambda": results.lambdas})
+    figure = lens_figure(
+        results.curves, ctx.lang, title=f"{ctx.backend.model_name}: logit lens into {ctx.lang}, {how} (95% CI)"
+    )
+    return SectionResult(
+        "Latent language (logit lens) and PROM lambda",
+        verdicts,
+        [figure],
+        {"lens_curves": results.curves, "lambda": results.lambdas},
+    )

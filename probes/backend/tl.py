@@ -103,7 +103,9 @@ class TransformerLensBackend(Backend):
         layers = self.check_layers(layers)
         with torch.no_grad():
             captured = self._capture(enc, layers, resolve_positions(positions, enc))
-            return readout_layers(layers, torch.stack([captured[layer] for layer in layers]), self.unembed, request, self.vocab_size)
+            return readout_layers(
+                layers, torch.stack([captured[layer] for layer in layers]), self.unembed, request, self.vocab_size
+            )
 
     def named_parameters(self) -> dict[str, torch.nn.Parameter]:
         return {_hf_name(n): p for n, p in self.bridge.named_parameters()}

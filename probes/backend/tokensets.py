@@ -28,7 +28,9 @@ from probes.backend.errors import TokenizerVocabularyError
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable-character map used by byte-level BPE vocabularies."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     chars = printable[:]
     extra = 0
     for byte in range(256):
@@ -111,7 +113,6 @@ class TokenSets:
         """The token ids that spell the whole word as a continuation (for chain probability)."""
         text = (" " if leading_space else "") + word
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
 
     def units(self, words: Iterable[str]) -> dict[str, WordUnit]:
         """The scoring unit of every word of one language's list: its prefix set where that set

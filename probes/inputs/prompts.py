@@ -82,8 +82,19 @@ def translation_prompts(
         lines = "".join(f'{src_name}: "{rows.at[j, src]}" - {tgt_name}: "{rows.at[j, tgt]}"\n' for j in demos)
         text = lines + f'{src_name}: "{row[src]}" - {tgt_name}: "'
         prompts.append(
-            LensPrompt(task, src, tgt, latent, row["concept"], text, row[tgt], row[latent], len(demos), row[src],
-                       tuple(answers[j] for j in demos))
+            LensPrompt(
+                task,
+                src,
+                tgt,
+                latent,
+                row["concept"],
+                text,
+                row[tgt],
+                row[latent],
+                len(demos),
+                row[src],
+                tuple(answers[j] for j in demos),
+            )
         )
     return prompts
 
@@ -107,8 +118,19 @@ def cloze_prompts(
         lines = "".join(f'{sentences.at[j, "sentence"]} {language.answer}: "{answers[j]}".\n' for j in demos)
         text = lines + f'{row["sentence"]} {language.answer}: "'
         prompts.append(
-            LensPrompt("cloze", lang, lang, latent, row["concept"], text, row[lang], row[latent], len(demos), "",
-                       tuple(answers[j] for j in demos))
+            LensPrompt(
+                "cloze",
+                lang,
+                lang,
+                latent,
+                row["concept"],
+                text,
+                row[lang],
+                row[latent],
+                len(demos),
+                "",
+                tuple(answers[j] for j in demos),
+            )
         )
     return prompts
 
@@ -155,7 +177,9 @@ def build_prompts(
         return cloze_prompts(concepts, cloze, lang, latent=latent, shots=shots, seed=seed)
     if task == "repetition":
         return translation_prompts(concepts, lang, lang, latent=latent, shots=shots, seed=seed)
-    return translation_prompts(concepts, src or default_source(lang, latent), lang, latent=latent, shots=shots, seed=seed)
+    return translation_prompts(
+        concepts, src or default_source(lang, latent), lang, latent=latent, shots=shots, seed=seed
+    )
 
 
 def default_source(lang: str, latent: str = "en") -> str:

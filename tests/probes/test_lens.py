@@ -43,7 +43,9 @@ def _direct(model, tokenizer, prompt, target_ids, latent_ids):
             normed = h if layer == model.config.num_hidden_layers - 1 else model.model.norm(h)
             probs = torch.softmax(model.lm_head(normed), -1)
             best = probs[list(target_ids)].max()
-            rows.append((float(probs[list(target_ids)].sum()), float(probs[list(latent_ids)].sum()), int((probs > best).sum())))
+            rows.append(
+                (float(probs[list(target_ids)].sum()), float(probs[list(latent_ids)].sum()), int((probs > best).sum()))
+            )
     return rows
 
 
@@ -56,12 +58,16 @@ def test_probe_equals_direct_computation(backend_name):
     sets = TokenSets(backend.tokenizer)
     assert set(table["concept"]) <= set(WORDS["concept"]) and len(table) == len(set(table["concept"])) * 3
     assert set(table["word_prob"]) == {"prefix"} and set(table["shots"]) == {2}
-    assert table["n_dropped_copy"].nunique() == 1 and len(set(table["concept"])) + table["n_dropped_degenerate"].iloc[0] == len(prompts)
+    assert table["n_dropped_copy"].nunique() == 1 and len(set(table["concept"])) + table["n_dropped_degenerate"].iloc[
+        0
+    ] == len(prompts)
     for prompt in prompts:
         rows = table[table["concept"] == prompt.concept].sort_values("layer")
         if rows.empty:
             continue
-        direct = _direct(reference, backend.tokenizer, prompt, sets.ids(prompt.target_word), sets.ids(prompt.latent_word))
+        direct = _direct(
+            reference, backend.tokenizer, prompt, sets.ids(prompt.target_word), sets.ids(prompt.latent_word)
+        )
         assert rows["p_target"].to_numpy() == pytest.approx([d[0] for d in direct], abs=1e-5)
         assert rows["p_en"].to_numpy() == pytest.approx([d[1] for d in direct], abs=1e-5)
         assert list(rows["target_rank"]) == [d[2] for d in direct]
@@ -107,7 +113,9 @@ def test_agrees_with_transformer_lens_builtin_logit_lens_on_single_token_targets
 
     backend = embedded("gemma-3-270m")
     sets = TokenSets(backend.tokenizer)
-    words = pd.DataFrame({"concept": ["book", "water"], "en": ["book", "water"], "fr": ["livre", "eau"], "de": ["Buch", "Wasser"]})
+    words = pd.DataFrame(
+        {"concept": ["book", "water"], "en": ["book", "water"], "fr": ["livre", "eau"], "de": ["Buch", "Wasser"]}
+    )
     prompts = translation_prompts(words, "fr", "de", shots=1)
     table = run_lens(backend, prompts, progress=False, word_prob="prefix")
     for prompt in prompts:
@@ -147,7 +155,10 @@ def test_no_kept_translation_prompt_can_copy_its_source_word(model):
                 assert prompt.target_word[0] != prompt.source_word[0], prompt
             assert all(answer[0] != prompt.target_word[0] for answer in prompt.demo_answers)
         # with the copy rule off, the same prompts come back
-        assert len(_prepare(backend, prompts, "auto", vocabularies=vocabularies, drop_copies=False)[0]) == len(kept) + dropped["copy"]
+        assert (
+            len(_prepare(backend, prompts, "auto", vocabularies=vocabularies, drop_copies=False)[0])
+            == len(kept) + dropped["copy"]
+        )
 
 
 def test_cloze_prompts_are_five_shot_without_a_demonstration_that_starts_like_the_answer():

@@ -11,7 +11,10 @@ from analyses.cli import main
     ("argv", "message"),
     [
         (["lambda", "--langs", "fa"], "no cloze sentences for 'fa' in"),
-        (["lambda", "--task", "translation", "--source", "de", "--langs", "de"], "use --task repetition if repetition is meant"),
+        (
+            ["lambda", "--task", "translation", "--source", "de", "--langs", "de"],
+            "use --task repetition if repetition is meant",
+        ),
         (["lambda", "--floor", "0"], "--floor must be positive"),
         (["lens", "--target", "fa"], "cloze.csv"),
     ],

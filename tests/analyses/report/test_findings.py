@@ -20,8 +20,11 @@ def test_every_results_readme_states_what_its_tables_say():
 
 def test_a_number_typed_beside_the_tables_is_caught_and_rewritten(tmp_path):
     results = tmp_path / "results"
-    shutil.copytree(RESULTS / "lens" / "gemma-3-270m", results / "lens" / "gemma-3-270m",
-                    ignore=shutil.ignore_patterns("*.parquet", "*.html", "*.png", "*.svg"))
+    shutil.copytree(
+        RESULTS / "lens" / "gemma-3-270m",
+        results / "lens" / "gemma-3-270m",
+        ignore=shutil.ignore_patterns("*.parquet", "*.html", "*.png", "*.svg"),
+    )
     readme = results / "lens" / "README.md"
     text = generate("lens:gemma-3-270m", results)
     readme.write_text(f"# x\n<!-- findings:lens:gemma-3-270m -->\n{text}<!-- /findings -->\n", encoding="utf-8")
@@ -36,9 +39,17 @@ def test_a_number_typed_beside_the_tables_is_caught_and_rewritten(tmp_path):
 def test_decisions_name_undecided_languages():
     lambdas = pd.DataFrame(
         {
-            "lang": ["xx", "yy"], "task": "cloze", "shots": 5, "src_lang": ["xx", "yy"], "layer": 22, "n": 10,
-            "mean_p_en": [1e-7, 0.2], "mean_p_target": [2e-7, 0.1], "lambda": [float("nan"), 0.1],
-            "borderline": [True, False], "nonempty_layer": [25, 22],
+            "lang": ["xx", "yy"],
+            "task": "cloze",
+            "shots": 5,
+            "src_lang": ["xx", "yy"],
+            "layer": 22,
+            "n": 10,
+            "mean_p_en": [1e-7, 0.2],
+            "mean_p_target": [2e-7, 0.1],
+            "lambda": [float("nan"), 0.1],
+            "borderline": [True, False],
+            "nonempty_layer": [25, 22],
         }
     )
     sentence = lambda_sentence(lambdas)
@@ -56,8 +67,14 @@ def test_decision_changes_list_only_the_languages_whose_answer_changed(tmp_path)
     folder.mkdir(parents=True)
     before = pd.read_csv(RESULTS / "lens" / "gemma-3-270m" / "lambda_before_prom_protocol.csv")
     before.to_csv(folder / "lambda_before_prom_protocol.csv", index=False)
-    after = before.assign(task="cloze", shots=5, src_lang=before["lang"], n_dropped_copy=0, share_chain=0.25,
-                          nonempty_layer=before["layer"])
+    after = before.assign(
+        task="cloze",
+        shots=5,
+        src_lang=before["lang"],
+        n_dropped_copy=0,
+        share_chain=0.25,
+        nonempty_layer=before["layer"],
+    )
     es, de = after["lang"] == "es", after["lang"] == "de"
     after.loc[es, "lambda"] = 0.1  # es: lambda 0 under translation
     after.loc[es, "borderline"] = True

@@ -17,14 +17,25 @@ from analyses.stats.prom_lambda import (
 )
 
 
-def _table(p_en: dict[str, list[float]], p_target: dict[str, list[float]], layer: int = 2, n_layers: int = 4) -> pd.DataFrame:
+def _table(
+    p_en: dict[str, list[float]], p_target: dict[str, list[float]], layer: int = 2, n_layers: int = 4
+) -> pd.DataFrame:
     rows = []
     for lang, en_values in p_en.items():
         for i, (e, t) in enumerate(zip(en_values, p_target[lang])):
             for l in range(n_layers):
                 on = l == layer
-                rows.append({"lang": lang, "latent": "en", "concept": f"c{i}", "layer": l,
-                             "p_en": e if on else 0.0, "p_target": t if on else 1.0 - l / 10, "entropy_bits": 1.0})
+                rows.append(
+                    {
+                        "lang": lang,
+                        "latent": "en",
+                        "concept": f"c{i}",
+                        "layer": l,
+                        "p_en": e if on else 0.0,
+                        "p_target": t if on else 1.0 - l / 10,
+                        "entropy_bits": 1.0,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -43,7 +54,11 @@ def test_rule_and_borderline_flag():
     assert not result.loc["yy", "pivot"] and result.loc["yy", "lambda"] == 0.0
     assert result.loc["zz", "borderline"]  # mean difference 0: the data cannot decide
     assert result.loc["xx", "mean_p_en"] == np.mean([0.6, 0.5, 0.7, 0.65])
-    assert result.loc["xx", "diff_ci_low"] < result.loc["xx", "mean_p_en"] - result.loc["xx", "mean_p_target"] < result.loc["xx", "diff_ci_high"]
+    assert (
+        result.loc["xx", "diff_ci_low"]
+        < result.loc["xx", "mean_p_en"] - result.loc["xx", "mean_p_target"]
+        < result.loc["xx", "diff_ci_high"]
+    )
 
 
 def test_default_layer_follows_depth():
@@ -60,19 +75,31 @@ def test_curves_and_summary():
     assert summary["latent_peak_layer"] == 1 and summary["overtake_layer"] == 2
 
 
-REQUIRED = ("lang, task, shots, layer, n, n_dropped_copy, n_dropped_degenerate, mean_p_en, mean_p_target, "
-            "diff_ci_low, diff_ci_high, pivot, lambda, borderline, decided").split(", ")
+REQUIRED = (
+    "lang, task, shots, layer, n, n_dropped_copy, n_dropped_degenerate, mean_p_en, mean_p_target, "
+    "diff_ci_low, diff_ci_high, pivot, lambda, borderline, decided"
+).split(", ")
 
 
 def test_columns_name_the_protocol_and_the_drops():
     table = _table({"xx": [0.6, 0.5] * 4}, {"xx": [0.1, 0.2] * 4}).assign(
-        task="cloze", shots=5, src_lang="xx", n_dropped_copy=3, n_dropped_degenerate=1,
+        task="cloze",
+        shots=5,
+        src_lang="xx",
+        n_dropped_copy=3,
+        n_dropped_degenerate=1,
     )
     table["word_prob"] = np.where(table["concept"].isin(["c0", "c1", "c2", "c3"]), "chain", "prefix")
     result = lambda_table(table, layer=2)
     assert list(result.columns[: len(REQUIRED)]) == REQUIRED and list(result.columns) == list(LAMBDA_COLUMNS)
     row = result.iloc[0]
-    assert (row["task"], row["shots"], row["src_lang"], row["n_dropped_copy"], row["n_dropped_degenerate"]) == ("cloze", 5, "xx", 3, 1)
+    assert (row["task"], row["shots"], row["src_lang"], row["n_dropped_copy"], row["n_dropped_degenerate"]) == (
+        "cloze",
+        5,
+        "xx",
+        3,
+        1,
+    )
     assert row["share_chain"] == 0.5 and row["decided"] and row["lambda"] == 0.1
     assert verdict(row) == "lambda = 0.1"
 

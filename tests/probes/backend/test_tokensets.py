@@ -65,8 +65,13 @@ def test_smollm_units_identify_words_and_spell_whole_characters(lang):
     tok = AutoTokenizer.from_pretrained(ensure_embedded("smollm2-135m"))
     concepts = load_concepts()
     units = TokenSets(tok).units(concepts[lang])
-    keys = {w: (u.kind, tuple(sorted(u.prefix_set)) if u.identified else tuple(tok(w, add_special_tokens=False)["input_ids"]))
-            for w, u in units.items()}
+    keys = {
+        w: (
+            u.kind,
+            tuple(sorted(u.prefix_set)) if u.identified else tuple(tok(w, add_special_tokens=False)["input_ids"]),
+        )
+        for w, u in units.items()
+    }
     owners = Counter(keys[w.strip()] for w in concepts[lang])
     unique = sum(owners[keys[w.strip()]] == 1 for w in concepts[lang])
     assert unique >= 150, (lang, unique)
