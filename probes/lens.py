@@ -1,16 +1,25 @@
 """Latent-language logit lens (Wendler et al. 2024, "Do Llamas Work in English?"; docs/methods/latent-language.md).
 
 For each prompt, at the answer position, at every layer ``l``: ``p_l = softmax(U · norm(h_l))``
-with the model's own final norm and unembedding (the paper's logit lens). ``P(lang)`` is the sum of ``p_l``
-over the word's token-id set (Wendler's prefix rule; default) or the chain probability of the
-whole word teacher-forced through the lens (``word_prob="chain"``). Entropy is in bits over
-the full vocabulary, as in the reference code.
+with the model's own final norm and unembedding. ``P(lang)`` is the sum of ``p_l`` over the
+word's token-id set (Wendler's prefix rule) or the chain probability of the whole word
+teacher-forced through the lens. ``word_prob="auto"`` (default) uses the prefix set where it
+identifies the word (:meth:`probes.backend.tokensets.TokenSets.units`) and the chain where it
+does not, on both sides of the prompt: when the target is scored by its chain, so is the
+latent word. Entropy is in bits over the full vocabulary.
+
+Dropped before the lens, counted per run in ``n_dropped_copy`` and ``n_dropped_degenerate``:
+prompts whose target shares its first scored token with the source word or with a
+demonstration's answer (the model could copy it from the prompt), and prompts whose target and
+latent words cannot be told apart (Wendler's filter) or, under ``word_prob="prefix"``, whose
+prefix set does not identify the word.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,11 +29,11 @@ import torch
 from probes.backend import Backend, LensRequest
 from probes.backend.resume import collect
 from probes.backend.store import Run
-from probes.backend.tokensets import TokenSets, overlapping
+from probes.backend.tokensets import TokenSets, share_first_unit
 from probes.inputs.prompts import LensPrompt
 from probes.registry import register_probe
 
-WordProb = Literal["prefix", "chain"]
+WordProb = Literal["auto", "prefix", "chain"]
 
 LENS_COLUMNS = {
     "task": "translation, repetition or cloze",
@@ -33,6 +42,10 @@ LENS_COLUMNS = {
     "latent": "latent language whose word probability is p_<latent> (default en)",
     "concept": "concept id from the word list",
     "layer": "0-based block index; the last layer is the model's own output",
+    "shots": "number of demonstrations in the prompt",
+    "word_prob": "how both words of the prompt were scored: prefix (token-set sum) or chain (whole-word probability)",
+    "n_dropped_copy": "prompts of this run dropped because the target shares a token with the source word or a demonstration's answer",
+    "n_dropped_degenerate": "prompts of this run dropped because target and latent words share a token (or, under prefix, a set does not identify its word)",
     "p_target": "probability of the target word at this layer (prefix-set sum or chain probability)",
     "p_<latent>": "probability of the latent-language word (p_en by default), same rule",
     "entropy_bits": "entropy of the layer's next-token distribution over the full vocabulary, in bits",
@@ -47,26 +60,61 @@ LENS_COLUMNS = {
 class _Encoded:
     prompt: LensPrompt
     ids: list[int]
+    kind: str  # "prefix" or "chain", the same for both words
     target: list[int]  # prefix-rule token set, or the word's chain
     latent: list[int]
 
 
-def _prepare(backend: Backend, prompts: Sequence[LensPrompt], word_prob: WordProb) -> tuple[list[_Encoded], int]:
-    """Tokenize prompts and words; drop examples as Wendler does (empty set, or target and latent
-    sets sharing a token). Returns the kept examples and how many were dropped."""
+def _word_units(
+    sets: TokenSets, prompts: Sequence[LensPrompt], vocabularies: Mapping[str, Sequence[str]] | None
+) -> dict:
+    """``(lang, word) -> WordUnit`` over each language's whole word list (``vocabularies``; by
+    default the words the prompts use), so that a set shared by two concepts is seen."""
+    words: dict[str, set[str]] = {lang: set(ws) for lang, ws in (vocabularies or {}).items()}
+    for p in prompts:
+        words.setdefault(p.lang, set()).update((p.target_word, *p.demo_answers))
+        words.setdefault(p.latent_lang, set()).add(p.latent_word)
+        if p.source_word:
+            words.setdefault(p.src_lang, set()).add(p.source_word)
+    return {(lang, w): unit for lang, ws in words.items() for w, unit in sets.units(ws).items()}
+
+
+def _prepare(
+    backend: Backend,
+    prompts: Sequence[LensPrompt],
+    word_prob: WordProb,
+    *,
+    vocabularies: Mapping[str, Sequence[str]] | None = None,
+    drop_copies: bool = True,
+) -> tuple[list[_Encoded], Counter]:
+    """Tokenize prompts and choose each prompt's scoring unit; drop the prompts the lens cannot
+    read (see the module docstring). Returns the kept examples and the drop counts by reason."""
     sets = TokenSets(backend.tokenizer)
-    kept, dropped = [], 0
+    units = _word_units(sets, prompts, vocabularies)
+    kept, dropped = [], Counter(copy=0, degenerate=0)
     for prompt in prompts:
-        target_set, latent_set = sets.ids(prompt.target_word), sets.ids(prompt.latent_word)
-        same = prompt.lang == prompt.latent_lang
-        if not target_set or not latent_set or (not same and overlapping(target_set, latent_set)):
-            dropped += 1
+        target, latent = (
+            units[(prompt.lang, prompt.target_word.strip())],
+            units[(prompt.latent_lang, prompt.latent_word.strip())],
+        )
+        identified = target.identified and latent.identified
+        kind = {"auto": "prefix" if identified else "chain", "prefix": "prefix", "chain": "chain"}[word_prob]
+        if (kind == "prefix" and not identified) or (
+            prompt.lang != prompt.latent_lang and share_first_unit(target, latent, kind)
+        ):
+            dropped["degenerate"] += 1
             continue
-        if word_prob == "chain":
-            target, latent = sets.chain(prompt.target_word), sets.chain(prompt.latent_word)
+        copied = [units[(prompt.lang, a.strip())] for a in prompt.demo_answers]
+        if prompt.source_word and prompt.src_lang != prompt.lang:
+            copied.append(units[(prompt.src_lang, prompt.source_word.strip())])
+        if drop_copies and any(share_first_unit(target, other, kind) for other in copied):
+            dropped["copy"] += 1
+            continue
+        if kind == "chain":
+            ids = (sets.chain(prompt.target_word), sets.chain(prompt.latent_word))
         else:
-            target, latent = sorted(target_set), sorted(latent_set)
-        kept.append(_Encoded(prompt, backend.tokenize(prompt.text), target, latent))
+            ids = (sorted(target.prefix_set), sorted(latent.prefix_set))
+        kept.append(_Encoded(prompt, backend.tokenize(prompt.text), kind, *ids))
     return kept, dropped
 
 
@@ -90,8 +138,10 @@ def _chain_probability(backend: Backend, batch: Sequence[_Encoded], words: Seque
 
 
 def _batch_rows(
-    backend: Backend, batch: Sequence[_Encoded], word_prob: WordProb, top_k: int, gram: torch.Tensor | None
+    backend: Backend, batch: Sequence[_Encoded], top_k: int, gram: torch.Tensor | None, dropped: Counter
 ) -> pd.DataFrame:
+    """Rows of one batch of examples that share their scoring kind."""
+    word_prob = batch[0].kind
     enc = backend.encode([e.ids for e in batch])
     n_target = [len(e.target) for e in batch]
     ids = _pad([e.target + e.latent for e in batch]) if word_prob == "prefix" else _pad([e.target for e in batch])
@@ -120,6 +170,10 @@ def _batch_rows(
                     "latent": prompt.latent_lang,
                     "concept": prompt.concept,
                     "layer": layer,
+                    "shots": prompt.shots,
+                    "word_prob": word_prob,
+                    "n_dropped_copy": dropped["copy"],
+                    "n_dropped_degenerate": dropped["degenerate"],
                     "p_target": float(p_target[li, b]),
                     f"p_{prompt.latent_lang}": float(p_latent[li, b]),
                     "entropy_bits": float(readout.entropy_bits[li, b, 0]),
@@ -133,30 +187,37 @@ def _batch_rows(
     return pd.DataFrame.from_records(records)
 
 
-@register_probe("lens", paper="Wendler et al. 2024 (logit lens, token sets, entropy)", columns=LENS_COLUMNS)
+@register_probe("lens", paper="Wendler et al. 2024, Sec. 3; PROM footnote 3", columns=LENS_COLUMNS, version=2)
 def run_lens(
     backend: Backend,
     prompts: Sequence[LensPrompt],
     *,
-    word_prob: WordProb = "prefix",
+    word_prob: WordProb = "auto",
     top_k: int = 5,
     energy: bool = False,
     batch_size: int = 16,
     run: Run | None = None,
     progress: bool = True,
+    vocabularies: Mapping[str, Sequence[str]] | None = None,
+    drop_copies: bool = True,
 ) -> pd.DataFrame:
     """Per prompt and layer: ``p_target``, ``p_<latent>``, ``entropy_bits``, ``target_rank``,
     ``top_tokens`` and optionally ``energy`` (columns in ``LENS_COLUMNS``). With ``run`` (a results-store run), finished
-    batches are stored as they complete and skipped on a re-run."""
-    if word_prob not in ("prefix", "chain"):
-        raise ValueError(f"word_prob must be 'prefix' or 'chain', not {word_prob!r}")
-    examples, dropped = _prepare(backend, prompts, word_prob)
-    examples = sorted(examples, key=lambda e: len(e.ids))  # similar lengths: little padding
+    batches are stored as they complete and skipped on a re-run. ``vocabularies`` (language ->
+    its whole word list) lets the unit rule see every concept of a language when ``prompts`` is
+    a subset; ``drop_copies=False`` keeps the prompts a model could answer by copying."""
+    if word_prob not in ("auto", "prefix", "chain"):
+        raise ValueError(f"word_prob must be 'auto', 'prefix' or 'chain', not {word_prob!r}")
+    examples, dropped = _prepare(backend, prompts, word_prob, vocabularies=vocabularies, drop_copies=drop_copies)
+    # one scoring kind per forward pass, similar lengths together: little padding
+    examples = sorted(examples, key=lambda e: (e.kind, len(e.ids)))
     gram = functools.cache(backend.unembedding_gram)  # computed once, and only if a batch needs it
 
     def compute(batch: list[_Encoded]) -> pd.DataFrame:
+        kinds = [[e for e in batch if e.kind == kind] for kind in ("prefix", "chain")]
         with torch.no_grad():
-            return _batch_rows(backend, batch, word_prob, top_k, gram() if energy else None)
+            frames = [_batch_rows(backend, part, top_k, gram() if energy else None, dropped) for part in kinds if part]
+        return pd.concat(frames, ignore_index=True)
 
     table = collect(
         examples,
@@ -169,5 +230,5 @@ def run_lens(
         unit="prompt",
         progress=progress,
     )
-    table.attrs["dropped_examples"] = dropped
+    table.attrs["dropped_examples"] = dict(dropped)
     return table

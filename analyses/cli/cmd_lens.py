@@ -8,14 +8,34 @@ from rich.table import Table
 
 from analyses.cli.settings import Settings, check_choice, check_languages
 from analyses.pipelines.lens import data_languages, run_languages, write_outputs
-from analyses.stats.prom_lambda import analyse
-from probes.backend.errors import InputError
+from analyses.stats.prom_lambda import EMPTY_FLOOR, analyse, copy_costs, verdict
+from probes.backend.errors import InputError, TaskRequestError
 from probes.backend.models import model_depth
 from probes.backend.store import ResultsStore
-from probes.inputs.words import CONCEPTS, load_concepts
+from probes.inputs.prompts import SHOTS, check_request
+from probes.inputs.words import CLOZE, CONCEPTS, load_cloze, load_concepts
 
-TASKS = ("translation", "repetition", "cloze")
-WORD_PROBS = ("prefix", "chain")
+TASKS = ("cloze", "translation", "repetition")
+WORD_PROBS = ("auto", "prefix", "chain")
+TASK_HELP = "cloze (PROM's protocol: Wendler's cloze task in the target language), translation or repetition."
+SOURCE_HELP = (
+    "Source language of translation prompts (default ru, fr for Cyrillic targets: a source in another script "
+    "cannot spell the answer)."
+)
+LAMBDA_VIEW = [
+    "lang",
+    "src_lang",
+    "layer",
+    "n",
+    "n_dropped_copy",
+    "n_dropped_degenerate",
+    "mean_p_en",
+    "mean_p_target",
+    "verdict",
+]
+WORD_PROB_HELP = (
+    "auto (prefix set where it identifies the word, else whole-word chain, both sides alike), prefix or chain."
+)
 
 
 def _check_data(words: str, langs: list[str]) -> None:
@@ -34,14 +54,24 @@ def _check_layer(layer: int | None, depth: int | None, model: str) -> None:
         raise InputError(f"--layer {layer} is outside {model}'s {depth} layers; use 0 to {depth - 1}")
 
 
+def _check_task(task: str, langs: list[str], source: str | None, floor: float | None = None) -> None:
+    """The task can be built for these languages (cloze data, a source other than the target)
+    and the abstain floor is positive."""
+    check_request(task, langs, src=source, cloze=load_cloze(CLOZE) if task == "cloze" else None)
+    if floor is not None and not floor > 0:
+        raise TaskRequestError(f"--floor must be positive (got {floor}); the default is {EMPTY_FLOOR}")
+
+
 def lens(
     ctx: typer.Context,
     target: str = typer.Option(..., help="Target language (ISO 639-1)."),
-    source: str = typer.Option(None, help="Source language of the translation prompts (default fr, or de for fr)."),
-    task: str = typer.Option("translation", help="translation, repetition or cloze."),
+    source: str = typer.Option(None, help=SOURCE_HELP),
+    task: str = typer.Option("cloze", help=TASK_HELP),
+    shots: int = typer.Option(SHOTS, help="Demonstrations per prompt (PROM: 5)."),
     words: str = typer.Option(str(CONCEPTS), help="Wide CSV word list: concept, then one column per language."),
     latent: str = typer.Option("en", help="Latent language whose word probability is tracked."),
-    word_prob: str = typer.Option("prefix", help="prefix (Wendler's token-set sum) or chain (whole-word probability)."),
+    word_prob: str = typer.Option("auto", help=WORD_PROB_HELP),
+    keep_copies: bool = typer.Option(False, help="Keep prompts whose answer shares a token with a word in the prompt."),
 ) -> None:
     """Logit lens for one target language: tidy table (lens.csv/.parquet) and figure."""
     settings: Settings = ctx.obj
@@ -50,6 +80,7 @@ def lens(
     langs = [check_languages(target, "--target")[0], check_languages(latent, "--latent")[0]]
     langs += [check_languages(source, "--source")[0]] if source else []
     _check_data(words, langs)
+    _check_task(task, langs[:1], source)
     backend = settings.load_backend()
     table = run_languages(
         backend,
@@ -59,8 +90,10 @@ def lens(
         latent=latent,
         words=words,
         word_prob=word_prob,
+        shots=shots,
         batch_size=settings.batch_size,
         store=ResultsStore(settings.results),
+        drop_copies=not keep_copies,
     )
     results = analyse(table, n_layers=backend.n_layers)
     written = write_outputs(results, settings.out_dir, model=backend.model_name)
@@ -75,16 +108,28 @@ def lambda_(
     ),
     layer: int = typer.Option(None, help="0-based layer n (default: three quarters of the depth, as PROM's 24 of 32)."),
     lambda0: float = typer.Option(0.1, help="lambda where the model pivots through English (PROM: 0.1)."),
-    task: str = typer.Option("translation", help="translation, repetition or cloze."),
+    task: str = typer.Option("cloze", help=TASK_HELP),
+    shots: int = typer.Option(SHOTS, help="Demonstrations per prompt (PROM footnote 3: 5-shot)."),
+    source: str = typer.Option(None, help=SOURCE_HELP),
+    floor: float = typer.Option(
+        EMPTY_FLOOR,
+        help="Abstain floor: below it for both mean P(en) and mean P(target), the lens is empty and lambda undecided.",
+    ),
+    word_prob: str = typer.Option("auto", help=WORD_PROB_HELP),
+    keep_copies: bool = typer.Option(False, help="Keep prompts whose answer shares a token with a word in the prompt."),
     words: str = typer.Option(str(CONCEPTS), help="Wide CSV word list."),
     limit: int = typer.Option(None, min=1, help="Only the first N prompts per language (a quick subset)."),
 ) -> None:
-    """PROM's lambda per language (0 where mean P(en) < mean P(target) at layer n), with the lens
-    curves and figures."""
+    """PROM's lambda per language, measured as PROM does (cloze, 5-shot): 0 where mean P(en) <
+    mean P(target) at layer n, undecided where the lens is empty there; with the lens curves
+    and figures."""
     settings: Settings = ctx.obj
     check_choice(task, TASKS, "--task")
+    check_choice(word_prob, WORD_PROBS, "--word-prob")
     codes = [c for c in data_languages(words) if c != "en"] if langs == "all" else check_languages(langs)
-    _check_data(words, codes)
+    codes_and_source = codes + ([check_languages(source, "--source")[0]] if source else [])
+    _check_data(words, codes_and_source)
+    _check_task(task, codes, source, floor)
     _check_layer(layer, model_depth(settings.model), settings.model)
     backend = settings.load_backend()
     _check_layer(layer, backend.n_layers, settings.model)  # a hub model's depth is known only now
@@ -92,14 +137,23 @@ def lambda_(
         backend,
         codes,
         task=task,
+        src=source,
         words=words,
         limit=limit,
+        shots=shots,
+        word_prob=word_prob,
         batch_size=settings.batch_size,
         store=ResultsStore(settings.results),
+        drop_copies=not keep_copies,
     )
-    results = analyse(table, n_layers=backend.n_layers, layer=layer, lambda0=lambda0)
+    results = analyse(table, n_layers=backend.n_layers, layer=layer, lambda0=lambda0, floor=floor)
     written = write_outputs(results, settings.out_dir, model=backend.model_name)
-    _print_summary(results.lambdas, f"PROM lambda ({backend.model_name})")
+    for line in copy_costs(results.lambdas):
+        typer.echo(line)
+    view = results.lambdas.assign(verdict=results.lambdas.apply(verdict, axis=1))
+    _print_summary(
+        view[LAMBDA_VIEW], f"PROM lambda ({backend.model_name}; {task}, {shots}-shot; all columns in lambda.csv)"
+    )
     typer.echo(f"wrote {len(written)} files to {settings.out_dir}")
 
 
@@ -108,7 +162,7 @@ def _print_summary(table, title: str) -> None:
     for column in table.columns:
         view.add_column(str(column))
     for row in table.itertuples(index=False):
-        view.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
+        view.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row])
     Console().print(view)
 
 

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analyses.figures.style import add_band
+from analyses.stats.prom_lambda import protocol, verdict
 
 LATENT_COLOR, TARGET_COLOR = "#ff7f0e", "#1f77b4"  # tab:orange, tab:blue as in the original
 
@@ -53,11 +54,12 @@ def lens_figure(curves: pd.DataFrame, lang: str, *, title: str | None = None) ->
     return fig
 
 
-def lambda_figure(table: pd.DataFrame, *, title: str | None = None) -> go.Figure:
+def lambda_figure(table: pd.DataFrame, *, title: str | None = None, model: str = "") -> go.Figure:
     """Per language at PROM's layer n: mean P(en) - mean P(target) with its bootstrap 95% CI;
-    above 0 the model pivots through English and PROM keeps lambda."""
+    above 0 the model pivots through English and PROM keeps lambda. Grey: undecided, the lens
+    is empty at layer n (both means below the floor). The title names task, shots and source."""
     data = table.sort_values("mean_p_en", ascending=False)
-    colors = ["#2ca02c" if p else "#d62728" for p in data["pivot"]]
+    colors = ["#7f7f7f" if p is None or pd.isna(p) else ("#2ca02c" if p else "#d62728") for p in data["pivot"]]
     diff = data["mean_p_en"] - data["mean_p_target"]
     fig = go.Figure(
         go.Scatter(
@@ -72,17 +74,21 @@ def lambda_figure(table: pd.DataFrame, *, title: str | None = None) -> go.Figure
                 "arrayminus": diff - data["diff_ci_low"],
                 "color": "grey",
             },
-            text=[
-                f"lambda = {lam:g}{' (borderline)' if b else ''}" for lam, b in zip(data["lambda"], data["borderline"])
-            ],
+            text=[verdict(row) for _, row in data.iterrows()],
             name="mean P(en) - mean P(target)",
         )
     )
     fig.add_hline(y=0, line_dash="dash", line_color="grey")
     layer = int(data["layer"].iloc[0])
+    protocols = sorted({protocol(row).split(", source")[0] for _, row in data.iterrows()})
+    sources = sorted(set(data["src_lang"]))
+    source = "target language" if list(data["task"].unique()) == ["cloze"] else ", ".join(sources)
     fig.update_layout(
         title=title
-        or f"PROM rule at layer {layer}: pivot (green, lambda > 0) vs no pivot (red, lambda = 0), 95% bootstrap CI",
+        or (
+            f"{model + ': ' if model else ''}PROM rule at layer {layer} ({'; '.join(protocols)}, source {source}): "
+            "pivot (green, lambda > 0), no pivot (red, lambda = 0), lens empty (grey, undecided); 95% bootstrap CI"
+        ),
         xaxis_title="target language",
         yaxis_title="mean P(en) - mean P(target)",
         template="simple_white",

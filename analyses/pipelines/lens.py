@@ -1,6 +1,10 @@
 """The latent-language job, shared by the CLI and the notebooks: run the lens probe for some
 languages (through the results store), then derive curves, the pivot summary, PROM's lambda
-table and their figures."""
+table and their figures.
+
+The default is PROM's protocol (PROM footnote 3): Wendler et al.'s cloze task, 5-shot, in the
+target language, so that no source word stands in the prompt; copies of the answer from the
+demonstrations are dropped, and every word is scored by a unit that identifies it."""
 
 from __future__ import annotations
 
@@ -11,10 +15,10 @@ import pandas as pd
 
 from analyses.figures import save_figure
 from analyses.figures.latent import lambda_figure, lens_figure
-from analyses.stats.prom_lambda import LensResults
+from analyses.stats.prom_lambda import LensResults, protocol
 from probes.backend import Backend
 from probes.backend.store import ResultsStore, provenance, write_parquet_atomic, write_text_atomic
-from probes.inputs.prompts import Task, build_prompts
+from probes.inputs.prompts import SHOTS, LensPrompt, Task, build_prompts, check_request
 from probes.inputs.words import CLOZE, CONCEPTS, load_cloze, load_concepts
 from probes.lens import WordProb, run_lens
 
@@ -23,36 +27,74 @@ def data_languages(words: str | Path = CONCEPTS) -> list[str]:
     return [c for c in load_concepts(words).columns if c != "concept"]
 
 
+def language_prompts(
+    lang: str,
+    *,
+    task: Task = "cloze",
+    src: str | None = None,
+    latent: str = "en",
+    words: str | Path = CONCEPTS,
+    shots: int = SHOTS,
+    seed: int = 42,
+) -> list[LensPrompt]:
+    """The prompts :func:`run_languages` runs for ``lang`` with the same settings (the report's
+    explorer pages find their example items among them)."""
+    cloze = load_cloze(CLOZE) if task == "cloze" else None
+    return build_prompts(task, load_concepts(words), lang, src=src, latent=latent, cloze=cloze, shots=shots, seed=seed)
+
+
 def run_languages(
     backend: Backend,
     langs: list[str],
     *,
-    task: Task = "translation",
+    task: Task = "cloze",
     src: str | None = None,
     latent: str = "en",
     words: str | Path = CONCEPTS,
-    word_prob: WordProb = "prefix",
+    word_prob: WordProb = "auto",
     batch_size: int = 16,
     store: ResultsStore | None = None,
     seed: int = 42,
     limit: int | None = None,
     progress: bool = True,
+    shots: int = SHOTS,
+    drop_copies: bool = True,
 ) -> pd.DataFrame:
     """The lens table for every language in ``langs`` (each stored as its own resumable run);
     ``limit`` keeps the first prompts of each language (a quick, deterministic subset)."""
     concepts = load_concepts(words)
-    cloze = load_cloze(CLOZE) if task == "cloze" else None
+    check_request(task, langs, src=src, cloze=load_cloze(CLOZE) if task == "cloze" else None)
     data_files = [words] + ([CLOZE] if task == "cloze" else [])
     store = store or ResultsStore()
+    vocabularies = {code: list(concepts[code]) for code in concepts.columns if code != "concept"}
     tables = []
     for lang in langs:
-        prompts = build_prompts(task, concepts, lang, src=src, latent=latent, cloze=cloze, seed=seed)[:limit]
-        params = {"task": task, "lang": lang, "src": src, "latent": latent, "word_prob": word_prob, "limit": limit}
+        prompts = language_prompts(lang, task=task, src=src, latent=latent, words=words, shots=shots, seed=seed)[:limit]
+        params = {
+            "task": task,
+            "lang": lang,
+            "src": prompts[0].src_lang if prompts else src,
+            "latent": latent,
+            "word_prob": word_prob,
+            "limit": limit,
+            "shots": shots,
+            "drop_copies": drop_copies,
+            "units": "whole-character",
+        }
         run = store.run(provenance("lens", params, backend.describe(), data_files, seed=seed))
         table = (
             run.load()
             if run.finished
-            else run_lens(backend, prompts, word_prob=word_prob, batch_size=batch_size, run=run, progress=progress)
+            else run_lens(
+                backend,
+                prompts,
+                word_prob=word_prob,
+                batch_size=batch_size,
+                run=run,
+                progress=progress,
+                vocabularies=vocabularies,
+                drop_copies=drop_copies,
+            )
         )
         tables.append(table)
     combined = pd.concat(tables, ignore_index=True)
@@ -78,9 +120,14 @@ def write_outputs(results: LensResults, out: Path, *, model: str, figures_per_la
     prov = results.lens.attrs.get("provenance", {})
     write_parquet_atomic(results.lens, out / "lens.parquet", prov)
     write_text_atomic(json.dumps(prov, indent=2, default=str), out / "provenance.json")
-    written += save_figure(lambda_figure(results.lambdas, title=None), out / "lambda")
+    written += save_figure(lambda_figure(results.lambdas, title=None, model=model), out / "lambda")
     if figures_per_language:
+        protocols = results.lambdas.set_index("lang")
         for lang in results.curves["lang"].unique():
-            fig = lens_figure(results.curves, lang, title=f"{model}: logit lens, target {lang} (95% CI)")
+            fig = lens_figure(
+                results.curves,
+                lang,
+                title=f"{model}: logit lens, target {lang}, {protocol(protocols.loc[lang])} (95% CI)",
+            )
             written += save_figure(fig, out / f"lens_{lang}")
     return written

@@ -1,16 +1,17 @@
-"""Report section: does the model pivot through English for this language, and PROM's lambda."""
+"""Report section: does the model pivot through English for this language, and PROM's lambda,
+under PROM's protocol (cloze, 5-shot; PROM footnote 3)."""
 
 from __future__ import annotations
 
+import pandas as pd
+
 from analyses.figures.latent import lens_figure
 from analyses.pipelines.explore import explore
-from analyses.pipelines.lens import run_languages
+from analyses.pipelines.lens import language_prompts, run_languages
 from analyses.report.sections import Page, ReportContext, SectionResult, Verdict, register_section
 from analyses.stats.latent import example_items
-from analyses.stats.prom_lambda import analyse
+from analyses.stats.prom_lambda import analyse, protocol, verdict
 from probes.backend.errors import PivotlensError
-from probes.inputs.prompts import build_prompts
-from probes.inputs.words import load_concepts
 
 EXAMPLE_LABELS = {
     "typical": "a typical prompt",
@@ -21,7 +22,7 @@ EXAMPLE_LABELS = {
 
 def explorer_pages(ctx: ReportContext, lens) -> list[Page]:
     """The lens table's three example prompts (:func:`analyses.stats.latent.example_items`) in the explorer."""
-    prompts = {p.item: p for p in build_prompts("translation", load_concepts(), ctx.lang)}
+    prompts = {p.item: p for p in language_prompts(ctx.lang)}
     pages = []
     for row in example_items(lens).itertuples():
         prompt = prompts[row.item]
@@ -37,6 +38,25 @@ def explorer_pages(ctx: ReportContext, lens) -> list[Page]:
     return pages
 
 
+def _pivot_answer(row, lang: str) -> str:
+    if pd.isna(row["lambda"]):
+        return (
+            f"{verdict(row)}: at layer {row['layer']} mean P(en) = {row['mean_p_en']:.3g} and mean P({lang}) = "
+            f"{row['mean_p_target']:.3g} are both below the floor; an empty lens is not evidence of a pivot"
+        )
+    borderline = " (borderline)" if row["borderline"] else ""
+    return (
+        f"{'yes' if row['pivot'] else 'no'}{borderline}: at layer {row['layer']} mean P(en) = {row['mean_p_en']:.3g} "
+        f"vs mean P({lang}) = {row['mean_p_target']:.3g}"
+    )
+
+
+def _confidence(row) -> str:
+    if pd.isna(row["lambda"]):
+        return "undecided (empty lens)"
+    return "borderline" if row["borderline"] else "decided at 95%"
+
+
 @register_section("lens", order=10)
 def lens_section(ctx: ReportContext) -> SectionResult:
     table = run_languages(
@@ -50,34 +70,38 @@ def lens_section(ctx: ReportContext) -> SectionResult:
     results = analyse(table, n_layers=ctx.backend.n_layers)
     row = results.lambdas.iloc[0]
     summary = results.summary.iloc[0]
-    # a borderline decision is the rule's point estimate, not an answer: say so in the answer itself
-    borderline = " (borderline)" if row["borderline"] else ""
-    pivot = ("yes" if row["pivot"] else "no") + borderline
+    how = protocol(row)
     overtake = (
         f"{ctx.lang} overtakes at layer {summary['overtake_layer']}"
         if summary["overtake_layer"] >= 0
         else f"{ctx.lang} never overtakes English"
     )
+    dropped = (
+        f"{row['n_dropped_copy']} dropped as copies of a word in the prompt, {row['n_dropped_degenerate']} because "
+        "the target and English words cannot be told apart; "
+        f"{row['share_chain']:.0%} scored by whole-word chain probability"
+    )
     verdicts = [
         Verdict(
             "Does the model think in English on the way to this language?",
-            f"{pivot}: at layer {row['layer']} mean P(en) = {row['mean_p_en']:.3g} vs mean P({ctx.lang}) = "
-            f"{row['mean_p_target']:.3g}",
+            _pivot_answer(row, ctx.lang),
             f"English peaks at layer {summary['latent_peak_layer']} ({summary['latent_peak']:.3f}); {overtake}; "
-            f"at the output P({ctx.lang}) = {summary['final_p_target']:.3f}; n = {row['n']} translation prompts "
-            "(Wendler et al. 2024)",
-            f"95% bootstrap CI of P(en) - P({ctx.lang}) at layer {row['layer']}: [{row['diff_ci_low']:.3g}, "
-            f"{row['diff_ci_high']:.3g}]" + (" (borderline: the data cannot decide)" if row["borderline"] else ""),
+            f"at the output P({ctx.lang}) = {summary['final_p_target']:.3f}; n = {row['n']} prompts ({how}; {dropped}) "
+            "(Wendler et al. 2024; PROM footnote 3)",
+            f"95% bootstrap CI of P(en) - P({ctx.lang}) at layer {row['layer']}: "
+            f"[{row['diff_ci_low']:.3g}, {row['diff_ci_high']:.3g}]"
+            + (" (borderline: the data cannot decide)" if row["borderline"] else ""),
         ),
         Verdict(
             "Which lambda should PROM's pivoted objective use?",
-            f"lambda = {row['lambda']:g}{borderline}",
-            "PROM Sec. 2.3: lambda = 0 where mean P(en) < mean P(target) at layer n (three quarters of the depth)",
-            "borderline" if row["borderline"] else "decided at 95%",
+            verdict(row),
+            f"PROM Sec. 2.3: lambda = 0 where mean P(en) < mean P(target) at layer n (three quarters of the depth), "
+            f"measured as PROM does ({how})",
+            _confidence(row),
         ),
     ]
     figure = lens_figure(
-        results.curves, ctx.lang, title=f"{ctx.backend.model_name}: logit lens into {ctx.lang} (95% CI)"
+        results.curves, ctx.lang, title=f"{ctx.backend.model_name}: logit lens into {ctx.lang}, {how} (95% CI)"
     )
     result = SectionResult(
         "Latent language (logit lens) and PROM lambda",

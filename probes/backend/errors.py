@@ -40,3 +40,8 @@ class PromptError(PivotlensError, ValueError):
 
 class UnknownLensError(PivotlensError, ValueError):
     """A lens kind that pivotlens does not know."""
+
+
+class TaskRequestError(PivotlensError, ValueError):
+    """A lens task that cannot be built as asked (no cloze data for a language, a translation
+    whose source is its target)."""

@@ -7,10 +7,19 @@ token of the word's first UTF-8 byte (for ru and zh). Here the space marker (``â
 plain space), the byte-level encoding of vocabulary entries (GPT-2-style BPE) and the form of
 byte-fallback tokens (``<0xXX>``) are read off the tokenizer itself. Matching is
 case-sensitive, as in the original.
+
+A token must spell at least the word's first whole character: the first-byte token is not
+added by default (``byte_fallback=True`` restores Wendler's rule). On a byte-level vocabulary
+without whole-character tokens for a script (SmolLM2 on te, ta, ml, bn), that byte is shared by
+every word of the script, so summing over it measures the script, not the word.
+:meth:`TokenSets.units` decides per language which words a prefix set identifies; the others
+are scored by the chain probability of the whole word (docs/methods: token sets).
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -72,8 +81,8 @@ class TokenSets:
     """Build token-id sets for words with one tokenizer.
 
     ``prefixes=True`` is Wendler's rule (every character prefix); ``False`` keeps the whole
-    word only. ``byte_fallback=None`` adds the first-byte token when the word starts with a
-    multi-byte character (Wendler does this for ru and zh only; ``True``/``False`` force it).
+    word only. ``byte_fallback=True`` adds the token of the word's first UTF-8 byte, as Wendler
+    does for ru and zh; off by default, because that byte spells less than a character.
     """
 
     def __init__(self, tokenizer) -> None:
@@ -84,15 +93,13 @@ class TokenSets:
     def vocab(self) -> dict[str, int]:
         return self.tokenizer.get_vocab()
 
-    def ids(self, word: str, *, prefixes: bool = True, byte_fallback: bool | None = None) -> frozenset[int]:
+    def ids(self, word: str, *, prefixes: bool = True, byte_fallback: bool = False) -> frozenset[int]:
         word = word.strip()
         if not word:
             raise TokenizerVocabularyError("cannot build a token set for an empty word")
         candidates = [word[:i] for i in range(1, len(word) + 1)] if prefixes else [word]
         out = {self.vocab[k] for s in candidates for k in (self.form.key(" " + s), self.form.key(s)) if k in self.vocab}
-        if byte_fallback is None:
-            byte_fallback = len(word[0].encode("utf-8")) > 1
-        if byte_fallback:
+        if byte_fallback and len(word[0].encode("utf-8")) > 1:
             key = self.form.first_byte_key(word)
             if key in self.vocab:
                 out.add(self.vocab[key])
@@ -106,6 +113,38 @@ class TokenSets:
         """The token ids that spell the whole word as a continuation (for chain probability)."""
         text = (" " if leading_space else "") + word
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def units(self, words: Iterable[str]) -> dict[str, WordUnit]:
+        """The scoring unit of every word of one language's list: its prefix set where that set
+        identifies the word (non-empty, and no other word of the list has the same set), else
+        the chain of the whole word."""
+        unique = sorted({w.strip() for w in words})
+        prefix = {w: self.ids(w) for w in unique}
+        owners = Counter(prefix.values())
+        return {w: WordUnit(w, prefix[w], bool(prefix[w]) and owners[prefix[w]] == 1) for w in unique}
+
+
+@dataclass(frozen=True)
+class WordUnit:
+    """How the lens scores one word: ``prefix`` (the sum over its prefix set) where the set
+    identifies the word, else ``chain`` (the chain probability of the whole word)."""
+
+    word: str
+    prefix_set: frozenset[int]
+    identified: bool  # the prefix set is non-empty and shared by no other word of its language
+
+    @property
+    def kind(self) -> str:
+        return "prefix" if self.identified else "chain"
+
+
+def share_first_unit(a: WordUnit, b: WordUnit, kind: str) -> bool:
+    """Could the lens mistake one word for the other at the first scored token? Under ``prefix``
+    scoring (both sets identifying): the sets share a token. Otherwise (a chain involved): the
+    words start with the same character, whose tokens open both chains."""
+    if kind == "prefix" and a.identified and b.identified:
+        return bool(a.prefix_set & b.prefix_set)
+    return a.word[:1] == b.word[:1]
 
 
 def overlapping(a: frozenset[int], b: frozenset[int]) -> bool:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pandas as pd
 import pytest
 import torch
+from transformers import AutoTokenizer
 
 from probes.backend import LensRequest
+from probes.backend.errors import TaskRequestError
+from probes.backend.languages import get_language
+from probes.backend.models import ensure_embedded
 from probes.backend.tokensets import TokenSets
-from probes.inputs.prompts import build_prompts, translation_prompts
-from probes.lens import run_lens
+from probes.inputs.prompts import build_prompts, check_request, default_source, translation_prompts
+from probes.inputs.words import load_cloze, load_concepts
+from probes.lens import _prepare, run_lens
 from tests.conftest import embedded, tiny_backend, tiny_hf_model
 
 WORDS = pd.DataFrame(
@@ -46,10 +53,14 @@ def _direct(model, tokenizer, prompt, target_ids, latent_ids):
 def test_probe_equals_direct_computation(backend_name):
     backend = tiny_backend("llama", backend=backend_name)
     reference = tiny_hf_model("llama")
-    prompts = build_prompts("translation", WORDS, "ru")
-    table = run_lens(backend, prompts, progress=False, batch_size=3)
+    prompts = build_prompts("translation", WORDS, "ru", src="fr", shots=2)
+    table = run_lens(backend, prompts, progress=False, batch_size=3, word_prob="prefix")
     sets = TokenSets(backend.tokenizer)
     assert set(table["concept"]) <= set(WORDS["concept"]) and len(table) == len(set(table["concept"])) * 3
+    assert set(table["word_prob"]) == {"prefix"} and set(table["shots"]) == {2}
+    assert table["n_dropped_copy"].nunique() == 1 and len(set(table["concept"])) + table["n_dropped_degenerate"].iloc[
+        0
+    ] == len(prompts)
     for prompt in prompts:
         rows = table[table["concept"] == prompt.concept].sort_values("layer")
         if rows.empty:
@@ -65,7 +76,7 @@ def test_probe_equals_direct_computation(backend_name):
 def test_chain_probability_is_the_product_of_teacher_forced_token_probabilities():
     backend = tiny_backend("llama")
     reference = tiny_hf_model("llama")
-    prompt = build_prompts("repetition", WORDS, "fr")[0]
+    prompt = build_prompts("repetition", WORDS, "fr", shots=2)[0]
     table = run_lens(backend, [prompt], word_prob="chain", progress=False)
     chain = TokenSets(backend.tokenizer).chain(prompt.target_word)
     ids = backend.tokenize(prompt.text) + chain
@@ -117,3 +128,58 @@ def test_agrees_with_transformer_lens_builtin_logit_lens_on_single_token_targets
         ours = backend.lens(backend.encode([prompt.text]), LensRequest(token_ids=torch.tensor([target])))
         assert torch.allclose(ours.probs_at_ids[:, 0, 0, 0], builtin.flatten()[: backend.n_layers].float(), atol=1e-4)
     assert (table["layer"].max() + 1) == backend.n_layers
+
+
+def _tokenizer_only(model: str) -> SimpleNamespace:
+    """What the probe's preparation step reads of a backend: its tokenizer (no weights load)."""
+    tok = AutoTokenizer.from_pretrained(ensure_embedded(model))
+    return SimpleNamespace(tokenizer=tok, tokenize=lambda text: tok(text)["input_ids"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["gemma-3-270m", "smollm2-135m"])
+def test_no_kept_translation_prompt_can_copy_its_source_word(model):
+    backend = _tokenizer_only(model)
+    concepts = load_concepts()
+    sets = TokenSets(backend.tokenizer)
+    vocabularies = {code: list(concepts[code]) for code in ("en", "fr", "es", "it", "pt")}
+    for target in ("es", "it", "pt"):
+        prompts = build_prompts("translation", concepts, target, src="fr")
+        kept, dropped = _prepare(backend, prompts, "auto", vocabularies=vocabularies)
+        assert dropped["copy"] > 0 and len(kept) + sum(dropped.values()) == len(prompts)
+        for example in kept:
+            prompt = example.prompt
+            if example.kind == "prefix":
+                assert not set(example.target) & sets.ids(prompt.source_word), prompt
+            else:
+                assert prompt.target_word[0] != prompt.source_word[0], prompt
+            assert all(answer[0] != prompt.target_word[0] for answer in prompt.demo_answers)
+        # with the copy rule off, the same prompts come back
+        assert (
+            len(_prepare(backend, prompts, "auto", vocabularies=vocabularies, drop_copies=False)[0])
+            == len(kept) + dropped["copy"]
+        )
+
+
+def test_cloze_prompts_are_five_shot_without_a_demonstration_that_starts_like_the_answer():
+    prompts = build_prompts("cloze", load_concepts(), "sw", cloze=load_cloze())
+    assert len(prompts) >= 43 and {p.shots for p in prompts} == {5}
+    for prompt in prompts:
+        assert prompt.text.count('Jibu: "') == 6 and prompt.text.endswith('Jibu: "')
+        assert all(answer[0] != prompt.target_word[0] for answer in prompt.demo_answers)
+
+
+def test_bad_requests_are_refused_before_any_model():
+    concepts, cloze = load_concepts(), load_cloze()
+    with pytest.raises(TaskRequestError, match=r"no cloze sentences for 'fa' in .*cloze.csv.*--task translation"):
+        check_request("cloze", ["fa"], cloze=cloze)
+    with pytest.raises(TaskRequestError, match="use --task repetition if repetition is meant"):
+        build_prompts("translation", concepts, "de", src="de")
+    assert build_prompts("repetition", concepts, "de")[0].task == "repetition"
+
+
+def test_default_source_never_shares_the_target_script():
+    for lang in load_concepts().columns[1:]:
+        source = default_source(lang)
+        assert get_language(source).script != get_language(lang).script and source not in (lang, "en")
+    assert default_source("es") == "ru" and default_source("ru") == "fr"

@@ -11,6 +11,7 @@ import pytest
 
 from analyses.report.diagnosis import TIMING_COLUMNS, check_sections, diagnose
 from analyses.report.html import VERDICT_COLUMNS
+from analyses.stats.prom_lambda import verdict
 from probes.backend.errors import PivotlensError, UnknownLanguageError
 from probes.backend.store import ResultsStore
 from tests.conftest import tiny_backend
@@ -37,9 +38,8 @@ def test_two_languages_two_models(tmp_path):
             answer = verdicts.loc[
                 (verdicts["model"] == model) & verdicts["question"].str.contains("lambda"), "answer"
             ].item()
-            assert answer == f"lambda = {lambdas['lambda'].item():g}" + (
-                " (borderline)" if lambdas["borderline"].item() else ""
-            )
+            assert answer == verdict(lambdas.iloc[0])
+            assert (lambdas["task"].item(), lambdas["shots"].item(), lambdas["src_lang"].item()) == ("cloze", 5, lang)
         assert summary.count("<tr") == 1 + verdicts["question"].nunique()
         assert list(verdicts.columns) == list(VERDICT_COLUMNS)
         assert set(verdicts["model"]) == {"tiny-llama", "tiny-gemma3"} and set(verdicts["lang"]) == {lang}

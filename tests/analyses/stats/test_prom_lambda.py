@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from analyses.stats.latent import layer_curves, pivot_summary
-from analyses.stats.prom_lambda import lambda_table, prom_layer
+from analyses.stats.prom_lambda import (
+    EMPTY_FLOOR,
+    LAMBDA_COLUMNS,
+    lambda_table,
+    nearest_nonempty_layer,
+    prom_layer,
+    verdict,
+)
 
 
 def _table(
@@ -65,3 +73,64 @@ def test_curves_and_summary():
     assert row["mean"] == 0.5 and row["n"] == 2 and row["ci_low"] < 0.5 < row["ci_high"]
     summary = pivot_summary(table).iloc[0]
     assert summary["latent_peak_layer"] == 1 and summary["overtake_layer"] == 2
+
+
+REQUIRED = (
+    "lang, task, shots, layer, n, n_dropped_copy, n_dropped_degenerate, mean_p_en, mean_p_target, "
+    "diff_ci_low, diff_ci_high, pivot, lambda, borderline, decided"
+).split(", ")
+
+
+def test_columns_name_the_protocol_and_the_drops():
+    table = _table({"xx": [0.6, 0.5] * 4}, {"xx": [0.1, 0.2] * 4}).assign(
+        task="cloze",
+        shots=5,
+        src_lang="xx",
+        n_dropped_copy=3,
+        n_dropped_degenerate=1,
+    )
+    table["word_prob"] = np.where(table["concept"].isin(["c0", "c1", "c2", "c3"]), "chain", "prefix")
+    result = lambda_table(table, layer=2)
+    assert list(result.columns[: len(REQUIRED)]) == REQUIRED and list(result.columns) == list(LAMBDA_COLUMNS)
+    row = result.iloc[0]
+    assert (row["task"], row["shots"], row["src_lang"], row["n_dropped_copy"], row["n_dropped_degenerate"]) == (
+        "cloze",
+        5,
+        "xx",
+        3,
+        1,
+    )
+    assert row["share_chain"] == 0.5 and row["decided"] and row["lambda"] == 0.1
+    assert verdict(row) == "lambda = 0.1"
+
+
+def test_empty_lens_abstains_and_names_the_nearest_layer_that_would_decide():
+    # at layer 2 both means are ~1e-6; the target reaches the floor at layers 0, 1 and 3 (p_target = 1 - l/10)
+    table = _table({"xx": [2e-6, 1e-6] * 5, "yy": [0.3, 0.2] * 5}, {"xx": [1e-7, 3e-7] * 5, "yy": [0.1, 0.1] * 5})
+    result = lambda_table(table, layer=2).set_index("lang")
+    empty = result.loc["xx"]
+    assert np.isnan(empty["lambda"]) and empty["pivot"] is None and not empty["decided"]
+    assert empty["nonempty_layer"] == 3  # 1 and 3 are equally near: the later one
+    assert verdict(empty) == "undecided: the lens is empty at layer 2 (nearest non-empty layer: 3)"
+    assert result.loc["yy", "decided"] and result.loc["yy", "lambda"] == 0.1
+    # the same table with a floor below the means decides, with the point estimate of the rule
+    assert lambda_table(table, layer=2, floor=1e-7).set_index("lang").loc["xx", "lambda"] == 0.1
+
+
+def test_borderline_stays_borderline_and_is_not_decided():
+    table = _table({"zz": [0.3, 0.1, 0.5, 0.2] * 5}, {"zz": [0.1, 0.5, 0.2, 0.3] * 5})
+    row = lambda_table(table, layer=2).iloc[0]
+    assert row["borderline"] and not row["decided"] and row["lambda"] in (0.0, 0.1)
+    assert verdict(row).endswith("(borderline)")
+
+
+def test_floor_must_be_positive_and_the_default_is_small():
+    table = _table({"xx": [0.5] * 4}, {"xx": [0.1] * 4})
+    with pytest.raises(ValueError, match="must be positive"):
+        lambda_table(table, floor=0)
+    assert 0 < EMPTY_FLOOR <= 1e-2
+
+
+def test_nearest_nonempty_layer_without_any():
+    means = pd.DataFrame({"p_en": [0.0, 0.0], "p_target": [0.0, 0.0]}, index=[0, 1])
+    assert nearest_nonempty_layer(means, 1, 1e-3) == -1

@@ -27,12 +27,26 @@ def test_concepts_cover_the_required_languages_in_their_scripts():
                 assert word.lower() != concepts.set_index("concept").at[concept, "en"].lower(), (lang, concept)
 
 
-def test_cloze_sentences_mask_a_listed_word():
+CLOZE_MINIMUM = 56  # rows per language: 5 demonstrations + the queries (PROM footnote 3: 5-shot)
+
+
+def test_cloze_sentences_cover_every_data_language():
+    cloze, concepts = load_cloze(), load_concepts()
+    counts = cloze["lang"].value_counts()
+    languages = [c for c in concepts.columns if c != "concept"]
+    assert {lang: int(counts.get(lang, 0)) for lang in languages if counts.get(lang, 0) < CLOZE_MINIMUM} == {}
+
+
+def test_every_cloze_row_masks_its_listed_word_once_in_the_language_script():
     cloze, concepts = load_cloze(), load_concepts().set_index("concept")
-    assert cloze["lang"].nunique() >= 12
+    assert not cloze.duplicated(["concept", "lang"]).any()
     for row in cloze.itertuples():
+        assert row.concept in concepts.index, row
         word = concepts.at[row.concept, row.lang]
-        assert PLACEHOLDER in row.sentence and word not in row.sentence.replace(PLACEHOLDER, ""), row
+        rest = row.sentence.replace(PLACEHOLDER, "")
+        assert row.sentence.count(PLACEHOLDER) == 1 and "___" not in rest, row
+        assert word not in rest, row  # the answer is not given away by the sentence
+        assert in_script(rest, get_language(row.lang).script), row
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,86 @@
+"""The findings of the results READMEs equal what their committed tables say."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from analyses.report.findings import BLOCK, RESULTS, generate, lambda_sentence, main, render, stale_blocks
+
+
+def test_every_results_readme_states_what_its_tables_say():
+    readmes = sorted(RESULTS.glob("*/README.md"))
+    checked = [m["key"] for readme in readmes for m in BLOCK.finditer(readme.read_text(encoding="utf-8"))]
+    assert {"lens:gemma-3-270m", "lens:smollm2-135m", "reports:lambda"} <= set(checked)
+    assert {str(readme): stale_blocks(readme) for readme in readmes} == {str(readme): [] for readme in readmes}
+    assert main(["--check"]) == 0
+
+
+def test_a_number_typed_beside_the_tables_is_caught_and_rewritten(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(
+        RESULTS / "lens" / "gemma-3-270m",
+        results / "lens" / "gemma-3-270m",
+        ignore=shutil.ignore_patterns("*.parquet", "*.html", "*.png", "*.svg"),
+    )
+    readme = results / "lens" / "README.md"
+    text = generate("lens:gemma-3-270m", results)
+    readme.write_text(f"# x\n<!-- findings:lens:gemma-3-270m -->\n{text}<!-- /findings -->\n", encoding="utf-8")
+    assert stale_blocks(readme, results) == []
+    summary = pd.read_csv(results / "lens" / "gemma-3-270m" / "pivot_summary.csv")
+    peak = summary["latent_peak_layer"].mode()[0]
+    readme.write_text(readme.read_text().replace(f"peaks at layer {peak} ", "peaks at layer 99 "), encoding="utf-8")
+    assert stale_blocks(readme, results) == ["lens:gemma-3-270m"]
+    assert render(readme, results).count(f"peaks at layer {peak} ") == 1
+
+
+def test_decisions_name_undecided_languages():
+    lambdas = pd.DataFrame(
+        {
+            "lang": ["xx", "yy"],
+            "task": "cloze",
+            "shots": 5,
+            "src_lang": ["xx", "yy"],
+            "layer": 22,
+            "n": 10,
+            "mean_p_en": [1e-7, 0.2],
+            "mean_p_target": [2e-7, 0.1],
+            "lambda": [float("nan"), 0.1],
+            "borderline": [True, False],
+            "nonempty_layer": [25, 22],
+        }
+    )
+    sentence = lambda_sentence(lambdas)
+    assert "cloze, 5-shot prompts, source each target language itself" in sentence
+    assert "lambda = 0.1: yy" in sentence and "undecided: the lens is empty at layer 22: xx" in sentence
+
+
+def test_unknown_block_kind():
+    with pytest.raises(KeyError, match="unknown findings block"):
+        generate("nope:x")
+
+
+def test_decision_changes_list_only_the_languages_whose_answer_changed(tmp_path):
+    folder = tmp_path / "lens" / "m"
+    folder.mkdir(parents=True)
+    before = pd.read_csv(RESULTS / "lens" / "gemma-3-270m" / "lambda_before_prom_protocol.csv")
+    before.to_csv(folder / "lambda_before_prom_protocol.csv", index=False)
+    after = before.assign(
+        task="cloze",
+        shots=5,
+        src_lang=before["lang"],
+        n_dropped_copy=0,
+        share_chain=0.25,
+        nonempty_layer=before["layer"],
+    )
+    es, de = after["lang"] == "es", after["lang"] == "de"
+    after.loc[es, "lambda"] = 0.1  # es: lambda 0 under translation
+    after.loc[es, "borderline"] = True
+    after.loc[de, "lambda"] = float("nan")  # de: the lens is empty
+    after.to_csv(folder / "lambda.csv", index=False)
+    table = generate("changes:m", tmp_path)
+    lines = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| lang")]
+    assert [line.split(" | ")[0] for line in lines] == ["| de", "| es"]
+    assert "lambda = 0 | lambda = 0.1 (borderline)" in table and "undecided: the lens is empty at layer 13" in table
