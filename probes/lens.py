@@ -44,8 +44,13 @@ LENS_COLUMNS = {
     "layer": "0-based block index; the last layer is the model's own output",
     "shots": "number of demonstrations in the prompt",
     "word_prob": "how both words of the prompt were scored: prefix (token-set sum) or chain (whole-word probability)",
-    "n_dropped_copy": "prompts of this run dropped because the target shares a token with the source word or a demonstration's answer",
-    "n_dropped_degenerate": "prompts of this run dropped because target and latent words share a token (or, under prefix, a set does not identify its word)",
+    "n_dropped_copy": (
+        "prompts of this run dropped because the target shares a token with the source word or a demonstration's answer"
+    ),
+    "n_dropped_degenerate": (
+        "prompts of this run dropped because target and latent words share a token "
+        "(or, under prefix, a set does not identify its word)"
+    ),
     "p_target": "probability of the target word at this layer (prefix-set sum or chain probability)",
     "p_<latent>": "probability of the latent-language word (p_en by default), same rule",
     "entropy_bits": "entropy of the layer's next-token distribution over the full vocabulary, in bits",

@@ -138,7 +138,8 @@ def cloze_prompts(
 
 def _no_cloze_message(lang: str, cloze: pd.DataFrame) -> str:
     return (
-        f"no cloze sentences for {lang!r} in {CLOZE}; languages with cloze data: {', '.join(sorted(set(cloze['lang'])))}. "
+        f"no cloze sentences for {lang!r} in {CLOZE}; "
+        f"languages with cloze data: {', '.join(sorted(set(cloze['lang'])))}. "
         f"Add rows 'concept,{lang},sentence with \"___\"' to that file, or use --task translation"
     )
 
@@ -154,7 +155,8 @@ def check_request(task: str, langs: list[str], *, src: str | None = None, cloze:
             raise TaskRequestError(_no_cloze_message(lang, cloze))
         if task == "translation" and src == lang:
             raise TaskRequestError(
-                f"the source language {src!r} is the target: the prompt would ask to repeat the word, not translate it; "
+                f"the source language {src!r} is the target: "
+                "the prompt would ask to repeat the word, not translate it; "
                 "use --task repetition if repetition is meant, or another --source"
             )
 

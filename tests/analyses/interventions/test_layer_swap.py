@@ -317,7 +317,7 @@ def test_bad_experts_give_one_line_errors(tmp_path):
     (empty / "config.json").write_text((llama / "config.json").read_text())
     with pytest.raises(ModelNotFoundError) as err:
         swap(llama, empty, tmp_path / "x", SwapConfig(1, 1))
-    _one_line(err, "no *.safetensors")
+    _one_line(err, "no weights (*.safetensors or *.bin)")
     with pytest.raises(SwapConfigError) as err:
         swap(
             llama,
