@@ -20,22 +20,28 @@ EXAMPLE_LABELS = {
 }
 
 
-def explorer_pages(ctx: ReportContext, lens) -> list[Page]:
-    """The lens table's three example prompts (:func:`analyses.stats.latent.example_items`) in the explorer."""
+def explorer_pages(ctx: ReportContext, lens) -> tuple[list[Page], list[str]]:
+    """The lens table's three example prompts (:func:`analyses.stats.latent.example_items`) in the
+    explorer, and a note for each example the explorer cannot show (its target word is one the
+    tokenizer cannot spell with a token of its own: the lens probe scored it by its chain)."""
     prompts = {p.item: p for p in language_prompts(ctx.lang)}
-    pages = []
+    pages, notes = [], []
     for row in example_items(lens).itertuples():
         prompt = prompts[row.item]
-        found = explore(
-            ctx.backend,
-            prompt.text,
-            target=prompt.target_word,
-            latent=prompt.latent_lang,
-            latent_word=prompt.latent_word,
-        )
+        try:
+            found = explore(
+                ctx.backend,
+                prompt.text,
+                target=prompt.target_word,
+                latent=prompt.latent_lang,
+                latent_word=prompt.latent_word,
+            )
+        except PivotlensError as exc:
+            notes.append(f"{EXAMPLE_LABELS[row.example]} ({prompt.concept}) is not in the explorer: {exc}")
+            continue
         name = f"{ctx.backend.model_name.replace('/', '_')}__explore_{row.example}.html"
         pages.append(Page(name, f"{EXAMPLE_LABELS[row.example]} ({prompt.concept})", found.page()))
-    return pages
+    return pages, notes
 
 
 def _pivot_answer(row, lang: str) -> str:
@@ -109,8 +115,6 @@ def lens_section(ctx: ReportContext) -> SectionResult:
         [figure],
         {"lens_curves": results.curves, "lambda": results.lambdas, "lens_examples": example_items(table)},
     )
-    try:
-        result.pages = explorer_pages(ctx, table)
-    except PivotlensError as exc:
-        result.notes.append(f"no example prompts in the explorer: {exc}")
+    result.pages, notes = explorer_pages(ctx, table)
+    result.notes.extend(notes)
     return result

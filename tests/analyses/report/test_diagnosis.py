@@ -77,11 +77,11 @@ def test_lens_section_links_three_example_prompts_in_the_explorer(tmp_path):
     from tests.conftest import tiny_hf_model, tiny_tokenizer
 
     model = tiny_hf_model("llama")
-    model.config.max_position_embeddings = 512  # the few-shot prompts are longer than the tiny default of 128
+    model.config.max_position_embeddings = 1024  # the 5-shot cloze prompts are longer than the tiny default of 128
     out = tmp_path / "out"
     diagnose(
         [wrap(model, tiny_tokenizer(), model_name="tiny-llama")],
-        ["zh"],
+        ["fr"],
         out,
         store=ResultsStore(tmp_path / "store"),
         sections=["lens"],
@@ -89,10 +89,11 @@ def test_lens_section_links_three_example_prompts_in_the_explorer(tmp_path):
         batch_size=8,
         progress=False,
     )
-    examples = pd.read_csv(out / "zh" / "tiny-llama__lens_examples.csv")
+    examples = pd.read_csv(out / "fr" / "tiny-llama__lens_examples.csv")
     assert set(examples["example"]) <= {"typical", "latent_leads", "target_earliest"} and len(examples) >= 2
-    page = (out / "report_zh.html").read_text()
+    page = (out / "report_fr.html").read_text()
+    assert "is not in the explorer" not in page
     for example in examples["example"]:
         name = f"tiny-llama__explore_{example}.html"
-        assert f"href='zh/{name}'" in page
-        assert f'id="{DIV_ID}"' in (out / "zh" / name).read_text()
+        assert f"href='fr/{name}'" in page
+        assert f'id="{DIV_ID}"' in (out / "fr" / name).read_text()
