@@ -79,8 +79,8 @@ def lens(
     check_choice(word_prob, WORD_PROBS, "--word-prob")
     langs = [check_languages(target, "--target")[0], check_languages(latent, "--latent")[0]]
     langs += [check_languages(source, "--source")[0]] if source else []
-    _check_task(task, langs[:1], source)
     _check_data(words, langs)
+    _check_task(task, langs[:1], source)
     backend = settings.load_backend()
     table = run_languages(
         backend,
@@ -128,8 +128,8 @@ def lambda_(
     check_choice(word_prob, WORD_PROBS, "--word-prob")
     codes = [c for c in data_languages(words) if c != "en"] if langs == "all" else check_languages(langs)
     codes_and_source = codes + ([check_languages(source, "--source")[0]] if source else [])
-    _check_task(task, codes, source, floor)
     _check_data(words, codes_and_source)
+    _check_task(task, codes, source, floor)
     _check_layer(layer, model_depth(settings.model), settings.model)
     backend = settings.load_backend()
     _check_layer(layer, backend.n_layers, settings.model)  # a hub model's depth is known only now

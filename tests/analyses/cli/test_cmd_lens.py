@@ -11,13 +11,13 @@ from analyses.cli.settings import Settings
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["lambda", "--langs", "fa"], "no cloze sentences for 'fa' in"),
+        (["lambda", "--langs", "fa"], "has no column for fa"),
         (
             ["lambda", "--task", "translation", "--source", "de", "--langs", "de"],
             "use --task repetition if repetition is meant",
         ),
         (["lambda", "--floor", "0"], "--floor must be positive"),
-        (["lens", "--target", "fa"], "cloze.csv"),
+        (["lens", "--target", "fa"], "concepts.csv has no column for fa"),
     ],
 )
 def test_bad_requests_exit_2_naming_the_fix(monkeypatch, capsys, argv, message):
