@@ -15,6 +15,7 @@ from analyses.figures.latent import lambda_figure, lens_figure
 from analyses.latent import layer_curves, pivot_summary
 from analyses.prom_lambda import lambda_table
 from probes.backend import Backend
+from probes.backend.lenses import LOGIT, Lens
 from probes.backend.store import ResultsStore, provenance, write_parquet_atomic, write_text_atomic
 from probes.lens import WordProb, run_lens
 from probes.prompts import Task, build_prompts
@@ -47,9 +48,12 @@ def run_languages(
     seed: int = 42,
     limit: int | None = None,
     progress: bool = True,
+    lens: Lens = LOGIT,
 ) -> pd.DataFrame:
     """The lens table for every language in ``langs`` (each stored as its own resumable run);
-    ``limit`` keeps the first prompts of each language (a quick, deterministic subset)."""
+    ``limit`` keeps the first prompts of each language (a quick, deterministic subset). ``lens``
+    decodes the layers (:func:`probes.backend.lenses.load_lens`); a fitted lens' name and fit id
+    join the run key, the logit lens keeps the key it always had."""
     concepts = load_concepts(words)
     cloze = load_cloze(CLOZE) if task == "cloze" else None
     data_files = [words] + ([CLOZE] if task == "cloze" else [])
@@ -58,8 +62,14 @@ def run_languages(
     for lang in langs:
         prompts = build_prompts(task, concepts, lang, src=src, latent=latent, cloze=cloze, seed=seed)[:limit]
         params = {"task": task, "lang": lang, "src": src, "latent": latent, "word_prob": word_prob, "limit": limit}
+        if lens is not LOGIT:
+            params.update(lens.key())
         run = store.run(provenance("lens", params, backend.describe(), data_files, seed=seed))
-        table = run.load() if run.finished else run_lens(backend, prompts, word_prob=word_prob, batch_size=batch_size, run=run, progress=progress)
+        table = run.load() if run.finished else run_lens(
+            backend, prompts, word_prob=word_prob, batch_size=batch_size, run=run, progress=progress, lens=lens
+        )
+        if "lens" not in table.columns:  # stored before lenses had a name
+            table.insert(int(table.columns.get_loc("layer")) + 1, "lens", lens.name)
         tables.append(table)
     combined = pd.concat(tables, ignore_index=True)
     combined.attrs["provenance"] = {"runs": [t.attrs.get("provenance", {}) for t in tables]}

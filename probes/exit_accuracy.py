@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from probes.backend import Backend, LensRequest
+from probes.backend.lenses import LOGIT, Lens
 from probes.backend.store import ResultsStore, provenance
 from probes.registry import register_probe
 from probes.tasks import Prompt, TaskData, answer_token_ids, build_prompts, load_task
@@ -33,6 +34,7 @@ COLUMNS = {
     "item": "item id (shared by the translations of an item)",
     "shots": "number of demonstrations in the prompt (K)",
     "layer": "0-based block index; the last layer is the model's output",
+    "lens": "lens that decoded the layer: logit, linear, tuned, ... (probes/backend/lenses.py)",
     "n_tokens": "prompt length in tokens (for FLOPs accounting)",
     "gold": "gold label",
     "gold_id": "token id of the gold answer",
@@ -100,8 +102,9 @@ def exit_accuracy(
     batch_size: int = 8,
     store: ResultsStore | None = None,
     progress: bool = True,
+    lens: Lens = LOGIT,
 ) -> pd.DataFrame:
-    """Per item and layer: lens top-1 (full vocabulary and among the options), correctness, gap, top_prob.
+    """Per item and layer, decoded by ``lens`` (logit by default): lens top-1 (full vocabulary and among the options), correctness, gap, top_prob.
 
     ``data`` defaults to the authored task ``data/tasks/<task>.csv``; ``n`` items are drawn with
     ``seed`` (all when None), each with ``shots`` demonstrations. With a ``store``, finished
@@ -119,6 +122,8 @@ def exit_accuracy(
     if store is not None:
         params = {"task": spec.name, "lang": lang, "shots": shots, "n": n, "seed": seed, "source": data.source,
                   "template": spec.template_sha(lang), "answers": answer_ids}
+        if lens is not LOGIT:  # the logit lens keeps the run key it always had
+            params.update(lens.key())
         run = store.run(provenance("exit", params, backend.describe(), data.files, seed))
         if run.finished:
             return _ordered(run.load())
@@ -139,12 +144,13 @@ def exit_accuracy(
         rows = [tokens[p.item] for p in batch]
         enc = backend.encode(rows)
         option_ids = torch.tensor(answer_ids).unsqueeze(0).expand(len(batch), -1)
-        readout = backend.lens(enc, LensRequest(token_ids=option_ids, top_k=2), layers=None, positions=(-1,))
+        readout = backend.lens(enc, LensRequest(token_ids=option_ids, top_k=2), layers=None, positions=(-1,), lens=lens)
         frame = readout_rows(batch, [len(r) for r in rows], readout, labels, answer_ids, decode)
         frame.insert(0, "model", backend.model_name)
         frame.insert(1, "task", spec.name)
         frame.insert(2, "lang", lang)
         frame.insert(4, "shots", shots)
+        frame["lens"] = lens.name
         frame = frame[list(COLUMNS)]
         if run is not None:
             run.append(frame)

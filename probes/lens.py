@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from probes.backend import Backend, LensRequest
+from probes.backend.lenses import LOGIT, Lens
 from probes.backend.store import Run
 from probes.backend.tokensets import TokenSets, overlapping
 from probes.prompts import LensPrompt
@@ -32,6 +33,7 @@ LENS_COLUMNS = {
     "latent": "latent language whose word probability is p_<latent> (default en)",
     "concept": "concept id from the word list",
     "layer": "0-based block index; the last layer is the model's own output",
+    "lens": "lens that decoded the layer: logit, linear, tuned, linear-en, ... (probes/backend/lenses.py)",
     "p_target": "probability of the target word at this layer (prefix-set sum or chain probability)",
     "p_<latent>": "probability of the latent-language word (p_en by default), same rule",
     "entropy_bits": "entropy of the layer's next-token distribution over the full vocabulary, in bits",
@@ -74,7 +76,7 @@ def _pad(rows: Sequence[Sequence[int]]) -> torch.Tensor:
     return torch.tensor([list(r) + [-1] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
-def _chain_probability(backend: Backend, batch: Sequence[_Encoded], words: Sequence[list[int]]) -> torch.Tensor:
+def _chain_probability(backend: Backend, batch: Sequence[_Encoded], words: Sequence[list[int]], lens: Lens) -> torch.Tensor:
     """``[layer, batch]`` product over the word's tokens of each token's lens probability, with
     the earlier tokens appended to the prompt (teacher forcing)."""
     lengths = [len(w) for w in words]
@@ -83,13 +85,13 @@ def _chain_probability(backend: Backend, batch: Sequence[_Encoded], words: Seque
     seq = enc.input_ids.shape[1]
     positions = torch.arange(seq - width, seq).unsqueeze(0).expand(len(batch), -1)
     ids = _pad([[-1] * (width - n) + w for n, w in zip(lengths, words)])
-    out = backend.lens(enc, LensRequest(token_ids=ids), positions=positions)
+    out = backend.lens(enc, LensRequest(token_ids=ids), positions=positions, lens=lens)
     diagonal = out.probs_at_ids.diagonal(dim1=2, dim2=3)  # position j scores token j: [L, B, width]
     return torch.where(ids.unsqueeze(0) >= 0, diagonal, torch.ones_like(diagonal)).prod(-1)
 
 
 def _batch_rows(
-    backend: Backend, batch: Sequence[_Encoded], word_prob: WordProb, top_k: int, gram: torch.Tensor | None
+    backend: Backend, batch: Sequence[_Encoded], word_prob: WordProb, top_k: int, gram: torch.Tensor | None, lens: Lens
 ) -> pd.DataFrame:
     enc = backend.encode([e.ids for e in batch])
     n_target = [len(e.target) for e in batch]
@@ -97,14 +99,14 @@ def _batch_rows(
     columns = torch.arange(ids.shape[1]).unsqueeze(0)
     is_target = columns < torch.tensor(n_target).unsqueeze(1)  # [B, n]
     request = LensRequest(token_ids=ids, rank_group=is_target, top_k=top_k, energy_gram=gram)
-    readout = backend.lens(enc, request, positions=[-1])
+    readout = backend.lens(enc, request, positions=[-1], lens=lens)
     probs = readout.probs_at_ids[:, :, 0]  # [L, B, n]
     if word_prob == "prefix":
         p_target = (probs * is_target).sum(-1)
         p_latent = (probs * (~is_target & (ids >= 0))).sum(-1)
     else:
-        p_target = _chain_probability(backend, batch, [e.target for e in batch])
-        p_latent = _chain_probability(backend, batch, [e.latent for e in batch])
+        p_target = _chain_probability(backend, batch, [e.target for e in batch], lens)
+        p_latent = _chain_probability(backend, batch, [e.latent for e in batch], lens)
     target_rank = readout.group_rank[:, :, 0]
     decode = backend.tokenizer.convert_ids_to_tokens
     records = []
@@ -119,6 +121,7 @@ def _batch_rows(
                     "latent": prompt.latent_lang,
                     "concept": prompt.concept,
                     "layer": layer,
+                    "lens": lens.name,
                     "p_target": float(p_target[li, b]),
                     f"p_{prompt.latent_lang}": float(p_latent[li, b]),
                     "entropy_bits": float(readout.entropy_bits[li, b, 0]),
@@ -146,12 +149,14 @@ def run_lens(
     word_prob: WordProb = "prefix",
     top_k: int = 5,
     energy: bool = False,
+    lens: Lens = LOGIT,
     batch_size: int = 16,
     run: Run | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Per prompt and layer: ``p_target``, ``p_<latent>``, ``entropy_bits``, ``target_rank``,
-    ``top_tokens`` and optionally ``energy`` (columns in ``LENS_COLUMNS``). With ``run`` (a results-store run), finished
+    ``top_tokens`` and optionally ``energy`` (columns in ``LENS_COLUMNS``), each layer decoded by
+    ``lens`` (the logit lens by default; :func:`probes.backend.lenses.load_lens`). With ``run`` (a results-store run), finished
     batches are stored as they complete and skipped on a re-run."""
     if word_prob not in ("prefix", "chain"):
         raise ValueError(f"word_prob must be 'prefix' or 'chain', not {word_prob!r}")
@@ -162,7 +167,7 @@ def run_lens(
     frames = []
     with torch.no_grad(), tqdm(total=len(todo), desc=f"lens {backend.model_name}", unit="prompt", disable=not progress) as bar:
         for batch in _batches(todo, batch_size):
-            rows = _batch_rows(backend, batch, word_prob, top_k, gram)
+            rows = _batch_rows(backend, batch, word_prob, top_k, gram, lens)
             if run is not None:
                 run.append(rows)
             else:

@@ -72,13 +72,13 @@ class NNsightBackend(Backend):
         model = self._hf_model()
         return self.parts.softcap(self.parts.head(model)(self.parts.final_norm(model)(resid)))
 
-    def lens(self, enc: Encoded, request: LensRequest, layers=None, positions=(-1,)) -> LensReadout:
+    def lens(self, enc: Encoded, request: LensRequest, layers=None, positions=(-1,), *, lens=None) -> LensReadout:
         layers = self.check_layers(layers)
         norm, head, softcap = self.parts.final_norm(self.nn), self.parts.head(self.nn), self.parts.softcap
         vocab_size = self.vocab_size
 
         def reduce(stacked):
-            return readout_layers(layers, stacked, lambda h: softcap(head(norm(h))), request, vocab_size)
+            return readout_layers(layers, stacked, lambda h: softcap(head(norm(h))), request, vocab_size, translator=None if lens is None else lens.translator)
 
         return self._selected(enc, layers, resolve_positions(positions, enc), reduce)
 

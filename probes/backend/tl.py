@@ -99,11 +99,12 @@ class TransformerLensBackend(Backend):
     def unembed(self, resid: torch.Tensor) -> torch.Tensor:
         return self.parts.softcap(self.bridge.unembed(self.bridge.ln_final(resid)))
 
-    def lens(self, enc: Encoded, request: LensRequest, layers=None, positions=(-1,)) -> LensReadout:
+    def lens(self, enc: Encoded, request: LensRequest, layers=None, positions=(-1,), *, lens=None) -> LensReadout:
         layers = self.check_layers(layers)
         with torch.no_grad():
             captured = self._capture(enc, layers, resolve_positions(positions, enc))
-            return readout_layers(layers, torch.stack([captured[layer] for layer in layers]), self.unembed, request, self.vocab_size)
+            stacked = torch.stack([captured[layer] for layer in layers])
+            return readout_layers(layers, stacked, self.unembed, request, self.vocab_size, translator=None if lens is None else lens.translator)
 
     def named_parameters(self) -> dict[str, torch.nn.Parameter]:
         return {_hf_name(n): p for n, p in self.bridge.named_parameters()}
