@@ -9,7 +9,8 @@ from rich.table import Table
 from analyses.cli.settings import Settings
 from analyses.lens_job import analyse, data_languages, run_languages, write_outputs
 from probes.backend.languages import parse_languages
-from probes.backend.store import ResultsStore
+from probes.backend.lenses import load_lens, parse_lens_names
+from probes.backend.store import ResultsStore, write_text_atomic
 from probes.words import CONCEPTS
 
 
@@ -21,14 +22,26 @@ def lens(
     words: str = typer.Option(str(CONCEPTS), help="Wide CSV word list: concept, then one column per language."),
     latent: str = typer.Option("en", help="Latent language whose word probability is tracked."),
     word_prob: str = typer.Option("prefix", help="prefix (Wendler's token-set sum) or chain (whole-word probability)."),
+    lens_name: str = typer.Option(
+        "logit", "--lens", help="logit, linear or tuned (a fitted lens: see pivotlens fit-lens)."
+    ),
 ) -> None:
-    """Logit lens for one target language: tidy table (lens.csv/.parquet) and figure."""
+    """Lens (logit by default) for one target language: tidy table (lens.csv/.parquet) and figure."""
     settings: Settings = ctx.obj
     parse_languages([target, latent] + ([source] if source else []))
+    (name,) = parse_lens_names(lens_name)
     backend = settings.load_backend()
     table = run_languages(
-        backend, [target], task=task, src=source, latent=latent, words=words, word_prob=word_prob,
-        batch_size=settings.batch_size, store=ResultsStore(settings.results),
+        backend,
+        [target],
+        task=task,
+        src=source,
+        latent=latent,
+        words=words,
+        word_prob=word_prob,
+        batch_size=settings.batch_size,
+        store=ResultsStore(settings.results),
+        lens=load_lens(backend, name),
     )
     results = analyse(table, n_layers=backend.n_layers)
     written = write_outputs(results, settings.out_dir, model=backend.model_name)
@@ -38,25 +51,52 @@ def lens(
 
 def lambda_(
     ctx: typer.Context,
-    langs: str = typer.Option("fr,de,ru,zh,ja,sw", help="Comma-separated target languages, or 'all' for every data language."),
+    langs: str = typer.Option(
+        "fr,de,ru,zh,ja,sw", help="Comma-separated target languages, or 'all' for every data language."
+    ),
     layer: int = typer.Option(None, help="0-based layer n (default: three quarters of the depth, as PROM's 24 of 32)."),
     lambda0: float = typer.Option(0.1, help="lambda where the model pivots through English (PROM: 0.1)."),
     task: str = typer.Option("translation", help="translation, repetition or cloze."),
     words: str = typer.Option(str(CONCEPTS), help="Wide CSV word list."),
     limit: int = typer.Option(None, help="Only the first N prompts per language (a quick subset)."),
+    lens_name: str = typer.Option(
+        "logit",
+        "--lens",
+        help="logit, linear, tuned, linear-en, a comma-separated list, or all (logit, linear, linear-en, tuned).",
+    ),
 ) -> None:
     """PROM's lambda per language (0 where mean P(en) < mean P(target) at layer n), with the lens
-    curves and figures."""
+    curves and figures. With several lenses: each lens' decision and whether they agree."""
     settings: Settings = ctx.obj
     codes = [c for c in data_languages(words) if c != "en"] if langs == "all" else parse_languages(langs)
+    names = parse_lens_names(lens_name, allow_all=True)
     backend = settings.load_backend()
-    table = run_languages(
-        backend, codes, task=task, words=words, limit=limit, batch_size=settings.batch_size, store=ResultsStore(settings.results)
-    )
+    options = {
+        "task": task,
+        "words": words,
+        "limit": limit,
+        "batch_size": settings.batch_size,
+        "store": ResultsStore(settings.results),
+    }
+    if len(names) > 1:
+        _lambda_under_lenses(backend, names, codes, settings, layer=layer, lambda0=lambda0, **options)
+        return
+    table = run_languages(backend, codes, lens=load_lens(backend, names[0]), **options)
     results = analyse(table, n_layers=backend.n_layers, layer=layer, lambda0=lambda0)
     written = write_outputs(results, settings.out_dir, model=backend.model_name)
     _print_summary(results.lambdas, f"PROM lambda ({backend.model_name})")
     typer.echo(f"wrote {len(written)} files to {settings.out_dir}")
+
+
+def _lambda_under_lenses(backend, names, codes, settings: Settings, *, layer, lambda0, **options) -> None:
+    from analyses.pipelines.lens_family import lambda_under_lenses
+
+    _, lambdas, agreement = lambda_under_lenses(backend, names, codes, layer=layer, lambda0=lambda0, **options)
+    out = settings.out_dir
+    write_text_atomic(lambdas.to_csv(index=False), out / "lambda_by_lens.csv")
+    write_text_atomic(agreement.to_csv(index=False), out / "lens_agreement.csv")
+    _print_summary(agreement, f"PROM pivot decision under each lens ({backend.model_name})")
+    typer.echo(f"wrote lambda_by_lens.csv and lens_agreement.csv to {out}")
 
 
 def _print_summary(table, title: str) -> None:

@@ -1,0 +1,1 @@
+"""Pure functions of tables: intervals, latent language, decisions."""

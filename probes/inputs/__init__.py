@@ -1,0 +1,1 @@
+"""Loaders and generators of the data in ``data/``."""
