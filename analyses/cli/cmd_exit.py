@@ -15,6 +15,7 @@ from analyses.exit_report import exit_report
 from analyses.flops import DecoderShape
 from probes.backend.errors import PivotlensError
 from probes.backend.languages import parse_languages
+from probes.backend.lenses import load_lens, parse_lens_names
 from probes.backend.store import ResultsStore, read_result
 from probes.exit_accuracy import exit_accuracy
 from probes.tasks import TASKS, get_task, load_hub_task, load_task
@@ -73,6 +74,7 @@ def exit_command(
     transfer_from: Annotated[
         Path | None, typer.Option(help="Output folder of `pivotlens exit` on another model: adds the inter-model setting.")
     ] = None,
+    lens: Annotated[str, typer.Option(help="logit, linear or tuned (a fitted lens: see pivotlens fit-lens).")] = "logit",
 ) -> None:
     """Accuracy per layer via the logit lens, AdaInfer stopping classifiers (gap rule, SVM, CRF),
     exit accuracy and FLOPs tables, and figures, written to --out."""
@@ -80,6 +82,7 @@ def exit_command(
     settings: Settings = ctx.obj
     tasks = [get_task(t.strip()).name for t in task.split(",") if t.strip()]
     langs = parse_languages(lang)
+    (lens_name,) = parse_lens_names(lens)
     if data is not None and len(tasks) > 1:
         raise PivotlensError("--data holds one task; pass a single --task with it")
     other = None
@@ -93,12 +96,13 @@ def exit_command(
     console = Console(stderr=True, width=150)
     backend = settings.load_backend()
     store = ResultsStore(settings.results)
+    reader = load_lens(backend, lens_name)
     tables = []
     for name in tasks:
         task_data = _task_data(name, data, hub)
         for code in langs:
             tables.append(exit_accuracy(backend, name, code, shots=shots, n=n, seed=seed, data=task_data,
-                                        batch_size=settings.batch_size, store=store))
+                                        batch_size=settings.batch_size, store=store, lens=reader))
     items = pd.concat(tables, ignore_index=True)
     shape = DecoderShape.from_config(backend.config)
     report = exit_report(items, shape, backend.model_name, other_items=other, test_fraction=test_fraction, seed=seed)

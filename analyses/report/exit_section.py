@@ -9,6 +9,7 @@ from analyses.early_exit import accuracy_by_layer, static_exit_curve
 from analyses.figures.exit import accuracy_by_layer_figure
 from analyses.flops import DecoderShape
 from analyses.report.sections import ReportContext, SectionResult, Verdict, register_section
+from probes.backend.lenses import load_lens
 from probes.exit_accuracy import exit_accuracy
 from probes.tasks import TASKS, load_task
 
@@ -48,7 +49,8 @@ def exit_section(ctx: ReportContext) -> SectionResult:
                                 f"{', '.join(sorted(set(data.frame['lang'])))}); add rows to include it")
             continue
         items.append(exit_accuracy(ctx.backend, task, ctx.lang, n=30 if ctx.quick else 100, data=data,
-                                   batch_size=ctx.batch_size, store=ctx.store, progress=False))
+                                   batch_size=ctx.batch_size, store=ctx.store, progress=False,
+                                   lens=load_lens(ctx.backend, ctx.lenses[0])))
     if not items:
         return result
     table = pd.concat(items, ignore_index=True)

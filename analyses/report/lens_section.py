@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from analyses.figures.latent import lens_figure
 from analyses.lens_job import analyse, run_languages
+from analyses.pipelines.lens_family import lambda_under_lenses
 from analyses.report.sections import ReportContext, SectionResult, Verdict, register_section
+from probes.backend.lenses import load_lens
 
 
 @register_section("lens", order=10)
 def lens_section(ctx: ReportContext) -> SectionResult:
+    lens = load_lens(ctx.backend, ctx.lenses[0])
     table = run_languages(ctx.backend, [ctx.lang], store=ctx.store, limit=40 if ctx.quick else None,
-                          batch_size=ctx.batch_size, progress=False)
+                          batch_size=ctx.batch_size, progress=False, lens=lens)
     results = analyse(table, n_layers=ctx.backend.n_layers)
     row = results.lambdas.iloc[0]
     summary = results.summary.iloc[0]
@@ -39,6 +42,27 @@ def lens_section(ctx: ReportContext) -> SectionResult:
             "borderline" if row["borderline"] else "decided at 95%",
         ),
     ]
-    figure = lens_figure(results.curves, ctx.lang, title=f"{ctx.backend.model_name}: logit lens into {ctx.lang} (95% CI)")
-    return SectionResult("Latent language (logit lens) and PROM lambda", verdicts, [figure],
-                         {"lens_curves": results.curves, "lambda": results.lambdas})
+    tables = {"lens_curves": results.curves, "lambda": results.lambdas}
+    if len(ctx.lenses) > 1:
+        verdict, tables["lambda_by_lens"] = _lens_dependence(ctx)
+        verdicts.append(verdict)
+    figure = lens_figure(results.curves, ctx.lang, title=f"{ctx.backend.model_name}: {lens.name} lens into {ctx.lang} (95% CI)")
+    return SectionResult(f"Latent language ({lens.name} lens) and PROM lambda", verdicts, [figure], tables)
+
+
+def _lens_dependence(ctx: ReportContext) -> tuple[Verdict, object]:
+    """PROM's decision under every lens of ``ctx.lenses`` and whether it is the same under all."""
+    _, lambdas, agreement = lambda_under_lenses(ctx.backend, list(ctx.lenses), [ctx.lang], store=ctx.store,
+                                                limit=40 if ctx.quick else None, batch_size=ctx.batch_size, progress=False)
+    row = agreement.iloc[0]
+    each = "; ".join(f"{r.lens}: {'pivot' if r.pivot else 'no pivot'} ({r.mean_p_en:.3g} vs {r.mean_p_target:.3g})"
+                     for r in lambdas.itertuples())
+    alone = f"; the decision of {row['only_under']} holds under that lens only" if row["only_under"] else ""
+    verdict = Verdict(
+        "Does PROM's decision depend on the lens?",
+        ("no: the same under every lens" if row["same_under_every_lens"] else "yes: the lenses disagree") + alone,
+        f"mean P(en) vs mean P({ctx.lang}) at layer {int(lambdas['layer'].iloc[0])}: {each} "
+        "(linear: Din et al. 2023; tuned: Belrose et al. 2023)",
+        "per-lens bootstrap CIs in lambda_by_lens",
+    )
+    return verdict, lambdas

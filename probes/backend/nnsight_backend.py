@@ -76,9 +76,12 @@ class NNsightBackend(Backend):
         layers = self.check_layers(layers)
         norm, head, softcap = self.parts.final_norm(self.nn), self.parts.head(self.nn), self.parts.softcap
         vocab_size = self.vocab_size
+        translator = None if lens is None else lens.translator  # plain tensors travel; no pivotlens object does
 
         def reduce(stacked):
-            return readout_layers(layers, stacked, lambda h: softcap(head(norm(h))), request, vocab_size, translator=None if lens is None else lens.translator)
+            return readout_layers(
+                layers, stacked, lambda h: softcap(head(norm(h))), request, vocab_size, translator=translator
+            )
 
         return self._selected(enc, layers, resolve_positions(positions, enc), reduce)
 

@@ -4,7 +4,7 @@ By default lenses are fitted on the accumulation part of ``data/sentences.csv`` 
 220 parallel sentences each) plus ``data/instructions.csv`` (instruction and response, 120 per
 language), and evaluated on the held-out part of ``data/sentences.csv`` (the split by sentence
 id of :mod:`probes.lm_corpus`, so no translation of a held-out sentence is fitted on); see
-``data/LENS_CORPUS.md``. A user corpus
+``data/INSTRUCTIONS.md``, section "As a lens corpus". A user corpus
 is a CSV with the header ``lang,text`` (or ``id,lang,text``), used whole.
 
 Languages are balanced by tokens: each language contributes the same number of tokens (the

@@ -55,6 +55,8 @@ def test_a_translator_changes_the_reading_the_same_way_on_both_backends():
     direct = torch.softmax(tl.unembed(translated), -1)[..., 7]
     assert torch.allclose(a.probs_at_ids[:, 1, 0, 0], direct[:, 1, 0], atol=1e-6)
     assert not torch.allclose(a.probs_at_ids, tl.lens(enc, REQUEST).probs_at_ids, atol=1e-3)
+    remote = tiny_backend("llama", backend="nnsight", remote="local")  # nnsight's serialised round-trip
+    assert torch.allclose(remote.lens(enc, REQUEST, lens=lens).probs_at_ids, b.probs_at_ids, atol=1e-6)
 
 
 def test_closed_form_fit_equals_lstsq_on_the_same_activations():
