@@ -10,7 +10,7 @@ from analyses.cli.settings import Settings
 from analyses.lens_job import analyse, data_languages, run_languages, write_outputs
 from probes.backend.languages import parse_languages
 from probes.backend.lenses import load_lens, parse_lens_names
-from probes.backend.store import ResultsStore, write_text_atomic
+from probes.backend.store import ResultsStore
 from probes.words import CONCEPTS
 
 
@@ -89,14 +89,12 @@ def lambda_(
 
 
 def _lambda_under_lenses(backend, names, codes, settings: Settings, *, layer, lambda0, **options) -> None:
-    from analyses.pipelines.lens_family import lambda_under_lenses
+    from analyses.pipelines.lens_family import lambda_under_lenses, write_lambda_by_lens
 
-    _, lambdas, agreement = lambda_under_lenses(backend, names, codes, layer=layer, lambda0=lambda0, **options)
-    out = settings.out_dir
-    write_text_atomic(lambdas.to_csv(index=False), out / "lambda_by_lens.csv")
-    write_text_atomic(agreement.to_csv(index=False), out / "lens_agreement.csv")
+    table, lambdas, agreement = lambda_under_lenses(backend, names, codes, layer=layer, lambda0=lambda0, **options)
+    written = write_lambda_by_lens(table, lambdas, agreement, settings.out_dir)
     _print_summary(agreement, f"PROM pivot decision under each lens ({backend.model_name})")
-    typer.echo(f"wrote lambda_by_lens.csv and lens_agreement.csv to {out}")
+    typer.echo(f"wrote {', '.join(p.name for p in written)} to {settings.out_dir}")
 
 
 def _print_summary(table, title: str) -> None:

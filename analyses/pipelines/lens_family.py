@@ -12,7 +12,7 @@ import pandas as pd
 from analyses.figures import save_figure
 from analyses.figures.lens_family import kl_figure
 from analyses.lens_job import analyse, run_languages
-from analyses.stats.lens_family import beats_logit, lens_agreement
+from analyses.stats.lens_family import beats_logit, bias_table, lens_agreement
 from probes.backend import Backend
 from probes.backend.lens_fit import check_token_count, fit_linear, fit_tuned, fitting_tokens
 from probes.backend.lenses import Lens, LensNotFittedError, default_name, load_lens, save_lens
@@ -150,3 +150,22 @@ def lambda_under_lenses(
         lambdas.append(result.lambdas.assign(lens=name))
     stacked = pd.concat(lambdas, ignore_index=True)
     return pd.concat(tables, ignore_index=True), stacked, lens_agreement(stacked)
+
+
+def write_lambda_by_lens(
+    lens_table: pd.DataFrame, lambdas: pd.DataFrame, agreement: pd.DataFrame, out: Path
+) -> list[Path]:
+    """``lambda_by_lens.csv``, ``lens_agreement.csv``, ``lens_curves.csv`` (mean P per lens,
+    language and layer) and, when both fits are there, ``lens_bias.csv``: the English-only
+    (``linear-en``) against the multilingual (``linear``) fit at PROM's layer."""
+    out.mkdir(parents=True, exist_ok=True)
+    latent = "p_en" if "p_en" in lens_table.columns else None
+    curves = (
+        lens_table.groupby(["lens", "lang", "layer"])[["p_target", *([latent] if latent else [])]].mean().reset_index()
+    )
+    tables = {"lambda_by_lens": lambdas, "lens_agreement": agreement, "lens_curves": curves}
+    if latent and {"linear", "linear-en"} <= set(lens_table["lens"]):
+        tables["lens_bias"] = bias_table(lens_table, layer=int(lambdas["layer"].iloc[0]))
+    for name, table in tables.items():
+        write_text_atomic(table.to_csv(index=False), out / f"{name}.csv")
+    return [out / f"{name}.csv" for name in tables]

@@ -186,12 +186,13 @@ def fit_tuned(
     lr: float = 1e-3,
     seed: int = 0,
     batch_size: int = 8,
+    eval_tokens: int = 256,
     progress: bool = True,
 ) -> Lens:
     """Belrose et al.'s tuned lens: Adam on ``sum_l KL(p_final || p_lens,l)`` over minibatches of
     ``tokens_per_step`` tokens drawn (with ``seed``) from the activations of ``rows``, starting
     from ``init`` (the linear fit; the identity when ``None``). The record holds the mean KL per
-    layer on the training tokens before and after training."""
+    layer on the first ``eval_tokens`` training tokens before and after training."""
     torch.manual_seed(seed)
     with torch.no_grad():
         acts = torch.cat(
@@ -202,7 +203,8 @@ def fit_tuned(
     weight = torch.nn.Parameter(start.weight.detach().clone().float().to(backend.device))
     bias = torch.nn.Parameter(start.bias.detach().clone().float().to(backend.device))
     trained = Lens("tuned", name, weight, bias)
-    before = layer_kl(backend, trained, acts)
+    probe = acts[:, :eval_tokens]
+    before = layer_kl(backend, trained, probe)
     optimizer = torch.optim.Adam([weight, bias], lr=lr)
     generator = torch.Generator().manual_seed(seed)
     losses = []
@@ -222,7 +224,7 @@ def fit_tuned(
             optimizer.step()
             losses.append(total / max(1, n_layers - 1))
     final_lens = Lens("tuned", name, weight.detach(), bias.detach())
-    after = layer_kl(backend, final_lens, acts)
+    after = layer_kl(backend, final_lens, probe)
     final_lens.record = {
         "tokens": n_tokens,
         "seed": seed,
@@ -230,6 +232,7 @@ def fit_tuned(
         "steps": steps,
         "tokens_per_step": tokens_per_step,
         "lr": lr,
+        "eval_tokens": probe.shape[1],
         "metrics": {
             "train_kl_bits_before": before.tolist(),
             "train_kl_bits_after": after.tolist(),

@@ -93,7 +93,7 @@ def test_tuned_lens_from_identity_lowers_kl_on_its_training_text_and_is_determin
     again = fit_tuned(backend, rows, steps=30, tokens_per_step=64, lr=1e-2, seed=3, progress=False)
     assert torch.equal(lens.weight, again.weight)
     acts = torch.cat(list(activations(backend, rows, progress=False)), dim=1)
-    assert torch.allclose(layer_kl(backend, lens, acts), torch.tensor(after, dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(layer_kl(backend, lens, acts[:, :256]), torch.tensor(after, dtype=torch.float64), atol=1e-6)
     assert all(p.requires_grad for p in backend.named_parameters().values())  # model left as it was
 
 
