@@ -97,3 +97,37 @@ def test_the_lens_column_and_the_run_key_tell_lenses_apart(tmp_path, cache):
     assert params[1]["lens"] == "linear" and params[1]["lens_fit"] == load_lens(backend, "linear").fit_id
     assert len(list((tmp_path / "store").rglob("*.parquet"))) >= 2  # two runs, not one reused
     assert load_lens(backend, "logit") is LOGIT
+
+
+def test_report_and_lambda_say_whether_the_decision_depends_on_the_lens(tmp_path, cache):
+    from analyses.pipelines.lens_family import fit_lens, lambda_under_lenses, write_lambda_by_lens
+    from analyses.report.lens_section import lens_section
+    from analyses.report.sections import ReportContext
+
+    backend = tiny_backend("llama")
+    texts = {
+        lang: pd.read_csv(_corpus(tmp_path / "c.csv", 60)).query("lang == @lang")["text"].tolist() for lang in WORDS
+    }
+    for langs in (None, ["en"]):
+        fit_lens(
+            backend,
+            "linear",
+            {k: v for k, v in texts.items() if not langs or k in langs},
+            source="test",
+            corpus_sha256="-",
+            langs=langs,
+            progress=False,
+        )
+    store = ResultsStore(tmp_path / "store")
+    names = ["logit", "linear", "linear-en"]
+    table, lambdas, agreement = lambda_under_lenses(backend, names, ["fr", "de"], store=store, limit=4, progress=False)
+    assert set(lambdas["lens"]) == set(names) and set(table["lens"]) == set(names)
+    for row in agreement.itertuples():
+        decisions = lambdas[lambdas["lang"] == row.lang].set_index("lens")["pivot"]
+        assert row.same_under_every_lens == (decisions.nunique() == 1)
+    written = write_lambda_by_lens(table, lambdas, agreement, tmp_path / "out")
+    assert {p.name for p in written} == {"lambda_by_lens.csv", "lens_agreement.csv", "lens_curves.csv", "lens_bias.csv"}
+    section = lens_section(ReportContext(backend, "fr", store, quick=True, lenses=("logit", "linear")))
+    verdict = section.verdicts[-1]
+    assert verdict.question == "Does PROM's decision depend on the lens?" and "linear:" in verdict.evidence
+    assert set(section.tables["lambda_by_lens"]["lens"]) == {"logit", "linear"}
