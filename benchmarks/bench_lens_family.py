@@ -25,8 +25,8 @@ from probes.backend.lens_fit import activations, fit_linear, fit_tuned, fitting_
 from probes.backend.lenses import LOGIT
 from probes.inputs.lens_corpus import balanced_rows, fitting_texts
 from probes.lens import run_lens
-from probes.prompts import build_prompts
-from probes.words import load_concepts
+from probes.inputs.prompts import build_prompts
+from probes.inputs.words import load_concepts
 
 
 def seconds(fn) -> tuple[float, object]:

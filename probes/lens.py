@@ -21,7 +21,7 @@ from probes.backend import Backend, LensRequest
 from probes.backend.lenses import LOGIT, Lens
 from probes.backend.store import Run
 from probes.backend.tokensets import TokenSets, overlapping
-from probes.prompts import LensPrompt
+from probes.inputs.prompts import LensPrompt
 from probes.registry import register_probe
 
 WordProb = Literal["prefix", "chain"]

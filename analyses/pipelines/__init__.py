@@ -1,1 +1,1 @@
-"""The only modules that run models and write files."""
+"""Pipelines: the only modules that run models and write tables and figures."""

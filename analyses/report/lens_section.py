@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from analyses.figures.latent import lens_figure
-from analyses.lens_job import analyse, run_languages
-from analyses.pipelines.lens_family import lambda_under_lenses
+from analyses.pipelines.lens import run_languages
 from analyses.report.sections import ReportContext, SectionResult, Verdict, register_section
+from analyses.stats.prom_lambda import analyse
+from analyses.pipelines.lens_family import lambda_under_lenses
 from probes.backend.lenses import load_lens
 
 

@@ -1,1 +1,1 @@
-"""Pure functions of tables: intervals, latent language, decisions."""
+"""Statistics: pure functions of probe tables (no model runs, no files written)."""

@@ -3,7 +3,7 @@
 By default lenses are fitted on the accumulation part of ``data/sentences.csv`` (12 languages,
 220 parallel sentences each) plus ``data/instructions.csv`` (instruction and response, 120 per
 language), and evaluated on the held-out part of ``data/sentences.csv`` (the split by sentence
-id of :mod:`probes.lm_corpus`, so no translation of a held-out sentence is fitted on); see
+id of :mod:`probes.inputs.lm_corpus`, so no translation of a held-out sentence is fitted on); see
 ``data/INSTRUCTIONS.md``, section "As a lens corpus". A user corpus
 is a CSV with the header ``lang,text`` (or ``id,lang,text``), used whole.
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from probes.backend.errors import DataFormatError
 from probes.backend.languages import get_language
-from probes.instruction_data import load_instructions
-from probes.lm_corpus import SENTENCES, load_corpus
+from probes.inputs.instruction_data import load_instructions
+from probes.inputs.lm_corpus import SENTENCES, load_corpus
 
 TEXT_HEADER = ["lang", "text"]
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from analyses.cli import app
-from analyses.lens_job import run_languages
+from analyses.pipelines.lens import run_languages
 from probes.backend.errors import DataFormatError
 from probes.backend.lens_fit import TooFewTokensError
 from probes.backend.lenses import LOGIT, LensNotFittedError, load_lens

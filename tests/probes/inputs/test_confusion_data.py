@@ -1,0 +1,118 @@
+"""The benchmark-format prompt loader, its errors, and few-shot prompting (spec 3.2, 3.5)."""
+
+from __future__ import annotations
+
+import pytest
+
+from probes.backend.errors import DataFormatError
+from probes.inputs.confusion_data import (
+    COLUMNS,
+    Demo,
+    few_shot_turns,
+    load_authored,
+    load_benchmark,
+    load_demos,
+    load_prompts,
+    select,
+    turns_to_prompt,
+)
+
+
+def test_authored_sets_hold_the_documented_counts():
+    mono, cross = load_authored("monolingual"), load_authored("crosslingual")
+    assert len(mono) == 480 and len({p.language for p in mono}) == 15
+    assert len(cross) == 560 and "en" not in {p.language for p in cross}
+    assert all(p.location in ("Start", "Middle", "End") and "{language}" in p.phrasing for p in cross)
+    # the phrasing, with the language filled in, is in the prompt (data card's promise)
+    from probes.backend.languages import get_language
+
+    assert all(p.phrasing.format(language=get_language(p.language).english).lower() in p.prompt.lower() for p in cross)
+
+
+def test_real_benchmark_layout_and_placeholder_are_accepted(tmp_path):
+    root = tmp_path / "test_sets"
+    (root / "crosslingual" / "okapi").mkdir(parents=True)
+    (root / "crosslingual" / "okapi" / "ja.csv").write_text(
+        "prompt,location,phrasing,language,source\n"
+        '"Reply in Japanese. Explain X.\nTopic: Y",Start,reply in {language_requested},ja,okapi\n'
+        "Explain Z. Answer in Japanese.,End,answer in {language_requested},ja,okapi\n"
+    )
+    prompts = load_benchmark(root, "crosslingual")
+    assert [p.phrasing for p in prompts] == ["reply in {language}", "answer in {language}"]
+    assert [p.row for p in prompts] == [0, 1] and prompts[0].prompt.endswith("Topic: Y")
+    assert prompts[1].item == "crosslingual|okapi|ja|1"
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "prompts.csv"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("prompt,source\nhello,x\n", r"prompts.csv:1: the header must hold the monolingual columns"),
+        ("prompt,source,language\nBonjour,a,fr\n,a,fr\n", r"prompts.csv:3, column 1 \(prompt\): empty cell"),
+        ("prompt,source,language\nBonjour,a,xx\n", r"prompts.csv:2, column 3 \(language\): unknown language code 'xx'"),
+        ('prompt,source,language\n"two\nlines",a,fr\nBonjour,a\n', r"prompts.csv:4: 2 fields, the header has 3"),
+        (
+            "prompt,location,phrasing,language,source\nHi,Top,reply in {language},fr,a\n",
+            r"prompts.csv:2, column 2 \(location\): 'Top' is not one of Start, Middle, End",
+        ),
+        (
+            "prompt,location,phrasing,language,source\nHi,End,reply in French,fr,a\n",
+            r"prompts.csv:2, column 3 \(phrasing\): 'reply in French' has no \{language\}",
+        ),
+    ],
+)
+def test_malformed_files_name_file_line_and_column(tmp_path, text, message):
+    with pytest.raises(DataFormatError, match=message):
+        load_prompts(_write(tmp_path, text))
+
+
+def test_task_is_detected_or_checked(tmp_path):
+    path = _write(tmp_path, "prompt,source,language\nBonjour,a,fr\n")
+    assert load_prompts(path)[0].task == "monolingual"
+    with pytest.raises(
+        DataFormatError, match="a crosslingual file needs the columns " + ",".join(COLUMNS["crosslingual"])
+    ):
+        load_prompts(path, "crosslingual")
+
+
+def test_select_takes_the_first_n_per_language_and_rejects_missing_languages():
+    chosen = select(load_authored("monolingual"), ["fr", "zh"], 3)
+    assert [(p.language, p.row) for p in chosen] == [("fr", 0), ("fr", 1), ("fr", 2), ("zh", 0), ("zh", 1), ("zh", 2)]
+    with pytest.raises(DataFormatError, match=r"no prompts in \['en'\]"):
+        select(load_authored("crosslingual"), ["en"], 3)
+
+
+def test_turns_to_prompt_renders_q_and_a():
+    turns = [("User", "Bonjour ?"), ("Chatbot", "Salut."), ("User", "Ça va ?")]
+    assert turns_to_prompt(turns) == "Q: Bonjour ?\nA: Salut.\n\nQ: Ça va ?\nA:"
+    assert turns_to_prompt([("User", "Hi")]) == "Q: Hi\nA:"
+
+
+def test_few_shot_demonstrations_avoid_the_target_language():
+    zh = select(load_authored("monolingual"), ["zh"], 1)[0]
+    turns = few_shot_turns(zh, 5)
+    demos = {d.question: d for d in load_demos()}
+    users = [msg for role, msg in turns[:-1] if role == "User"]
+    assert len(users) == 5 and turns[-1] == ("User", zh.prompt)
+    assert all(demos[q].language != "zh" for q in users)
+    assert [role for role, _ in turns] == ["User", "Chatbot"] * 5 + ["User"]
+
+
+def test_crosslingual_demonstrations_ask_in_english_for_their_own_language():
+    fr = select(load_authored("crosslingual"), ["fr"], 1)[0]
+    turns = few_shot_turns(fr, 2)
+    pool = [d for d in load_demos() if d.language != "fr"]
+    assert turns[0][1] == f"Reply in Russian. {pool[0].question_en}" and turns[1][1] == pool[0].answer
+    assert turns[2][1] == f"{pool[1].question_en} Please answer in Chinese."
+
+
+def test_too_many_shots_is_a_clear_error():
+    demos = [Demo("fr", "q", "q", "a"), Demo("de", "q", "q", "a")]
+    prompt = select(load_authored("monolingual"), ["fr"], 1)[0]
+    with pytest.raises(ValueError, match="2-shot needs 2 demonstrations outside 'fr'; there are 1"):
+        few_shot_turns(prompt, 2, demos)
