@@ -13,8 +13,8 @@ residual ``h_l`` before the model's own final transform (final norm, unembedding
 
 Fitted lenses live in the cache, keyed by the model's weights hash:
 ``<cache>/lenses/<hash>/<name>.safetensors`` beside ``<name>.json`` (the fit record: corpus,
-languages, token count, seed, fit metrics, weights hash, ``fit_id`` = sha256 of the tensors).
-See ``docs/lenses.md``.
+languages, token count, seed, fit metrics, weights hash, ``fit_id`` = sha256 of the tensors). Commands: ``pivotlens fit-lens``, ``pivotlens lens-eval``,
+``--lens`` on ``lens``, ``lambda``, ``exit`` and ``diagnose`` (README, "Lenses").
 """
 
 from __future__ import annotations
