@@ -99,14 +99,14 @@ class Moments:
 
     def add(self, acts: torch.Tensor) -> None:
         """Accumulate one batch ``[L, n, d]`` (the last layer is the regression target)."""
-        acts = acts.float().cpu()
-        z = torch.cat([acts, torch.ones(*acts.shape[:2], 1)], dim=-1)  # [L, n, d+1]
+        acts = acts.float()  # the products run where the activations are (a GPU when there is one)
+        z = torch.cat([acts, torch.ones(*acts.shape[:2], 1, device=acts.device)], dim=-1)  # [L, n, d+1]
         y = acts[-1]
         zt = z.transpose(1, 2)
-        self.zz += (zt @ z).double()
-        self.zy += (zt @ y).double()
+        self.zz += (zt @ z).double().cpu()
+        self.zy += (zt @ y).double().cpu()
         self.yy += float(y.double().square().sum())
-        self.y_sum += y.double().sum(0)
+        self.y_sum += y.double().sum(0).cpu()
         self.n += y.shape[0]
 
     def solve(self) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
