@@ -24,9 +24,9 @@ from probes.backend import load
 from probes.backend.lens_fit import activations, fit_linear, fit_tuned, fitting_tokens, tokens_needed
 from probes.backend.lenses import LOGIT
 from probes.inputs.lens_corpus import balanced_rows, fitting_texts
-from probes.lens import run_lens
 from probes.inputs.prompts import build_prompts
 from probes.inputs.words import load_concepts
+from probes.lens import run_lens
 
 
 def seconds(fn) -> tuple[float, object]:

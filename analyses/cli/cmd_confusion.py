@@ -114,8 +114,14 @@ def confusion(
     backend = settings.load_backend()
     cp_types = ("full_error", "partial_error", "word_error") if word_cps else ("full_error", "partial_error")
     generation = GenerationSettings(
-        shots=shots, prompt_format=_format(prompt_format), max_new_tokens=max_new_tokens, temperature=temperature,
-        top_p=top_p, num_beams=num_beams, nucleus_p=nucleus_p, cp_error_types=cp_types,
+        shots=shots,
+        prompt_format=_format(prompt_format),
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        num_beams=num_beams,
+        nucleus_p=nucleus_p,
+        cp_error_types=cp_types,
     )
     steps = run_confusion_stored(
         backend, prompts, ResultsStore(settings.results), files, generation, seed=seed, batch_size=settings.batch_size

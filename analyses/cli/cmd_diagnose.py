@@ -17,7 +17,10 @@ def diagnose_command(
     models: str = typer.Option(None, help="Comma-separated models to compare side by side (default: --model)."),
     sections: str = typer.Option(None, help="Comma-separated sections (default: all registered)."),
     quick: bool = typer.Option(False, help="Smaller samples, for a first look."),
-    lens: str = typer.Option("logit", help="Lens of the lens-reading sections; several (or all) add whether PROM's decision depends on the lens."),
+    lens: str = typer.Option(
+        "logit",
+        help="Lens of the lens-reading sections; several (or all) add whether PROM's decision depends on the lens.",
+    ),
 ) -> None:
     """Run (or reuse from the results store) every probe for each language and write
     report_<LANG>.html, its tables as CSV under <LANG>/ (verdicts, provenance, timings) and index.html."""
@@ -26,8 +29,16 @@ def diagnose_command(
     names = check_sections(sections.split(",") if sections else None)
     lenses = parse_lens_names(lens, allow_all=True)
     backends = [settings.load_backend(model) for model in (models.split(",") if models else [settings.model])]
-    paths = diagnose(backends, langs, settings.out_dir, store=ResultsStore(settings.results), sections=names,
-                     quick=quick, batch_size=settings.batch_size, lenses=lenses)
+    paths = diagnose(
+        backends,
+        langs,
+        settings.out_dir,
+        store=ResultsStore(settings.results),
+        sections=names,
+        quick=quick,
+        batch_size=settings.batch_size,
+        lenses=lenses,
+    )
     for path in paths:
         typer.echo(f"wrote {path} (timings in {path.parent / path.stem.removeprefix('report_') / 'timings.csv'})")
 

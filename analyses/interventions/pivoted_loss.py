@@ -105,6 +105,13 @@ def pivoted_loss(
         zero = loss_t.new_zeros(())
         return PivotedLoss(loss_t, loss_t, zero)
     inputs_e, labels_e = _split(pivot)
-    loss_e = lens_loss(model, inputs_e, labels_e, layer=objective.at(n_layers), label_smoothing=objective.alpha,
-                       reduction=reduction, head=head)
+    loss_e = lens_loss(
+        model,
+        inputs_e,
+        labels_e,
+        layer=objective.at(n_layers),
+        label_smoothing=objective.alpha,
+        reduction=reduction,
+        head=head,
+    )
     return PivotedLoss(objective.lam * loss_e + loss_t, loss_t, loss_e)

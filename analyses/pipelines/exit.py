@@ -67,7 +67,9 @@ def exit_report(
     """Accuracy and features per layer, exit strategies in every generalisation setting (with
     ``other_items`` from another model: inter-model too), classifier scores, static-exit curves."""
     own = items[items["model"] == model]
-    pooled = own if other_items is None else pd.concat([own, other_items[other_items["model"] != model]], ignore_index=True)
+    pooled = (
+        own if other_items is None else pd.concat([own, other_items[other_items["model"] != model]], ignore_index=True)
+    )
     exits, decisions = run_strategies(pooled, model, shape, test_fraction=test_fraction, seed=seed)
     static = pd.concat([static_exit_curve(own, shape, variant) for variant in VARIANTS], ignore_index=True)
     layers = accuracy_by_layer(own)

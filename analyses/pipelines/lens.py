@@ -55,8 +55,12 @@ def run_languages(
         if lens is not LOGIT:
             params.update(lens.key())
         run = store.run(provenance("lens", params, backend.describe(), data_files, seed=seed))
-        table = run.load() if run.finished else run_lens(
-            backend, prompts, word_prob=word_prob, batch_size=batch_size, run=run, progress=progress, lens=lens
+        table = (
+            run.load()
+            if run.finished
+            else run_lens(
+                backend, prompts, word_prob=word_prob, batch_size=batch_size, run=run, progress=progress, lens=lens
+            )
         )
         if "lens" not in table.columns:  # stored before lenses had a name
             table.insert(int(table.columns.get_loc("layer")) + 1, "lens", lens.name)
@@ -72,7 +76,12 @@ def write_outputs(results: LensResults, out: Path, *, model: str, figures_per_la
     written = []
     lens = results.lens.copy()
     lens["top_tokens"] = lens["top_tokens"].map(" | ".join)
-    for name, table in {"lens": lens, "curves": results.curves, "pivot_summary": results.summary, "lambda": results.lambdas}.items():
+    for name, table in {
+        "lens": lens,
+        "curves": results.curves,
+        "pivot_summary": results.summary,
+        "lambda": results.lambdas,
+    }.items():
         path = out / f"{name}.csv"
         write_text_atomic(table.to_csv(index=False), path)
         written.append(path)

@@ -12,16 +12,16 @@ import pandas as pd
 from analyses.figures import save_figure
 from analyses.figures.lens_family import kl_figure
 from analyses.pipelines.lens import run_languages
-from analyses.stats.prom_lambda import analyse
 from analyses.stats.lens_family import beats_logit, bias_table, lens_agreement
+from analyses.stats.prom_lambda import analyse
 from probes.backend import Backend
 from probes.backend.lens_fit import check_token_count, fit_linear, fit_tuned, fitting_tokens
 from probes.backend.lenses import Lens, LensNotFittedError, default_name, load_lens, save_lens
 from probes.backend.store import write_text_atomic
-from probes.inputs.lens_corpus import balanced_rows, fitting_texts, heldout_texts, load_text_corpus, select_languages
 from probes.inputs.instruction_data import INSTRUCTIONS
-from probes.lens_eval import lens_eval
+from probes.inputs.lens_corpus import balanced_rows, fitting_texts, heldout_texts, load_text_corpus, select_languages
 from probes.inputs.lm_corpus import SENTENCES
+from probes.lens_eval import lens_eval
 
 SHIPPED_FIT = f"{SENTENCES.name} (accumulation part) + {INSTRUCTIONS.name}"
 SHIPPED_EVAL = f"{SENTENCES.name} (held-out part)"

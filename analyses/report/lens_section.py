@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from analyses.figures.latent import lens_figure
 from analyses.pipelines.lens import run_languages
+from analyses.pipelines.lens_family import lambda_under_lenses
 from analyses.report.sections import ReportContext, SectionResult, Verdict, register_section
 from analyses.stats.prom_lambda import analyse
-from analyses.pipelines.lens_family import lambda_under_lenses
 from probes.backend.lenses import load_lens
 
 
 @register_section("lens", order=10)
 def lens_section(ctx: ReportContext) -> SectionResult:
     lens = load_lens(ctx.backend, ctx.lenses[0])
-    table = run_languages(ctx.backend, [ctx.lang], store=ctx.store, limit=40 if ctx.quick else None,
-                          batch_size=ctx.batch_size, progress=False, lens=lens)
+    table = run_languages(
+        ctx.backend,
+        [ctx.lang],
+        store=ctx.store,
+        limit=40 if ctx.quick else None,
+        batch_size=ctx.batch_size,
+        progress=False,
+        lens=lens,
+    )
     results = analyse(table, n_layers=ctx.backend.n_layers)
     row = results.lambdas.iloc[0]
     summary = results.summary.iloc[0]
@@ -47,17 +54,28 @@ def lens_section(ctx: ReportContext) -> SectionResult:
     if len(ctx.lenses) > 1:
         verdict, tables["lambda_by_lens"] = _lens_dependence(ctx)
         verdicts.append(verdict)
-    figure = lens_figure(results.curves, ctx.lang, title=f"{ctx.backend.model_name}: {lens.name} lens into {ctx.lang} (95% CI)")
+    figure = lens_figure(
+        results.curves, ctx.lang, title=f"{ctx.backend.model_name}: {lens.name} lens into {ctx.lang} (95% CI)"
+    )
     return SectionResult(f"Latent language ({lens.name} lens) and PROM lambda", verdicts, [figure], tables)
 
 
 def _lens_dependence(ctx: ReportContext) -> tuple[Verdict, object]:
     """PROM's decision under every lens of ``ctx.lenses`` and whether it is the same under all."""
-    _, lambdas, agreement = lambda_under_lenses(ctx.backend, list(ctx.lenses), [ctx.lang], store=ctx.store,
-                                                limit=40 if ctx.quick else None, batch_size=ctx.batch_size, progress=False)
+    _, lambdas, agreement = lambda_under_lenses(
+        ctx.backend,
+        list(ctx.lenses),
+        [ctx.lang],
+        store=ctx.store,
+        limit=40 if ctx.quick else None,
+        batch_size=ctx.batch_size,
+        progress=False,
+    )
     row = agreement.iloc[0]
-    each = "; ".join(f"{r.lens}: {'pivot' if r.pivot else 'no pivot'} ({r.mean_p_en:.3g} vs {r.mean_p_target:.3g})"
-                     for r in lambdas.itertuples())
+    each = "; ".join(
+        f"{r.lens}: {'pivot' if r.pivot else 'no pivot'} ({r.mean_p_en:.3g} vs {r.mean_p_target:.3g})"
+        for r in lambdas.itertuples()
+    )
     alone = f"; the decision of {row['only_under']} holds under that lens only" if row["only_under"] else ""
     verdict = Verdict(
         "Does PROM's decision depend on the lens?",

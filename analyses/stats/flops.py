@@ -42,8 +42,11 @@ class DecoderShape:
         if not isinstance(config, Mapping):
             config = config.to_dict()
         config = config.get("text_config") or config
-        missing = [k for k in ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size")
-                   if config.get(k) is None]
+        missing = [
+            k
+            for k in ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size")
+            if config.get(k) is None
+        ]
         if missing:
             raise PivotlensError(
                 f"config of model type {config.get('model_type')!r} lacks {missing}; FLOPs are counted for gated-MLP "

@@ -98,4 +98,3 @@ def load(
         weights_hash=weights_fingerprint(source),
         remote=remote,
     )
-

@@ -39,7 +39,11 @@ class ModelParts:
     def locate(cls, model: torch.nn.Module) -> ModelParts:
         for blocks, norm, head in _LAYOUTS:
             layers = _get(model, blocks)
-            if isinstance(layers, torch.nn.ModuleList) and _get(model, norm) is not None and _get(model, head) is not None:
+            if (
+                isinstance(layers, torch.nn.ModuleList)
+                and _get(model, norm) is not None
+                and _get(model, head) is not None
+            ):
                 if len(layers) != model.config.num_hidden_layers:
                     continue
                 cap = getattr(model.config, "final_logit_softcapping", None)

@@ -363,7 +363,10 @@ class Backend(ABC):
             p.grad = None
         loss = self._loss(enc, labels.to(enc.input_ids.device))
         loss.backward()
-        grads = {n: named[n].grad.detach().clone() if named[n].grad is not None else torch.zeros_like(named[n]) for n in wanted}
+        grads = {
+            n: named[n].grad.detach().clone() if named[n].grad is not None else torch.zeros_like(named[n])
+            for n in wanted
+        }
         for p in named.values():
             p.grad = None
         return LossGrads(loss.detach().item(), grads, int((labels[:, 1:] != -100).sum()))
@@ -409,8 +412,14 @@ class Backend(ABC):
         from probes.backend.gradients import stream_grads
 
         return stream_grads(
-            self._hf_model(), self._trainable(), enc.model_inputs(), labels.to(enc.input_ids.device), params,
-            layer=layer, label_smoothing=label_smoothing, reduction=reduction,
+            self._hf_model(),
+            self._trainable(),
+            enc.model_inputs(),
+            labels.to(enc.input_ids.device),
+            params,
+            layer=layer,
+            label_smoothing=label_smoothing,
+            reduction=reduction,
         )
 
     def named_parameters(self) -> dict[str, torch.nn.Parameter]:
@@ -455,11 +464,16 @@ class Backend(ABC):
         sequences = out.sequences if num_beams > 1 else out
         new_ids = sequences[:, enc.input_ids.shape[1] :].cpu()
         s = recorder.stats
-        stats = [torch.stack(s.entropy_bits, 1), torch.stack(s.nucleus_size, 1), torch.stack(s.top_ids, 1),
-                 torch.stack(s.top_probs, 1)]
+        stats = [
+            torch.stack(s.entropy_bits, 1),
+            torch.stack(s.nucleus_size, 1),
+            torch.stack(s.top_ids, 1),
+            torch.stack(s.top_probs, 1),
+        ]
         if num_beams > 1:
             stats = [_along_beams(stat, out.beam_indices[:, : new_ids.shape[1]].cpu()) for stat in stats]
         return Generation(new_ids, *stats)
+
     def describe(self) -> dict[str, object]:
         """Provenance of the model for result metadata."""
         return {

@@ -104,7 +104,14 @@ class TransformerLensBackend(Backend):
         with torch.no_grad():
             captured = self._capture(enc, layers, resolve_positions(positions, enc))
             stacked = torch.stack([captured[layer] for layer in layers])
-            return readout_layers(layers, stacked, self.unembed, request, self.vocab_size, translator=None if lens is None else lens.translator)
+            return readout_layers(
+                layers,
+                stacked,
+                self.unembed,
+                request,
+                self.vocab_size,
+                translator=None if lens is None else lens.translator,
+            )
 
     def named_parameters(self) -> dict[str, torch.nn.Parameter]:
         return {_hf_name(n): p for n, p in self.bridge.named_parameters()}

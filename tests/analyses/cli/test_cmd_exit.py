@@ -22,8 +22,23 @@ def test_bad_requests_fail_before_loading_a_model(tmp_path):
 @pytest.mark.slow
 def test_exit_command_writes_the_tables_and_figures(tmp_path):
     out = tmp_path / "out"
-    args = ["--model", "smollm2-135m", "--out", str(out), "--results", str(tmp_path / "store"),
-            "exit", "--task", "sentiment,mcqa", "--lang", "en,fr", "--n", "8", "--shots", "1"]
+    args = [
+        "--model",
+        "smollm2-135m",
+        "--out",
+        str(out),
+        "--results",
+        str(tmp_path / "store"),
+        "exit",
+        "--task",
+        "sentiment,mcqa",
+        "--lang",
+        "en,fr",
+        "--n",
+        "8",
+        "--shots",
+        "1",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     items = pd.read_parquet(out / "exit_items.parquet")

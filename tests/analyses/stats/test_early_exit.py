@@ -24,7 +24,6 @@ from analyses.stats.early_exit import (
     is_test_item,
     run_strategies,
     strategy_table,
-    wilson,
     with_depth,
 )
 from analyses.stats.flops import DecoderShape
@@ -32,7 +31,9 @@ from probes.backend.errors import PivotlensError
 
 # A hand-checkable decoder: 2 layers, h=4, i=6, 2 query heads and 1 kv head of dim 2, V=10,
 # layer 0 with a sliding window of 2, layer 1 with full attention.
-TOY = DecoderShape(n_layers=2, hidden=4, intermediate=6, n_heads=2, n_kv_heads=1, head_dim=2, vocab=10, windows=(2, None))
+TOY = DecoderShape(
+    n_layers=2, hidden=4, intermediate=6, n_heads=2, n_kv_heads=1, head_dim=2, vocab=10, windows=(2, None)
+)
 
 
 def deep(n_layers: int) -> DecoderShape:
@@ -55,8 +56,15 @@ def test_flops_worked_example_by_hand():
 
 
 def test_flops_reduce_to_the_spec_formula_for_llama2_7b():
-    config = {"model_type": "llama", "num_hidden_layers": 32, "hidden_size": 4096, "intermediate_size": 11008,
-              "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 32000}
+    config = {
+        "model_type": "llama",
+        "num_hidden_layers": 32,
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "vocab_size": 32000,
+    }
     shape = DecoderShape.from_config(config)
     # spec: 4h^2 + 3hi = 67,108,864 + 135,266,304 = 202,375,168 parameters per layer (~202.4M);
     # per token 2x that, plus 4*s^2*h = 16,384 for the attention scores at s = 1
@@ -65,9 +73,18 @@ def test_flops_reduce_to_the_spec_formula_for_llama2_7b():
 
 
 def test_flops_shape_from_a_gemma3_config_uses_real_head_shapes():
-    config = {"model_type": "gemma3_text", "num_hidden_layers": 3, "hidden_size": 640, "intermediate_size": 2048,
-              "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256, "vocab_size": 100,
-              "sliding_window": 512, "layer_types": ["sliding_attention", "sliding_attention", "full_attention"]}
+    config = {
+        "model_type": "gemma3_text",
+        "num_hidden_layers": 3,
+        "hidden_size": 640,
+        "intermediate_size": 2048,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 1,
+        "head_dim": 256,
+        "vocab_size": 100,
+        "sliding_window": 512,
+        "layer_types": ["sliding_attention", "sliding_attention", "full_attention"],
+    }
     shape = DecoderShape.from_config({"text_config": config})
     assert shape.windows == (512, 512, None)
     d_q, d_kv = 1024, 256  # != hidden
@@ -76,15 +93,9 @@ def test_flops_shape_from_a_gemma3_config_uses_real_head_shapes():
     assert shape.block(s, 0) == expected + 4 * s * 512 * d_q
     assert shape.block(s, 2) == expected + 4 * s * s * d_q
     with pytest.raises(PivotlensError, match="intermediate_size"):
-        DecoderShape.from_config({"model_type": "gpt2", "num_hidden_layers": 2, "hidden_size": 8,
-                                  "num_attention_heads": 2, "vocab_size": 5})
-
-
-def test_wilson_matches_scipy():
-    low, high = wilson(np.array([8, 0, 30]), np.array([10, 5, 30]))
-    for i, (k, n) in enumerate([(8, 10), (0, 5), (30, 30)]):
-        ci = binomtest(k, n).proportion_ci(method="wilson")
-        assert low[i] == pytest.approx(ci.low, abs=1e-9) and high[i] == pytest.approx(ci.high, abs=1e-9)
+        DecoderShape.from_config(
+            {"model_type": "gpt2", "num_hidden_layers": 2, "hidden_size": 8, "num_attention_heads": 2, "vocab_size": 5}
+        )
 
 
 def _table(correct: list[list[bool]], gaps: list[list[float]], n_tokens: int = 3, task="t", lang="en", model="toy"):
@@ -92,9 +103,23 @@ def _table(correct: list[list[bool]], gaps: list[list[float]], n_tokens: int = 3
     rows = []
     for i, (c_row, g_row) in enumerate(zip(correct, gaps)):
         for layer, (c, g) in enumerate(zip(c_row, g_row)):
-            rows.append({"model": model, "task": task, "lang": lang, "item": f"i{i}", "shots": 0, "layer": layer,
-                         "n_tokens": n_tokens, "correct": c, "correct_options": c, "gap": g, "top_prob": g,
-                         "gap_options": g, "top_prob_options": g})
+            rows.append(
+                {
+                    "model": model,
+                    "task": task,
+                    "lang": lang,
+                    "item": f"i{i}",
+                    "shots": 0,
+                    "layer": layer,
+                    "n_tokens": n_tokens,
+                    "correct": c,
+                    "correct_options": c,
+                    "gap": g,
+                    "top_prob": g,
+                    "gap_options": g,
+                    "top_prob_options": g,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -176,7 +201,7 @@ def test_fitted_rule_and_static_layer_follow_the_train_split():
     static = StaticLayer(tolerance=0.0).fit(table, variant)
     layer = round(static.depth * 11)
     by_layer = table.groupby("layer")["correct"].mean()
-    assert by_layer[layer] >= by_layer[11] and (by_layer[:layer - 1] < by_layer[11]).all()
+    assert by_layer[layer] >= by_layer[11] and (by_layer[: layer - 1] < by_layer[11]).all()
     exits, _ = evaluate(static, table, variant, deep(12))
     assert (exits["stop_layer"] == layer).all()
     # the same relative depth on a model twice as deep
@@ -196,7 +221,9 @@ def test_split_keeps_translations_together_and_is_seeded():
 
 def test_run_strategies_covers_the_generalisation_settings():
     combos = [(task, lang, model) for task in ("a", "b") for lang in ("en", "fr") for model in ("m1", "m2")]
-    parts = [_synthetic(40, 6, seed=s, task=task, lang=lang, model=model) for s, (task, lang, model) in enumerate(combos)]
+    parts = [
+        _synthetic(40, 6, seed=s, task=task, lang=lang, model=model) for s, (task, lang, model) in enumerate(combos)
+    ]
     items = pd.concat(parts, ignore_index=True)
     shape = deep(6)
     exits, decisions = run_strategies(items, "m1", shape, variants=("full",))

@@ -121,9 +121,15 @@ def test_beam_search_statistics_follow_the_returned_beam():
     enc = backend.encode(PROMPTS[:1])
     gen = backend.generate(enc, max_new_tokens=6, num_beams=3, top_k=3)
     model = backend._hf_model()
-    plain = model.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask, max_new_tokens=6, num_beams=3,
-                           do_sample=False, pad_token_id=backend.pad_id)
-    assert torch.equal(gen.new_ids, plain[:, enc.input_ids.shape[1]:])
+    plain = model.generate(
+        input_ids=enc.input_ids,
+        attention_mask=enc.attention_mask,
+        max_new_tokens=6,
+        num_beams=3,
+        do_sample=False,
+        pad_token_id=backend.pad_id,
+    )
+    assert torch.equal(gen.new_ids, plain[:, enc.input_ids.shape[1] :])
     # independent check: re-run the model on prompt + the first t returned tokens; the recorded
     # entropy at step t is that of the distribution the t-th returned token was chosen from
     for t in range(gen.new_ids.shape[1]):
