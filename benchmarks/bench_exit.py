@@ -47,7 +47,7 @@ def floor(model, parts: ModelParts, rows: list[list[int]], pad_id: int, answer_i
         finally:
             for handle in handles:
                 handle.remove()
-        probs = torch.softmax(parts.softcap(parts.head(model)(parts.final_norm(model)(torch.stack(kept)))).float(), -1)
+        probs = torch.softmax(parts.logits(model, torch.stack(kept)).float(), -1)
         top = probs.topk(2, -1)
         out.append((top.indices, top.values, probs[..., answer_ids]))
     return out

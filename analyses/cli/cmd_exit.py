@@ -12,7 +12,7 @@ from rich.table import Table
 
 from analyses.cli.settings import Settings
 from analyses.pipelines.exit import exit_report
-from analyses.stats.flops import DecoderShape
+from analyses.stats.flops import Uncounted, flops_model
 from probes.backend.errors import PivotlensError
 from probes.backend.languages import parse_languages
 from probes.backend.lenses import load_lens, parse_lens_names
@@ -24,7 +24,7 @@ from probes.inputs.tasks import TASKS, get_task, load_hub_task, load_task
 def _task_data(task: str, data: Path | None, hub: bool):
     if data is not None:
         return load_task(task, data) if data.suffix == ".csv" and not hub else load_hub_task(task, data)
-    return load_hub_task(task) if hub else None
+    return load_hub_task(task) if hub else load_task(task)
 
 
 def _print_summary(console: Console, report) -> None:
@@ -142,7 +142,9 @@ def exit_command(
                 )
             )
     items = pd.concat(tables, ignore_index=True)
-    shape = DecoderShape.from_config(backend.config)
+    shape = flops_model(backend.config)
+    if isinstance(shape, Uncounted):
+        console.print(f"FLOPs not counted: {shape.reason}; the FLOPs columns are empty")
     report = exit_report(items, shape, backend.model_name, other_items=other, test_fraction=test_fraction, seed=seed)
     prov = {
         "command": "exit",

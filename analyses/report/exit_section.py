@@ -8,7 +8,7 @@ import pandas as pd
 from analyses.figures.exit import accuracy_by_layer_figure
 from analyses.report.sections import ReportContext, SectionResult, Verdict, register_section
 from analyses.stats.early_exit import accuracy_by_layer, static_exit_curve
-from analyses.stats.flops import DecoderShape
+from analyses.stats.flops import Uncounted, flops_model
 from probes.backend.lenses import load_lens
 from probes.exit_accuracy import exit_accuracy, exit_run
 from probes.inputs.tasks import TASKS, load_task
@@ -70,7 +70,7 @@ def exit_section(ctx: ReportContext) -> SectionResult:
         return result
     table = pd.concat(items, ignore_index=True)
     layers = accuracy_by_layer(table)
-    shape = DecoderShape.from_config(ctx.backend.config)
+    shape = flops_model(ctx.backend.config)
     static = static_exit_curve(table, shape, "options")
     last = ctx.backend.n_layers - 1
     for task, rows in layers.groupby("task", sort=True):
@@ -108,7 +108,11 @@ def exit_section(ctx: ReportContext) -> SectionResult:
         result.verdicts.append(
             Verdict(
                 f"{task}: what would early exit save?",
-                f"{100 - exit_row['flops_ratio']:.0f}% of the FLOPs (static exit at layer {exit_layer})",
+                (
+                    f"FLOPs not counted ({shape.reason}); static exit at layer {exit_layer}"
+                    if isinstance(shape, Uncounted)
+                    else f"{100 - exit_row['flops_ratio']:.0f}% of the FLOPs (static exit at layer {exit_layer})"
+                ),
                 f"accuracy there {exit_row['accuracy']:.2f} vs {final['accuracy_options']:.2f} at the output; FLOPs of "
                 f"spec section 5 including the lens head at the exit layer{dip}",
                 "the cheapest layer whose 95% interval still covers the full model's accuracy",

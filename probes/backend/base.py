@@ -291,6 +291,8 @@ class Backend(ABC):
         self.tokenizer = tokenizer
         self.model_name, self.source, self.weights_hash = model_name, source, weights_hash
         self.parts = ModelParts.locate(hf_model)
+        if hf_model.device.type != "meta":  # a remote (NDIF) model has no weights here to check
+            self.parts.verify(hf_model)
         self.config = config = hf_model.config
         self.n_layers = int(config.num_hidden_layers)
         self.d_model = int(config.hidden_size)
@@ -336,16 +338,17 @@ class Backend(ABC):
         lens: Lens | None = None,
     ) -> LensReadout:
         """Each layer's residual through ``lens``' translator (none for the logit lens), then the
-        model's own final norm and unembedding (and logit soft-capping where the model has it),
-        reduced as ``request`` says."""
+        model's own final transform (:meth:`unembed`), reduced as ``request`` says."""
 
-    @abstractmethod
     def unembed(self, resid: torch.Tensor) -> torch.Tensor:
-        """Final norm + unembedding (+ soft-capping) of residual vectors ``[..., d_model]``."""
+        """The model's final transform of residual vectors ``[..., d_model]``: final norm,
+        unembedding, and the logit scaling or soft-cap the model applies
+        (:class:`probes.backend.architecture.FinalTransform`)."""
+        return self.parts.logits(self._hf_model(), resid)
 
-    @abstractmethod
     def _loss(self, enc: Encoded, labels: torch.Tensor) -> torch.Tensor:
-        """Differentiable mean next-token loss of a batch through this backend."""
+        """Differentiable mean next-token loss of a batch: the model's own logits."""
+        return lm_loss(self._hf_model()(**enc.model_inputs(), use_cache=False).logits, labels)
 
     def _trainable(self) -> dict[str, torch.nn.Parameter]:
         """Trainable parameters under their Hugging Face names."""
