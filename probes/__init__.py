@@ -1,5 +1,12 @@
 """Floor 2: probes (model + data -> tidy DataFrame). Each probe is one module, registered by name."""
 
-from probes.registry import PROBES, ProbeSpec, get_probe, register_probe
-
 __all__ = ["PROBES", "ProbeSpec", "get_probe", "register_probe"]
+
+
+def __getattr__(name: str):
+    """The registry, imported on first use (it loads pandas), so ``probes.backend.errors`` stays light."""
+    if name in __all__:
+        from probes import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -49,7 +49,7 @@ def run_arithmetic(
         enc = backend.encode([prompt_ids(backend.tokenizer, problem["question"]) for problem in batch])
         # only the ids are used: nucleus_p=0 skips the per-step nucleus sort over the vocabulary,
         # which costs more than the forward pass itself on a CPU with a 262k vocabulary
-        new_ids = backend.generate(enc, max_new_tokens=max_new_tokens, do_sample=False, nucleus_p=0.0, top_k=1).new_ids
+        new_ids = backend.generate(enc, max_new_tokens=max_new_tokens, statistics=False).new_ids
         rows = []
         for problem, ids in zip(batch, new_ids):
             ids = ids.tolist()

@@ -1,20 +1,23 @@
 """First-order Taylor importance per parameter (Zhang et al. 2024, "Unveiling Linguistic Regions
 in LLMs", Eq. 4; spec 4.1-4.2).
 
-For a language's corpus split into batches ``b`` with mean next-token loss ``L_b``::
+For a language's corpus split into groups ``g`` of sentences with token-mean next-token loss ``L_g``::
 
-    I = | theta * sum_b dL_b/dtheta |          (mode "sum_then_abs", the reference code)
-    I = sum_b | theta * dL_b/dtheta |          (mode "abs_per_batch", an option)
+    I = | theta * sum_g dL_g/dtheta |          (mode "sum_then_abs", the reference code)
+    I = sum_g | theta * dL_g/dtheta |          (mode "abs_per_batch", an option)
+
+where ``g`` runs over groups of 64 consecutive sentences (the released code's micro-step of
+8 GPUs x 8 sequences; ``group_size``), whatever the compute batch.
 
 The reference never steps or zeroes the optimizer, so its gradient is the running sum of the
-signed per-batch gradients and the absolute value comes last (spec 4.1). Gradients are summed
+signed per-group gradients and the absolute value comes last. Gradients are summed
 in float32 as they arrive: one float32 accumulator per parameter in scope is the only copy
 kept beyond the model. Scope ``"layers"`` is every parameter inside the decoder blocks, norms
 included (spec 4.2: names containing ``layers.``); ``"all"`` adds embeddings, final norm and head.
 
-Importance is stored per language as bfloat16 safetensors (bfloat16 keeps float32's range, so
-tiny importances do not underflow as they would in float16) inside the results-store run
-folder, with the provenance in the file's metadata; the probe's table summarises it per tensor.
+Importance is stored per language as float32 safetensors (full precision: in bfloat16 many
+entries tie at a top-k threshold, and regions are selected from these maps) inside the
+results-store run folder, with the provenance in the file's metadata; the probe's table summarises it per tensor.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from tqdm.auto import tqdm
 from probes.backend import Backend
 from probes.backend.grad_sum import add_loss_grads
 from probes.backend.store import ResultsStore, provenance
-from probes.inputs.lm_corpus import lm_batches
+from probes.inputs.lm_corpus import LMBatch, lm_batches
 from probes.registry import register_probe
 
 Mode = Literal["sum_then_abs", "abs_per_batch"]
@@ -56,8 +59,8 @@ IMPORTANCE_COLUMNS = {
     "importance_max": "largest importance of an entry",
     "n_sequences": "sentences the importance was accumulated over",
     "n_tokens": "predicted tokens the importance was accumulated over",
-    "mean_loss": "mean over batches of the batch's mean next-token loss (nats)",
-    "mode": "sum_then_abs (|theta * sum_b grad_b|, spec 4.1) or abs_per_batch (sum_b |theta * grad_b|)",
+    "mean_loss": "mean over groups of the group's token-mean next-token loss (nats)",
+    "mode": "sum_then_abs (|theta * sum_g grad_g|) or abs_per_batch (sum_g |theta * grad_g|), g over groups of sentences",
 }
 
 
@@ -107,6 +110,27 @@ def _gradients_only_for(backend: Backend, names: Sequence[str]) -> Iterator[None
             p.requires_grad_(True)
 
 
+GROUP_SIZE = 64  # sequences per gradient group: the released code's micro-step (8 GPUs x 8 sequences)
+
+
+def _groups(
+    backend: Backend, texts: Sequence[str], group_size: int, batch_size: int, max_tokens: int
+) -> Iterator[list[LMBatch]]:
+    """Consecutive groups of ``group_size`` texts (corpus order), each cut into compute batches."""
+    if group_size < 1:
+        raise ValueError(f"group_size must be >= 1 (got {group_size})")
+    for start in range(0, len(texts), group_size):
+        batches = list(
+            lm_batches(backend, texts[start : start + group_size], batch_size=batch_size, max_tokens=max_tokens)
+        )
+        if batches:
+            yield batches
+
+
+def _predicted_tokens(batch: LMBatch) -> int:
+    return int((batch.labels[:, 1:] != -100).sum())
+
+
 def accumulate_importance(
     backend: Backend,
     texts: Sequence[str],
@@ -114,30 +138,34 @@ def accumulate_importance(
     lang: str = "",
     scope: Scope = "layers",
     mode: Mode = "sum_then_abs",
+    group_size: int = GROUP_SIZE,
     batch_size: int = 8,
     max_tokens: int = 512,
     progress: bool = True,
 ) -> ImportanceMap:
-    """Taylor importance of every parameter in ``scope`` over ``texts`` (Eq. 4, spec 4.1).
+    """Taylor importance of every parameter in ``scope`` over ``texts`` (Eq. 4).
 
-    Each batch's mean-loss gradient (the backend's own loss, as ``Backend.loss_and_grads``) is
-    added into a float32 accumulator and freed at once (``probes.backend.grad_sum``): the signed
-    gradient (``sum_then_abs``, then ``|theta * sum|`` at the end) or ``|theta * grad|``
-    (``abs_per_batch``). The sum over batch means follows the
-    reference, so the scale depends on the batch size; rankings, which regions use, do not much.
+    The gradient is summed over *groups* of ``group_size`` consecutive sentences, each group's
+    gradient being that of its token-mean next-token loss, as the released code sums one
+    gradient per micro-step of 64 sequences (8 GPUs x 8). The grouping is part of the
+    definition (and of the run key): ``sum_then_abs`` gives ``|theta * sum_g grad_g|`` and
+    ``abs_per_batch`` gives ``sum_g |theta * grad_g|``. ``batch_size`` is only the compute
+    batch: a group is processed in compute batches whose mean-loss gradients are weighted by
+    their share of the group's predicted tokens, so the map does not depend on it (up to float
+    rounding). Gradients are summed in float32 as they arrive (``probes.backend.grad_sum``).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     names = scope_names(backend, scope)
     params = backend.named_parameters()
-    accumulator = {n: torch.zeros(params[n].shape, dtype=torch.float32, device=params[n].device) for n in names}
-    n_sequences = n_tokens = n_batches = 0
+
+    def zeros() -> dict[str, torch.Tensor]:
+        return {n: torch.zeros(params[n].shape, dtype=torch.float32, device=params[n].device) for n in names}
+
+    accumulator = zeros()
+    group_grad = zeros() if mode == "abs_per_batch" else accumulator  # sum_then_abs is linear: add straight in
+    n_sequences = n_tokens = n_groups = 0
     loss_sum = 0.0
-
-    def theta_times_grad(name: str, grad: torch.Tensor) -> torch.Tensor:
-        return grad.float().mul_(params[name].detach().float()).abs_()
-
-    transform = theta_times_grad if mode == "abs_per_batch" else None
     with (
         _gradients_only_for(backend, names),
         tqdm(
@@ -147,18 +175,32 @@ def accumulate_importance(
             disable=not progress,
         ) as bar,
     ):
-        for batch in lm_batches(backend, texts, batch_size=batch_size, max_tokens=max_tokens):
-            loss, tokens = add_loss_grads(backend, batch.enc, batch.labels, accumulator, transform)
-            n_sequences, n_tokens, n_batches = n_sequences + batch.n_sentences, n_tokens + tokens, n_batches + 1
-            loss_sum += loss
-            bar.update(batch.n_sentences)
-    if n_batches == 0:
+        for batches in _groups(backend, texts, group_size, batch_size, max_tokens):
+            group_tokens = sum(_predicted_tokens(b) for b in batches)
+            for batch in batches:
+                weight = _predicted_tokens(batch) / group_tokens
+                loss, tokens = add_loss_grads(
+                    backend, batch.enc, batch.labels, group_grad, lambda _, g, w=weight: g.float().mul_(w)
+                )
+                n_sequences, n_tokens, loss_sum = (
+                    n_sequences + batch.n_sentences,
+                    n_tokens + tokens,
+                    loss_sum + weight * loss,
+                )
+                bar.update(batch.n_sentences)
+            n_groups += 1
+            if mode == "abs_per_batch":
+                with torch.no_grad():
+                    for name in names:
+                        accumulator[name].add_(group_grad[name].mul_(params[name].detach().float()).abs_())
+                        group_grad[name].zero_()
+    if n_groups == 0:
         raise ValueError(f"no sentence of {lang or 'the corpus'} has two tokens or more; nothing to accumulate")
     if mode == "sum_then_abs":
         with torch.no_grad():
             for name in names:
                 accumulator[name].mul_(params[name].detach().float()).abs_()
-    return ImportanceMap(lang, accumulator, n_sequences, n_tokens, loss_sum / n_batches, mode)
+    return ImportanceMap(lang, accumulator, n_sequences, n_tokens, loss_sum / n_groups, mode)
 
 
 def summarise(imap: ImportanceMap, blocks: str) -> pd.DataFrame:
@@ -187,7 +229,7 @@ def summarise(imap: ImportanceMap, blocks: str) -> pd.DataFrame:
 
 
 def save_importance(imap: ImportanceMap, path: Path, prov: Mapping[str, object]) -> None:
-    """bfloat16 safetensors with the provenance (and counts) in the metadata, written atomically."""
+    """float32 safetensors with the provenance (and counts) in the metadata, written atomically."""
     meta = {
         "provenance": json.dumps(prov, default=str),
         "lang": imap.lang,
@@ -198,7 +240,7 @@ def save_importance(imap: ImportanceMap, path: Path, prov: Mapping[str, object])
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    save_file({n: t.to(torch.bfloat16).contiguous().cpu() for n, t in imap.importance.items()}, str(tmp), metadata=meta)
+    save_file({n: t.to(torch.float32).contiguous().cpu() for n, t in imap.importance.items()}, str(tmp), metadata=meta)
     tmp.replace(path)
 
 
@@ -212,13 +254,14 @@ def load_importance(path: str | Path, dtype: torch.dtype = torch.float32) -> Imp
     )
 
 
-@register_probe("importance", paper="Zhang et al. 2024, Eq. 4; spec 4.1-4.2", columns=IMPORTANCE_COLUMNS)
+@register_probe("importance", paper="Zhang et al. 2024, Eq. 4", columns=IMPORTANCE_COLUMNS, version=3)
 def run_importance(
     backend: Backend,
     texts: Mapping[str, Sequence[str]],
     *,
     scope: Scope = "layers",
     mode: Mode = "sum_then_abs",
+    group_size: int = GROUP_SIZE,
     batch_size: int = 8,
     max_tokens: int = 512,
     store: ResultsStore | None = None,
@@ -237,11 +280,13 @@ def run_importance(
             "lang": lang,
             "scope": scope,
             "mode": mode,
-            "batch_size": batch_size,
+            "group_size": group_size,
             "max_tokens": max_tokens,
             "n_texts": len(sentences),
-        }
-        run = store.run(provenance("importance", params, backend.describe(), data_files)) if store else None
+        }  # not batch_size: it changes only memory use and speed
+        run = (
+            store.run(provenance("importance", params, backend.describe(), data_files), key="param") if store else None
+        )
         if run is not None and run.finished and (run.folder / IMPORTANCE_FILE).is_file():
             frames.append(run.load())
             files[lang] = run.folder / IMPORTANCE_FILE
@@ -252,6 +297,7 @@ def run_importance(
             lang=lang,
             scope=scope,
             mode=mode,
+            group_size=group_size,
             batch_size=batch_size,
             max_tokens=max_tokens,
             progress=progress,

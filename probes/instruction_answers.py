@@ -46,7 +46,9 @@ def _answer_frame(
     backend: Backend, batch: Sequence[tuple[str, str, str, str, list[int]]], max_new_tokens: int, special: set[int]
 ) -> pd.DataFrame:
     """The greedy answers of one batch of rows ``(lang, id, prompt, reference, prompt ids)``."""
-    generation = backend.generate(backend.encode([row[4] for row in batch]), max_new_tokens=max_new_tokens)
+    generation = backend.generate(
+        backend.encode([row[4] for row in batch]), max_new_tokens=max_new_tokens, statistics=False
+    )
     rows = []
     for (lang, i, prompt, reference, _), new_ids in zip(batch, generation.new_ids.tolist()):
         completion, n_generated, _ = completion_extent(backend, new_ids)

@@ -4,7 +4,7 @@ A user adds a probe with::
 
     from probes import register_probe
 
-    @register_probe("my-probe", paper="Me et al. 2026", columns={"lang": "...", "value": "..."})
+    @register_probe("my-probe", paper="Me et al. 2026", columns={"lang": "...", "value": "..."}, version=1)
     def my_probe(backend, **params) -> pandas.DataFrame: ...
 """
 
@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from probes.backend.store import PROBE_VERSIONS
+
 
 @dataclass(frozen=True)
 class ProbeSpec:
@@ -24,18 +26,23 @@ class ProbeSpec:
     run: Callable[..., pd.DataFrame]
     paper: str
     columns: dict[str, str]  # column -> meaning: the one place each table's columns are documented
+    version: int = 1  # bump when the probe's numbers change: part of every stored run's key
 
 
 PROBES: dict[str, ProbeSpec] = {}
 
 
-def register_probe(name: str, *, paper: str, columns: dict[str, str]):
-    """Decorator: register ``fn`` under ``name`` with the paper it follows and its documented columns."""
+def register_probe(name: str, *, paper: str, columns: dict[str, str], version: int = 1):
+    """Decorator: register ``fn`` under ``name`` with the paper it follows, its documented columns
+    and its ``version``. The version is part of the results-store key, so bumping it when the
+    probe's numbers change makes every stored run of the old code be computed again
+    (``tests/probes/test_probe_versions.py`` fails when the numbers change and the version does not)."""
 
     def decorate(fn: Callable[..., pd.DataFrame]) -> Callable[..., pd.DataFrame]:
         if name in PROBES and PROBES[name].run is not fn:
             raise ValueError(f"a probe named {name!r} is already registered")
-        PROBES[name] = ProbeSpec(name, fn, paper, columns)
+        PROBES[name] = ProbeSpec(name, fn, paper, columns, version)
+        PROBE_VERSIONS[name] = version
         return fn
 
     return decorate

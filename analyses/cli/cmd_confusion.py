@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from analyses.cli.settings import Settings
+from analyses.cli.settings import Settings, check_writable
 from analyses.stats.confusion_metrics import METRIC_COLUMNS, read_completions, score_completions
 from probes.backend.errors import PivotlensError
 from probes.backend.languages import parse_languages
@@ -41,6 +41,8 @@ def confusion_metrics(
     ),
 ) -> None:
     """Score completions with the Language Confusion Benchmark's LPR, WPR and LCPR."""
+    if out is not None:
+        check_writable(out.parent, "--out")
     metrics = score_completions(read_completions(completions))
     Console().print(_metrics_table(metrics, f"language confusion: {completions.name}"))
     if out is not None:

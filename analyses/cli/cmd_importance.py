@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
-import torch
 import typer
 
 from analyses.cli.settings import Settings
@@ -69,7 +68,7 @@ def importance(
     scope: str = typer.Option("layers", help="layers (inside the blocks, norms included; spec 4.2) or all."),
     mode: str = typer.Option("sum_then_abs", help="sum_then_abs (|theta * sum grad|, spec 4.1) or abs_per_batch."),
 ) -> None:
-    """Taylor importance |theta * sum_b grad L_b| per parameter and language (bfloat16
+    """Taylor importance |theta * sum_b grad L_b| per parameter and language (float32
     safetensors in the results store), its per-tensor summary and the layer x module map."""
     settings: Settings = ctx.obj
     codes = parse_languages(langs)
@@ -246,7 +245,7 @@ def region_freeze(
     use = _use(corpus, n_sentences, n_heldout, max_tokens)
     backend = settings.load_backend()
     summary = importance_for(backend, core, use, batch_size=settings.batch_size, store=ResultsStore(settings.results))
-    scores = core_scores(load_importance(summary.attrs["files"][lang], torch.bfloat16).importance for lang in core)
+    scores = core_scores(load_importance(summary.attrs["files"][lang]).importance for lang in core)
     masks = select(scores, fraction, "top")
     del scores
     model = settings.model

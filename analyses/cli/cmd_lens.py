@@ -6,13 +6,33 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from analyses.cli.settings import Settings
+from analyses.cli.settings import Settings, check_choice, check_languages
 from analyses.pipelines.lens import data_languages, run_languages, write_outputs
 from analyses.stats.prom_lambda import analyse
-from probes.backend.languages import parse_languages
+from probes.backend.errors import InputError
 from probes.backend.lenses import load_lens, parse_lens_names
+from probes.backend.models import model_depth
 from probes.backend.store import ResultsStore
-from probes.inputs.words import CONCEPTS
+from probes.inputs.words import CONCEPTS, load_concepts
+
+TASKS = ("translation", "repetition", "cloze")
+WORD_PROBS = ("prefix", "chain")
+
+
+def _check_data(words: str, langs: list[str]) -> None:
+    """The word list reads and holds a column for every language asked for."""
+    have = [c for c in load_concepts(words).columns if c != "concept"]
+    missing = [c for c in langs if c not in have]
+    if missing:
+        raise InputError(
+            f"{words} has no column for {', '.join(missing)}; it has {', '.join(have)}: "
+            "choose among those or add the column"
+        )
+
+
+def _check_layer(layer: int | None, depth: int | None, model: str) -> None:
+    if layer is not None and depth is not None and not 0 <= layer < depth:
+        raise InputError(f"--layer {layer} is outside {model}'s {depth} layers; use 0 to {depth - 1}")
 
 
 def lens(
@@ -29,7 +49,11 @@ def lens(
 ) -> None:
     """Lens (logit by default) for one target language: tidy table (lens.csv/.parquet) and figure."""
     settings: Settings = ctx.obj
-    parse_languages([target, latent] + ([source] if source else []))
+    check_choice(task, TASKS, "--task")
+    check_choice(word_prob, WORD_PROBS, "--word-prob")
+    langs = [check_languages(target, "--target")[0], check_languages(latent, "--latent")[0]]
+    langs += [check_languages(source, "--source")[0]] if source else []
+    _check_data(words, langs)
     (name,) = parse_lens_names(lens_name)
     backend = settings.load_backend()
     table = run_languages(
@@ -59,7 +83,7 @@ def lambda_(
     lambda0: float = typer.Option(0.1, help="lambda where the model pivots through English (PROM: 0.1)."),
     task: str = typer.Option("translation", help="translation, repetition or cloze."),
     words: str = typer.Option(str(CONCEPTS), help="Wide CSV word list."),
-    limit: int = typer.Option(None, help="Only the first N prompts per language (a quick subset)."),
+    limit: int = typer.Option(None, min=1, help="Only the first N prompts per language (a quick subset)."),
     lens_name: str = typer.Option(
         "logit",
         "--lens",
@@ -69,9 +93,13 @@ def lambda_(
     """PROM's lambda per language (0 where mean P(en) < mean P(target) at layer n), with the lens
     curves and figures. With several lenses: each lens' decision and whether they agree."""
     settings: Settings = ctx.obj
-    codes = [c for c in data_languages(words) if c != "en"] if langs == "all" else parse_languages(langs)
+    check_choice(task, TASKS, "--task")
+    codes = [c for c in data_languages(words) if c != "en"] if langs == "all" else check_languages(langs)
+    _check_data(words, codes)
+    _check_layer(layer, model_depth(settings.model), settings.model)
     names = parse_lens_names(lens_name, allow_all=True)
     backend = settings.load_backend()
+    _check_layer(layer, backend.n_layers, settings.model)  # a hub model's depth is known only now
     options = {
         "task": task,
         "words": words,

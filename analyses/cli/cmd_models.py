@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from probes.backend.models import EMBEDDED, MANIFEST, embedded_cache_path
+from probes.backend.models import EMBEDDED, cache_problem, embedded_cache_path
 
 
 def models() -> None:
@@ -18,12 +18,15 @@ def models() -> None:
         table.add_column(column)
     for model in EMBEDDED.values():
         folder = embedded_cache_path(model.name)
-        cached = (folder / MANIFEST).is_file()
+        problem = cache_problem(folder) if folder.exists() else "not converted yet"
+        cached = problem is None
         layers = vocab = "?"
         if cached:
             config = json.loads((folder / "config.json").read_text())
             layers, vocab = str(config["num_hidden_layers"]), str(config["vocab_size"])
-        table.add_row(model.name, "yes" if cached else "no", layers, vocab, model.package, model.description)
+        table.add_row(
+            model.name, "yes" if cached else f"no: {problem}", layers, vocab, model.package, model.description
+        )
     Console().print(table)
 
 

@@ -1,12 +1,19 @@
-"""Global CLI options shared by every command."""
+"""Global CLI options shared by every command, and the checks every option passes before any
+model loads (each failure is one line naming the fix, exit code 2)."""
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 import typer
+
+from probes.backend.errors import InputError
+
+BACKENDS = ("transformer-lens", "nnsight")
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,20 @@ class Settings:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def check(self) -> None:
+        """Every global option, without loading a model."""
+        from probes.backend.models import DTYPE_NAMES, check_device, check_model_spec
+
+        if self.backend not in BACKENDS:
+            raise InputError(f"unknown --backend {self.backend!r}; use one of {', '.join(BACKENDS)}")
+        if self.dtype not in DTYPE_NAMES:
+            raise InputError(f"unknown --dtype {self.dtype!r}; use one of {', '.join(DTYPE_NAMES)}")
+        check_device(self.device)
+        check_model_spec(self.model)
+        check_writable(self.out, "--out")
+        if self.results:
+            check_writable(self.results, "--results")
+
     def load_backend(self, model: str | None = None):
         from probes.backend import load
 
@@ -35,3 +56,34 @@ def version_callback(value: bool) -> None:
     if value:
         typer.echo(f"pivotlens {metadata.version('pivotlens')}")
         raise typer.Exit()
+
+
+def check_writable(folder: str | os.PathLike[str], option: str) -> None:
+    """``folder`` exists and is writable, or can be created (its nearest existing parent is)."""
+    path = Path(folder).expanduser().absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"{option} {folder}: {existing} is a file, not a folder; choose another {option}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {folder}: {existing} is not writable; choose a folder you can write to")
+
+
+def check_languages(spec: str, option: str = "--langs") -> list[str]:
+    """Comma-separated language codes: known, at least one, each once (a repeat is dropped
+    with a warning, so it is not counted twice)."""
+    from probes.backend.languages import parse_languages
+
+    with warnings.catch_warnings(record=True) as repeated:
+        warnings.simplefilter("always")
+        codes = parse_languages(spec)
+    if not codes:
+        raise InputError(f"{option} is empty; give comma-separated language codes such as fr,zh")
+    for warning in repeated:
+        typer.secho(f"warning: {option} {spec}: {str(warning.message).split(': ', 1)[-1]}", err=True)
+    return codes
+
+
+def check_choice(value: str, choices: tuple[str, ...] | list[str], option: str) -> str:
+    if value not in choices:
+        raise InputError(f"unknown {option} {value!r}; use one of {', '.join(choices)}")
+    return value

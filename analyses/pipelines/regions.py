@@ -90,7 +90,7 @@ def importance_for(
     progress: bool = True,
 ) -> pd.DataFrame:
     """The importance probe per language (one resumable store run each); ``attrs["files"]``
-    maps each language to its bfloat16 safetensors map."""
+    maps each language to its float32 safetensors map."""
     return run_importance(
         backend,
         use.texts(langs, "accumulation"),
@@ -144,11 +144,8 @@ def build_regions(
     if missing:
         raise ValueError(f"core languages {missing} have no importance map; add them to --langs")
     meta = {**dict(metadata or {}), "fraction": fraction, "seed": seed, "core_langs": list(core_langs)}
-    tops = {
-        lang: select(load_importance(path, torch.bfloat16).importance, fraction, "top", seed=seed)
-        for lang, path in files.items()
-    }
-    core = core_scores(load_importance(files[lang], torch.bfloat16).importance for lang in core_langs)
+    tops = {lang: select(load_importance(path).importance, fraction, "top", seed=seed) for lang, path in files.items()}
+    core = core_scores(load_importance(files[lang]).importance for lang in core_langs)
     core_label = "+".join(core_langs)
     regions: list[Region] = []
     sizes = []

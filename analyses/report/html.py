@@ -100,7 +100,8 @@ def _provenance_html(provenance: dict[str, object]) -> str:
     models = provenance.get("models", {})
     code = provenance.get("code", {})
     lines = [
-        f"{html.escape(name)}: weights sha256 {html.escape(str(info.get('weights_hash', '?'))[:16])}..., "
+        f"{html.escape(name)}: {html.escape(str(info.get('model_source', 'weights of unknown origin')))}; "
+        f"weights sha256 {html.escape(str(info.get('weights_hash', '?'))[:16])}..., "
         f"{html.escape(str(info.get('backend')))} backend, {html.escape(str(info.get('dtype')))} on "
         f"{html.escape(str(info.get('device')))}"
         for name, info in models.items()
@@ -133,8 +134,7 @@ def render_report(
         f"<title>pivotlens diagnosis: {html.escape(lang)}</title><style>{_STYLE}</style>"
         f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
         f"<h1>How do these models handle {html.escape(lang)}?</h1>"
-        f"<p class='meta'>pivotlens diagnosis report, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Embedded models hold "
-        f"dequantized 4-bit weights. Tables: <a href='{html.escape(lang)}/'>{html.escape(lang)}/</a>.</p>"
+        f"<p class='meta'>pivotlens diagnosis report, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Tables: <a href='{html.escape(lang)}/'>{html.escape(lang)}/</a>.</p>"
         f"{_provenance_html(provenance)}{_summary_html(verdicts)}"
         f"<div class='models' style='--n: {len(per_model)}'>{columns}</div></body></html>"
     )

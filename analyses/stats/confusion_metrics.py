@@ -41,13 +41,15 @@ from probes.language_id import WORD_LEVEL_LANGUAGES, judge
 OUTPUT_COLUMNS = ("id", "model", "completion", "task", "source", "language")  # the benchmark's output CSV
 METRIC_COLUMNS = ("task", "model", "source", "language", "n", "lpr", "wpr", "lcpr")
 ALL = "all"
+#: The Language Confusion Benchmark's languages (Marchisio et al. 2024, Table 1).
+BENCHMARK_LANGUAGES = ("ar", "de", "en", "es", "fr", "hi", "id", "it", "ja", "ko", "pt", "ru", "tr", "vi", "zh")
 
 
 def read_completions(path: str | Path) -> pd.DataFrame:
     """A CSV of completions in the benchmark's output format (``id, model, completion, task,
     source, language``; other columns are kept). Errors name the file, line and column."""
     path = Path(path)
-    header, records = read_records(path)
+    header, records = read_records(path, "a CSV of completions in the benchmark's output format")
     missing = [c for c in OUTPUT_COLUMNS if c not in header]
     if missing:
         raise DataFormatError(
@@ -62,6 +64,12 @@ def read_completions(path: str | Path) -> pd.DataFrame:
         for column in ("task", "source", "language"):
             if not row[header.index(column)].strip():
                 raise DataFormatError(f"{path}:{line}, column {header.index(column) + 1} ({column}): empty cell")
+        language = row[header.index("language")].strip()
+        if language not in BENCHMARK_LANGUAGES:
+            raise DataFormatError(
+                f"{path}:{line}, column {header.index('language') + 1} (language): {language!r} is not a language of "
+                f"the benchmark; use one of {', '.join(BENCHMARK_LANGUAGES)}"
+            )
     table = pd.DataFrame([row for _, row in records], columns=header, dtype=str)
     for column in ("task", "source", "language", "model"):
         table[column] = table[column].str.strip()

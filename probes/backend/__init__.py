@@ -5,13 +5,27 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-
-from probes.backend.base import Backend, Encoded, Generation, LensReadout, LensRequest, LossGrads
 from probes.backend.errors import PivotlensError
 from probes.backend.models import DEFAULT_MODEL, EMBEDDED, load_hf, load_meta, weights_fingerprint
+
+if TYPE_CHECKING:
+    import torch
+
+    from probes.backend.base import Backend
+
+# imported on first use, so that importing pivotlens (and `pivotlens --help`) does not load torch
+_FROM_BASE = ("Backend", "Encoded", "Generation", "LensReadout", "LensRequest", "LossGrads")
+
+
+def __getattr__(name: str):
+    if name in _FROM_BASE:
+        from probes.backend import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 BackendName = Literal["transformer-lens", "nnsight"]
 BACKENDS: tuple[str, ...] = ("transformer-lens", "nnsight")

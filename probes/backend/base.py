@@ -26,6 +26,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from probes.backend.architecture import ModelParts
+from probes.backend.models import weights_origin
 
 if TYPE_CHECKING:
     from probes.backend.lenses import Lens
@@ -268,13 +269,14 @@ def _along_beams(stat: torch.Tensor, beam_indices: torch.Tensor) -> torch.Tensor
 
 @dataclass
 class Generation:
-    """Generated ids (prompt excluded) and per-step statistics, each ``[batch, steps]``."""
+    """Generated ids (prompt excluded) and per-step statistics, each ``[batch, steps]``; the
+    statistics are None when generation ran without them (``statistics=False``)."""
 
     new_ids: torch.Tensor
-    entropy_bits: torch.Tensor
-    nucleus_size: torch.Tensor
-    top_ids: torch.Tensor
-    top_probs: torch.Tensor
+    entropy_bits: torch.Tensor | None = None
+    nucleus_size: torch.Tensor | None = None
+    top_ids: torch.Tensor | None = None
+    top_probs: torch.Tensor | None = None
 
 
 class Backend(ABC):
@@ -441,15 +443,19 @@ class Backend(ABC):
         nucleus_p: float = 0.75,
         top_k: int = 5,
         seed: int | None = None,
+        statistics: bool = True,
     ) -> Generation:
         """Generate and record per step the entropy (bits), nucleus size at ``nucleus_p`` and
         top tokens of the model's raw next-token distribution. With beam search
         (``num_beams > 1``) the statistics are those of the distribution each returned token was
         chosen from: the step's row of the beam that the final sequence passed through
-        (``beam_indices``); steps after a sequence finished hold NaN / -1."""
+        (``beam_indices``); steps after a sequence finished hold NaN / -1. With
+        ``statistics=False`` only the ids are returned: plain decoding, for callers that read no
+        statistics (the recorder's full-vocabulary softmax and sort cost time at every step)."""
         if seed is not None:
             torch.manual_seed(seed)
         recorder = _StepRecorder(nucleus_p, top_k)
+        processors = LogitsProcessorList([recorder] if statistics else [])
         model = self._hf_model()
         kwargs = {"temperature": temperature, "top_p": top_p} if do_sample else {}
         if num_beams > 1:
@@ -460,12 +466,14 @@ class Backend(ABC):
                 attention_mask=enc.attention_mask,
                 max_new_tokens=max_new_tokens,
                 do_sample=do_sample,
-                logits_processor=LogitsProcessorList([recorder]),
+                logits_processor=processors,
                 pad_token_id=self.pad_id,
                 **kwargs,
             )
         sequences = out.sequences if num_beams > 1 else out
         new_ids = sequences[:, enc.input_ids.shape[1] :].cpu()
+        if not statistics:
+            return Generation(new_ids)
         s = recorder.stats
         stats = [
             torch.stack(s.entropy_bits, 1),
@@ -481,7 +489,7 @@ class Backend(ABC):
         """Provenance of the model for result metadata."""
         return {
             "model": self.model_name,
-            "model_source": self.source,
+            "model_source": weights_origin(self.source, getattr(self.config, "_commit_hash", None)),
             "weights_hash": self.weights_hash,
             "backend": self.name,
             "n_layers": self.n_layers,

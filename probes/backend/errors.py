@@ -28,3 +28,7 @@ class TokenizerVocabularyError(PivotlensError):
 
 class DataFormatError(PivotlensError, ValueError):
     """A malformed data file; the message names the file, line and column."""
+
+
+class InputError(PivotlensError, ValueError):
+    """An option value pivotlens cannot use (device, dtype, layer, output folder, ...)."""

@@ -4,6 +4,7 @@ prompts need (the cloze "Answer" label), so that templates are built per languag
 from __future__ import annotations
 
 import unicodedata
+import warnings
 from dataclasses import dataclass
 
 from probes.backend.errors import UnknownLanguageError
@@ -81,11 +82,17 @@ def get_language(code: str) -> Language:
 
 
 def parse_languages(spec: str | list[str]) -> list[str]:
-    """``"en,fr"`` or ``["en", "fr"]`` -> validated codes."""
+    """``"en,fr"`` or ``["en", "fr"]`` -> validated codes, each once (a repeated code would be
+    counted twice, so it is dropped with a warning)."""
     codes = [c.strip() for c in (spec.split(",") if isinstance(spec, str) else spec) if c.strip()]
     for code in codes:
         get_language(code)
-    return codes
+    unique = list(dict.fromkeys(codes))
+    if len(unique) < len(codes):
+        warnings.warn(
+            f"languages {','.join(codes)}: each repeated language counted once ({','.join(unique)})", stacklevel=2
+        )
+    return unique
 
 
 def in_script(text: str, script: str) -> bool:

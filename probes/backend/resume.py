@@ -37,7 +37,9 @@ def collect(
     With ``run``: items whose ``key`` is among the run's stored items are skipped; each batch's
     rows are stored as soon as they are computed, so an interrupted run resumes where it stopped;
     a finished run with nothing new to compute is loaded, not rewritten. The rows must carry the
-    key in the run's item column (``item``)."""
+    key in the run's item column (``item``). The stored items are read again before each batch,
+    so a second process working on the same run is not duplicated (``Run.append`` also drops
+    rows of items stored meanwhile, under the run's lock)."""
     done = run.done_items() if run is not None else set()
     todo = [item for item in items if key(item) not in done]
     if run is not None and run.finished and not todo:
@@ -46,12 +48,22 @@ def collect(
     with tqdm(total=len(todo), desc=desc, unit=unit, disable=not progress) as bar:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
-            frame = compute(batch)
-            if run is not None:
-                run.append(frame)
-            else:
-                frames.append(frame)
+            fresh = _not_stored(batch, key, run)
+            if fresh:
+                frame = compute(fresh)
+                if run is not None:
+                    run.append(frame)
+                else:
+                    frames.append(frame)
             bar.update(len(batch))
     if run is not None:
         return run.finish()
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns))
+
+
+def _not_stored(batch: list[T], key: Callable[[T], str], run: Run | None) -> list[T]:
+    """The items of ``batch`` that no process has stored yet."""
+    if run is None:
+        return batch
+    done = run.done_items()
+    return [item for item in batch if key(item) not in done]

@@ -19,6 +19,7 @@ requests asking for another language, answered in it (cross-lingual); turns are 
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,12 +71,24 @@ class ConfusionPrompt:
         return f"{self.task}|{self.source}|{self.language}|{self.row}"
 
 
-def read_records(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header and ``(line, row)`` records of a CSV (line = where each record starts)."""
+def read_records(
+    path: Path, what: str = "a CSV with the benchmark's columns"
+) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header and ``(line, row)`` records of a UTF-8 CSV (a BOM is allowed); ``line`` is the
+    physical line where each record starts, so multi-line cells do not shift later numbers.
+    Non-UTF-8 bytes, an empty file and malformed or oversized fields are errors naming the line."""
     if not path.is_file():
-        raise DataFormatError(f"{path}: no such file; pass a CSV with the benchmark's columns")
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
+        raise DataFormatError(f"{path}: no such file; pass {what}")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataFormatError(
+            f"{path}:{line}: byte 0x{raw[exc.start]:02x} is not UTF-8; save the file as UTF-8"
+        ) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
         header = next(reader, None)
         if header is None:
             raise DataFormatError(f"{path}: the file is empty; it needs a header row")
@@ -84,6 +97,11 @@ def read_records(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
             if row:
                 records.append((start, row))
             start = reader.line_num + 1
+    except csv.Error as exc:
+        raise DataFormatError(
+            f"{path}:{reader.line_num}: {exc} (at most {csv.field_size_limit()} characters per field); "
+            "check the quoting or shorten the field"
+        ) from None
     return [h.strip() for h in header], records
 
 

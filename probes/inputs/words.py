@@ -7,7 +7,6 @@ column per ISO 639-1 code, one row per concept. Cloze sentences (``data/cloze.cs
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pandas as pd
@@ -15,20 +14,16 @@ import pandas as pd
 from probes.backend.errors import DataFormatError
 from probes.backend.languages import get_language
 from probes.inputs import DATA_DIR
+from probes.inputs.confusion_data import read_records
 
 CONCEPTS = DATA_DIR / "concepts.csv"
 CLOZE = DATA_DIR / "cloze.csv"
 PLACEHOLDER = '"___"'
 
 
-def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
-    if not path.is_file():
-        raise DataFormatError(f"{path}: no such file; pass a CSV with a 'concept' column and one column per language")
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.reader(handle))
-    if not rows:
-        raise DataFormatError(f"{path}: the file is empty; it needs a header row")
-    return rows[0], rows[1:]
+def _rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header and ``(physical line, row)`` records (UTF-8, a BOM allowed)."""
+    return read_records(path, "a CSV with a 'concept' column and one column per language")
 
 
 def load_concepts(path: str | Path = CONCEPTS) -> pd.DataFrame:
@@ -45,7 +40,7 @@ def load_concepts(path: str | Path = CONCEPTS) -> pd.DataFrame:
     if len(set(header)) != len(header):
         raise DataFormatError(f"{path}:1: duplicate column names in {header}")
     seen: dict[str, int] = {}
-    for line, row in enumerate(rows, start=2):
+    for line, row in rows:
         if len(row) != len(header):
             raise DataFormatError(f"{path}:{line}: {len(row)} fields, the header has {len(header)}")
         for column, cell in enumerate(row, start=1):
@@ -54,7 +49,7 @@ def load_concepts(path: str | Path = CONCEPTS) -> pd.DataFrame:
         if row[0] in seen:
             raise DataFormatError(f"{path}:{line}: concept {row[0]!r} already on line {seen[row[0]]}")
         seen[row[0]] = line
-    return pd.DataFrame(rows, columns=header).apply(lambda col: col.str.strip())
+    return pd.DataFrame([row for _, row in rows], columns=header).apply(lambda col: col.str.strip())
 
 
 def load_cloze(path: str | Path = CLOZE) -> pd.DataFrame:
@@ -63,10 +58,10 @@ def load_cloze(path: str | Path = CLOZE) -> pd.DataFrame:
     header, rows = _rows(path)
     if header != ["concept", "lang", "sentence"]:
         raise DataFormatError(f"{path}:1: header must be concept,lang,sentence (found {','.join(header)})")
-    for line, row in enumerate(rows, start=2):
+    for line, row in rows:
         if len(row) != 3:
             raise DataFormatError(f"{path}:{line}: {len(row)} fields, expected 3")
         get_language(row[1])
         if row[2].count(PLACEHOLDER) != 1:
             raise DataFormatError(f"{path}:{line}, column 3: the sentence must contain {PLACEHOLDER} exactly once")
-    return pd.DataFrame(rows, columns=header)
+    return pd.DataFrame([row for _, row in rows], columns=header)

@@ -17,7 +17,7 @@ from probes.importance import (
     scope_names,
 )
 from probes.inputs.lm_corpus import lm_batches
-from tests.conftest import embedded, tiny_hf_model, tiny_tokenizer
+from tests.conftest import CORPUS, embedded, tiny_backend, tiny_hf_model, tiny_tokenizer
 
 # Float64 needs batches without padding (transformers' eager mask turns padded rows into NaN in
 # float64), so every sentence is its own batch there.
@@ -59,7 +59,7 @@ def test_importance_equals_the_central_difference_of_the_summed_loss(backend_nam
     """|theta_i * d/dtheta_i sum_b L_b| is the derivative of the summed loss along theta_i's own
     direction: (F(theta_i (1 + h)) - F(theta_i (1 - h))) / 2h, by an independent forward pass."""
     backend = _backend64(backend_name)
-    imap = accumulate_importance(backend, TEXTS, batch_size=1, max_tokens=32, progress=False)
+    imap = accumulate_importance(backend, TEXTS, group_size=1, batch_size=1, max_tokens=32, progress=False)
     reference = tiny_hf_model("llama").double()
     batches = list(lm_batches(backend, TEXTS, batch_size=1, max_tokens=32))
     params = dict(reference.named_parameters())
@@ -88,7 +88,7 @@ def test_importance_predicts_zeroing_a_small_entry():
     """Eq. 2-4: for an entry with a small value, L(theta) - L(theta with the entry zeroed) is its
     first-order term theta_i * g_i (the paper's motivation for the Taylor estimate)."""
     backend = _backend64()
-    imap = accumulate_importance(backend, TEXTS, batch_size=1, max_tokens=32, progress=False)
+    imap = accumulate_importance(backend, TEXTS, group_size=1, batch_size=1, max_tokens=32, progress=False)
     reference = tiny_hf_model("llama").double()
     batches = list(lm_batches(backend, TEXTS, batch_size=1, max_tokens=32))
     signed = _signed(tiny_hf_model("llama").double(), batches)
@@ -108,14 +108,19 @@ def test_importance_predicts_zeroing_a_small_entry():
 
 
 def test_sum_then_abs_and_abs_per_batch_follow_their_definitions():
-    """sum_then_abs = |theta * sum_b g_b| (spec 4.1), abs_per_batch = sum_b |theta * g_b|; both
-    against plain-torch gradients of an independent copy, with padded float32 batches."""
+    """sum_then_abs = |theta * sum_g grad_g|, abs_per_batch = sum_g |theta * grad_g| over groups of
+    2 sentences (computed in batches of 4 and of 1); both against plain-torch gradients of an
+    independent copy, one padded float32 batch per group."""
     backend = wrap(tiny_hf_model("llama"), tiny_tokenizer(), backend="transformer-lens")
     texts = TEXTS * 2
-    batches = list(lm_batches(backend, texts, batch_size=4, max_tokens=32))
-    assert len(batches) == 2 and (batches[0].enc.attention_mask == 0).any()
-    after_sum = accumulate_importance(backend, texts, batch_size=4, max_tokens=32, progress=False)
-    per_batch = accumulate_importance(backend, texts, batch_size=4, max_tokens=32, mode="abs_per_batch", progress=False)
+    batches = [
+        b for s in range(0, len(texts), 2) for b in lm_batches(backend, texts[s : s + 2], batch_size=2, max_tokens=32)
+    ]
+    assert len(batches) == 3 and any((b.enc.attention_mask == 0).any() for b in batches)  # groups of 2 sentences
+    after_sum = accumulate_importance(backend, texts, group_size=2, batch_size=4, max_tokens=32, progress=False)
+    per_batch = accumulate_importance(
+        backend, texts, group_size=2, batch_size=1, max_tokens=32, mode="abs_per_batch", progress=False
+    )
     expected_sum = _signed(tiny_hf_model("llama"), batches)
     per_batch_signed = [_signed(tiny_hf_model("llama"), [b]) for b in batches]
     expected_per_batch = {n: sum(signed[n].abs() for signed in per_batch_signed) for n in expected_sum}
@@ -150,7 +155,7 @@ def test_locate_names_layer_and_module():
     assert locate("model.embed_tokens.weight", "model.layers") == (-1, "model.embed_tokens")
 
 
-def test_store_writes_bfloat16_maps_with_provenance_and_reuses_them(tmp_path, monkeypatch):
+def test_store_writes_float32_maps_with_provenance_and_reuses_them(tmp_path, monkeypatch):
     backend = wrap(tiny_hf_model("llama"), tiny_tokenizer(), backend="transformer-lens", model_name="tiny")
     texts = {"en": TEXTS[:1] * 3, "ru": TEXTS[2:] * 3}
     store = ResultsStore(tmp_path)
@@ -159,7 +164,9 @@ def test_store_writes_bfloat16_maps_with_provenance_and_reuses_them(tmp_path, mo
     memory = accumulate_importance(backend, texts["ru"], batch_size=2, progress=False)
     stored = load_importance(table.attrs["files"]["ru"])
     for name, values in memory.importance.items():
-        torch.testing.assert_close(stored.importance[name], values, rtol=1e-2, atol=1e-12)  # bfloat16: 8 bits
+        torch.testing.assert_close(
+            stored.importance[name], values, rtol=0, atol=0
+        )  # full precision: regions select from it
     ru = table[table["lang"] == "ru"].set_index("param")
     for name, values in memory.importance.items():
         assert ru.loc[name, "importance_sum"] == pytest.approx(float(values.double().sum()), rel=1e-5)
@@ -168,7 +175,7 @@ def test_store_writes_bfloat16_maps_with_provenance_and_reuses_them(tmp_path, mo
 
     with safe_open(str(table.attrs["files"]["en"]), framework="pt") as handle:
         assert '"probe": "importance"' in handle.metadata()["provenance"]
-        assert handle.get_tensor(next(iter(handle.keys()))).dtype == torch.bfloat16
+        assert handle.get_tensor(next(iter(handle.keys()))).dtype == torch.float32
 
     def fail(*args, **kwargs):
         raise AssertionError("a finished language must be read back, not recomputed")
@@ -212,3 +219,22 @@ def test_removing_the_top_region_hurts_far_more_than_a_random_one_on_the_real_mo
     assert measured["top"] > 10 * base
     assert measured["random"] < 2 * base
     assert (measured["top"] - base) > 20 * abs(measured["random"] - base)
+
+
+@pytest.mark.parametrize("mode", ["sum_then_abs", "abs_per_batch"])
+def test_the_compute_batch_does_not_change_the_map(mode):
+    """Batches of 1, 8 and 16 sentences give the same map: only the grouping (here 12
+    sentences per group, so 30 sentences make groups of 12, 12 and 6) is in the definition."""
+    backend = tiny_backend("llama")
+    texts = [f"{line} {n}" for n, line in enumerate(CORPUS[:30])]
+    maps = [
+        accumulate_importance(backend, texts, mode=mode, group_size=12, batch_size=b, progress=False)
+        for b in (1, 8, 16)
+    ]
+    for other in maps[1:]:
+        assert other.mean_loss == pytest.approx(maps[0].mean_loss, rel=1e-5)
+        for name, values in maps[0].importance.items():
+            torch.testing.assert_close(other.importance[name], values, rtol=1e-4, atol=1e-7)
+    coarser = accumulate_importance(backend, texts, mode=mode, group_size=30, batch_size=8, progress=False)
+    name = next(iter(coarser.importance))
+    assert not torch.allclose(coarser.importance[name], maps[0].importance[name], rtol=1e-3)  # the grouping matters

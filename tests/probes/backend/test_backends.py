@@ -116,6 +116,14 @@ def test_generation_records_per_step_statistics():
     assert (gen.nucleus_size >= 1).all()
 
 
+def test_plain_generation_returns_the_same_ids_without_statistics():
+    backend = tiny_backend("llama")
+    enc = backend.encode(PROMPTS)
+    plain = backend.generate(enc, max_new_tokens=6, statistics=False)
+    assert torch.equal(plain.new_ids, backend.generate(enc, max_new_tokens=6).new_ids)
+    assert plain.entropy_bits is None and plain.top_ids is None
+
+
 def test_beam_search_statistics_follow_the_returned_beam():
     backend = tiny_backend("llama")
     enc = backend.encode(PROMPTS[:1])

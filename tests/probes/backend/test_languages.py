@@ -29,3 +29,8 @@ def test_in_script():
     assert in_script("облако", "Cyrillic") and not in_script("oблако", "Cyrillic")  # Latin 'o'
     assert in_script("雲と山", "Japanese") and in_script("ラーメン", "Japanese")
     assert in_script("नमस्ते", "Devanagari")  # vowel signs are marks
+
+
+def test_a_repeated_language_is_counted_once_with_a_warning():
+    with pytest.warns(UserWarning, match="counted once"):
+        assert parse_languages("zh,fr,zh") == ["zh", "fr"]
