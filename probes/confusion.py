@@ -1,6 +1,6 @@
 """Language confusion: generate, record the next-token distribution per step, find confusion
 points (Marchisio et al. 2024 §5 and Table 7; confusion-point rule of Nie et al. 2025,
-``generate_cp.py``; spec 3.4).
+``generate_cp.py``; docs/methods/language-confusion.md).
 
 Per generated step ``t`` the backend records the model's raw next-token distribution ``p_t``
 (before temperature and top-p): its entropy ``H(p_t) = -sum p log2 p`` in **bits**, and its
@@ -65,7 +65,7 @@ CONFUSION_COLUMNS = {
     "p_token": "probability the raw distribution gave the generated token (0 if outside its top-k)",
     "top_tokens": "the raw distribution's 5 most likely next tokens (tokenizer pieces)",
     "in_completion": "the token is part of the completion (before EOS and before a '\\nQ:' cut)",
-    "is_confusion_point": "first token where the output switches to English (Nie et al. rule, spec 3.4)",
+    "is_confusion_point": "first token where the output switches to English (Nie et al. 2025 rule)",
     "error_type": "benchmark judgement of the completion: correct, word_error, partial_error, full_error, skipped",
     "has_cp": "the completion has a confusion point",
     "completion": "the generated text (special tokens removed)",
@@ -103,7 +103,7 @@ def render(
     prompt_format: PromptFormat = "qa",
     demos: Sequence[Demo] | None = None,
 ) -> Rendered:
-    """The model input: ``Q:``/``A:`` turns (spec 3.5, the benchmark's format for base models)
+    """The model input: ``Q:``/``A:`` turns (``turns_to_prompt``, the benchmark's format for base models)
     or the tokenizer's chat template (``prompt_format="chat"``), with ``shots`` demonstrations."""
     turns = few_shot_turns(prompt, shots, demos)
     if prompt_format == "qa":
@@ -119,7 +119,7 @@ def render(
 
 
 def is_english_switch(piece: str, lang: str) -> bool:
-    """Nie et al.'s test of one decoded, stripped token (spec 3.4)."""
+    """Nie et al.'s test of one decoded, stripped token (``generate_cp.py``)."""
     if not piece or piece in _PUNCTUATION or piece[0] not in _ASCII_LETTERS:
         return False
     return lang == "zh" or langid(piece) == "en"
@@ -197,7 +197,7 @@ def _step_rows(
 
 @register_probe(
     "confusion",
-    paper="Marchisio et al. 2024 §5, Table 7; Nie et al. 2025 (CP rule); spec 3.4",
+    paper="Marchisio et al. 2024 §5, Table 7; Nie et al. 2025 (CP rule)",
     columns=CONFUSION_COLUMNS,
 )
 def run_confusion(
@@ -272,7 +272,7 @@ def run_confusion(
 
 @register_probe(
     "confusion-lens",
-    paper="logit lens at Marchisio et al.'s confusion points (spec 3.4, 1.5)",
+    paper="logit lens at Marchisio et al.'s confusion points (Sec. 5; lens of Wendler et al. 2024)",
     columns=CONFUSION_LENS_COLUMNS,
 )
 def run_confusion_lens(

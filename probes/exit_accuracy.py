@@ -1,4 +1,4 @@
-"""Layer-wise exit accuracy and AdaInfer's stopping features (Fan et al. 2024, AdaInfer; spec section 5).
+"""Layer-wise exit accuracy and AdaInfer's stopping features (Fan et al. 2024, AdaInfer; docs/methods/early-exit.md).
 
 For every item and every layer ``l``, the logit lens decodes the residual stream at the answer
 position (the prompt's last token) with the model's own final norm and unembedding, giving
@@ -125,7 +125,7 @@ def _answer_ids(backend: Backend, spec: TaskSpec, lang: str) -> list[int]:
     return [answer_token_ids(spec, backend.tokenizer, lang)[label] for label in spec.labels]
 
 
-@register_probe("exit", paper="Fan et al. 2024, AdaInfer (Fig. 1, features of Sec. 3); spec section 5", columns=COLUMNS)
+@register_probe("exit", paper="Fan et al. 2024, AdaInfer (Fig. 1, features of Sec. 3)", columns=COLUMNS)
 def exit_accuracy(
     backend: Backend,
     task: str = "sentiment",

@@ -1,5 +1,5 @@
 """First-order Taylor importance per parameter (Zhang et al. 2024, "Unveiling Linguistic Regions
-in LLMs", Eq. 4; spec 4.1-4.2).
+in LLMs", Eq. 4; docs/methods/linguistic-regions.md).
 
 For a language's corpus split into groups ``g`` of sentences with token-mean next-token loss ``L_g``::
 
@@ -13,7 +13,7 @@ The reference never steps or zeroes the optimizer, so its gradient is the runnin
 signed per-group gradients and the absolute value comes last. Gradients are summed
 in float32 as they arrive: one float32 accumulator per parameter in scope is the only copy
 kept beyond the model. Scope ``"layers"`` is every parameter inside the decoder blocks, norms
-included (spec 4.2: names containing ``layers.``); ``"all"`` adds embeddings, final norm and head.
+included (the reference code: names containing ``layers.``); ``"all"`` adds embeddings, final norm and head.
 
 Importance is stored per language as float32 safetensors (full precision: in bfloat16 many
 entries tie at a top-k threshold, and regions are selected from these maps) inside the

@@ -1,7 +1,7 @@
 """Answers to instructions: greedy generation from the same prompt format the fine-tuning
 driver trains on, for the evaluation of instruction-data recipes (PLUG, Zhang et al. 2023,
 Sec. 4: answer the held-out instructions of each target language, then judge the answers;
-spec 6b).
+docs/methods/plug-recipes.md).
 
 The model input is exactly the prompt part of a training row of
 :func:`probes.inputs.instruction_data.tokenize_pair` (chat template, else ``prompt\\n\\n``), so a model
@@ -69,7 +69,7 @@ def _answer_frame(
 
 
 @register_probe(
-    "instruction-answers", paper="PLUG (Zhang et al. 2023) Sec. 4 evaluation protocol; spec 6b", columns=ANSWER_COLUMNS
+    "instruction-answers", paper="PLUG (Zhang et al. 2023) Sec. 4 evaluation protocol", columns=ANSWER_COLUMNS
 )
 def run_answers(
     backend: Backend,

@@ -1,5 +1,5 @@
 """Gradient-cosine interference between two languages (PROM, Lee et al., Sec. 2.1 and Fig. 2,
-after Wang et al. 2020; spec section 2).
+after Wang et al. 2020; docs/methods/prom.md).
 
 For a pair of batches ``(B_A, B_B)`` in languages A and B, ``g_A = ∇θ L(B_A)`` and
 ``g_B = ∇θ L(B_B)``; interference at a parameter group ``P`` is
@@ -20,7 +20,7 @@ The choices PROM leaves open are parameters, with these defaults:
   restricts to some blocks (then the backward pass stops there).
 * ``fp32``: dot products and norms are taken in float32 per tensor and summed in float64;
   ``False`` keeps the model's dtype (bf16 models then round every partial sum).
-* ``aggregation``: ``concat`` (cosine of the concatenated gradients, the spec's default) or
+* ``aggregation``: ``concat`` (cosine of the concatenated gradients, the default) or
   ``mean`` (mean of the member tensors' cosines); both follow from the stored per-tensor
   ``dot`` and norms.
 * ``readout_a``/``readout_b``: where each side's loss is read (PROM's pivoted objective reads
@@ -281,7 +281,7 @@ def pair_rows(stats: pd.DataFrame, aggregation: str = "concat") -> pd.DataFrame:
 
 @register_probe(
     "interference",
-    paper="PROM (Lee et al.) Sec. 2.1, Fig. 2; Wang et al. 2020; spec section 2",
+    paper="PROM (Lee et al.) Sec. 2.1, Fig. 2; Wang et al. 2020",
     columns=INTERFERENCE_COLUMNS,
 )
 def run_interference(

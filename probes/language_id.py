@@ -1,7 +1,7 @@
 """Language identification exactly as the Language Confusion Benchmark judges one completion
-(Marchisio et al. 2024, ``compute_metrics.py`` of for-ai/language-confusion; spec 3.3, steps 1-6).
+(Marchisio et al. 2024, ``compute_metrics.py`` of for-ai/language-confusion; docs/methods/language-confusion.md).
 
-It lives on floor 2 because the confusion probe needs it to find confusion points (spec 3.4);
+It lives on floor 2 because the confusion probe needs it to find confusion points (Nie et al. 2025);
 the pass rates built from it (LPR, WPR, LCPR) are in :mod:`analyses.stats.confusion_metrics`.
 
 Offline substitutes for what the benchmark downloads, and what they change:
@@ -29,13 +29,14 @@ import functools
 import logging
 import os
 import string
+import unicodedata
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 LID_THRESHOLD = 0.3  # a top-1 score at or below this is 'unknown' (and so an error)
-MIN_LINE_TOKENS = 5  # lines with fewer tokens are ignored ("at least 5", spec 3.3 step 4)
+MIN_LINE_TOKENS = 5  # lines with fewer tokens are ignored ("at least 5", as in ``compute_metrics.py``)
 WORD_LEVEL_LANGUAGES = ("ar", "hi", "ja", "ko", "ru", "zh")  # WPR is defined only for these
 EN_WORDS_ENV = "PIVOTLENS_EN_WORDS"
 EN_WORDS_PATHS = (Path("/usr/share/dict/words"), Path("/usr/share/dict/american-english"))
@@ -79,7 +80,7 @@ def langid(text: str, threshold: float = LID_THRESHOLD) -> str:
 
 
 def normalize(text: str) -> str:
-    """Spec 3.3 step 1: cut at the first ``"\\nQ:"`` (a base model's next question), strip,
+    """Step 1 of the benchmark's judgement: cut at the first ``"\\nQ:"`` (a base model's next question), strip,
     drop ASCII punctuation (so "don't" -> "dont"), replace the em dash by a space and drop
     the Arabic comma."""
     text = text.split("\nQ:")[0].strip()
@@ -109,7 +110,7 @@ def _japanese_tagger():
 
 @functools.lru_cache(maxsize=2**16)
 def tokenize_line(line: str, lang: str) -> tuple[str, ...]:
-    """Spec 3.3 step 3: jieba for zh (whitespace pieces count as tokens, as in the benchmark),
+    """Step 3 of the benchmark's judgement: jieba for zh (whitespace pieces count as tokens, as in the benchmark),
     fugashi wakati for ja, ``str.split`` for every other language (ko, ar, hi and ru too)."""
     if lang == "zh":
         return tuple(_jieba().cut(line))
@@ -146,7 +147,7 @@ def en_words() -> frozenset[str]:
 
 @dataclass(frozen=True)
 class Judgement:
-    """How the benchmark sees one completion (spec 3.3 steps 1-6).
+    """How the benchmark sees one completion (``compute_metrics.py``, steps 1-6).
 
     ``error_type`` follows Nie et al.'s split of line errors (``full_error``: every kept line
     wrong; ``partial_error``: some) and adds ``word_error`` (no line error but an English word,
@@ -201,3 +202,42 @@ def judge(completion: str, lang: str, *, words: frozenset[str] | None = None) ->
         vocabulary = en_words() if words is None else words
         found = tuple(t.strip() for _, tokens in kept for t in tokens if t.strip() in vocabulary)
     return Judgement(lang, len(kept), errors, labels, found)
+
+
+# Scripts that one language of the registry owns: a token in them needs no fastText.
+_SCRIPT_OWNER = {
+    "Hangul": "ko",
+    "Thai": "th",
+    "Hebrew": "he",
+    "Greek": "el",
+    "Bengali": "bn",
+    "Tamil": "ta",
+    "Telugu": "te",
+    "Malayalam": "ml",
+}
+_KANA = ("HIRAGANA", "KATAKANA")
+
+
+@functools.lru_cache(maxsize=2**16)
+def token_language(token: str) -> str:
+    """The language of one decoded token, for colouring a lens grid: ``"other"`` without letters
+    (spaces, digits, punctuation, broken bytes) or with letters of several scripts; ``"ja"`` with
+    kana, ``"zh"`` for Han only, the owner of a one-language script (Hangul -> ``"ko"``, ...);
+    in a shared script (Latin, Cyrillic, Arabic, Devanagari) fastText's :func:`langid` when its
+    label is a language of that script, else the script's name (``"Latin"``: too short to tell)."""
+    from probes.backend.languages import LANGUAGES, SCRIPT_PREFIXES, in_script
+
+    text = token.strip()
+    if not any(unicodedata.category(char).startswith("L") for char in text):
+        return "other"
+    if any(unicodedata.name(char, "").startswith(_KANA) for char in text) and in_script(text, "Japanese"):
+        return "ja"
+    script = next((name for name in SCRIPT_PREFIXES if name != "Japanese" and in_script(text, name)), None)
+    if script is None:
+        return "other"
+    if script == "Han":
+        return "zh"
+    if script in _SCRIPT_OWNER:
+        return _SCRIPT_OWNER[script]
+    label = langid(text)
+    return label if label in LANGUAGES and LANGUAGES[label].script == script else script

@@ -1,10 +1,10 @@
-"""Latent-language logit lens (Wendler et al. 2024, "Do Llamas Work in English?", spec 1.3-1.6).
+"""Latent-language logit lens (Wendler et al. 2024, "Do Llamas Work in English?"; docs/methods/latent-language.md).
 
 For each prompt, at the answer position, at every layer ``l``: ``p_l = softmax(U · norm(h_l))``
-with the model's own final norm and unembedding (spec 1.5). ``P(lang)`` is the sum of ``p_l``
-over the word's token-id set (prefix rule, spec 1.3; default) or the chain probability of the
+with the model's own final norm and unembedding (the paper's logit lens). ``P(lang)`` is the sum of ``p_l``
+over the word's token-id set (Wendler's prefix rule; default) or the chain probability of the
 whole word teacher-forced through the lens (``word_prob="chain"``). Entropy is in bits over
-the full vocabulary (spec 1.6).
+the full vocabulary, as in the reference code.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ LENS_COLUMNS = {
     "entropy_bits": "entropy of the layer's next-token distribution over the full vocabulary, in bits",
     "target_rank": "rank of the best-ranked token of the target set (0 = top-1)",
     "top_tokens": "the layer's top-k next tokens, decoded",
-    "energy": "token energy of the residual (spec 1.6; only with energy=True)",
+    "energy": "token energy of the residual (Wendler et al.; only with energy=True)",
     "item": "run key of the prompt (task|src|lang|latent|concept)",
 }
 
@@ -138,7 +138,7 @@ def _batch_rows(
     return pd.DataFrame.from_records(records)
 
 
-@register_probe("lens", paper="Wendler et al. 2024, spec 1.3-1.6", columns=LENS_COLUMNS)
+@register_probe("lens", paper="Wendler et al. 2024 (logit lens, token sets, entropy)", columns=LENS_COLUMNS)
 def run_lens(
     backend: Backend,
     prompts: Sequence[LensPrompt],

@@ -1,5 +1,5 @@
 """Perplexity per language on held-out text, the measure of linguistic competence in Zhang et
-al. 2024 (Tables 1, 2, 5; spec 4.3).
+al. 2024 (Tables 1, 2, 5; docs/methods/linguistic-regions.md).
 
 ``perplexity = exp(sum of token NLLs / number of predicted tokens)`` over all held-out
 sentences of a language (each sentence its own sequence; its first token is not predicted).
@@ -46,7 +46,7 @@ def language_perplexity(
     return {"n_sentences": n_sentences, "n_tokens": n_tokens, "nll": nll, "perplexity": math.exp(min(nll, 700.0))}
 
 
-@register_probe("perplexity", paper="Zhang et al. 2024, Tables 1, 2, 5 (PPL); spec 4.3", columns=PERPLEXITY_COLUMNS)
+@register_probe("perplexity", paper="Zhang et al. 2024, Tables 1, 2, 5 (PPL)", columns=PERPLEXITY_COLUMNS)
 def run_perplexity(
     backend: Backend,
     texts: Mapping[str, Sequence[str]],

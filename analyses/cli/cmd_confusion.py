@@ -1,5 +1,5 @@
 """``pivotlens confusion-metrics``, ``pivotlens confusion`` and ``pivotlens confusion-sweep``:
-language confusion (Marchisio et al. 2024; spec section 3)."""
+language confusion (Marchisio et al. 2024; docs/methods/language-confusion.md)."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def confusion(
     n: int = typer.Option(10, "--n", min=1, help="Prompts per language (the first n of the file)."),
     temperature: float = typer.Option(0.3, "--temperature", min=0.0, help="Sampling temperature; 0 = greedy."),
     top_p: float = typer.Option(0.75, "--top-p", min=0.0, max=1.0, help="Nucleus sampling p."),
-    shots: int = typer.Option(0, "--shots", min=0, help="Few-shot demonstrations (spec 3.5)."),
+    shots: int = typer.Option(0, "--shots", min=0, help="Few-shot demonstrations (Marchisio et al. 2024, Table 11)."),
     num_beams: int = typer.Option(1, "--num-beams", min=1, help="Beam size (1: sampling or greedy, no beams)."),
     max_new_tokens: int = typer.Option(100, "--max-new-tokens", min=1, help="Generated tokens per prompt."),
     nucleus_p: float = typer.Option(0.75, "--nucleus-p", min=0.0, max=1.0, help="p of the recorded nucleus size."),

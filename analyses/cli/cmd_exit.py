@@ -1,4 +1,4 @@
-"""``pivotlens exit``: layer-wise exit accuracy and AdaInfer early exit (Fan et al. 2024; spec section 5)."""
+"""``pivotlens exit``: layer-wise exit accuracy and AdaInfer early exit (Fan et al. 2024)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """``pivotlens importance``, ``pivotlens regions`` and ``pivotlens region-freeze``: Taylor
 importance per language, linguistic regions with their removal experiments, and the freeze
-demonstration (Zhang et al. 2024; spec 4)."""
+demonstration (Zhang et al. 2024; docs/methods/linguistic-regions.md)."""
 
 from __future__ import annotations
 
@@ -65,8 +65,8 @@ def importance(
         64, min=1, help="Sentences of each language's accumulation part to accumulate over."
     ),
     max_tokens: int = typer.Option(48, min=2, help="Tokens kept per sentence."),
-    scope: str = typer.Option("layers", help="layers (inside the blocks, norms included; spec 4.2) or all."),
-    mode: str = typer.Option("sum_then_abs", help="sum_then_abs (|theta * sum grad|, spec 4.1) or abs_per_batch."),
+    scope: str = typer.Option("layers", help="layers (inside the blocks, norms included, as the reference) or all."),
+    mode: str = typer.Option("sum_then_abs", help="sum_then_abs (|theta * sum grad|, the reference) or abs_per_batch."),
 ) -> None:
     """Taylor importance |theta * sum_b grad L_b| per parameter and language (float32
     safetensors in the results store), its per-tensor summary and the layer x module map."""

@@ -1,5 +1,5 @@
 """``pivotlens recipes`` and ``pivotlens recipe-eval``: cross-lingual instruction-data recipes
-(PLUG and its baselines, Zhang et al. 2023; spec 6b) and what they do to a model. Training with
+(PLUG and its baselines, Zhang et al. 2023; docs/methods/plug-recipes.md) and what they do to a model. Training with
 a recipe is ``pivotlens finetune --recipe NAME --langs ...`` (the one fine-tuning driver)."""
 
 from __future__ import annotations

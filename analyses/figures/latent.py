@@ -1,4 +1,4 @@
-"""Figures of the latent-language lens (Wendler et al. 2024 Fig. 2 layout, spec 1.7) and of
+"""Figures of the latent-language lens (Wendler et al. 2024 Fig. 2 layout) and of
 PROM's lambda decision per language (PROM Fig. 1/4)."""
 
 from __future__ import annotations

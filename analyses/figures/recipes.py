@@ -1,4 +1,4 @@
-"""Figures of the instruction-data recipe comparison (PLUG, Zhang et al. 2023; spec 6b): answer
+"""Figures of the instruction-data recipe comparison (PLUG, Zhang et al. 2023; docs/methods/plug-recipes.md): answer
 language and chrF per model with 95% intervals, the Table 1 win/loss bars, and, side by side
 with the base model, the gradient cosine per layer and PROM's lambda decision. Each is a
 function of a table from :mod:`analyses.pipelines.recipes`."""

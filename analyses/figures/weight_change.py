@@ -1,4 +1,4 @@
-"""Heatmaps of weight-change maps in the layout of Bandarkar et al.'s Figure 2 (seed 003): layer on
+"""Heatmaps of weight-change maps in the layout of Bandarkar et al.'s Figure 2: layer on
 the vertical axis (0 at the bottom), the seven matrices across, one panel per expert, plus the
 difference of two experts' maps. A function of tables from :func:`analyses.stats.weight_change.weight_change`."""
 

@@ -1,6 +1,6 @@
 """Layer swapping and model soups as generated ``mergekit`` configurations.
 
-Layer swapping (Bandarkar et al., ICLR 2025; spec section 6, Algorithm 1 with the line-5
+Layer swapping (Bandarkar et al., ICLR 2025, Algorithm 1 with the line-5
 correction): the task expert keeps its middle layers, the language expert gives its bottom
 ``b`` and top ``u`` layers, and transition zones of ``t_b`` and ``t_u`` layers between them take
 the weighted average of both experts. For a model of ``L`` blocks, block ``l`` takes

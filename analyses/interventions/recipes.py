@@ -1,4 +1,4 @@
-"""Cross-lingual instruction-data recipes (Zhang et al. 2023, *PLUG*, seed 000 second half; spec 6b).
+"""Cross-lingual instruction-data recipes (Zhang et al. 2023, *PLUG*; docs/methods/plug-recipes.md).
 
 Notation of the paper: ``x`` instruction, ``y`` response, ``p`` pivot language (English), ``t``
 target language; ``D(a, b)`` is the set of (prompt ``a``, response ``b``) pairs. Over the same

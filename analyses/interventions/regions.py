@@ -1,4 +1,4 @@
-"""Region interventions (Zhang et al. 2024, Sec. 3.2-3.5; spec 4.3): remove a region (zero it,
+"""Region interventions (Zhang et al. 2024, Sec. 3.2-3.5; docs/methods/linguistic-regions.md): remove a region (zero it,
 reset it to other values, perturb it or scale it), and freeze a region during further training
 by restoring it after every optimizer step (``theta <- theta * (1 - M) + theta_saved * M``).
 
@@ -123,7 +123,7 @@ def write_modified_model(model: str | Path, masks: Masks, folder: str | Path, ho
 
 
 class RegionFreeze:
-    """Freeze-by-restore (spec 4.3, the reference's ``region_freeze_train.py``): call
+    """Freeze-by-restore (Zhang et al. 2024, Sec. 3.5, the reference's ``region_freeze_train.py``): call
     :meth:`restore` before training and after every optimizer step; the region's entries go
     back to their saved values (or to zero with ``at_zero``). Optimizer states still move: this
     is not gradient masking. Only the region's entries are kept, not a copy of the model.

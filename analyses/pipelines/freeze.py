@@ -1,4 +1,4 @@
-"""Freeze demonstration (Zhang et al. 2024, Sec. 3.5; spec 4.3): further training on one
+"""Freeze demonstration (Zhang et al. 2024, Sec. 3.5; docs/methods/linguistic-regions.md): further training on one
 language with and without the core region frozen by restore, and perplexity of every language
 before and after (catastrophic forgetting of the others).
 

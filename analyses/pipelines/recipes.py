@@ -1,4 +1,4 @@
-"""Evaluation of cross-lingual instruction-data recipes (PLUG, Zhang et al. 2023; spec 6b), and
+"""Evaluation of cross-lingual instruction-data recipes (PLUG, Zhang et al. 2023; docs/methods/plug-recipes.md), and
 what each recipe changes inside the model. Shared by ``pivotlens recipe-eval`` and the notebook.
 
 Outside the model, on the held-out instructions of each target language (greedy answers,

@@ -1,4 +1,4 @@
-"""The linguistic-regions job (Zhang et al. 2024; spec 4), shared by the CLI and the notebook:
+"""The linguistic-regions job (Zhang et al. 2024, Sec. 3), shared by the CLI and the notebook:
 importance per language (through the results store), regions and their masks, the removal
 table (perplexity per language with each region zeroed; Tables 1 and 5), structured removal of
 whole dimensions (Table 3), single-dimension perturbation (Fig. 3), and their figures.

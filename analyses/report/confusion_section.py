@@ -1,5 +1,5 @@
 """Report section: how often the model drifts out of the language, and where (Marchisio et al.
-2024, LPR/WPR/LCPR; confusion points of Nie et al. 2025; spec section 3)."""
+2024, LPR/WPR/LCPR; confusion points of Nie et al. 2025; docs/methods/language-confusion.md)."""
 
 from __future__ import annotations
 

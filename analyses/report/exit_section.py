@@ -1,5 +1,5 @@
 """Report section: from which layer is the answer already right, and what early exit would save
-(AdaInfer, Fan et al. 2024, Fig. 1 and Tables 2-3; spec section 5)."""
+(AdaInfer, Fan et al. 2024, Fig. 1 and Tables 2-3; docs/methods/early-exit.md)."""
 
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def exit_section(ctx: ReportContext) -> SectionResult:
                     else f"{100 - exit_row['flops_ratio']:.0f}% of the FLOPs (static exit at layer {exit_layer})"
                 ),
                 f"accuracy there {exit_row['accuracy']:.2f} vs {final['accuracy_options']:.2f} at the output; FLOPs of "
-                f"spec section 5 including the lens head at the exit layer{dip}",
+                f"the real decoder shapes, lens head at the exit layer included (docs/methods/early-exit.md){dip}",
                 "the cheapest layer whose 95% interval still covers the full model's accuracy",
             )
         )

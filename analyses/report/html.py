@@ -62,7 +62,7 @@ def _summary_html(verdicts: pd.DataFrame) -> str:
     return "<h2>Summary</h2>" + table.reset_index().to_html(index=False, classes="verdicts", border=0)
 
 
-def _section_html(result: SectionResult) -> str:
+def _section_html(result: SectionResult, lang: str) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(v.question)}</td><td class='answer'>{html.escape(v.answer)}</td>"
         f"<td>{html.escape(v.evidence)}</td><td>{html.escape(v.uncertainty)}</td></tr>"
@@ -82,7 +82,11 @@ def _section_html(result: SectionResult) -> str:
         if len(result.tables[name])
     )
     figures = "".join(_figure_html(fig) for fig in result.figures)
-    return f"<h3>{html.escape(result.title)}</h3>{table}{notes}{shown}<div class='figures'>{figures}</div>"
+    links = " · ".join(
+        f"<a href='{html.escape(lang)}/{html.escape(page.name)}'>{html.escape(page.label)}</a>" for page in result.pages
+    )
+    links = f"<p class='meta'>Open in the explorer: {links}</p>" if links else ""
+    return f"<h3>{html.escape(result.title)}</h3>{table}{notes}{shown}{links}<div class='figures'>{figures}</div>"
 
 
 def verdict_table(lang: str, per_model: dict[str, list[SectionResult]]) -> pd.DataFrame:
@@ -114,17 +118,19 @@ def render_report(
     lang: str, per_model: dict[str, list[SectionResult]], out: Path, *, provenance: dict[str, object] | None = None
 ) -> Path:
     """Write ``out/report_<lang>.html`` and, under ``out/<lang>/``, one CSV per table
-    (``<model>__<table>.csv``), ``verdicts.csv`` and ``provenance.json``."""
+    (``<model>__<table>.csv``), the sections' linked pages, ``verdicts.csv`` and ``provenance.json``."""
     tables = out / lang
     tables.mkdir(parents=True, exist_ok=True)
     columns = "".join(
-        f"<div><h2>{html.escape(model)}</h2>{''.join(_section_html(r) for r in results)}</div>"
+        f"<div><h2>{html.escape(model)}</h2>{''.join(_section_html(r, lang) for r in results)}</div>"
         for model, results in per_model.items()
     )
     for model, results in per_model.items():
         for result in results:
             for name, table in result.tables.items():
                 write_text_atomic(table.to_csv(index=False), tables / f"{model.replace('/', '_')}__{name}.csv")
+            for page in result.pages:
+                write_text_atomic(page.html, tables / page.name)
     verdicts = verdict_table(lang, per_model)
     write_text_atomic(verdicts.to_csv(index=False), tables / "verdicts.csv")
     provenance = provenance or {}

@@ -1,5 +1,5 @@
 """Report section: which parameters and layers carry the language (Zhang et al. 2024, linguistic
-regions; spec section 4), and so which layers a layer swap should take from a language expert."""
+regions; docs/methods/linguistic-regions.md), and so which layers a layer swap should take from a language expert."""
 
 from __future__ import annotations
 

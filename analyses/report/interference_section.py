@@ -1,5 +1,5 @@
 """Report section: do English and target-language gradients fight each other, and where
-(PROM Sec. 2.1, Fig. 2; spec section 2)."""
+(PROM Sec. 2.1, Fig. 2; docs/methods/prom.md)."""
 
 from __future__ import annotations
 

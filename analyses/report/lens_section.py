@@ -3,11 +3,40 @@
 from __future__ import annotations
 
 from analyses.figures.latent import lens_figure
+from analyses.pipelines.explore import explore
 from analyses.pipelines.lens import run_languages
 from analyses.pipelines.lens_family import lambda_under_lenses
-from analyses.report.sections import ReportContext, SectionResult, Verdict, register_section
+from analyses.report.sections import Page, ReportContext, SectionResult, Verdict, register_section
+from analyses.stats.latent import example_items
 from analyses.stats.prom_lambda import analyse
+from probes.backend.errors import PivotlensError
 from probes.backend.lenses import load_lens
+from probes.inputs.prompts import build_prompts
+from probes.inputs.words import load_concepts
+
+EXAMPLE_LABELS = {
+    "typical": "a typical prompt",
+    "latent_leads": "where English leads most",
+    "target_earliest": "where the target leads earliest",
+}
+
+
+def explorer_pages(ctx: ReportContext, lens) -> list[Page]:
+    """The lens table's three example prompts (:func:`analyses.stats.latent.example_items`) in the explorer."""
+    prompts = {p.item: p for p in build_prompts("translation", load_concepts(), ctx.lang)}
+    pages = []
+    for row in example_items(lens).itertuples():
+        prompt = prompts[row.item]
+        found = explore(
+            ctx.backend,
+            prompt.text,
+            target=prompt.target_word,
+            latent=prompt.latent_lang,
+            latent_word=prompt.latent_word,
+        )
+        name = f"{ctx.backend.model_name.replace('/', '_')}__explore_{row.example}.html"
+        pages.append(Page(name, f"{EXAMPLE_LABELS[row.example]} ({prompt.concept})", found.page()))
+    return pages
 
 
 @register_section("lens", order=10)
@@ -57,7 +86,13 @@ def lens_section(ctx: ReportContext) -> SectionResult:
     figure = lens_figure(
         results.curves, ctx.lang, title=f"{ctx.backend.model_name}: {lens.name} lens into {ctx.lang} (95% CI)"
     )
-    return SectionResult(f"Latent language ({lens.name} lens) and PROM lambda", verdicts, [figure], tables)
+    tables["lens_examples"] = example_items(table)
+    result = SectionResult(f"Latent language ({lens.name} lens) and PROM lambda", verdicts, [figure], tables)
+    try:
+        result.pages = explorer_pages(ctx, table)
+    except PivotlensError as exc:
+        result.notes.append(f"no example prompts in the explorer: {exc}")
+    return result
 
 
 def _lens_dependence(ctx: ReportContext) -> tuple[Verdict, object]:

@@ -26,6 +26,15 @@ class Verdict:
     uncertainty: str
 
 
+@dataclass(frozen=True)
+class Page:
+    """A page written beside the report (under ``<lang>/``) and linked from its section."""
+
+    name: str  # file name
+    label: str  # link text
+    html: str
+
+
 @dataclass
 class SectionResult:
     title: str
@@ -34,6 +43,7 @@ class SectionResult:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. why part of the section could not run
     shown: list[str] = field(default_factory=list)  # names of tables also printed on the page
+    pages: list[Page] = field(default_factory=list)  # e.g. example prompts in the lens explorer
 
 
 @dataclass

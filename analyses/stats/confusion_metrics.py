@@ -1,5 +1,5 @@
 """Language Confusion Benchmark pass rates: LPR, WPR and LCPR (Marchisio et al. 2024, §3;
-``compute_metrics.py`` of for-ai/language-confusion; spec 3.3).
+``compute_metrics.py`` of for-ai/language-confusion; docs/methods/language-confusion.md).
 
 Each completion is judged by :func:`probes.language_id.judge` (normalisation, ``"\\n"`` line
 split, lines of at least 5 tokens, fastText ``lid.176`` with threshold 0.3 where ``'unknown'``

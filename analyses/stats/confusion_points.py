@@ -1,4 +1,4 @@
-"""Language confusion from the confusion probe's tables (Marchisio et al. 2024 §5-6; spec 3.4).
+"""Language confusion from the confusion probe's tables (Marchisio et al. 2024, Sec. 5-6, Tables 7-11).
 
 * :func:`completions_table`: the probe's steps -> completions in the benchmark's output format.
 * :func:`cp_statistics`: mean entropy (bits) and nucleus size at confusion points (@CP), at

@@ -1,4 +1,4 @@
-"""AdaInfer early exit from the exit probe's table (Fan et al. 2024; spec section 5).
+"""AdaInfer early exit from the exit probe's table (Fan et al. 2024; docs/methods/early-exit.md).
 
 Tables, from the tidy per-(item, layer) table of ``probes.exit_accuracy``:
 

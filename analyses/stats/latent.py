@@ -1,9 +1,10 @@
 """Statistics of logit-lens tables (Wendler et al. 2024): per-layer means with 95% confidence
-bands (spec 1.7, "gaussian": mean ± 1.96·std/√n), and where the latent language peaks and where
+bands (the reference plots' "gaussian": mean ± 1.96·std/√n), and where the latent language peaks and where
 the target overtakes it."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from analyses.stats.intervals import normal_interval
@@ -50,3 +51,46 @@ def pivot_summary(table: pd.DataFrame, by: tuple[str, ...] = ("lang",)) -> pd.Da
             }
         )
     return pd.DataFrame(rows)
+
+
+EXAMPLE_COLUMNS = {
+    "example": "typical (curves nearest the mean curves), latent_leads (largest lead of the latent word over "
+    "the target at any layer) or target_earliest (the target leads the latent word at the earliest layer)",
+    "item": "run key of the prompt in the lens table",
+    "layer": "the layer that chose it (where the latent lead is largest or the target first leads; -1 for typical)",
+    "value": "the distance to the mean curves (typical) or P(latent) - P(target) at that layer",
+}
+
+
+def example_items(table: pd.DataFrame) -> pd.DataFrame:
+    """Three prompts of one language's lens table to look at one by one (:data:`EXAMPLE_COLUMNS`);
+    ``target_earliest`` is missing when the target never leads."""
+    latent = latent_column(table)
+    wide = table.pivot_table(index="item", columns="layer", values=["p_target", latent]).sort_index()
+    lead = wide[latent] - wide["p_target"]  # [item, layer]
+    distance = np.sqrt(((wide - wide.mean()) ** 2).sum(axis=1))
+    typical = distance.idxmin()
+    latent_item = lead.max(axis=1).idxmax()
+    rows = [
+        {"example": "typical", "item": typical, "layer": -1, "value": float(distance[typical])},
+        {
+            "example": "latent_leads",
+            "item": latent_item,
+            "layer": int(lead.loc[latent_item].idxmax()),
+            "value": float(lead.loc[latent_item].max()),
+        },
+    ]
+    target_leads = lead < 0
+    if target_leads.to_numpy().any():
+        first = target_leads.idxmax(axis=1)[target_leads.any(axis=1)]  # first layer where the target leads
+        earliest = pd.DataFrame({"layer": first, "margin": [lead.loc[i, l] for i, l in first.items()]})
+        item = earliest.sort_values(["layer", "margin"]).index[0]
+        rows.append(
+            {
+                "example": "target_earliest",
+                "item": item,
+                "layer": int(earliest.loc[item, "layer"]),
+                "value": float(earliest.loc[item, "margin"]),
+            }
+        )
+    return pd.DataFrame(rows, columns=list(EXAMPLE_COLUMNS))

@@ -1,4 +1,4 @@
-"""PROM's regulation rule per language (Lee et al., PROM Sec. 2.3; spec section 2).
+"""PROM's regulation rule per language (Lee et al., PROM Sec. 2.3; docs/methods/prom.md).
 
 At layer ``n`` (PROM: n = 24 of 32, i.e. three quarters of the depth), compare the mean
 logit-lens probability of the English word ``P_{n,e}`` with that of the target word

@@ -1,11 +1,11 @@
-"""Linguistic regions from importance maps (Zhang et al. 2024, Sec. 3.2-3.4; spec 4.2-4.3).
+"""Linguistic regions from importance maps (Zhang et al. 2024, Sec. 3.2-3.4; docs/methods/linguistic-regions.md).
 
 A *region* is a boolean mask per parameter tensor. Selection is per tensor by default, as in
 the reference: ``n = int(k * numel)`` entries of each tensor, the largest (``top``), smallest
 (``bottom``) or a seeded random draw (``random``; the reference's draw was unseeded); ``per=
 "global"`` ranks all entries together instead. Ties are broken arbitrarily, counts are exact.
 
-* core region: top-k of ``sum over languages of |I_lang|`` (spec 4.2);
+* core region: top-k of ``sum over languages of |I_lang|`` (Sec. 3.2);
 * monolingual region of ``L``: ``TopK(|I_L|) and not (union over L' != L of TopK(|I_L'|))``;
 * dimensional dependence: entries of a region counted per row and column of each matrix
   (the reference helper ``calculate_row_bool_matrix``) and per hidden (residual-stream)
@@ -77,7 +77,7 @@ def select(
     per: Literal["tensor", "global"] = "tensor",
     seed: int = 0,
 ) -> Masks:
-    """A region: per tensor (the reference, spec 4.2) or over all entries together (``global``)."""
+    """A region: per tensor (the reference code) or over all entries together (``global``)."""
     if per == "tensor":
         return {
             name: select_tensor(values, fraction, selection, seed=seed, name=name) for name, values in scores.items()
@@ -102,7 +102,7 @@ def select(
 
 
 def core_scores(maps: Iterable[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """``sum over languages of |I_lang|`` per entry (spec 4.2: absolute value per language first)."""
+    """``sum over languages of |I_lang|`` per entry (the reference code: absolute value per language first)."""
     total: dict[str, torch.Tensor] = {}
     for imap in maps:
         for name, values in imap.items():
@@ -116,7 +116,7 @@ def core_scores(maps: Iterable[Mapping[str, torch.Tensor]]) -> dict[str, torch.T
 
 
 def monolingual(tops: Mapping[str, Masks], lang: str) -> Masks:
-    """``lang``'s region minus every entry in any other language's region (spec 4.2, Eq. 5)."""
+    """``lang``'s region minus every entry in any other language's region (Sec. 3.4, Eq. 5)."""
     if lang not in tops:
         raise KeyError(f"no region for {lang!r}; regions exist for {', '.join(tops)}")
     others = [masks for other, masks in tops.items() if other != lang]

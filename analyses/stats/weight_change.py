@@ -1,13 +1,13 @@
 """Weight-change maps: how much fine-tuning moved each (layer, matrix) of a model (Bandarkar et
-al., ICLR 2025, Figure 2 of seed 003 and spec section 6, "Heatmap quantity").
+al., ICLR 2025, Figure 2; docs/methods/layer-swapping.md).
 
 For a base checkpoint ``W_base`` and a fine-tuned one ``W_tuned`` with ``ΔW = W_tuned − W_base``,
 one value per (layer, module), ``module`` in ``q, k, v, o, gate, up, down``, under three
 definitions (the paper does not give its own):
 
-* ``rel_mean_abs`` (spec (a)): ``mean|ΔW| / mean|W_base|`` over the matrix's entries.
-* ``rel_frobenius`` (spec (b)): ``‖ΔW‖_F / ‖W_base‖_F``.
-* ``top_fraction`` (spec (c)): pool the ``|ΔW|`` entries of every mapped matrix of the model
+* ``rel_mean_abs`` (a): ``mean|ΔW| / mean|W_base|`` over the matrix's entries.
+* ``rel_frobenius`` (b): ``‖ΔW‖_F / ‖W_base‖_F``.
+* ``top_fraction`` (c): pool the ``|ΔW|`` entries of every mapped matrix of the model
   (all layers, all seven modules; not embeddings or norms), take the threshold ``τ`` = the
   ``k``-th largest with ``k = ceil(top_percent/100 · N)``; the value of a matrix is the number
   of its entries with ``|ΔW| ≥ τ`` (and ``> 0``) divided by its number of entries. It lies in

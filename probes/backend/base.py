@@ -116,7 +116,7 @@ class LensReadout:
 def reduce_logits(logits: torch.Tensor, request: LensRequest) -> dict[str, torch.Tensor]:
     """Reduce ``[batch, k, vocab]`` logits of one layer to what ``request`` asks for.
 
-    Entropy is in bits over the full vocabulary (Wendler et al. 2024, spec 1.6). A rank is the
+    Entropy is in bits over the full vocabulary (Wendler et al. 2024; docs/methods/latent-language.md). A rank is the
     number of tokens with strictly higher probability (0 = top-1).
     """
     log_probs = torch.log_softmax(logits.float(), dim=-1)
@@ -141,7 +141,7 @@ def reduce_logits(logits: torch.Tensor, request: LensRequest) -> dict[str, torch
 
 
 def token_energy(resid: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
-    """Wendler et al.'s token energy (spec 1.6): ``sqrt(mean_i (Ũ_i·ĥ)²) / avgUU`` with ĥ the unit
+    """Wendler et al.'s token energy (their Cloze notebook): ``sqrt(mean_i (Ũ_i·ĥ)²) / avgUU`` with ĥ the unit
     residual, written with the Gram matrix ``G = ŨᵀŨ/V`` as ``sqrt(ĥᵀGĥ) / ||G||_F``."""
     unit = resid.float() / resid.float().norm(dim=-1, keepdim=True)
     return ((unit @ gram) * unit).sum(-1).clamp(min=0).sqrt() / gram.norm()
@@ -227,7 +227,7 @@ class _StepRecorder(LogitsProcessor):
     """Records statistics of the raw next-token distribution; leaves the scores unchanged.
 
     It runs before temperature and top-p (transformers puts user processors first), so the
-    recorded distribution is the model's own (nucleus size: Marchisio et al. 2024, spec 3.4).
+    recorded distribution is the model's own (nucleus size: Marchisio et al. 2024, Sec. 5, Table 7).
     """
 
     def __init__(self, nucleus_p: float, top_k: int) -> None:
@@ -245,7 +245,7 @@ class _StepRecorder(LogitsProcessor):
 
 
 def nucleus_size(probs: torch.Tensor, p: float, candidates: int = 1024) -> torch.Tensor:
-    """Smallest k whose top-k probabilities sum to at least ``p`` (spec 3.4). Looks at the top
+    """Smallest k whose top-k probabilities sum to at least ``p`` (Marchisio et al. 2024, Table 7). Looks at the top
     ``candidates`` tokens first and sorts the whole vocabulary only for rows that need more."""
     top = probs.topk(min(candidates, probs.shape[-1]), dim=-1).values.cumsum(-1)
     size = (top < p).sum(-1) + 1
@@ -382,7 +382,7 @@ class Backend(ABC):
 
     def unembedding_gram(self, chunk: int = 16384) -> torch.Tensor:
         """``G = ŨᵀŨ / V`` (``[d_model, d_model]``), Ũ the unit-normalised rows of the unembedding
-        with the final norm's weight folded in (Wendler et al. 2024, spec 1.6; RMS-norm models).
+        with the final norm's weight folded in (Wendler et al. 2024, token energy; RMS-norm models).
         The effective norm weight is read as ``norm(1)``, which folds in Gemma's ``1 + w``; all-zero
         rows (a padding embedding tied to the head) are left out of V."""
         model = self._hf_model()

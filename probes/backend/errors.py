@@ -32,3 +32,11 @@ class DataFormatError(PivotlensError, ValueError):
 
 class InputError(PivotlensError, ValueError):
     """An option value pivotlens cannot use (device, dtype, layer, output folder, ...)."""
+
+
+class PromptError(PivotlensError, ValueError):
+    """A prompt a model cannot read: empty, or longer than the model's context."""
+
+
+class UnknownLensError(PivotlensError, ValueError):
+    """A lens kind that pivotlens does not know."""

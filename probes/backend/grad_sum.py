@@ -1,4 +1,4 @@
-"""Sum loss gradients over many batches without copying them (for Taylor importance, spec 4.1).
+"""Sum loss gradients over many batches without copying them (for Taylor importance, Zhang et al. 2024, Eq. 4).
 
 ``Backend.loss_and_grads`` returns a copy of every gradient, so a caller summing gradients holds
 the gradients, their copies and its sum at once. :func:`add_loss_grads` runs the same backward

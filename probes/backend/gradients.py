@@ -1,7 +1,7 @@
 """Differentiable next-token loss of the logit lens at any block, and its gradient streamed one
 parameter tensor at a time.
 
-Two uses (PROM, Lee et al., Sec. 2.1-2.2; spec section 2): the pivoted loss ``L_{n,e}`` reads a
+Two uses (PROM, Lee et al., Sec. 2.1-2.2, Eq. 3; docs/methods/prom.md): the pivoted loss ``L_{n,e}`` reads a
 batch out at block ``n`` through the final norm and unembedding (or a separate head) with label
 smoothing, and the gradient cosine between two batches needs both gradients without two full
 copies in memory beyond what it needs (:class:`GradStream` hands out each tensor's gradient and

@@ -16,7 +16,7 @@ class Language:
     english: str
     native: str
     script: str  # a Unicode character-name prefix family, see SCRIPT_PREFIXES
-    answer: str  # the word for "Answer", used by the cloze task (Wendler et al. 2024, spec 1.4)
+    answer: str  # the word for "Answer", used by the cloze task (Wendler et al. 2024)
 
 
 # Unicode character-name prefixes that count as each script (combining marks are skipped).

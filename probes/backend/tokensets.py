@@ -1,4 +1,4 @@
-"""Word -> set of token ids whose probabilities are summed (Wendler et al. 2024, spec 1.3),
+"""Word -> set of token ids whose probabilities are summed (Wendler et al. 2024, ``process_tokens``),
 generalised to any tokenizer.
 
 Wendler's ``process_tokens``: every character prefix of the word, with and without the

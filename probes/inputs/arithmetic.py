@@ -1,4 +1,4 @@
-"""Templated arithmetic word problems with numeric answers (the task of the layer-swapping replay: Bandarkar et al., ICLR 2025, spec section 6,
+"""Templated arithmetic word problems with numeric answers (the task of the layer-swapping replay: Bandarkar et al., ICLR 2025, Table 1,
 where the task is MGSM-style math; here a task a 270M model learns in a few hundred CPU steps).
 
 A problem is a kind (``add, sub, mul, div, class, pages, two_step, bags``), its numbers, an item

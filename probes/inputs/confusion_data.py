@@ -1,4 +1,4 @@
-"""Prompts of the Language Confusion Benchmark (Marchisio et al. 2024; spec 3.2 and 3.5).
+"""Prompts of the Language Confusion Benchmark (Marchisio et al. 2024, Sec. 3; docs/methods/language-confusion.md).
 
 Two layouts, the benchmark's own, read by one loader:
 
@@ -10,7 +10,7 @@ Two layouts, the benchmark's own, read by one loader:
 
 Sources: the authored prompts in ``data/confusion/`` (see its CONFUSION.md) and, for users who
 have them, the real benchmark files ``test_sets/{monolingual,crosslingual}/<source>/<lang>.csv``
-(:func:`load_benchmark`). Few-shot prompting follows spec 3.5: the demonstrations for a target
+(:func:`load_benchmark`). Few-shot prompting follows the benchmark's code: the demonstrations for a target
 language are in *other* languages, each answered in its own language (monolingual), or English
 requests asking for another language, answered in it (cross-lingual); turns are rendered as
 ``Q: ...\\nA: ...`` by :func:`turns_to_prompt`.
@@ -200,7 +200,7 @@ def select(
     return [p for p in chosen if n is None or p.row < n]
 
 
-# ---- few-shot prompting (spec 3.5) ------------------------------------------------------------
+# ---- few-shot prompting (Marchisio et al. 2024) ------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -228,7 +228,7 @@ def load_demos(path: str | Path = FEW_SHOT) -> list[Demo]:
 
 
 def turns_to_prompt(turns: Sequence[tuple[str, str]]) -> str:
-    """Spec 3.5: user turns as ``Q: {msg}\\n``, chatbot turns as ``A: {msg}\\n\\n``, ending
+    """The benchmark's ``turns_to_prompt``: user turns as ``Q: {msg}\\n``, chatbot turns as ``A: {msg}\\n\\n``, ending
     with ``A:``, surrounding newlines stripped. ``turns`` holds ``(role, message)`` pairs with
     role ``"User"`` or ``"Chatbot"``."""
     rendered = []

@@ -1,4 +1,4 @@
-"""A per-language text corpus as language-model batches (Zhang et al. 2024, spec 4.1 and 4.3).
+"""A per-language text corpus as language-model batches (Zhang et al. 2024, Sec. 2.2 and 3.5).
 
 Format (``data/sentences.csv``, and any corpus a user brings): ``id,lang,text``, one sentence
 per row; rows sharing an ``id`` are translations of each other. The corpus is split **by id**

@@ -1,4 +1,4 @@
-"""Prompts for the latent-language tasks (Wendler et al. 2024, spec 1.4): few-shot translation,
+"""Prompts for the latent-language tasks (Wendler et al. 2024; docs/methods/latent-language.md): few-shot translation,
 repetition (translation with source = target) and cloze."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Short-answer tasks for layer-wise exit accuracy (Fan et al. 2024, AdaInfer; spec section 5):
+"""Short-answer tasks for layer-wise exit accuracy (Fan et al. 2024, AdaInfer; docs/methods/early-exit.md):
 sentiment (2 classes), topic (4 classes) and multiple-choice knowledge questions (A-D).
 
 Sources: the tasks authored in ``data/tasks/`` (``sentiment.csv`` and ``topic.csv`` with columns

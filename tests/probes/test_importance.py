@@ -1,4 +1,4 @@
-"""Taylor importance (Zhang et al. 2024, Eq. 4; spec 4.1) against finite differences of the loss
+"""Taylor importance (Zhang et al. 2024, Eq. 4) against finite differences of the loss
 and plain-torch gradients of an independent copy of the model."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Perplexity per language (Zhang et al. 2024's measure, spec 4.3) against a direct computation
+"""Perplexity per language (Zhang et al. 2024's measure, Tables 1, 2, 5) against a direct computation
 with plain ``transformers`` on one unpadded sentence at a time."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Layer swapping and soups through mergekit, checked against an independent tensor-by-tensor
-reading of Bandarkar et al.'s Algorithm 1 (spec section 6, line 5 with "and")."""
+reading of Bandarkar et al.'s Algorithm 1 (line 5 with "and")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Instruction-data recipes (PLUG, Zhang et al. 2023; spec 6b): each recipe's output on a
+"""Instruction-data recipes (PLUG, Zhang et al. 2023; docs/methods/plug-recipes.md): each recipe's output on a
 two-item parallel set written out by hand, the pivot-stripping helper on hand-made answers, a
 few training steps through the driver that lower the loss, and the evaluation tables."""
 

@@ -1,5 +1,5 @@
 """Region removal and freeze-by-restore (``analyses/interventions/regions.py``; Zhang et al. 2024,
-spec 4.3) on tiny models: exact restores, the freeze holding through real optimizer steps (a
+Sec. 3.5) on tiny models: exact restores, the freeze holding through real optimizer steps (a
 plain loop and the fine-tuning driver's Trainer), and modified model folders the loader takes."""
 
 from __future__ import annotations

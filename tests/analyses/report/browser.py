@@ -57,3 +57,33 @@ def draw(page: Path, profile: Path) -> Drawn:
 def figures_in(page: Path) -> int:
     """Figures the page holds (one plotly div each), drawn or not."""
     return page.read_text().count('class="plotly-graph-div"')
+
+
+def chrome(profile: Path):
+    """A Selenium driver on Debian's headless Chromium and chromium-driver (console kept for checks)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    driver_path = shutil.which("chromedriver")
+    assert CHROMIUM and driver_path, "Chromium or chromium-driver is missing: `make setup` installs them"
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--window-size=1400,1000",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(driver_path), options=options)
+
+
+def console_errors(driver) -> list[str]:
+    """Console errors and warnings the page logged since the last call."""
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]

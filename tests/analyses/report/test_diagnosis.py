@@ -69,3 +69,30 @@ def test_unknown_language_fails_before_any_work(tmp_path):
     with pytest.raises(UnknownLanguageError):
         diagnose([tiny_backend("llama")], ["fr", "xx"], tmp_path, store=ResultsStore(tmp_path / "s"), progress=False)
     assert not (tmp_path / "report_fr.html").exists()
+
+
+def test_lens_section_links_three_example_prompts_in_the_explorer(tmp_path):
+    from analyses.figures.explore import DIV_ID
+    from probes.backend import wrap
+    from tests.conftest import tiny_hf_model, tiny_tokenizer
+
+    model = tiny_hf_model("llama")
+    model.config.max_position_embeddings = 512  # the few-shot prompts are longer than the tiny default of 128
+    out = tmp_path / "out"
+    diagnose(
+        [wrap(model, tiny_tokenizer(), model_name="tiny-llama")],
+        ["zh"],
+        out,
+        store=ResultsStore(tmp_path / "store"),
+        sections=["lens"],
+        quick=True,
+        batch_size=8,
+        progress=False,
+    )
+    examples = pd.read_csv(out / "zh" / "tiny-llama__lens_examples.csv")
+    assert set(examples["example"]) <= {"typical", "latent_leads", "target_earliest"} and len(examples) >= 2
+    page = (out / "report_zh.html").read_text()
+    for example in examples["example"]:
+        name = f"tiny-llama__explore_{example}.html"
+        assert f"href='zh/{name}'" in page
+        assert f'id="{DIV_ID}"' in (out / "zh" / name).read_text()

@@ -1,4 +1,4 @@
-"""LPR, WPR and LCPR on hand-checked completions (spec 3.3): every pass or fail reason asserted,
+"""LPR, WPR and LCPR on hand-checked completions (Marchisio et al. 2024): every pass or fail reason asserted,
 then the benchmark's aggregation on a constructed table, checked against a hand computation."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Region selection, core and monolingual regions, mask storage and dimensional structure
-(Zhang et al. 2024; spec 4.2-4.3) on constructed data with known answers."""
+(Zhang et al. 2024, Sec. 3.2-3.5) on constructed data with known answers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Weight-change maps on tiny models, against hand computations with numpy (spec section 6)."""
+"""Weight-change maps on tiny models, against hand computations with numpy (Bandarkar et al., ICLR 2025)."""
 
 from __future__ import annotations
 

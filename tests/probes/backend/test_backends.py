@@ -184,7 +184,7 @@ def test_tiny_tokenizer_is_deterministic():
 
 
 def test_token_energy_matches_its_definition():
-    """Spec 1.6 written out over the vocabulary: sqrt(mean_i (Ũ_i·ĥ)²) / sqrt(||ŨᵀŨ||_F² / V²)."""
+    """Wendler et al.'s token energy written out over the vocabulary: sqrt(mean_i (Ũ_i·ĥ)²) / sqrt(||ŨᵀŨ||_F² / V²)."""
     backend = tiny_backend("gemma3")  # Gemma's (1 + w) norm weight is folded in via norm(1)
     enc = backend.encode(PROMPTS)
     gram = backend.unembedding_gram()

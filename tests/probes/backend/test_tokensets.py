@@ -1,4 +1,4 @@
-"""Token sets (Wendler et al. 2024, spec 1.3) on both embedded tokenizers and a tiny one."""
+"""Token sets (Wendler et al. 2024, ``process_tokens``) on both embedded tokenizers and a tiny one."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The benchmark-format prompt loader, its errors, and few-shot prompting (spec 3.2, 3.5)."""
+"""The benchmark-format prompt loader, its errors, and few-shot prompting (Marchisio et al. 2024)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,258 @@
+"""The lens explorer: what every layer would predict at every position of one prompt.
+
+The view of nostalgebraist's logit-lens pictures and tuned-lens's prediction trajectories, with
+the latent-language colouring of Wendler et al. 2024 (docs: ``notebooks/explore.ipynb``). Built on
+:meth:`Backend.lens <probes.backend.base.Backend.lens>` alone: each layer's next-token
+distribution is reduced to its top-k, entropy and the probabilities of two words inside the
+backend, so memory holds top-k per cell, never layers x positions x vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+
+from analyses.figures.explore import COLORS, explorer_figure, explorer_page
+from probes.backend import Backend, LensRequest
+from probes.backend.errors import PromptError, TokenizerVocabularyError, UnknownLensError
+from probes.backend.languages import get_language
+from probes.backend.store import write_text_atomic
+from probes.backend.tokensets import TokenSets
+from probes.inputs.words import CONCEPTS, load_concepts
+from probes.language_id import token_language
+
+EXPLORE_COLUMNS = {
+    "layer": "0-based block index; the last layer is the model's own output",
+    "position": "0-based index of the prompt token (special tokens such as <bos> included)",
+    "token": "the prompt's token at this position, decoded",
+    "top_tokens": "the lens's top-k next tokens at this layer and position, decoded, most probable first",
+    "top_probs": "their probabilities, in the same order",
+    "entropy_bits": "entropy of the layer's next-token distribution over the full vocabulary, in bits",
+    "p_<latent>": "probability of the latent-language word (Wendler's prefix token-set sum; NaN without one)",
+    "p_target": "probability of the target word, same rule (NaN without a target)",
+    "token_lang": "language of the top-1 token: ISO 639-1 code, a script name when fastText cannot tell, "
+    "or 'other' (no letters, or several scripts)",
+}
+
+# The lens kinds the explorer offers; a fitted lens the Backend's ``lens(..., lens=name)`` knows
+# is added here and appears in the widget's dropdown and the CLI's --lens.
+LENSES: tuple[str, ...] = ("logit",)
+# Logits one Backend.lens call may hold at once (128 MB of float32): long prompts are read in
+# windows of positions, so the peak does not grow with the prompt.
+MAX_LOGITS = 1 << 25
+
+
+def available_lenses() -> tuple[str, ...]:
+    """Every lens the explorer can draw (``logit`` first)."""
+    return LENSES
+
+
+def check_request(prompt: str, lens: str, color: str) -> None:
+    """The checks that need no model: an empty prompt, an unknown lens or colouring."""
+    if not prompt.strip():
+        raise PromptError("the prompt is empty; pass the text whose layers you want to see")
+    if lens not in available_lenses():
+        raise UnknownLensError(f"unknown lens {lens!r}; available: {', '.join(available_lenses())}")
+    if color not in COLORS:
+        raise PromptError(f"unknown colouring {color!r}; use one of {', '.join(COLORS)}")
+
+
+def context_length(backend: Backend) -> int | None:
+    """The longest input the model was built for (``max_position_embeddings``), if it says."""
+    value = getattr(backend.config, "max_position_embeddings", None)
+    return int(value) if value else None
+
+
+def _prompt_ids(backend: Backend, prompt: str) -> list[int]:
+    ids = backend.tokenize(prompt)
+    limit = context_length(backend)
+    if limit is not None and len(ids) > limit:
+        raise PromptError(
+            f"the prompt is {len(ids)} tokens long but {backend.model_name} reads at most {limit}; shorten it"
+        )
+    return ids
+
+
+def latent_word_of(target: str, latent: str, words: str | Path = CONCEPTS) -> str | None:
+    """The latent-language word of the concept whose word (in any language) is ``target``."""
+    concepts = load_concepts(words)
+    if latent not in concepts.columns:
+        return None
+    hits = concepts[(concepts.drop(columns="concept") == target.strip()).any(axis=1)]
+    return None if hits.empty else str(hits.iloc[0][latent])
+
+
+def _word_ids(sets: TokenSets, word: str | None, what: str) -> list[int]:
+    if word is None:
+        return []
+    ids = sorted(sets.ids(word))
+    if not ids:
+        raise TokenizerVocabularyError(
+            f"the tokenizer cannot spell the {what} word {word!r} (no token starts it); pick a word in a "
+            "script this model's vocabulary covers"
+        )
+    return ids
+
+
+def _positions(n_tokens: int, positions: Sequence[int] | range | None) -> list[int]:
+    if positions is None:
+        return list(range(n_tokens))
+    out = sorted({p + n_tokens if p < 0 else p for p in positions})
+    bad = [p for p in out if not 0 <= p < n_tokens]
+    if bad or not out:
+        raise PromptError(
+            f"positions {bad or 'none'} are not in the prompt's 0..{n_tokens - 1}; pick positions inside it"
+        )
+    return out
+
+
+def _readout(backend: Backend, enc, request: LensRequest, positions: list[int], lens: str):
+    """The Backend's lens at every layer and ``positions`` (the default lens is the logit lens)."""
+    if lens == "logit":
+        return backend.lens(enc, request, positions=positions)
+    return backend.lens(enc, request, positions=positions, lens=lens)
+
+
+def _lens_grid(backend: Backend, ids: list[int], request: LensRequest, positions: list[int], lens: str) -> dict:
+    """Entropy, top-k and word probabilities ``[layer, position, ...]``, read in position windows."""
+    enc = backend.encode([ids])
+    window = max(1, MAX_LOGITS // backend.vocab_size)
+    parts = [_readout(backend, enc, request, positions[i : i + window], lens) for i in range(0, len(positions), window)]
+    grid = {
+        "entropy_bits": torch.cat([p.entropy_bits[:, 0] for p in parts], 1),
+        "top_ids": torch.cat([p.top_ids[:, 0] for p in parts], 1),
+        "top_probs": torch.cat([p.top_probs[:, 0] for p in parts], 1),
+    }
+    if request.token_ids is not None:
+        grid["probs_at_ids"] = torch.cat([p.probs_at_ids[:, 0] for p in parts], 1)
+    return grid
+
+
+def _decoder(tokenizer):
+    cache: dict[int, str] = {}
+
+    def decode(token_id: int) -> str:
+        if token_id not in cache:
+            cache[token_id] = tokenizer.decode([token_id])
+        return cache[token_id]
+
+    return decode
+
+
+@dataclass(frozen=True)
+class Exploration:
+    """One prompt seen through a lens: :attr:`table` (columns :data:`EXPLORE_COLUMNS`) and its figure."""
+
+    model: str
+    prompt: str
+    lens: str
+    color: str
+    target: str | None
+    latent: str
+    latent_word: str | None
+    table: pd.DataFrame
+
+    @property
+    def latent_column(self) -> str:
+        return f"p_{self.latent}"
+
+    def figure(self, *, color: str | None = None, window: int | None = None) -> go.Figure:
+        """The heatmap of layers x positions (and P(latent), P(target) at the last position)."""
+        return explorer_figure(
+            self.table,
+            color=color or self.color,
+            latent=self.latent,
+            target=self.target,
+            latent_word=self.latent_word,
+            title=self.title,
+            window=window,
+        )
+
+    @property
+    def title(self) -> str:
+        words = f", target {self.target!r}" if self.target else ""
+        return f"{self.model}: {self.lens} lens{words}"
+
+    def page(self, **figure_options) -> str:
+        """The figure as a standalone HTML page (plotly.js inlined: it works offline)."""
+        return explorer_page(self.figure(**figure_options), title=f"pivotlens explorer: {self.title}")
+
+    def write_html(self, path: str | Path, **figure_options) -> Path:
+        """Write :meth:`page` to ``path``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.page(**figure_options), path)
+        return path
+
+
+def explore(
+    backend: Backend,
+    prompt: str,
+    *,
+    lens: str = "logit",
+    positions: Sequence[int] | range | None = None,
+    top_k: int = 5,
+    color: str = "prob",
+    target: str | None = None,
+    latent: str = "en",
+    latent_word: str | None = None,
+    words: str | Path = CONCEPTS,
+) -> Exploration:
+    """What each layer would predict at each position of ``prompt`` (all positions by default).
+
+    ``target`` is a word whose probability is tracked (Wendler's prefix token set); the latent
+    word is ``latent_word`` or, when ``target`` is in the word list ``words``, its concept's word
+    in the ``latent`` language. ``color`` is ``prob`` (top-1 probability), ``entropy`` or
+    ``lang`` (language of the top-1 token).
+    """
+    check_request(prompt, lens, color)
+    get_language(latent)
+    ids = _prompt_ids(backend, prompt)
+    target = target.strip() if target and target.strip() else None
+    if latent_word is None and target is not None:
+        latent_word = latent_word_of(target, latent, words)
+    sets = TokenSets(backend.tokenizer)
+    target_ids, latent_ids = _word_ids(sets, target, "target"), _word_ids(sets, latent_word, "latent")
+    word_ids = target_ids + latent_ids
+    request = LensRequest(token_ids=torch.tensor([word_ids]) if word_ids else None, top_k=top_k)
+    kept = _positions(len(ids), positions)
+    grid = _lens_grid(backend, ids, request, kept, lens)
+    table = _tidy(backend, ids, kept, grid, len(target_ids), latent)
+    return Exploration(backend.model_name, prompt, lens, color, target, latent, latent_word, table)
+
+
+def _tidy(
+    backend: Backend, ids: list[int], positions: list[int], grid: dict, n_target: int, latent: str
+) -> pd.DataFrame:
+    """One row per layer and position (:data:`EXPLORE_COLUMNS`)."""
+    n_layers, n_pos, _ = grid["top_ids"].shape
+    decode = _decoder(backend.tokenizer)
+    top_ids = grid["top_ids"].reshape(n_layers * n_pos, -1).tolist()
+    top_tokens = [[decode(i) for i in row] for row in top_ids]
+    nan = np.full(n_layers * n_pos, math.nan)
+    if "probs_at_ids" in grid:
+        probs = grid["probs_at_ids"].reshape(n_layers * n_pos, -1)
+        p_target = probs[:, :n_target].sum(-1).numpy() if n_target else nan
+        p_latent = probs[:, n_target:].sum(-1).numpy() if probs.shape[1] > n_target else nan
+    else:
+        p_target = p_latent = nan
+    return pd.DataFrame(
+        {
+            "layer": np.repeat(np.arange(n_layers), n_pos),
+            "position": np.tile(positions, n_layers),
+            "token": np.tile([decode(ids[p]) for p in positions], n_layers),
+            "top_tokens": top_tokens,
+            "top_probs": grid["top_probs"].reshape(n_layers * n_pos, -1).tolist(),
+            "entropy_bits": grid["entropy_bits"].reshape(-1).numpy(),
+            f"p_{latent}": p_latent,
+            "p_target": p_target,
+            "token_lang": [token_language(row[0]) for row in top_tokens],
+        }
+    )

@@ -1,0 +1,1 @@
+"""Notebook widgets over the pipelines and figures (JupyterLab, through ipywidgets and anywidget)."""
