@@ -37,6 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from probes.backend import Backend, LensRequest
+from probes.backend.lenses import LOGIT, Lens
 from probes.backend.resume import collect
 from probes.backend.store import Run
 from probes.inputs.confusion_data import ConfusionPrompt, Demo, few_shot_turns, turns_to_prompt
@@ -79,6 +80,7 @@ CONFUSION_LENS_COLUMNS = {
     "step": "generated index of the confusion-point token",
     "cp_token": "the confusion-point token, decoded",
     "layer": "0-based block index; the last layer is the model's own output",
+    "lens": "lens that decoded the layer: logit, linear, tuned, ... (probes/backend/lenses.py)",
     "p_cp_token": "lens probability of the confusion-point token at this layer",
     "cp_token_rank": "rank of the confusion-point token at this layer (0 = top-1)",
     "entropy_bits": "entropy of the layer's next-token distribution, in bits",
@@ -282,8 +284,9 @@ def run_confusion_lens(
     top_k: int = 5,
     batch_size: int = 8,
     progress: bool = True,
+    lens: Lens = LOGIT,
 ) -> pd.DataFrame:
-    """At each confusion point of a :func:`run_confusion` table, the logit lens over the
+    """At each confusion point of a :func:`run_confusion` table, the lens (``lens``, logit by default) over the
     teacher-forced prompt + generated prefix: per layer, the probability and rank of the
     confusion-point token, the entropy (bits) and the top tokens (columns in
     ``CONFUSION_LENS_COLUMNS``). ``prompt_format`` must be the one the steps were made with."""
@@ -304,7 +307,7 @@ def run_confusion_lens(
         enc = backend.encode([ids for _, ids in batch])
         token_ids = torch.tensor([[int(cp["token_id"])] for cp, _ in batch])
         request = LensRequest(token_ids=token_ids, rank_group=torch.ones_like(token_ids, dtype=torch.bool), top_k=top_k)
-        readout = backend.lens(enc, request, layers=layers, positions=[-1])
+        readout = backend.lens(enc, request, layers=layers, positions=[-1], lens=lens)
         for b, (cp, _) in enumerate(batch):
             for li, layer in enumerate(readout.layers):
                 rows.append(
@@ -316,6 +319,7 @@ def run_confusion_lens(
                         "step": int(cp["step"]),
                         "cp_token": cp["token"],
                         "layer": layer,
+                        "lens": lens.name,
                         "p_cp_token": float(readout.probs_at_ids[li, b, 0, 0]),
                         "cp_token_rank": int(readout.group_rank[li, b, 0]),
                         "entropy_bits": float(readout.entropy_bits[li, b, 0]),

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from probes.backend import Backend, LensRequest
+from probes.backend.lenses import LOGIT, Lens
 from probes.backend.resume import collect
 from probes.backend.store import ResultsStore, Run, provenance
 from probes.inputs.tasks import Prompt, TaskData, TaskSpec, answer_token_ids, build_prompts, load_task
@@ -33,6 +34,7 @@ COLUMNS = {
     "item": "item id (shared by the translations of an item)",
     "shots": "number of demonstrations in the prompt (K)",
     "layer": "0-based block index; the last layer is the model's output",
+    "lens": "lens that decoded the layer: logit, linear, tuned, ... (probes/backend/lenses.py)",
     "n_tokens": "prompt length in tokens (for FLOPs accounting)",
     "gold": "gold label",
     "gold_id": "token id of the gold answer",
@@ -98,9 +100,11 @@ def exit_run(
     shots: int = 3,
     n: int | None = 100,
     seed: int = 0,
+    lens: Lens = LOGIT,
 ) -> Run:
     """The results-store run of :func:`exit_accuracy` with these settings (its key covers the task's
-    template and the answer token ids, so a changed template or tokenizer is a new run)."""
+    template and the answer token ids, so a changed template or tokenizer is a new run, and a fitted
+    lens' name and fit id; the logit lens keeps the key it always had)."""
     spec = data.spec
     params = {
         "task": spec.name,
@@ -112,6 +116,8 @@ def exit_run(
         "template": spec.template_sha(lang),
         "answers": _answer_ids(backend, spec, lang),
     }
+    if lens is not LOGIT:
+        params.update(lens.key())
     return store.run(provenance("exit", params, backend.describe(), data.files, seed))
 
 
@@ -132,8 +138,10 @@ def exit_accuracy(
     batch_size: int = 8,
     run: Run | None = None,
     progress: bool = True,
+    lens: Lens = LOGIT,
 ) -> pd.DataFrame:
-    """Per item and layer: lens top-1 (full vocabulary and among the options), correctness, gap, top_prob.
+    """Per item and layer, decoded by ``lens`` (logit by default): lens top-1 (full vocabulary and
+    among the options), correctness, gap, top_prob.
 
     ``data`` defaults to the authored task ``data/tasks/<task>.csv``; ``n`` items are drawn with
     ``seed`` (all when None), each with ``shots`` demonstrations. With ``run`` (from
@@ -157,12 +165,13 @@ def exit_accuracy(
         rows = [tokens[p.item] for p in batch]
         enc = backend.encode(rows)
         option_ids = torch.tensor(answer_ids).unsqueeze(0).expand(len(batch), -1)
-        readout = backend.lens(enc, LensRequest(token_ids=option_ids, top_k=2), layers=None, positions=(-1,))
+        readout = backend.lens(enc, LensRequest(token_ids=option_ids, top_k=2), layers=None, positions=(-1,), lens=lens)
         frame = readout_rows(batch, [len(r) for r in rows], readout, labels, answer_ids, decode)
         frame.insert(0, "model", backend.model_name)
         frame.insert(1, "task", spec.name)
         frame.insert(2, "lang", lang)
         frame.insert(4, "shots", shots)
+        frame["lens"] = lens.name
         return frame[list(COLUMNS)]
 
     table = collect(

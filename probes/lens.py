@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from probes.backend import Backend, LensRequest
+from probes.backend.lenses import LOGIT, Lens
 from probes.backend.resume import collect
 from probes.backend.store import Run
 from probes.backend.tokensets import TokenSets, share_first_unit
@@ -51,6 +52,7 @@ LENS_COLUMNS = {
         "prompts of this run dropped because target and latent words share a token "
         "(or, under prefix, a set does not identify its word)"
     ),
+    "lens": "lens that decoded the layer: logit, linear, tuned, linear-en, ... (probes/backend/lenses.py)",
     "p_target": "probability of the target word at this layer (prefix-set sum or chain probability)",
     "p_<latent>": "probability of the latent-language word (p_en by default), same rule",
     "entropy_bits": "entropy of the layer's next-token distribution over the full vocabulary, in bits",
@@ -128,7 +130,9 @@ def _pad(rows: Sequence[Sequence[int]]) -> torch.Tensor:
     return torch.tensor([list(r) + [-1] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
-def _chain_probability(backend: Backend, batch: Sequence[_Encoded], words: Sequence[list[int]]) -> torch.Tensor:
+def _chain_probability(
+    backend: Backend, batch: Sequence[_Encoded], words: Sequence[list[int]], lens: Lens
+) -> torch.Tensor:
     """``[layer, batch]`` product over the word's tokens of each token's lens probability, with
     the earlier tokens appended to the prompt (teacher forcing)."""
     lengths = [len(w) for w in words]
@@ -137,13 +141,13 @@ def _chain_probability(backend: Backend, batch: Sequence[_Encoded], words: Seque
     seq = enc.input_ids.shape[1]
     positions = torch.arange(seq - width, seq).unsqueeze(0).expand(len(batch), -1)
     ids = _pad([[-1] * (width - n) + w for n, w in zip(lengths, words)])
-    out = backend.lens(enc, LensRequest(token_ids=ids), positions=positions)
+    out = backend.lens(enc, LensRequest(token_ids=ids), positions=positions, lens=lens)
     diagonal = out.probs_at_ids.diagonal(dim1=2, dim2=3)  # position j scores token j: [L, B, width]
     return torch.where(ids.unsqueeze(0) >= 0, diagonal, torch.ones_like(diagonal)).prod(-1)
 
 
 def _batch_rows(
-    backend: Backend, batch: Sequence[_Encoded], top_k: int, gram: torch.Tensor | None, dropped: Counter
+    backend: Backend, batch: Sequence[_Encoded], top_k: int, gram: torch.Tensor | None, dropped: Counter, lens: Lens
 ) -> pd.DataFrame:
     """Rows of one batch of examples that share their scoring kind."""
     word_prob = batch[0].kind
@@ -153,14 +157,14 @@ def _batch_rows(
     columns = torch.arange(ids.shape[1]).unsqueeze(0)
     is_target = columns < torch.tensor(n_target).unsqueeze(1)  # [B, n]
     request = LensRequest(token_ids=ids, rank_group=is_target, top_k=top_k, energy_gram=gram)
-    readout = backend.lens(enc, request, positions=[-1])
+    readout = backend.lens(enc, request, positions=[-1], lens=lens)
     probs = readout.probs_at_ids[:, :, 0]  # [L, B, n]
     if word_prob == "prefix":
         p_target = (probs * is_target).sum(-1)
         p_latent = (probs * (~is_target & (ids >= 0))).sum(-1)
     else:
-        p_target = _chain_probability(backend, batch, [e.target for e in batch])
-        p_latent = _chain_probability(backend, batch, [e.latent for e in batch])
+        p_target = _chain_probability(backend, batch, [e.target for e in batch], lens)
+        p_latent = _chain_probability(backend, batch, [e.latent for e in batch], lens)
     target_rank = readout.group_rank[:, :, 0]
     decode = backend.tokenizer.convert_ids_to_tokens
     records = []
@@ -179,6 +183,7 @@ def _batch_rows(
                     "word_prob": word_prob,
                     "n_dropped_copy": dropped["copy"],
                     "n_dropped_degenerate": dropped["degenerate"],
+                    "lens": lens.name,
                     "p_target": float(p_target[li, b]),
                     f"p_{prompt.latent_lang}": float(p_latent[li, b]),
                     "entropy_bits": float(readout.entropy_bits[li, b, 0]),
@@ -200,6 +205,7 @@ def run_lens(
     word_prob: WordProb = "auto",
     top_k: int = 5,
     energy: bool = False,
+    lens: Lens = LOGIT,
     batch_size: int = 16,
     run: Run | None = None,
     progress: bool = True,
@@ -207,10 +213,12 @@ def run_lens(
     drop_copies: bool = True,
 ) -> pd.DataFrame:
     """Per prompt and layer: ``p_target``, ``p_<latent>``, ``entropy_bits``, ``target_rank``,
-    ``top_tokens`` and optionally ``energy`` (columns in ``LENS_COLUMNS``). With ``run`` (a results-store run), finished
-    batches are stored as they complete and skipped on a re-run. ``vocabularies`` (language ->
-    its whole word list) lets the unit rule see every concept of a language when ``prompts`` is
-    a subset; ``drop_copies=False`` keeps the prompts a model could answer by copying."""
+    ``top_tokens`` and optionally ``energy`` (columns in ``LENS_COLUMNS``), each layer decoded by
+    ``lens`` (the logit lens by default; :func:`probes.backend.lenses.load_lens`). With ``run`` (a
+    results-store run), finished batches are stored as they complete and skipped on a re-run.
+    ``vocabularies`` (language -> its whole word list) lets the unit rule see every concept of a
+    language when ``prompts`` is a subset; ``drop_copies=False`` keeps the prompts a model could
+    answer by copying."""
     if word_prob not in ("auto", "prefix", "chain"):
         raise ValueError(f"word_prob must be 'auto', 'prefix' or 'chain', not {word_prob!r}")
     examples, dropped = _prepare(backend, prompts, word_prob, vocabularies=vocabularies, drop_copies=drop_copies)
@@ -221,7 +229,9 @@ def run_lens(
     def compute(batch: list[_Encoded]) -> pd.DataFrame:
         kinds = [[e for e in batch if e.kind == kind] for kind in ("prefix", "chain")]
         with torch.no_grad():
-            frames = [_batch_rows(backend, part, top_k, gram() if energy else None, dropped) for part in kinds if part]
+            frames = [
+                _batch_rows(backend, part, top_k, gram() if energy else None, dropped, lens) for part in kinds if part
+            ]
         return pd.concat(frames, ignore_index=True)
 
     table = collect(

@@ -7,6 +7,7 @@ import typer
 from analyses.cli.settings import Settings
 from analyses.report.diagnosis import check_sections, diagnose
 from probes.backend.languages import parse_languages
+from probes.backend.lenses import parse_lens_names
 from probes.backend.store import ResultsStore
 
 
@@ -16,12 +17,17 @@ def diagnose_command(
     models: str = typer.Option(None, help="Comma-separated models to compare side by side (default: --model)."),
     sections: str = typer.Option(None, help="Comma-separated sections (default: all registered)."),
     quick: bool = typer.Option(False, help="Smaller samples, for a first look."),
+    lens: str = typer.Option(
+        "logit",
+        help="Lens of the lens-reading sections; several (or all) add whether PROM's decision depends on the lens.",
+    ),
 ) -> None:
     """Run (or reuse from the results store) every probe for each language and write
     report_<LANG>.html, its tables as CSV under <LANG>/ (verdicts, provenance, timings) and index.html."""
     settings: Settings = ctx.obj
     langs = parse_languages(lang)
     names = check_sections(sections.split(",") if sections else None)
+    lenses = parse_lens_names(lens, allow_all=True)
     backends = [settings.load_backend(model) for model in (models.split(",") if models else [settings.model])]
     paths = diagnose(
         backends,
@@ -31,6 +37,7 @@ def diagnose_command(
         sections=names,
         quick=quick,
         batch_size=settings.batch_size,
+        lenses=lenses,
     )
     for path in paths:
         typer.echo(f"wrote {path} (timings in {path.parent / path.stem.removeprefix('report_') / 'timings.csv'})")

@@ -15,6 +15,7 @@ from analyses.pipelines.exit import exit_report
 from analyses.stats.flops import Uncounted, flops_model
 from probes.backend.errors import PivotlensError
 from probes.backend.languages import parse_languages
+from probes.backend.lenses import load_lens, parse_lens_names
 from probes.backend.store import ResultsStore, read_result
 from probes.exit_accuracy import exit_accuracy, exit_run
 from probes.inputs.tasks import TASKS, get_task, load_hub_task, load_task
@@ -96,6 +97,9 @@ def exit_command(
         Path | None,
         typer.Option(help="Output folder of `pivotlens exit` on another model: adds the inter-model setting."),
     ] = None,
+    lens: Annotated[
+        str, typer.Option(help="logit, linear or tuned (a fitted lens: see pivotlens fit-lens).")
+    ] = "logit",
 ) -> None:
     """Accuracy per layer via the logit lens, AdaInfer stopping classifiers (gap rule, SVM, CRF),
     exit accuracy and FLOPs tables, and figures, written to --out."""
@@ -103,6 +107,7 @@ def exit_command(
     settings: Settings = ctx.obj
     tasks = [get_task(t.strip()).name for t in task.split(",") if t.strip()]
     langs = parse_languages(lang)
+    (lens_name,) = parse_lens_names(lens)
     if data is not None and len(tasks) > 1:
         raise PivotlensError("--data holds one task; pass a single --task with it")
     other = None
@@ -116,11 +121,12 @@ def exit_command(
     console = Console(stderr=True, width=150)
     backend = settings.load_backend()
     store = ResultsStore(settings.results)
+    reader = load_lens(backend, lens_name)
     tables = []
     for name in tasks:
         task_data = _task_data(name, data, hub)
         for code in langs:
-            run = exit_run(store, backend, task_data, code, shots=shots, n=n, seed=seed)
+            run = exit_run(store, backend, task_data, code, shots=shots, n=n, seed=seed, lens=reader)
             tables.append(
                 exit_accuracy(
                     backend,
@@ -132,6 +138,7 @@ def exit_command(
                     data=task_data,
                     batch_size=settings.batch_size,
                     run=run,
+                    lens=reader,
                 )
             )
     items = pd.concat(tables, ignore_index=True)

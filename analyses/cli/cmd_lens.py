@@ -10,6 +10,7 @@ from analyses.cli.settings import Settings, check_choice, check_languages
 from analyses.pipelines.lens import data_languages, run_languages, write_outputs
 from analyses.stats.prom_lambda import EMPTY_FLOOR, analyse, copy_costs, verdict
 from probes.backend.errors import InputError, TaskRequestError
+from probes.backend.lenses import load_lens, parse_lens_names
 from probes.backend.models import model_depth
 from probes.backend.store import ResultsStore
 from probes.inputs.prompts import SHOTS, check_request
@@ -72,8 +73,11 @@ def lens(
     latent: str = typer.Option("en", help="Latent language whose word probability is tracked."),
     word_prob: str = typer.Option("auto", help=WORD_PROB_HELP),
     keep_copies: bool = typer.Option(False, help="Keep prompts whose answer shares a token with a word in the prompt."),
+    lens_name: str = typer.Option(
+        "logit", "--lens", help="logit, linear or tuned (a fitted lens: see pivotlens fit-lens)."
+    ),
 ) -> None:
-    """Logit lens for one target language: tidy table (lens.csv/.parquet) and figure."""
+    """Lens (logit by default) for one target language: tidy table (lens.csv/.parquet) and figure."""
     settings: Settings = ctx.obj
     check_choice(task, TASKS, "--task")
     check_choice(word_prob, WORD_PROBS, "--word-prob")
@@ -81,6 +85,7 @@ def lens(
     langs += [check_languages(source, "--source")[0]] if source else []
     _check_data(words, langs)
     _check_task(task, langs[:1], source)
+    (name,) = parse_lens_names(lens_name)
     backend = settings.load_backend()
     table = run_languages(
         backend,
@@ -94,6 +99,7 @@ def lens(
         batch_size=settings.batch_size,
         store=ResultsStore(settings.results),
         drop_copies=not keep_copies,
+        lens=load_lens(backend, name),
     )
     results = analyse(table, n_layers=backend.n_layers)
     written = write_outputs(results, settings.out_dir, model=backend.model_name)
@@ -119,10 +125,15 @@ def lambda_(
     keep_copies: bool = typer.Option(False, help="Keep prompts whose answer shares a token with a word in the prompt."),
     words: str = typer.Option(str(CONCEPTS), help="Wide CSV word list."),
     limit: int = typer.Option(None, min=1, help="Only the first N prompts per language (a quick subset)."),
+    lens_name: str = typer.Option(
+        "logit",
+        "--lens",
+        help="logit, linear, tuned, linear-en, a comma-separated list, or all (logit, linear, linear-en, tuned).",
+    ),
 ) -> None:
     """PROM's lambda per language, measured as PROM does (cloze, 5-shot): 0 where mean P(en) <
     mean P(target) at layer n, undecided where the lens is empty there; with the lens curves
-    and figures."""
+    and figures. With several lenses: each lens' decision and whether they agree."""
     settings: Settings = ctx.obj
     check_choice(task, TASKS, "--task")
     check_choice(word_prob, WORD_PROBS, "--word-prob")
@@ -131,21 +142,24 @@ def lambda_(
     _check_data(words, codes_and_source)
     _check_task(task, codes, source, floor)
     _check_layer(layer, model_depth(settings.model), settings.model)
+    names = parse_lens_names(lens_name, allow_all=True)
     backend = settings.load_backend()
     _check_layer(layer, backend.n_layers, settings.model)  # a hub model's depth is known only now
-    table = run_languages(
-        backend,
-        codes,
-        task=task,
-        src=source,
-        words=words,
-        limit=limit,
-        shots=shots,
-        word_prob=word_prob,
-        batch_size=settings.batch_size,
-        store=ResultsStore(settings.results),
-        drop_copies=not keep_copies,
-    )
+    options = {
+        "task": task,
+        "src": source,
+        "words": words,
+        "limit": limit,
+        "shots": shots,
+        "word_prob": word_prob,
+        "drop_copies": not keep_copies,
+        "batch_size": settings.batch_size,
+        "store": ResultsStore(settings.results),
+    }
+    if len(names) > 1:
+        _lambda_under_lenses(backend, names, codes, settings, layer=layer, lambda0=lambda0, floor=floor, **options)
+        return
+    table = run_languages(backend, codes, lens=load_lens(backend, names[0]), **options)
     results = analyse(table, n_layers=backend.n_layers, layer=layer, lambda0=lambda0, floor=floor)
     written = write_outputs(results, settings.out_dir, model=backend.model_name)
     for line in copy_costs(results.lambdas):
@@ -155,6 +169,17 @@ def lambda_(
         view[LAMBDA_VIEW], f"PROM lambda ({backend.model_name}; {task}, {shots}-shot; all columns in lambda.csv)"
     )
     typer.echo(f"wrote {len(written)} files to {settings.out_dir}")
+
+
+def _lambda_under_lenses(backend, names, codes, settings: Settings, *, layer, lambda0, floor, **options) -> None:
+    from analyses.pipelines.lens_family import lambda_under_lenses, write_lambda_by_lens
+
+    table, lambdas, agreement = lambda_under_lenses(
+        backend, names, codes, layer=layer, lambda0=lambda0, floor=floor, **options
+    )
+    written = write_lambda_by_lens(table, lambdas, agreement, settings.out_dir)
+    _print_summary(agreement, f"PROM pivot decision under each lens ({backend.model_name})")
+    typer.echo(f"wrote {', '.join(p.name for p in written)} to {settings.out_dir}")
 
 
 def _print_summary(table, title: str) -> None:

@@ -17,6 +17,7 @@ from analyses.figures import save_figure
 from analyses.figures.latent import lambda_figure, lens_figure
 from analyses.stats.prom_lambda import LensResults, protocol
 from probes.backend import Backend
+from probes.backend.lenses import LOGIT, Lens
 from probes.backend.store import ResultsStore, provenance, write_parquet_atomic, write_text_atomic
 from probes.inputs.prompts import SHOTS, LensPrompt, Task, build_prompts, check_request
 from probes.inputs.words import CLOZE, CONCEPTS, load_cloze, load_concepts
@@ -59,9 +60,12 @@ def run_languages(
     progress: bool = True,
     shots: int = SHOTS,
     drop_copies: bool = True,
+    lens: Lens = LOGIT,
 ) -> pd.DataFrame:
     """The lens table for every language in ``langs`` (each stored as its own resumable run);
-    ``limit`` keeps the first prompts of each language (a quick, deterministic subset)."""
+    ``limit`` keeps the first prompts of each language (a quick, deterministic subset). ``lens``
+    decodes the layers (:func:`probes.backend.lenses.load_lens`); a fitted lens' name and fit id
+    join the run key, the logit lens keeps the key it always had."""
     concepts = load_concepts(words)
     check_request(task, langs, src=src, cloze=load_cloze(CLOZE) if task == "cloze" else None)
     data_files = [words] + ([CLOZE] if task == "cloze" else [])
@@ -81,6 +85,8 @@ def run_languages(
             "drop_copies": drop_copies,
             "units": "whole-character",
         }
+        if lens is not LOGIT:
+            params.update(lens.key())
         run = store.run(provenance("lens", params, backend.describe(), data_files, seed=seed))
         table = (
             run.load()
@@ -94,6 +100,7 @@ def run_languages(
                 progress=progress,
                 vocabularies=vocabularies,
                 drop_copies=drop_copies,
+                lens=lens,
             )
         )
         tables.append(table)

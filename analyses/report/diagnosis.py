@@ -58,6 +58,7 @@ def diagnose(
     quick: bool = False,
     batch_size: int = 16,
     progress: bool = True,
+    lenses: Sequence[str] = ("logit",),
 ) -> list[Path]:
     """Write ``out/report_<lang>.html`` per language (``backends`` side by side), its tables,
     verdicts, provenance and ``timings.csv`` (:data:`TIMING_COLUMNS`) under ``out/<lang>/``, and
@@ -75,7 +76,7 @@ def diagnose(
             per_model: dict[str, list[SectionResult]] = {}
             timings = []
             for backend in backends:
-                context = ReportContext(backend, lang, store, quick=quick, batch_size=batch_size)
+                context = ReportContext(backend, lang, store, quick=quick, batch_size=batch_size, lenses=tuple(lenses))
                 results = []
                 for name in names:
                     bar.set_postfix_str(f"{lang} {backend.model_name}: {name}")

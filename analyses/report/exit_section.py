@@ -9,6 +9,7 @@ from analyses.figures.exit import accuracy_by_layer_figure
 from analyses.report.sections import ReportContext, SectionResult, Verdict, register_section
 from analyses.stats.early_exit import accuracy_by_layer, static_exit_curve
 from analyses.stats.flops import Uncounted, flops_model
+from probes.backend.lenses import load_lens
 from probes.exit_accuracy import exit_accuracy, exit_run
 from probes.inputs.tasks import TASKS, load_task
 
@@ -50,10 +51,19 @@ def exit_section(ctx: ReportContext) -> SectionResult:
             )
             continue
         n = 30 if ctx.quick else 100
-        run = exit_run(ctx.store, ctx.backend, data, ctx.lang, n=n)
+        lens = load_lens(ctx.backend, ctx.lenses[0])
+        run = exit_run(ctx.store, ctx.backend, data, ctx.lang, n=n, lens=lens)
         items.append(
             exit_accuracy(
-                ctx.backend, task, ctx.lang, n=n, data=data, batch_size=ctx.batch_size, run=run, progress=False
+                ctx.backend,
+                task,
+                ctx.lang,
+                n=n,
+                data=data,
+                batch_size=ctx.batch_size,
+                run=run,
+                progress=False,
+                lens=lens,
             )
         )
     if not items:

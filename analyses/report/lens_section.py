@@ -8,10 +8,12 @@ import pandas as pd
 from analyses.figures.latent import lens_figure
 from analyses.pipelines.explore import explore
 from analyses.pipelines.lens import language_prompts, run_languages
+from analyses.pipelines.lens_family import lambda_under_lenses
 from analyses.report.sections import Page, ReportContext, SectionResult, Verdict, register_section
 from analyses.stats.latent import example_items
 from analyses.stats.prom_lambda import analyse, protocol, verdict
 from probes.backend.errors import PivotlensError
+from probes.backend.lenses import load_lens
 
 EXAMPLE_LABELS = {
     "typical": "a typical prompt",
@@ -65,6 +67,7 @@ def _confidence(row) -> str:
 
 @register_section("lens", order=10)
 def lens_section(ctx: ReportContext) -> SectionResult:
+    lens = load_lens(ctx.backend, ctx.lenses[0])
     table = run_languages(
         ctx.backend,
         [ctx.lang],
@@ -72,6 +75,7 @@ def lens_section(ctx: ReportContext) -> SectionResult:
         limit=40 if ctx.quick else None,
         batch_size=ctx.batch_size,
         progress=False,
+        lens=lens,
     )
     results = analyse(table, n_layers=ctx.backend.n_layers)
     row = results.lambdas.iloc[0]
@@ -106,15 +110,44 @@ def lens_section(ctx: ReportContext) -> SectionResult:
             _confidence(row),
         ),
     ]
+    tables = {"lens_curves": results.curves, "lambda": results.lambdas}
+    if len(ctx.lenses) > 1:
+        dependence, tables["lambda_by_lens"] = _lens_dependence(ctx)
+        verdicts.append(dependence)
     figure = lens_figure(
-        results.curves, ctx.lang, title=f"{ctx.backend.model_name}: logit lens into {ctx.lang}, {how} (95% CI)"
+        results.curves,
+        ctx.lang,
+        title=f"{ctx.backend.model_name}: {lens.name} lens into {ctx.lang}, {how} (95% CI)",
     )
-    result = SectionResult(
-        "Latent language (logit lens) and PROM lambda",
-        verdicts,
-        [figure],
-        {"lens_curves": results.curves, "lambda": results.lambdas, "lens_examples": example_items(table)},
-    )
+    tables["lens_examples"] = example_items(table)
+    result = SectionResult(f"Latent language ({lens.name} lens) and PROM lambda", verdicts, [figure], tables)
     result.pages, notes = explorer_pages(ctx, table)
     result.notes.extend(notes)
     return result
+
+
+def _lens_dependence(ctx: ReportContext) -> tuple[Verdict, object]:
+    """PROM's decision under every lens of ``ctx.lenses`` and whether it is the same under all."""
+    _, lambdas, agreement = lambda_under_lenses(
+        ctx.backend,
+        list(ctx.lenses),
+        [ctx.lang],
+        store=ctx.store,
+        limit=40 if ctx.quick else None,
+        batch_size=ctx.batch_size,
+        progress=False,
+    )
+    row = agreement.iloc[0]
+    each = "; ".join(
+        f"{r.lens}: {'pivot' if r.pivot else 'no pivot'} ({r.mean_p_en:.3g} vs {r.mean_p_target:.3g})"
+        for r in lambdas.itertuples()
+    )
+    alone = f"; the decision of {row['only_under']} holds under that lens only" if row["only_under"] else ""
+    verdict = Verdict(
+        "Does PROM's decision depend on the lens?",
+        ("no: the same under every lens" if row["same_under_every_lens"] else "yes: the lenses disagree") + alone,
+        f"mean P(en) vs mean P({ctx.lang}) at layer {int(lambdas['layer'].iloc[0])}: {each} "
+        "(linear: Din et al. 2023; tuned: Belrose et al. 2023)",
+        "per-lens bootstrap CIs in lambda_by_lens",
+    )
+    return verdict, lambdas

@@ -53,6 +53,7 @@ class ReportContext:
     store: ResultsStore
     quick: bool = False  # smaller samples: for tests and a first look
     batch_size: int = 16
+    lenses: tuple[str, ...] = ("logit",)  # the first reads the layers; with more, the lens section compares decisions
 
 
 Section = Callable[[ReportContext], SectionResult]

@@ -20,12 +20,16 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from probes.backend.architecture import ModelParts
 from probes.backend.models import weights_origin
+
+if TYPE_CHECKING:
+    from probes.backend.lenses import Lens
 
 
 @dataclass(frozen=True)
@@ -143,10 +147,33 @@ def token_energy(resid: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
     return ((unit @ gram) * unit).sum(-1).clamp(min=0).sqrt() / gram.norm()
 
 
+def translate_residuals(
+    translator: tuple[torch.Tensor, torch.Tensor] | None, layers: Sequence[int], resid: torch.Tensor
+) -> torch.Tensor:
+    """``resid`` ``[len(layers), ..., d]`` -> ``W_l h + b_l`` per layer (unchanged without a translator)."""
+    if translator is None:
+        return resid
+    index = torch.as_tensor(list(layers), dtype=torch.long, device=translator[0].device)
+    weight = translator[0].index_select(0, index).to(resid.device, resid.dtype)
+    bias = translator[1].index_select(0, index).to(resid.device, resid.dtype)
+    flat = resid.reshape(len(layers), -1, resid.shape[-1])
+    return torch.baddbmm(bias.unsqueeze(1), flat, weight.transpose(1, 2)).reshape(resid.shape)
+
+
 def readout_layers(
-    layers: list[int], resid: torch.Tensor, unembed, request: LensRequest, vocab_size: int, max_logits: int = 1 << 26
+    layers: list[int],
+    resid: torch.Tensor,
+    unembed,
+    request: LensRequest,
+    vocab_size: int,
+    max_logits: int = 1 << 26,
+    translator: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> LensReadout:
     """Everything a lens request asks of residuals ``[layer, batch, k, d_model]``.
+
+    ``translator`` (a lens' ``(weight [n_layers, d, d], bias [n_layers, d])``, see
+    :mod:`probes.backend.lenses`) maps each chunk of layers before the final transform
+    ``unembed``; ``None`` (the logit lens) leaves the residual as it is.
 
     Layers are unembedded together, as one matrix product over ``layer x batch`` rows (several
     times faster on a CPU than one product per layer), in chunks of at most ``max_logits``
@@ -156,7 +183,7 @@ def readout_layers(
     step = max(1, max_logits // (vocab_size * batch * k))
     parts: list[dict[str, torch.Tensor]] = []
     for start in range(0, n_layers, step):
-        chunk = resid[start : start + step]
+        chunk = translate_residuals(translator, layers[start : start + step], resid[start : start + step])
         flat = chunk.reshape(-1, k, d_model)
         repeated = replace(
             request,
@@ -309,9 +336,11 @@ class Backend(ABC):
         request: LensRequest,
         layers: Sequence[int] | None = None,
         positions: Sequence[int] | torch.Tensor = (-1,),
+        *,
+        lens: Lens | None = None,
     ) -> LensReadout:
-        """Logit lens: each layer's residual through the model's own final transform
-        (:meth:`unembed`), reduced as ``request`` says."""
+        """Each layer's residual through ``lens``' translator (none for the logit lens), then the
+        model's own final transform (:meth:`unembed`), reduced as ``request`` says."""
 
     def unembed(self, resid: torch.Tensor) -> torch.Tensor:
         """The model's final transform of residual vectors ``[..., d_model]``: final norm,

@@ -68,12 +68,15 @@ class NNsightBackend(Backend):
         layers = self.check_layers(layers)
         return self._selected(enc, layers, resolve_positions(positions, enc), lambda stacked: stacked)
 
-    def lens(self, enc: Encoded, request: LensRequest, layers=None, positions=(-1,)) -> LensReadout:
+    def lens(self, enc: Encoded, request: LensRequest, layers=None, positions=(-1,), *, lens=None) -> LensReadout:
         layers = self.check_layers(layers)
         parts, envoy, vocab_size = self.parts, self.nn, self.vocab_size
+        translator = None if lens is None else lens.translator  # plain tensors travel; no pivotlens object does
 
         def reduce(stacked):
-            return readout_layers(layers, stacked, lambda h: parts.logits(envoy, h), request, vocab_size)
+            return readout_layers(
+                layers, stacked, lambda h: parts.logits(envoy, h), request, vocab_size, translator=translator
+            )
 
         return self._selected(enc, layers, resolve_positions(positions, enc), reduce)
 

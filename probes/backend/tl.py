@@ -120,10 +120,16 @@ class TransformerLensBackend(Backend):
             captured = self._capture(enc, layers, resolve_positions(positions, enc))
         return torch.stack([captured[layer] for layer in layers])
 
-    def lens(self, enc: Encoded, request: LensRequest, layers=None, positions=(-1,)) -> LensReadout:
+    def lens(self, enc: Encoded, request: LensRequest, layers=None, positions=(-1,), *, lens=None) -> LensReadout:
         layers = self.check_layers(layers)
         with torch.no_grad():
             captured = self._capture(enc, layers, resolve_positions(positions, enc))
+            stacked = torch.stack([captured[layer] for layer in layers])
             return readout_layers(
-                layers, torch.stack([captured[layer] for layer in layers]), self.unembed, request, self.vocab_size
+                layers,
+                stacked,
+                self.unembed,
+                request,
+                self.vocab_size,
+                translator=None if lens is None else lens.translator,
             )
