@@ -11,6 +11,7 @@ from analyses.pipelines.lens import language_prompts, run_languages
 from analyses.pipelines.lens_family import lambda_under_lenses
 from analyses.report.sections import Page, ReportContext, SectionResult, Verdict, register_section
 from analyses.stats.latent import example_items
+from analyses.stats.lens_family import decision
 from analyses.stats.prom_lambda import analyse, protocol, verdict
 from probes.backend.errors import PivotlensError
 from probes.backend.lenses import load_lens
@@ -139,8 +140,7 @@ def _lens_dependence(ctx: ReportContext) -> tuple[Verdict, object]:
     )
     row = agreement.iloc[0]
     each = "; ".join(
-        f"{r.lens}: {'pivot' if r.pivot else 'no pivot'} ({r.mean_p_en:.3g} vs {r.mean_p_target:.3g})"
-        for r in lambdas.itertuples()
+        f"{r.lens}: {decision(r.pivot)} ({r.mean_p_en:.3g} vs {r.mean_p_target:.3g})" for r in lambdas.itertuples()
     )
     alone = f"; the decision of {row['only_under']} holds under that lens only" if row["only_under"] else ""
     verdict = Verdict(

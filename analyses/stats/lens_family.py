@@ -27,20 +27,27 @@ def beats_logit(evaluation: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def decision(pivot: object) -> str:
+    """A lambda row's ``pivot`` as a word: pivot, no pivot, or undecided (the lens was empty)."""
+    return "undecided" if pd.isna(pivot) else ("pivot" if pivot else "no pivot")  # type: ignore[arg-type]
+
+
 def lens_agreement(lambdas: pd.DataFrame) -> pd.DataFrame:
     """Per language, from PROM lambda tables stacked with a ``lens`` column: each lens' decision
-    (``pivot_<lens>``), whether all lenses agree (``same_under_every_lens``) and a decision held
-    under one lens only (``only_under``: that lens, else empty)."""
-    wide = lambdas.pivot_table(index="lang", columns="lens", values="pivot", aggfunc="first")
+    (``pivot_<lens>``: pivot, no pivot or undecided), whether all lenses agree
+    (``same_under_every_lens``) and a decision held under one lens only (``only_under``: that
+    lens, else empty)."""
+    words = lambdas.assign(decision=lambdas["pivot"].map(decision))
+    wide = words.pivot_table(index="lang", columns="lens", values="decision", aggfunc="first")
     rows = []
     for lang, row in wide.iterrows():
-        decisions = row.dropna().astype(bool)
+        decisions = row.dropna()
         counts = decisions.value_counts()
-        lone = [lens for lens, pivot in decisions.items() if counts[pivot] == 1 and len(decisions) > 2]
+        lone = [lens for lens, said in decisions.items() if counts[said] == 1 and len(decisions) > 2]
         rows.append(
             {
                 "lang": lang,
-                **{f"pivot_{lens}": bool(p) for lens, p in decisions.items()},
+                **{f"pivot_{lens}": said for lens, said in decisions.items()},
                 "same_under_every_lens": bool(decisions.nunique() == 1),
                 "only_under": ",".join(lone),
             }

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from analyses.cli import app
 from analyses.pipelines.lens import run_languages
+from analyses.stats.lens_family import decision
 from probes.backend.errors import DataFormatError
 from probes.backend.lens_fit import TooFewTokensError
 from probes.backend.lenses import LOGIT, LensNotFittedError, load_lens
@@ -123,7 +124,7 @@ def test_report_and_lambda_say_whether_the_decision_depends_on_the_lens(tmp_path
     table, lambdas, agreement = lambda_under_lenses(backend, names, ["fr", "de"], store=store, limit=4, progress=False)
     assert set(lambdas["lens"]) == set(names) and set(table["lens"]) == set(names)
     for row in agreement.itertuples():
-        decisions = lambdas[lambdas["lang"] == row.lang].set_index("lens")["pivot"]
+        decisions = lambdas[lambdas["lang"] == row.lang].set_index("lens")["pivot"].map(decision)
         assert row.same_under_every_lens == (decisions.nunique() == 1)
     written = write_lambda_by_lens(table, lambdas, agreement, tmp_path / "out")
     assert {p.name for p in written} == {"lambda_by_lens.csv", "lens_agreement.csv", "lens_curves.csv", "lens_bias.csv"}

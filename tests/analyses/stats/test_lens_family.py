@@ -21,7 +21,12 @@ def test_beats_logit_counts_the_layers_before_the_last():
 
 
 def test_lens_agreement_flags_a_decision_held_under_one_lens_only():
-    decisions = {"fr": [True, True, True, False], "zh": [True, True, True, True], "ja": [False, True, False, True]}
+    decisions = {
+        "fr": [True, True, True, False],
+        "zh": [True, True, True, True],
+        "ja": [False, True, False, True],
+        "te": [None, None, None, False],  # the lens is empty at layer n except under the tuned lens
+    }
     lenses = ["logit", "linear", "linear-en", "tuned"]
     table = pd.DataFrame(
         [{"lang": lang, "lens": lens, "pivot": p} for lang, ps in decisions.items() for lens, p in zip(lenses, ps)]
@@ -29,7 +34,9 @@ def test_lens_agreement_flags_a_decision_held_under_one_lens_only():
     out = lens_agreement(table).set_index("lang")
     assert out.loc["zh", "same_under_every_lens"] and out.loc["zh", "only_under"] == ""
     assert not out.loc["fr", "same_under_every_lens"] and out.loc["fr", "only_under"] == "tuned"
-    assert out.loc["ja", "only_under"] == "" and not out.loc["ja", "pivot_logit"] and out.loc["ja", "pivot_tuned"]
+    assert out.loc["ja", "only_under"] == "" and out.loc["ja", "pivot_logit"] == "no pivot"
+    assert out.loc["ja", "pivot_tuned"] == "pivot"
+    assert out.loc["te", "pivot_logit"] == "undecided" and out.loc["te", "only_under"] == "tuned"
 
 
 def test_bias_table_compares_p_en_of_the_two_fits_at_one_layer():
