@@ -67,10 +67,13 @@ def read_completions(path: str | Path) -> pd.DataFrame:
     return table
 
 
-def judge_completions(outputs: pd.DataFrame) -> pd.DataFrame:
+def judge_completions(outputs: pd.DataFrame, words: frozenset[str] | None = None) -> pd.DataFrame:
     """One row per completion with the benchmark's judgement: ``error_type``, ``skipped``,
-    ``line_error``, ``word_error``, ``n_lines``, ``line_errors``."""
-    judgements = [judge(str(text), str(lang)) for text, lang in zip(outputs["completion"], outputs["language"])]
+    ``line_error``, ``word_error``, ``n_lines``, ``line_errors``. ``words``: the English word
+    list of the word-level check (default: :func:`probes.language_id.en_words`)."""
+    judgements = [
+        judge(str(text), str(lang), words=words) for text, lang in zip(outputs["completion"], outputs["language"])
+    ]
     judged = outputs.copy()
     judged["error_type"] = [j.error_type for j in judgements]
     judged["skipped"] = [j.skipped for j in judgements]
@@ -199,6 +202,21 @@ def compute_all_metrics(judged: pd.DataFrame, *, n_boot: int = 0, seed: int = 0,
     return pd.DataFrame.from_records(records)
 
 
-def score_completions(outputs: pd.DataFrame, *, n_boot: int = 0, seed: int = 0) -> pd.DataFrame:
+def score_completions(
+    outputs: pd.DataFrame, *, words: frozenset[str] | None = None, n_boot: int = 0, seed: int = 0
+) -> pd.DataFrame:
     """Judge and aggregate completions in the benchmark's output format."""
-    return compute_all_metrics(judge_completions(outputs), n_boot=n_boot, seed=seed)
+    return compute_all_metrics(judge_completions(outputs, words), n_boot=n_boot, seed=seed)
+
+
+def paper_table(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One metric in the layout of Marchisio et al.'s Table 3: a row per ``(task, model)``,
+    columns ``task, model, avg`` and then one per language, in percent. ``avg`` is the
+    ``(all, all)`` row (the mean of the per-language means) and each language the
+    ``(all, language)`` row (the mean over that language's datasets); a language the task
+    does not have, or where the metric is undefined (WPR in Latin-script languages), is NaN."""
+    per_language = metrics[metrics["source"] == ALL]
+    table = per_language.pivot_table(index=["task", "model"], columns="language", values=metric, dropna=False)
+    languages = sorted(c for c in table.columns if c != ALL)
+    table = (100 * table[[ALL, *languages]]).rename(columns={ALL: "avg"}).round(1)
+    return table.reset_index().rename_axis(columns=None)

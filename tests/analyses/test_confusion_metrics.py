@@ -4,14 +4,22 @@ then the benchmark's aggregation on a constructed table, checked against a hand 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from analyses.confusion_metrics import compute_all_metrics, group_metrics, judge_completions, lcpr, read_completions
+from analyses.confusion_metrics import (
+    compute_all_metrics,
+    group_metrics,
+    judge_completions,
+    lcpr,
+    paper_table,
+    read_completions,
+)
 from probes.backend.errors import DataFormatError
-from probes.language_id import en_words, judge, langid, normalize, predict_language, tokenize_line
+from probes.language_id import en_words, judge, langid, normalize, predict_language, read_en_words, tokenize_line
 
 FR_1 = "Le ciel est bleu à cause de la diffusion de la lumière."
 FR_2 = "Les petites longueurs d'onde sont dispersées davantage par l'air."
@@ -245,3 +253,67 @@ def test_reading_completions_names_file_line_and_column(tmp_path):
     )
     with pytest.raises(DataFormatError, match=r"empty.csv:4, column 6 \(language\): empty cell"):
         read_completions(empty_lang)
+
+
+HAND_CHECKED = Path(__file__).resolve().parents[1] / "fixtures" / "lcb_hand_checked.csv"
+
+
+@pytest.fixture(scope="module")
+def hand_checked() -> pd.DataFrame:
+    return pd.read_csv(HAND_CHECKED)
+
+
+def test_hand_checked_completions_cover_every_lcb_language(hand_checked, lcb_folder):
+    from probes.confusion_data import load_lcb, locate_lcb
+
+    download = locate_lcb(lcb_folder)
+    lcb_langs = {
+        p.language for task in ("monolingual", "crosslingual") for p in load_lcb(download, task, per_language=1)
+    }
+    assert set(hand_checked["language"]) == lcb_langs and len(lcb_langs) == 15
+
+
+def test_hand_checked_judgements_under_both_word_lists(hand_checked, lcb_folder):
+    """Each completion's error type, read by hand, under the benchmark's ``words`` and under
+    Debian's list; the rows where they differ are words only one list holds."""
+    benchmark = read_en_words(lcb_folder / "words")
+    for row in hand_checked.itertuples():
+        assert judge(row.completion, row.language, words=benchmark).error_type == row.expected_lcb, row.why
+        assert judge(row.completion, row.language).error_type == row.expected_debian, row.why
+    differ = hand_checked[hand_checked["expected_lcb"] != hand_checked["expected_debian"]]
+    assert set(differ["language"]) >= {"zh", "ko", "ru", "ja", "hi", "ar"}
+    for row in differ.itertuples():
+        word = next(w for w in row.why.split() if w.isascii() and w.islower())
+        assert (word in benchmark) != (word in en_words()), row.why
+
+
+def test_the_word_list_changes_wpr_as_counted_by_hand(hand_checked, lcb_folder):
+    outputs = hand_checked[["id", "model", "completion", "task", "source", "language"]].astype(str)
+    with_lcb = compute_all_metrics(judge_completions(outputs, read_en_words(lcb_folder / "words"))).set_index(
+        ["task", "source", "language"]
+    )
+    with_debian = compute_all_metrics(judge_completions(outputs)).set_index(["task", "source", "language"])
+    # Korean: 3 completions without a line error; 'walking' in both lists, 'apps' in Debian's only
+    assert with_lcb.loc[("monolingual", "native", "ko"), "wpr"] == pytest.approx(2 / 3)
+    assert with_debian.loc[("monolingual", "native", "ko"), "wpr"] == pytest.approx(1 / 3)
+    # Chinese cross-lingual: one English line (LPR 1/2); 'cypher' only in the benchmark's list
+    assert with_lcb.loc[("crosslingual", "okapi", "zh"), "lpr"] == pytest.approx(0.5)
+    assert with_lcb.loc[("crosslingual", "okapi", "zh"), "wpr"] == 0.0
+    assert with_debian.loc[("crosslingual", "okapi", "zh"), "wpr"] == 1.0
+    # Latin-script languages have no WPR whatever the list
+    assert with_lcb.loc[("monolingual", "okapi", "fr"), ["wpr"]].isna().all()
+
+
+def test_paper_table_is_the_per_language_rows_in_percent(table):
+    metrics = compute_all_metrics(table)
+    layout = paper_table(metrics, "lpr")
+    assert list(layout.columns[:3]) == ["task", "model", "avg"]
+    per_language = metrics[metrics["source"] == "all"].set_index(["task", "model", "language"])
+    for row in layout.itertuples(index=False):
+        row = row._asdict()
+        assert row["avg"] == pytest.approx(round(100 * per_language.loc[(row["task"], row["model"], "all"), "lpr"], 1))
+        for lang in layout.columns[3:]:
+            expected = per_language["lpr"].get((row["task"], row["model"], lang), np.nan)
+            assert (math.isnan(row[lang]) and math.isnan(expected)) or row[lang] == pytest.approx(
+                round(100 * expected, 1)
+            )
