@@ -81,6 +81,9 @@ def _mcqa_templates() -> dict[str, Template]:
         "de": ("Beantworte jede Multiple-Choice-Frage mit dem Buchstaben der richtigen Option.", "Frage"),
         "ru": ("Ответь на каждый вопрос буквой правильного варианта.", "Вопрос"),
         "zh": ("用正确选项的字母回答每道选择题。", "问题"),
+        "ta": ("ஒவ்வொரு பல்தேர்வு கேள்விக்கும் சரியான விடையின் எழுத்தைக் கொண்டு பதிலளியுங்கள்.", "கேள்வி"),
+        "ar": ("أجب عن كل سؤال اختيار من متعدد بحرف الخيار الصحيح.", "السؤال"),
+        "sw": ("Jibu kila swali la kuchagua kwa herufi ya chaguo sahihi.", "Swali"),
     }
     # the answer field is the language registry's word for "Answer"
     return {lang: Template(text, field, get_language(lang).answer) for lang, (text, field) in instructions.items()}
@@ -98,6 +101,9 @@ TASKS: dict[str, TaskSpec] = {
             "de": Template("Bestimme die Stimmung jeder Rezension: positive oder negative.", "Rezension", "Stimmung"),
             "ru": Template("Определи тональность каждого отзыва: positive или negative.", "Отзыв", "Тональность"),
             "zh": Template("判断每条评论的情感：positive 或 negative。", "评论", "情感"),
+            "ta": Template("ஒவ்வொரு விமர்சனத்தின் உணர்வையும் வகைப்படுத்துங்கள்: positive அல்லது negative.", "விமர்சனம்", "உணர்வு"),
+            "ar": Template("صنّف المشاعر في كل مراجعة: positive أو negative.", "المراجعة", "المشاعر"),
+            "sw": Template("Ainisha hisia za kila maoni: positive au negative.", "Maoni", "Hisia"),
         },
         "sentiment.csv",
     ),
@@ -112,6 +118,9 @@ TASKS: dict[str, TaskSpec] = {
             "de": Template("Bestimme das Thema jedes Artikels: world, sports, business oder science.", "Artikel", "Thema"),
             "ru": Template("Определи тему каждой новости: world, sports, business или science.", "Новость", "Тема"),
             "zh": Template("判断每篇新闻的主题：world、sports、business 或 science。", "新闻", "主题"),
+            "ta": Template("ஒவ்வொரு செய்தியின் தலைப்பையும் வகைப்படுத்துங்கள்: world, sports, business அல்லது science.", "செய்தி", "தலைப்பு"),
+            "ar": Template("صنّف موضوع كل مقال إخباري: world أو sports أو business أو science.", "المقال", "الموضوع"),
+            "sw": Template("Ainisha mada ya kila habari: world, sports, business au science.", "Habari", "Mada"),
         },
         "topic.csv",
     ),

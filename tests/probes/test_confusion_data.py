@@ -25,8 +25,12 @@ from probes.confusion_data import (
 
 def test_authored_sets_hold_the_documented_counts():
     mono, cross = load_authored("monolingual"), load_authored("crosslingual")
-    assert len(mono) == 480 and len({p.language for p in mono}) == 15
-    assert len(cross) == 560 and "en" not in {p.language for p in cross}
+    per_language = {lang: sum(p.language == lang for p in mono) for lang in {p.language for p in mono}}
+    first = "en fr de es pt it ja ko zh ar tr hi ru id vi".split()  # the LCB's languages: 32 requests each
+    assert {per_language[lang] for lang in first} == {32}
+    assert {n for lang, n in per_language.items() if lang not in first} == {16}  # the others: the first 16
+    cross_counts = {sum(p.language == lang for p in cross) for lang in {p.language for p in cross}}
+    assert cross_counts == {40} and "en" not in {p.language for p in cross}
     assert all(p.location in ("Start", "Middle", "End") and "{language}" in p.phrasing for p in cross)
     # the phrasing, with the language filled in, is in the prompt (data card's promise)
     from probes.backend.languages import get_language
