@@ -28,6 +28,7 @@ WPR is averaged only where it exists. ``n`` counts completions (skipped ones inc
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -220,3 +221,53 @@ def paper_table(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
     languages = sorted(c for c in table.columns if c != ALL)
     table = (100 * table[[ALL, *languages]]).rename(columns={ALL: "avg"}).round(1)
     return table.reset_index().rename_axis(columns=None)
+
+
+def read_paper_table3(text: str, source: str) -> pd.DataFrame:
+    """The released numbers of Marchisio et al.'s Table 3 (LPR per language, monolingual and
+    cross-lingual) and Table 4 (average WPR) from the paper's text, as a long table ``model,
+    task, metric, language, value, source`` (percent; ``language`` 'avg' for the average).
+    Rows are the tab-separated lines after the ``Monolingual``/``Cross-lingual`` headers."""
+    records, header, task = [], [], ""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("## Line-level pass rate (LPR)"))
+    for line in lines[start:]:
+        cells = [re.sub(r"</?b>", "", c).strip() for c in line.strip("\n").split("\t")]
+        if line.startswith("Table 3:"):
+            break
+        if cells[0] == "" and len(cells) > 2 and cells[1] == "avg":
+            header = cells[1:]
+        elif cells[0] == "" and len(cells) > 1 and cells[1] in ("Monolingual", "Cross-lingual"):
+            task = "monolingual" if cells[1] == "Monolingual" else "crosslingual"
+        elif header and len(cells) == len(header) + 1:
+            for lang, value in zip(header, cells[1:]):
+                if lang != "-" and value != "-":
+                    records.append((cells[0], task, "lpr", lang, float(value), source))
+    wpr = next(i for i, line in enumerate(lines) if line.startswith("## Word-level pass rate (WPR)"))
+    for line in lines[wpr:]:
+        if line.startswith("Table 4:"):
+            break
+        cells = [re.sub(r"</?b>", "", c).strip() for c in line.split("\t")]
+        if len(cells) == 3 and cells[0]:
+            records += [(cells[0], t, "wpr", "avg", float(v), source) for t, v in zip(TASK_ORDER, cells[1:])]
+    return pd.DataFrame.from_records(records, columns=["model", "task", "metric", "language", "value", "source"])
+
+
+TASK_ORDER = ("monolingual", "crosslingual")
+
+
+def compare_with_paper(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Our models' averages beside the paper's rows: ``task, model, lpr_avg, wpr_avg``
+    (percent), the paper's models first, in its order. ``ours`` holds ``compute_all_metrics``
+    rows; the paper's WPR is its Table 4 average over non-Latin-script languages, ours the
+    benchmark's average over the languages where WPR is defined (the same set)."""
+    rows = []
+    for task in TASK_ORDER:
+        for model in dict.fromkeys(paper["model"]):
+            mine = paper[(paper["model"] == model) & (paper["task"] == task) & (paper["language"] == "avg")]
+            values = dict(zip(mine["metric"], mine["value"]))
+            rows.append((task, model, values.get("lpr", np.nan), values.get("wpr", np.nan), "paper"))
+        overall = ours[(ours["task"] == task) & (ours["source"] == ALL) & (ours["language"] == ALL)]
+        for row in overall.itertuples(index=False):
+            rows.append((task, row.model, round(100 * row.lpr, 1), round(100 * row.wpr, 1), "pivotlens"))
+    return pd.DataFrame.from_records(rows, columns=["task", "model", "lpr_avg", "wpr_avg", "from"])

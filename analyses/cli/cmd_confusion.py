@@ -37,18 +37,13 @@ def _word_list(words: Path | None, download: LcbDownload | None) -> tuple[frozen
     return vocabulary, f"English word list: {path}, {what}; {len(vocabulary)} words after the benchmark's filter"
 
 
-def _paper_tables(metrics: pd.DataFrame) -> list[Table]:
+def _paper_tables(metrics: pd.DataFrame) -> str:
     """LPR, WPR and LCPR in the layout of Marchisio et al.'s Table 3 (a row per task and model)."""
-    tables = []
-    for metric in ("lpr", "wpr", "lcpr"):
-        layout = paper_table(metrics, metric)
-        table = Table(title=f"{metric.upper()} (%), Table 3 layout")
-        for column in layout.columns:
-            table.add_column(str(column), justify="left" if column in ("task", "model") else "right")
-        for row in layout.itertuples(index=False):
-            table.add_row(*(cell if isinstance(cell, str) else "-" if pd.isna(cell) else f"{cell:.1f}" for cell in row))
-        tables.append(table)
-    return tables
+    blocks = [
+        f"{m.upper()} (%), Table 3 layout\n{paper_table(metrics, m).to_string(index=False)}"
+        for m in ("lpr", "wpr", "lcpr")
+    ]
+    return "\n\n".join(blocks)
 
 
 def _metrics_table(metrics: pd.DataFrame, title: str) -> Table:
@@ -200,8 +195,7 @@ def confusion(
     overall = results.metrics[(results.metrics["source"] == "all")]
     console = Console()
     console.print(_metrics_table(overall, f"language confusion: {backend.model_name}"))
-    for table in _paper_tables(results.metrics):
-        console.print(table)
+    typer.echo(_paper_tables(results.metrics))
     n_cp = int(steps["is_confusion_point"].sum())
     typer.echo(f"{len(results.completions)} completions, {n_cp} confusion points; wrote {len(written)} files to {out}")
 

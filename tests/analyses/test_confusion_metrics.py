@@ -317,3 +317,32 @@ def test_paper_table_is_the_per_language_rows_in_percent(table):
             assert (math.isnan(row[lang]) and math.isnan(expected)) or row[lang] == pytest.approx(
                 round(100 * expected, 1)
             )
+
+
+PAPER_CSV = Path(__file__).resolve().parents[2] / "results" / "confusion" / "lcb" / "paper_table3.csv"
+PAPER_TEXT = Path(__file__).resolve().parents[2] / ".." / "shared" / "specs" / "seeds" / "003_0cc41d05341dc272.txt"
+
+
+def test_paper_numbers_are_consistent_with_their_own_averages():
+    """Each released LPR average is the mean of the same row's languages (to the paper's
+    rounding), except one row of the paper's own Table 3: Llama 3.1 70B-I cross-lingual
+    prints 81.4 where its 14 languages average 82.1."""
+    paper = pd.read_csv(PAPER_CSV)
+    lpr = paper[paper["metric"] == "lpr"]
+    off = {}
+    for (model, task), rows in lpr.groupby(["model", "task"]):
+        per_language = rows[rows["language"] != "avg"]["value"]
+        assert len(per_language) == (15 if task == "monolingual" else 14), (model, task)
+        printed = float(rows[rows["language"] == "avg"]["value"].iloc[0])
+        if abs(per_language.mean() - printed) > 0.1:
+            off[(model, task)] = round(per_language.mean(), 1)
+    assert off == {("Llama 3.1 70B-I", "crosslingual"): 82.1}
+
+
+@pytest.mark.skipif(not PAPER_TEXT.is_file(), reason=f"the paper's text is not beside the repository ({PAPER_TEXT})")
+def test_paper_csv_is_what_the_paper_text_says():
+    from analyses.confusion_metrics import read_paper_table3
+
+    paper = pd.read_csv(PAPER_CSV)
+    extracted = read_paper_table3(PAPER_TEXT.read_text(encoding="utf-8"), paper["source"].iloc[0])
+    pd.testing.assert_frame_equal(extracted, paper)
