@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # would pull a multi-GB CUDA build. On a GPU machine, install your CUDA torch before `make`.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test test-fast sweep reports bench clean
+.PHONY: setup demo lint test test-fast sweep reports bench clean
 
 setup: $(VENV)/.installed
 
@@ -28,11 +28,18 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: setup
 	$(BIN)/pivotlens --out out/demo lambda --langs es,de,ru,zh,ja,sw --limit 60
 
+# ruff's rules, and the house plan's import contracts (pyproject.toml [tool.importlinter])
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+# Everything: the tests (with the real embedded models) and the notebooks.
 test: setup
 	$(BIN)/python -m pytest
 
+# The tests that need no embedded model, without the notebooks (about 2 minutes, 2 workers).
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -n 2 tests
 
 # Full sweep: both embedded models, every data language, every concept (see results/lens/README.md).
 sweep: setup

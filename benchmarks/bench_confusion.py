@@ -25,7 +25,7 @@ from rich.table import Table
 
 from probes.backend import load
 from probes.confusion import render, run_confusion
-from probes.confusion_data import load_authored, select
+from probes.inputs.confusion_data import load_authored, select
 
 LANGS = ["fr", "zh", "ja", "ru", "ar", "hi", "de", "ko"]
 

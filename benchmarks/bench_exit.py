@@ -27,7 +27,7 @@ from probes.backend.architecture import ModelParts
 from probes.backend.base import encode_ids
 from probes.backend.models import load_hf
 from probes.exit_accuracy import exit_accuracy
-from probes.tasks import answer_token_ids, build_prompts, load_task
+from probes.inputs.tasks import answer_token_ids, build_prompts, load_task
 
 
 def floor(model, parts: ModelParts, rows: list[list[int]], pad_id: int, answer_ids: torch.Tensor, batch_size: int):

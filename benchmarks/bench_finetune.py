@@ -31,7 +31,7 @@ from analyses.interventions.finetune import Collator, Example, FinetuneConfig, _
 from analyses.interventions.recipes import PIVOT, build_recipe, parallel_items
 from probes.backend.gradients import lens_loss
 from probes.backend.models import load_hf
-from probes.instruction_data import load_instructions, pad_id, split_held_out
+from probes.inputs.instruction_data import load_instructions, pad_id, split_held_out
 
 
 def bare_loop(model, batches, learning_rate: float, driver_loss: bool) -> float:

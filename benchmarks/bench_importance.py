@@ -64,7 +64,7 @@ def run_mode(mode: str, model_name: str, n: int, batch_size: int) -> dict[str, f
 
     from probes.backend import load
     from probes.importance import accumulate_importance, scope_names
-    from probes.lm_corpus import lm_batches, load_corpus
+    from probes.inputs.lm_corpus import lm_batches, load_corpus
 
     backend = load(model_name)
     texts = load_corpus().texts("en", "accumulation")[:n]

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from probes.backend import load
-from probes.instruction_data import load_instructions
+from probes.inputs.instruction_data import load_instructions
 from probes.interference import instruction_pairs, run_interference
 
 

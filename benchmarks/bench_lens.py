@@ -21,9 +21,9 @@ from rich.console import Console
 from rich.table import Table
 
 from probes.backend import LensRequest, load
+from probes.inputs.prompts import build_prompts
+from probes.inputs.words import load_concepts
 from probes.lens import run_lens
-from probes.prompts import build_prompts
-from probes.words import load_concepts
 
 
 class _Stop(Exception):

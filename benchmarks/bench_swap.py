@@ -98,7 +98,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
-    from analyses.checkpoint import open_checkpoint
+    from probes.backend.checkpoint import open_checkpoint
 
     task = open_checkpoint(args.task_expert)
     scratch = Path(tempfile.mkdtemp(prefix="bench-swap-"))

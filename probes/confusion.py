@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from probes.backend import Backend, LensRequest
 from probes.backend.store import Run
-from probes.confusion_data import ConfusionPrompt, Demo, few_shot_turns, turns_to_prompt
+from probes.inputs.confusion_data import ConfusionPrompt, Demo, few_shot_turns, turns_to_prompt
 from probes.language_id import ErrorType, judge, langid
 from probes.registry import register_probe
 

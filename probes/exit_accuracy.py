@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 
 from probes.backend import Backend, LensRequest
 from probes.backend.store import ResultsStore, provenance
+from probes.inputs.tasks import Prompt, TaskData, answer_token_ids, build_prompts, load_task
 from probes.registry import register_probe
-from probes.tasks import Prompt, TaskData, answer_token_ids, build_prompts, load_task
 
 COLUMNS = {
     "model": "model display name",

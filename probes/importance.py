@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from probes.backend import Backend
 from probes.backend.grad_sum import add_loss_grads
 from probes.backend.store import ResultsStore, provenance
-from probes.lm_corpus import lm_batches
+from probes.inputs.lm_corpus import lm_batches
 from probes.registry import register_probe
 
 Mode = Literal["sum_then_abs", "abs_per_batch"]

@@ -4,7 +4,7 @@ Sec. 4: answer the held-out instructions of each target language, then judge the
 spec 6b).
 
 The model input is exactly the prompt part of a training row of
-:func:`probes.instruction_data.tokenize_pair` (chat template, else ``prompt\\n\\n``), so a model
+:func:`probes.inputs.instruction_data.tokenize_pair` (chat template, else ``prompt\\n\\n``), so a model
 fine-tuned by the driver is asked the way it was taught. The completion is the text up to the
 first special token (EOS or end of turn).
 """
@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from probes.backend import Backend
 from probes.backend.store import Run
 from probes.confusion import completion_extent
-from probes.instruction_data import Template, pairs_for, tokenize_pair
+from probes.inputs.instruction_data import Template, pairs_for, tokenize_pair
 from probes.registry import register_probe
 
 ANSWER_COLUMNS = {
@@ -75,7 +75,7 @@ def run_answers(
     run: Run | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Greedy answers to the instructions ``ids`` of ``table`` (``probes.instruction_data``
+    """Greedy answers to the instructions ``ids`` of ``table`` (``probes.inputs.instruction_data``
     layout) in each language of ``langs``; one row per (lang, id), columns in ``ANSWER_COLUMNS``.
     With ``run``, finished batches are stored and skipped on a re-run."""
     done = run.done_items() if run is not None else set()

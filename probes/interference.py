@@ -13,7 +13,7 @@ the concatenation of the block's tensors), and for all requested parameters (``m
 The choices PROM leaves open are parameters, with these defaults:
 
 * ``reduction``: the loss is the mean over scored tokens (``token_mean``; labels mark the
-  response tokens, see :mod:`probes.instruction_data`), or ``sequence_mean``. A mean or a sum
+  response tokens, see :mod:`probes.inputs.instruction_data`), or ``sequence_mean``. A mean or a sum
   over the batch only rescales a gradient, which no cosine sees.
 * ``params``: ``all`` trainable tensors (embedding and final norm included), ``blocks``, or
   ``matrices`` (the blocks' weight matrices), or explicit Hugging Face names; ``layers``
@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 from probes.backend import Backend, Encoded
 from probes.backend.gradients import REDUCTIONS
 from probes.backend.store import Run
-from probes.instruction_data import Template, collate, pairs_for, parallel_ids, tokenize_pairs
+from probes.inputs.instruction_data import Template, collate, pairs_for, parallel_ids, tokenize_pairs
 from probes.registry import register_probe
 
 INTERFERENCE_COLUMNS = {
@@ -321,7 +321,7 @@ def instruction_pairs(
     max_length: int | None = 256,
     loss_on_prompt: bool = False,
 ) -> list[BatchPair]:
-    """``k`` batch pairs of the parallel instruction ``table`` (see :mod:`probes.instruction_data`):
+    """``k`` batch pairs of the parallel instruction ``table`` (see :mod:`probes.inputs.instruction_data`):
     batch A in ``lang_a``, batch B in ``lang_b``, loss on the response tokens."""
     ids = parallel_ids(table, [lang_a, lang_b])
     options = {"template": template, "max_length": max_length, "loss_on_prompt": loss_on_prompt}

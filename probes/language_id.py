@@ -2,7 +2,7 @@
 (Marchisio et al. 2024, ``compute_metrics.py`` of for-ai/language-confusion; spec 3.3, steps 1-6).
 
 It lives on floor 2 because the confusion probe needs it to find confusion points (spec 3.4);
-the pass rates built from it (LPR, WPR, LCPR) are in :mod:`analyses.confusion_metrics`.
+the pass rates built from it (LPR, WPR, LCPR) are in :mod:`analyses.stats.confusion_metrics`.
 
 Offline substitutes for what the benchmark downloads, and what they change:
 

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from probes.backend import Backend, LensRequest
 from probes.backend.store import Run
 from probes.backend.tokensets import TokenSets, overlapping
-from probes.prompts import LensPrompt
+from probes.inputs.prompts import LensPrompt
 from probes.registry import register_probe
 
 WordProb = Literal["prefix", "chain"]

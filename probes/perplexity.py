@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from probes.backend import Backend
 from probes.backend.store import Run
-from probes.lm_corpus import lm_batches
+from probes.inputs.lm_corpus import lm_batches
 from probes.registry import register_probe
 
 PERPLEXITY_COLUMNS = {

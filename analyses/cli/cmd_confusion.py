@@ -11,10 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from analyses.cli.settings import Settings
-from analyses.confusion_metrics import METRIC_COLUMNS, paper_table, read_completions, score_completions
+from analyses.stats.confusion_metrics import METRIC_COLUMNS, paper_table, read_completions, score_completions
 from probes.backend.errors import PivotlensError
 from probes.backend.languages import parse_languages
-from probes.confusion_data import LCB_ENV, TASKS, LcbDownload, Task, locate_lcb
+from probes.inputs.confusion_data import LCB_ENV, TASKS, LcbDownload, Task, locate_lcb
 from probes.language_id import en_words_path, read_en_words
 
 LCB_HELP = f"A download of the Language Confusion Benchmark (folder with test_sets.zip or test_sets/, and words); default ${LCB_ENV}."
@@ -159,8 +159,13 @@ def confusion(
     """Generate with per-step statistics, score the completions (LPR/WPR/LCPR), find confusion
     points, compare entropy and nucleus size there vs elsewhere, and write tables and figures
     to OUT/confusion/MODEL/."""
-    from analyses.confusion import GenerationSettings, run_confusion_stored
-    from analyses.confusion_job import analyse, choose_prompts, write_outputs
+    from analyses.pipelines.confusion import (
+        GenerationSettings,
+        analyse,
+        choose_prompts,
+        run_confusion_stored,
+        write_outputs,
+    )
     from probes.backend.store import ResultsStore
     from probes.confusion import run_confusion_lens
 
@@ -215,8 +220,7 @@ def confusion_sweep(
 ) -> None:
     """Mitigation sweep: LPR/WPR/LCPR vs temperature, top-p and few-shot count, one factor at a
     time (paper Tables 8 and 11); writes OUT/confusion/MODEL/sweep.csv and sweep.html."""
-    from analyses.confusion import GenerationSettings, run_sweep, sweep_configs
-    from analyses.confusion_job import choose_prompts, write_sweep
+    from analyses.pipelines.confusion import GenerationSettings, choose_prompts, run_sweep, sweep_configs, write_sweep
     from probes.backend.store import ResultsStore
 
     settings: Settings = ctx.obj

@@ -11,13 +11,13 @@ from rich.console import Console
 from rich.table import Table
 
 from analyses.cli.settings import Settings
-from analyses.exit_report import exit_report
-from analyses.flops import DecoderShape
+from analyses.pipelines.exit import exit_report
+from analyses.stats.flops import DecoderShape
 from probes.backend.errors import PivotlensError
 from probes.backend.languages import parse_languages
 from probes.backend.store import ResultsStore, read_result
 from probes.exit_accuracy import exit_accuracy
-from probes.tasks import TASKS, get_task, load_hub_task, load_task
+from probes.inputs.tasks import TASKS, get_task, load_hub_task, load_task
 
 
 def _task_data(task: str, data: Path | None, hub: bool):

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from analyses.cli.settings import Settings
-from analyses.paper_figures import CATALOG, regenerate
+from analyses.figures.catalog import CATALOG, regenerate
 
 
 def figures(

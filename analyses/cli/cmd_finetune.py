@@ -15,7 +15,7 @@ from analyses.interventions.recipes import PIVOT, RECIPES, train_recipe
 from probes.backend.errors import PivotlensError
 from probes.backend.languages import parse_languages
 from probes.backend.store import ResultsStore
-from probes.instruction_data import HELD_OUT, INSTRUCTIONS, load_instructions, split_held_out
+from probes.inputs.instruction_data import HELD_OUT, INSTRUCTIONS, load_instructions, split_held_out
 
 
 def _config(settings: Settings, objective: str, method: str, steps: int, train_batch_size: int, grad_accum: int, lr: float,
@@ -109,7 +109,7 @@ def prom_fig3(
 ) -> None:
     """PROM Fig. 3, short: fine-tune plain (t+e) and pivoted, then the pivot probability and the
     interference of the base and both fine-tuned models, tables and figures in --out."""
-    from analyses.interventions.prom_fig3 import run_fig3
+    from analyses.pipelines.prom_fig3 import run_fig3
 
     settings: Settings = ctx.obj
     parse_languages([target, pivot])

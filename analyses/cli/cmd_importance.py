@@ -26,7 +26,7 @@ from analyses.figures.importance import (
     removal_figure,
     structure_figure,
 )
-from analyses.region_job import (
+from analyses.pipelines.regions import (
     PAPER_LANGS,
     CorpusUse,
     build_regions,
@@ -38,7 +38,7 @@ from analyses.region_job import (
 )
 from probes.backend.languages import parse_languages
 from probes.backend.store import ResultsStore
-from probes.lm_corpus import SENTENCES
+from probes.inputs.lm_corpus import SENTENCES
 
 LANGS_HELP = "Comma-separated languages of the corpus (ISO 639-1)."
 
@@ -178,10 +178,10 @@ def region_freeze(
 ) -> None:
     """Further training on one language with and without the core region frozen (restored after
     every optimizer step), and perplexity of every language before and after."""
-    from analyses.freeze_demo import FreezeDemoConfig, freeze_demo
-    from analyses.regions import core_scores, select
+    from analyses.pipelines.freeze import FreezeDemoConfig, freeze_demo
+    from analyses.stats.regions import core_scores, select
     from probes.importance import load_importance
-    from probes.lm_corpus import load_corpus
+    from probes.inputs.lm_corpus import load_corpus
 
     settings: Settings = ctx.obj
     train, codes, core = parse_languages([train_lang])[0], parse_languages(langs), parse_languages(core_langs)

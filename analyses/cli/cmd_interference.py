@@ -11,11 +11,12 @@ import typer
 from analyses.cli.settings import Settings
 from analyses.figures import save_figure
 from analyses.figures.interference import cosine_figure, fig2_figure, module_figure
-from analyses.interference import last_layer_table, measure, summarize
-from analyses.interventions.pivoted_loss import PivotedObjective, fig2_comparison, fig2_setting
+from analyses.interventions.pivoted_loss import PivotedObjective
+from analyses.pipelines.interference import fig2_comparison, measure
+from analyses.stats.interference import fig2_setting, last_layer_table, summarize
 from probes.backend.languages import parse_languages
 from probes.backend.store import ResultsStore, write_text_atomic
-from probes.instruction_data import INSTRUCTIONS
+from probes.inputs.instruction_data import INSTRUCTIONS
 
 
 def _options(settings: Settings, batches: int, pairing: str, split: str, params: str, reduction: str, fp32: bool,

@@ -7,10 +7,11 @@ from rich.console import Console
 from rich.table import Table
 
 from analyses.cli.settings import Settings
-from analyses.lens_job import analyse, data_languages, run_languages, write_outputs
+from analyses.pipelines.lens import data_languages, run_languages, write_outputs
+from analyses.stats.prom_lambda import analyse
 from probes.backend.languages import parse_languages
 from probes.backend.store import ResultsStore
-from probes.words import CONCEPTS
+from probes.inputs.words import CONCEPTS
 
 
 def lens(

@@ -13,11 +13,11 @@ from rich.table import Table
 
 from analyses.cli.settings import Settings
 from analyses.interventions.recipes import PIVOT, RECIPES, recipe_training_set, write_jsonl
-from analyses.recipe_eval import EvalConfig, analyse, measure_models, model_entries, write_outputs
+from analyses.pipelines.recipes import EvalConfig, analyse, measure_models, model_entries, write_outputs
 from probes.backend.errors import PivotlensError
 from probes.backend.languages import parse_languages
 from probes.backend.store import ResultsStore
-from probes.instruction_data import HELD_OUT, INSTRUCTIONS
+from probes.inputs.instruction_data import HELD_OUT, INSTRUCTIONS
 
 _HELD_OUT = typer.Option(HELD_OUT, "--held-out", min=0, help="The last N ids of the file are held out for the "
                          "evaluation and left out (0: use every id).")

@@ -16,7 +16,7 @@ from analyses.cli.settings import Settings
 from analyses.figures import save_figure
 from analyses.figures.weight_change import weight_change_figure
 from analyses.interventions.layer_swap import NON_LAYER, RECORD, SwapConfig, soup, swap
-from analyses.weight_change import METRICS, weight_change
+from analyses.stats.weight_change import METRICS, weight_change
 from probes.backend.errors import PivotlensError
 from probes.backend.store import provenance, write_parquet_atomic
 

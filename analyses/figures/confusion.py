@@ -1,5 +1,5 @@
 """Figures of language confusion (plotly), each a function of a table from
-:mod:`analyses.confusion` or :mod:`analyses.confusion_metrics`."""
+:mod:`analyses.stats.confusion_points` or :mod:`analyses.stats.confusion_metrics`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analyses.confusion_metrics import ALL
 from analyses.figures.style import PALETTE, add_band
+from analyses.stats.confusion_metrics import ALL
 
 METRIC_NAMES = {"lpr": "LPR", "wpr": "WPR", "lcpr": "LCPR"}
 STAT_NAMES = {"entropy_bits": "entropy (bits)", "nucleus_size": "nucleus size at p = 0.75"}
@@ -29,7 +29,7 @@ def _error_y(rows: pd.DataFrame, value: str, low: str, high: str) -> dict:
 def cp_distribution_figure(steps: pd.DataFrame, stats: pd.DataFrame, statistic: str = "entropy_bits") -> go.Figure:
     """Distribution of a per-step statistic at confusion points vs elsewhere (steps of the
     completions that have a CP), one panel per task, with the mean and its 95% cluster
-    bootstrap interval (from :func:`analyses.confusion.cp_statistics`) as a black marker."""
+    bootstrap interval (from :func:`analyses.stats.confusion_points.cp_statistics`) as a black marker."""
     model = steps["model"].iloc[0]
     tasks = sorted(steps["task"].unique())
     fig = make_subplots(rows=1, cols=len(tasks), subplot_titles=tasks, shared_yaxes=True, horizontal_spacing=0.05)

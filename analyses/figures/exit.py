@@ -1,5 +1,5 @@
 """Figures of layer-wise exit accuracy and early exit (plotly), each a function of a table from
-``analyses.early_exit``: accuracy per layer (AdaInfer Fig. 1), features per layer (AdaInfer
+``analyses.stats.early_exit``: accuracy per layer (AdaInfer Fig. 1), features per layer (AdaInfer
 Fig. 3) and the accuracy/FLOPs trade-off of the exit strategies (AdaInfer Tables 2, 3)."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analyses.figures.style import PALETTE, add_band
-from probes.tasks import TASKS
+from analyses.stats.early_exit import VARIANTS, summarise_exits
+from probes.inputs.tasks import TASKS
 
 
 def _facets(tasks: list[str], title: str, x_title: str, y_title: str) -> go.Figure:
@@ -89,3 +90,18 @@ def tradeoff_figure(static: pd.DataFrame, strategies: pd.DataFrame) -> go.Figure
             ), row=1, col=col)
     fig.update_yaxes(range=[0, 1.02])
     return fig
+
+
+def exit_figures(tables: dict[str, pd.DataFrame]) -> dict[str, go.Figure]:
+    """The figures of an exit analysis from its tables (``layers``, ``features``, ``static``, ``exits``)."""
+    layers, features, static, exits = tables["layers"], tables["features"], tables["static"], tables["exits"]
+    figures = {
+        "accuracy_by_layer": accuracy_by_layer_figure(layers, "accuracy"),
+        "accuracy_options_by_layer": accuracy_by_layer_figure(layers, "accuracy_options"),
+        "features_by_layer": features_by_layer_figure(features[features["feature"].isin(["gap", "top_prob"])]),
+    }
+    intra = exits[exits["setting"] == "intra-task"]
+    for variant in VARIANTS:
+        per_task = summarise_exits(intra[intra["variant"] == variant], ["strategy", "model", "task"])
+        figures[f"tradeoff_{variant.replace('+', '_')}"] = tradeoff_figure(static[static["variant"] == variant], per_task)
+    return figures

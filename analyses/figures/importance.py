@@ -2,7 +2,7 @@
 sits (layer x module, per language and for the core region), the region's concentration in
 rows, columns and hidden dimensions (Fig. 2-3), and perplexity under removal, structured
 removal, perturbation and freezing (Tables 1-5, Fig. 6). Each figure is a function of a table
-from :mod:`analyses.region_job` / :mod:`probes.importance`; nothing here runs a model."""
+from :mod:`analyses.pipelines.regions` / :mod:`probes.importance`; nothing here runs a model."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Figures of gradient interference (PROM Fig. 2: cosine per layer, 95% bands over batch pairs)
 and of the pivot probability before and after fine-tuning (PROM Fig. 3). Each is a function of
-a summary table from :mod:`analyses.interference` or :func:`analyses.latent.layer_curves`."""
+a summary table from :mod:`analyses.pipelines.interference` or :func:`analyses.stats.latent.layer_curves`."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def fig2_figure(summary: pd.DataFrame, *, title: str | None = None, pivot_layer:
 def pivot_probability_figure(curves: pd.DataFrame, *, lang: str, title: str | None = None) -> go.Figure:
     """PROM Fig. 3 layout: P(en) (solid) and P(target) (dashed) per layer, one color per model
     (``curves['model']``: before, after plain, after pivoted), 95% bands; from
-    :func:`analyses.latent.layer_curves` tables stacked with a ``model`` column."""
+    :func:`analyses.stats.latent.layer_curves` tables stacked with a ``model`` column."""
     data = curves[curves["lang"] == lang]
     latent = next(q for q in data["quantity"].unique() if q.startswith("p_") and q != "p_target")
     fig = go.Figure()

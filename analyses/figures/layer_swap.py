@@ -1,6 +1,6 @@
 """Figures of the layer-swapping replay (Bandarkar et al., ICLR 2025): the zones of a swap, the
 Table 1 accuracies with 95% bootstrap intervals, and the accuracy over the grid of swaps. Each
-is a function of a table from :mod:`analyses.swap_replay` or of swap configurations."""
+is a function of a table from :mod:`analyses.pipelines.layer_swap` or of swap configurations."""
 
 from __future__ import annotations
 

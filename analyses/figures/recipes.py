@@ -1,7 +1,7 @@
 """Figures of the instruction-data recipe comparison (PLUG, Zhang et al. 2023; spec 6b): answer
 language and chrF per model with 95% intervals, the Table 1 win/loss bars, and, side by side
 with the base model, the gradient cosine per layer and PROM's lambda decision. Each is a
-function of a table from :mod:`analyses.recipe_eval`."""
+function of a table from :mod:`analyses.pipelines.recipes`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analyses.figures.interference import PALETTE
+from analyses.figures.interference import PALETTE, loss_figure, pivot_probability_figure
 from analyses.figures.style import add_curve
+from analyses.stats.recipes import ModelInternals
 
 
 def _variant_label(model: str, recipe: str, variant: str) -> str:
@@ -61,7 +62,7 @@ def win_loss_figure(pairs: pd.DataFrame, reference: str, *, title: str | None = 
 
 def cosine_by_model_figure(summary: pd.DataFrame, lang: str, *, pivot: str = "en", title: str | None = None) -> go.Figure:
     """Gradient cosine between ``lang`` and ``pivot`` batches per layer, one curve per model,
-    95% bands over batch pairs (a summary from :func:`analyses.interference.summarize` with a
+    95% bands over batch pairs (a summary from :func:`analyses.stats.interference.summarize` with a
     ``model`` column)."""
     data = summary[(summary["lang_a"] == pivot) & (summary["lang_b"] == lang) & (summary["module"] == "all")]
     data = data[data["layer"].notna()]
@@ -99,3 +100,24 @@ def lambda_by_model_figure(lambdas: pd.DataFrame, *, title: str | None = None) -
         xaxis_title="target language", yaxis_title="mean P(en) − mean P(target)",
     )
     return fig
+
+
+def recipe_figures(
+    comparison: pd.DataFrame, pairs: pd.DataFrame, *, reference: str | None = "plug", logs: pd.DataFrame | None = None,
+    inside: ModelInternals | None = None,
+) -> dict[str, go.Figure]:
+    """The figures of a recipe comparison from its tables: scores, win/loss against ``reference``,
+    training loss, and inside each model the lens and interference per language and the lambdas."""
+    figures = {"scores": scores_figure(comparison)}
+    if reference is not None:
+        figures["win_loss"] = win_loss_figure(pairs, reference)
+    if logs is not None:
+        figures["training_loss"] = loss_figure(logs, title="Training loss per recipe (driver log)")
+    if inside is not None:
+        for lang in inside.curves["lang"].unique():
+            lens = pivot_probability_figure(inside.curves, lang=lang,
+                                            title=f"Logit lens per recipe, target {lang}: P(en) solid, P({lang}) dashed (95% CI)")
+            figures[f"lens_{lang}"] = lens.update_traces(mode="lines", selector={"fill": "toself"})
+            figures[f"interference_{lang}"] = cosine_by_model_figure(inside.interference, lang)
+        figures["lambda"] = lambda_by_model_figure(inside.lambdas)
+    return figures

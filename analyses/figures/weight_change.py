@@ -1,6 +1,6 @@
 """Heatmaps of weight-change maps in the layout of Bandarkar et al.'s Figure 2 (seed 003): layer on
 the vertical axis (0 at the bottom), the seven matrices across, one panel per expert, plus the
-difference of two experts' maps. A function of tables from :func:`analyses.weight_change.weight_change`."""
+difference of two experts' maps. A function of tables from :func:`analyses.stats.weight_change.weight_change`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analyses.weight_change import MODULES, metric_label
+from analyses.stats.weight_change import MODULES, metric_label
 
 
 def _grid(table: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -75,7 +75,7 @@ def weight_change_figure(
 
 def profile_figure(profiles: Mapping[str, pd.DataFrame], *, metric: str, title: str | None = None) -> go.Figure:
     """Per-layer change (size-weighted over the seven matrices, from
-    :func:`analyses.weight_change.change_profile`), one line per expert; layer on the vertical axis."""
+    :func:`analyses.stats.weight_change.change_profile`), one line per expert; layer on the vertical axis."""
     fig = go.Figure()
     for label, profile in profiles.items():
         profile = profile.sort_values("layer")

@@ -35,7 +35,15 @@ from probes.backend.errors import DataFormatError
 from probes.backend.gradients import lens_loss, unwrap
 from probes.backend.models import load_hf
 from probes.backend.store import code_version, write_text_atomic
-from probes.instruction_data import Template, TokenizedExample, collate, pad_id, pairs_for, parallel_ids, tokenize_pair
+from probes.inputs.instruction_data import (
+    Template,
+    TokenizedExample,
+    collate,
+    pad_id,
+    pairs_for,
+    parallel_ids,
+    tokenize_pair,
+)
 
 OBJECTIVES: tuple[str, ...] = ("plain", "pivoted")
 METHODS: tuple[str, ...] = ("lora", "full")

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
-from analyses.checkpoint import Checkpoint, check_compatible, open_checkpoint
+from probes.backend.checkpoint import Checkpoint, check_compatible, open_checkpoint
 from probes.backend.errors import PivotlensError
 
 NON_LAYER: tuple[str, ...] = ("average", "task", "lang")

@@ -7,9 +7,9 @@
 LM head (the model's own final norm and unembedding by default, or a separate trainable copy:
 PROM's "an LM head" vs "another LM head"), with label smoothing ``alpha``. ``L_{N,t}``: the
 target-language batch at the model's output. PROM's defaults (Sec. 3.1, Table 4): n = 24 of 32
-(three quarters of the depth, :func:`analyses.prom_lambda.prom_layer`), alpha = 0.1,
+(three quarters of the depth, :func:`analyses.stats.prom_lambda.prom_layer`), alpha = 0.1,
 lambda = 0.1; its regulation (Sec. 2.3) sets lambda = 0 where the model does not pivot through
-English (:func:`analyses.prom_lambda.lambda_table`).
+English (:func:`analyses.stats.prom_lambda.lambda_table`).
 
 A batch is a dict as ``transformers`` takes it: ``input_ids``, ``attention_mask``, optionally
 ``position_ids``, and ``labels`` aligned with the inputs (``-100`` = not scored).
@@ -20,14 +20,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-import pandas as pd
 import torch
 
-from analyses.interference import measure
-from analyses.prom_lambda import prom_layer
-from probes.backend import Backend
+from analyses.stats.prom_lambda import prom_layer
 from probes.backend.architecture import ModelParts
 from probes.backend.gradients import Reduction, lens_loss, unwrap
 from probes.interference import AT_OUTPUT, Readout
@@ -112,48 +108,3 @@ def pivoted_loss(
     loss_e = lens_loss(model, inputs_e, labels_e, layer=objective.at(n_layers), label_smoothing=objective.alpha,
                        reduction=reduction, head=head)
     return PivotedLoss(objective.lam * loss_e + loss_t, loss_t, loss_e)
-
-
-def fig2_comparison(
-    backend: Backend,
-    data: str | Path,
-    target: str,
-    pivot: str = "en",
-    *,
-    objective: PivotedObjective = PivotedObjective(),
-    **options,
-) -> pd.DataFrame:
-    """PROM Fig. 2: gradient cosine per layer under three settings, as one interference table.
-
-    * target only (``lang_a = lang_b = target``, plain): two target batches, the baseline;
-    * target + English (``lang_a = pivot``, plain): both losses at the output (xLLaMA2(t+e));
-    * pivoted (``lang_a = pivot``, ``objective = pivoted``): the pivot batch's loss is
-      ``lam · L_{n,e}`` (read out at block n with label smoothing alpha), the target's ``L_{N,t}``.
-
-    The batch ids depend on the seed only: batch B (target) is the same in all three settings,
-    and batch A holds the same ids in the target language (setting 1) and in English (2, 3), so
-    the settings differ only in the language and the read-out of batch A. ``options`` go to
-    :func:`analyses.interference.measure` (``k``, ``batch_size``, ``params``, ``store``, ...);
-    the pairing is always independent (two different batches, as in training)."""
-    if options.get("pairing", "independent") != "independent":
-        raise ValueError("Fig. 2 compares two different batches; pairing must be 'independent'")
-    options["pairing"] = "independent"
-    read_pivot, read_target = objective.readouts(backend.n_layers)
-    return pd.concat(
-        [
-            measure(backend, data, target, target, objective="plain", **options),
-            measure(backend, data, pivot, target, objective="plain", **options),
-            measure(backend, data, pivot, target, objective="pivoted", readout_a=read_pivot, readout_b=read_target, **options),
-        ],
-        ignore_index=True,
-    )
-
-
-def fig2_setting(table: pd.DataFrame) -> pd.Series:
-    """Name of the Fig. 2 setting of each row: target only, target + English, pivoted."""
-    same = table["lang_a"] == table["lang_b"]
-    plain = table["objective"] == "plain"
-    return pd.Series(
-        ["target only" if s else ("target + " + a if p else "pivoted") for s, p, a in zip(same, plain, table["lang_a"])],
-        index=table.index,
-    )

@@ -49,7 +49,14 @@ from analyses.interventions.finetune import FinetuneConfig, FinetuneResult, fine
 from probes.backend.errors import DataFormatError
 from probes.backend.languages import get_language
 from probes.backend.store import write_text_atomic
-from probes.instruction_data import HELD_OUT, INSTRUCTIONS, load_instructions, pairs_for, parallel_ids, split_held_out
+from probes.inputs.instruction_data import (
+    HELD_OUT,
+    INSTRUCTIONS,
+    load_instructions,
+    pairs_for,
+    parallel_ids,
+    split_held_out,
+)
 from probes.language_id import predict_language
 
 PIVOT = "en"

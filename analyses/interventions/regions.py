@@ -4,7 +4,7 @@ by restoring it after every optimizer step (``theta <- theta * (1 - M) + theta_s
 
 Everything works on a mapping ``name -> parameter`` (``Backend.named_parameters()`` or a
 ``transformers`` model's ``dict(model.named_parameters())``) and region masks from
-:mod:`analyses.regions`. Removal is in place and undone by :func:`restore` (or use
+:mod:`analyses.stats.regions`. Removal is in place and undone by :func:`restore` (or use
 :func:`region_removed`); :func:`write_modified_model` writes a model folder the loader takes.
 """
 
@@ -19,7 +19,7 @@ from typing import Literal
 import torch
 from transformers import TrainerCallback
 
-from analyses.regions import Masks, tensor_seed
+from analyses.stats.regions import Masks, tensor_seed
 
 How = Literal["zero", "reset", "perturb", "scale"]
 HOWS: tuple[str, ...] = ("zero", "reset", "perturb", "scale")

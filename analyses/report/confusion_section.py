@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analyses.confusion import GenerationSettings, run_confusion_stored
-from analyses.confusion_job import analyse, choose_prompts
+from analyses.pipelines.confusion import GenerationSettings, analyse, choose_prompts, run_confusion_stored
 from analyses.report.sections import ReportContext, SectionResult, Verdict, register_section
 from probes.backend.errors import DataFormatError
 from probes.language_id import WORD_LEVEL_LANGUAGES

@@ -17,7 +17,7 @@ from probes.backend import Backend
 from probes.backend.errors import PivotlensError
 from probes.backend.languages import parse_languages
 from probes.backend.store import ResultsStore, code_version, file_sha256, write_text_atomic
-from probes.instruction_data import DATA_DIR
+from probes.inputs import DATA_DIR
 
 TIMING_COLUMNS = {
     "model": "model name",

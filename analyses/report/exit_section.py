@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analyses.early_exit import accuracy_by_layer, static_exit_curve
 from analyses.figures.exit import accuracy_by_layer_figure
-from analyses.flops import DecoderShape
 from analyses.report.sections import ReportContext, SectionResult, Verdict, register_section
+from analyses.stats.early_exit import accuracy_by_layer, static_exit_curve
+from analyses.stats.flops import DecoderShape
 from probes.exit_accuracy import exit_accuracy
-from probes.tasks import TASKS, load_task
+from probes.inputs.tasks import TASKS, load_task
 
 
 def first_right_layer(layers: pd.DataFrame) -> int:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from analyses.region_job import CorpusUse, importance_for
-from analyses.regions import monolingual, region_table, select
+from analyses.pipelines.regions import CorpusUse, importance_for
 from analyses.report.sections import ReportContext, SectionResult, Verdict, register_section
+from analyses.stats.regions import monolingual, region_table, select
 from probes.importance import load_importance, locate
-from probes.lm_corpus import load_corpus
+from probes.inputs.lm_corpus import load_corpus
 
 FRACTION = 0.01  # the paper's 1% per tensor
 

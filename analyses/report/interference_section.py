@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from analyses.figures.interference import cosine_figure
-from analyses.interference import instruction_split, last_layer_table, measure, summarize
+from analyses.pipelines.interference import instruction_split, measure
 from analyses.report.sections import ReportContext, SectionResult, Verdict, register_section
-from probes.instruction_data import INSTRUCTIONS
+from analyses.stats.interference import last_layer_table, summarize
+from probes.inputs.instruction_data import INSTRUCTIONS
 
 
 @register_section("interference", order=30)

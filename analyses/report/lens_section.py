@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from analyses.figures.latent import lens_figure
-from analyses.lens_job import analyse, run_languages
+from analyses.pipelines.lens import run_languages
 from analyses.report.sections import ReportContext, SectionResult, Verdict, register_section
+from analyses.stats.prom_lambda import analyse
 
 
 @register_section("lens", order=10)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from probes.arithmetic import (
+from probes.arithmetic import run_arithmetic
+from probes.backend.errors import DataFormatError
+from probes.inputs.arithmetic import (
     EVAL,
     KINDS,
     LANGS,
@@ -18,10 +20,8 @@ from probes.arithmetic import (
     load_problems,
     problem_key,
     render,
-    run_arithmetic,
     write_data,
 )
-from probes.backend.errors import DataFormatError
 from tests.conftest import tiny_backend
 
 

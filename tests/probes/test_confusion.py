@@ -19,7 +19,7 @@ from probes.confusion import (
     run_confusion,
     run_confusion_lens,
 )
-from probes.confusion_data import ConfusionPrompt, load_authored, select
+from probes.inputs.confusion_data import ConfusionPrompt, load_authored, select
 from tests.conftest import embedded, tiny_backend, tiny_hf_model
 
 

@@ -12,8 +12,17 @@ from probes.backend.errors import TokenizerVocabularyError
 from probes.backend.models import load_hf
 from probes.backend.store import ResultsStore
 from probes.exit_accuracy import COLUMNS, exit_accuracy
+from probes.inputs.tasks import (
+    TASKS,
+    TaskData,
+    TaskSpec,
+    Template,
+    answer_token_ids,
+    build_prompts,
+    load_hub_task,
+    validate,
+)
 from probes.registry import get_probe
-from probes.tasks import TASKS, TaskData, TaskSpec, Template, answer_token_ids, build_prompts, load_hub_task, validate
 from tests.conftest import embedded, tiny_backend, tiny_hf_model, tiny_tokenizer
 
 HUB_FIXTURES = "tests/fixtures/hub"

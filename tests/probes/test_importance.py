@@ -16,7 +16,7 @@ from probes.importance import (
     run_importance,
     scope_names,
 )
-from probes.lm_corpus import lm_batches
+from probes.inputs.lm_corpus import lm_batches
 from tests.conftest import embedded, tiny_hf_model, tiny_tokenizer
 
 # Float64 needs batches without padding (transformers' eager mask turns padded rows into NaN in
@@ -181,8 +181,8 @@ def test_removing_the_top_region_hurts_far_more_than_a_random_one_on_the_real_mo
     """Zhang et al. Table 1 on the default model: zero the top 1 % (per tensor) of the English
     importance, and a random 1 %; the top region must raise perplexity far more."""
     from analyses.interventions.regions import region_removed
-    from analyses.regions import select
-    from probes.lm_corpus import load_corpus
+    from analyses.stats.regions import select
+    from probes.inputs.lm_corpus import load_corpus
     from probes.perplexity import language_perplexity
 
     backend = embedded("gemma-3-270m")

@@ -3,14 +3,12 @@ pivoted read-out, options, and resuming through the results store."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from probes.backend.store import ResultsStore, provenance
-from probes.instruction_data import load_instructions
+from probes.inputs.instruction_data import load_instructions
 from probes.interference import (
     INTERFERENCE_COLUMNS,
     Readout,
@@ -19,9 +17,10 @@ from probes.interference import (
     run_interference,
     select_params,
 )
+from tests import FIXTURES
 from tests.conftest import EMBEDDED_MODELS, embedded, tiny_backend, tiny_hf_model
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "parallel_instructions.csv"
+FIXTURE = FIXTURES / "parallel_instructions.csv"
 
 
 def _pairs(backend, lang_a="en", lang_b="fr", k=2, pairing="independent", batch_size=3):

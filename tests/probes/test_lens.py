@@ -8,8 +8,8 @@ import torch
 
 from probes.backend import LensRequest
 from probes.backend.tokensets import TokenSets
+from probes.inputs.prompts import build_prompts, translation_prompts
 from probes.lens import run_lens
-from probes.prompts import build_prompts, translation_prompts
 from tests.conftest import embedded, tiny_backend, tiny_hf_model
 
 WORDS = pd.DataFrame(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 
 from analyses.figures.latent import lambda_figure, lens_figure
-from analyses.latent import layer_curves
-from analyses.prom_lambda import lambda_table
 from analyses.report import SectionResult, Verdict
 from analyses.report.html import render_report
+from analyses.stats.latent import layer_curves
+from analyses.stats.prom_lambda import lambda_table
 from tests.analyses.report.browser import draw, figures_in, needs_chromium
 
 

@@ -1,0 +1,1 @@
+"""Pipelines: the only modules that run models and write tables and figures."""

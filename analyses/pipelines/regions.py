@@ -1,0 +1,309 @@
+"""The linguistic-regions job (Zhang et al. 2024; spec 4), shared by the CLI and the notebook:
+importance per language (through the results store), regions and their masks, the removal
+table (perplexity per language with each region zeroed; Tables 1 and 5), structured removal of
+whole dimensions (Table 3), single-dimension perturbation (Fig. 3), and their figures.
+
+Corpus use (documented in ``probes.inputs.lm_corpus``): importance is accumulated on the first
+``n_accumulation`` sentences of each language's accumulation part, perplexity measured on the
+first ``n_heldout`` sentences of its held-out part; each sentence is cut to ``max_tokens``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from analyses.interventions.regions import region_removed
+from analyses.stats.regions import (
+    Masks,
+    concentration_table,
+    core_scores,
+    dimension_counts,
+    dimension_region,
+    load_masks,
+    mask_density,
+    monolingual,
+    random_like,
+    region_table,
+    save_masks,
+    select,
+    structured_region,
+)
+from probes.backend import Backend
+from probes.backend.store import ResultsStore, Run, provenance
+from probes.importance import Mode, Scope, load_importance, locate, run_importance
+from probes.inputs.lm_corpus import SENTENCES, load_corpus
+from probes.perplexity import run_perplexity
+
+PAPER_LANGS = ("ar", "es", "ru", "zh", "ko", "vi")  # the six languages of Zhang et al. 2024
+REMOVAL_COLUMNS = {
+    "region": "what was removed: none (base), core-top/-bottom/-random (Table 1) or mono-top/-random (Table 5)",
+    "scope": "none, core (sum over core languages of |I|) or monolingual (own top minus the others' top)",
+    "selection": "none, top, bottom or random",
+    "fraction": "k: share of each tensor's entries selected before deduplication (0 for none)",
+    "removed_lang": "language whose monolingual region was removed; '+'-joined core languages for core",
+    "n_removed": "parameter entries set to zero",
+    "lang": "language of the held-out sentences",
+    "perplexity": "exp(mean token NLL) on the held-out sentences",
+    "nll": "mean negative log-likelihood per predicted token (nats)",
+    "n_tokens": "predicted tokens",
+}
+
+
+@dataclass(frozen=True)
+class CorpusUse:
+    """Which sentences the job uses: the first ``n_accumulation`` of each language's
+    accumulation part and the first ``n_heldout`` of its held-out part, cut to ``max_tokens``."""
+
+    path: Path = SENTENCES
+    n_accumulation: int = 64
+    n_heldout: int = 16
+    max_tokens: int = 48
+
+    def texts(self, langs: Sequence[str], part: str) -> dict[str, list[str]]:
+        corpus = load_corpus(self.path)
+        n = self.n_accumulation if part == "accumulation" else self.n_heldout
+        return {lang: corpus.texts(lang, part)[:n] for lang in langs}  # type: ignore[arg-type]
+
+    def describe(self) -> dict[str, object]:
+        return {"corpus": str(self.path), "n_accumulation": self.n_accumulation, "n_heldout": self.n_heldout,
+                "max_tokens": self.max_tokens}
+
+
+def importance_for(
+    backend: Backend,
+    langs: Sequence[str],
+    use: CorpusUse,
+    *,
+    batch_size: int = 8,
+    scope: Scope = "layers",
+    mode: Mode = "sum_then_abs",
+    store: ResultsStore | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """The importance probe per language (one resumable store run each); ``attrs["files"]``
+    maps each language to its bfloat16 safetensors map."""
+    return run_importance(backend, use.texts(langs, "accumulation"), scope=scope, mode=mode, batch_size=batch_size,
+                          max_tokens=use.max_tokens, store=store or ResultsStore(), data_files=[use.path], progress=progress)
+
+
+@dataclass(frozen=True)
+class Region:
+    """A region to remove; ``load()`` gives its masks (read from disk or derived on demand)."""
+
+    label: str
+    scope: str
+    selection: str
+    removed_lang: str
+    load: Callable[[], Masks] = field(repr=False, compare=False)
+
+
+@dataclass
+class RegionSet:
+    regions: list[Region]
+    sizes: pd.DataFrame  # region_table: entries selected per region and tensor
+    core_global: pd.DataFrame  # region_table of the global top-k of the core score (for the map)
+    concentration: pd.DataFrame
+    dimensions: pd.DataFrame  # per region: dimension_counts
+    density: pd.DataFrame  # mask_density of the core region in the o/down matrices of a few layers
+
+
+def build_regions(
+    files: Mapping[str, Path],
+    *,
+    core_langs: Sequence[str],
+    fraction: float,
+    d_model: int,
+    blocks: str,
+    masks_dir: Path,
+    seed: int = 0,
+    metadata: Mapping[str, object] | None = None,
+) -> RegionSet:
+    """Core (top/bottom/random of ``sum_{core langs} |I|``) and monolingual (top, and a random
+    control of the same size per tensor) regions, per tensor at ``fraction``. Core and
+    monolingual-top masks are written to ``masks_dir`` as packed bits; the random monolingual
+    controls are re-derived from the seed."""
+    missing = [lang for lang in core_langs if lang not in files]
+    if missing:
+        raise ValueError(f"core languages {missing} have no importance map; add them to --langs")
+    meta = {**dict(metadata or {}), "fraction": fraction, "seed": seed, "core_langs": list(core_langs)}
+    tops = {lang: select(load_importance(path, torch.bfloat16).importance, fraction, "top", seed=seed) for lang, path in files.items()}
+    core = core_scores(load_importance(files[lang], torch.bfloat16).importance for lang in core_langs)
+    core_label = "+".join(core_langs)
+    regions: list[Region] = []
+    sizes = []
+
+    def keep(label: str, scope: str, selection: str, removed_lang: str, masks: Masks) -> None:
+        path = save_masks(masks_dir / f"{label}.safetensors", masks, {**meta, "region": label, "removed_lang": removed_lang})
+        regions.append(Region(label, scope, selection, removed_lang, lambda: load_masks(path)[0]))
+        sizes.append(region_table({label: masks}))
+
+    core_masks = {}
+    for selection in ("top", "bottom", "random"):
+        core_masks[selection] = select(core, fraction, selection, seed=seed)  # type: ignore[arg-type]
+        keep(f"core-{selection}", "core", selection, core_label, core_masks[selection])
+    core_global = region_table({"core-top-global": select(core, fraction, "top", per="global")})
+    core_global[["layer", "module"]] = [locate(n, blocks) for n in core_global["param"]]
+    del core
+    for lang in files:
+        mono = monolingual(tops, lang)
+        keep(f"mono-top-{lang}", "monolingual", "top", lang, mono)
+        path = masks_dir / f"mono-top-{lang}.safetensors"
+        regions.append(Region(f"mono-random-{lang}", "monolingual", "random", lang,
+                              lambda path=path: random_like(load_masks(path)[0], seed=seed)))
+    examples = {"core-top": core_masks["top"], "core-random": core_masks["random"]}
+    return RegionSet(
+        regions=regions,
+        sizes=pd.concat(sizes, ignore_index=True),
+        core_global=core_global,
+        concentration=concentration_table(examples, lambda n: locate(n, blocks)),
+        dimensions=pd.concat([dimension_counts(m, d_model).assign(region=label) for label, m in examples.items()], ignore_index=True),
+        density=_density_examples(core_masks["top"], blocks),
+    )
+
+
+def _density_examples(masks: Masks, blocks: str) -> pd.DataFrame:
+    """Block-averaged images of the attention output and MLP down matrices at the first,
+    middle and last layer (where the paper shows the region's stripes, Fig. 2)."""
+    located = {name: locate(name, blocks) for name in masks}
+    layers = sorted({layer for layer, _ in located.values() if layer >= 0})
+    if not layers:
+        return pd.DataFrame()
+    wanted = {layers[0], layers[len(layers) // 2], layers[-1]}
+    frames = [mask_density(masks[name], bins=64).assign(param=name, layer=layer, module=module)
+              for name, (layer, module) in located.items()
+              if layer in wanted and module in ("self_attn.o_proj", "mlp.down_proj")]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _measure(
+    backend: Backend,
+    heldout: Mapping[str, Sequence[str]],
+    masks: Masks | None,
+    extra: dict[str, object],
+    *,
+    how: str = "zero",
+    batch_size: int,
+    max_tokens: int,
+    run: Run | None,
+    progress: bool,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Perplexity per language with ``masks`` changed (``None``: the model as it is)."""
+    params = backend.named_parameters()
+    n_removed = int(sum(int(m.sum()) for m in masks.values())) if masks else 0
+    if masks:
+        with region_removed(params, masks, how, seed=seed):  # type: ignore[arg-type]
+            table = run_perplexity(backend, heldout, batch_size=batch_size, max_tokens=max_tokens, progress=False)
+    else:
+        table = run_perplexity(backend, heldout, batch_size=batch_size, max_tokens=max_tokens, progress=False)
+    table = table.assign(**extra, n_removed=n_removed)
+    table["item"] = [f"{extra.get('region', '')}|{lang}" for lang in table["lang"]]
+    if run is not None:
+        run.append(table)
+    return table
+
+
+def removal_table(
+    backend: Backend,
+    regions: Sequence[Region],
+    heldout: Mapping[str, Sequence[str]],
+    *,
+    fraction: float,
+    batch_size: int = 8,
+    max_tokens: int = 48,
+    run: Run | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Perplexity per held-out language with nothing removed and with each region zeroed
+    (columns ``REMOVAL_COLUMNS``); with ``run``, finished regions are skipped on a re-run."""
+    from tqdm.auto import tqdm
+
+    done = {item.split("|")[0] for item in run.done_items()} if run is not None else set()
+    todo = [r for r in regions if r.label not in done]
+    frames = []
+    options = {"batch_size": batch_size, "max_tokens": max_tokens, "run": run, "progress": progress}
+    if "none" not in done:
+        base = {"region": "none", "scope": "none", "selection": "none", "fraction": 0.0, "removed_lang": ""}
+        frames.append(_measure(backend, heldout, None, base, **options))
+    for region in tqdm(todo, desc=f"removal {backend.model_name}", unit="region", disable=not progress):
+        extra = {"region": region.label, "scope": region.scope, "selection": region.selection, "fraction": fraction,
+                 "removed_lang": region.removed_lang}
+        frames.append(_measure(backend, heldout, region.load(), extra, **options))
+    table = run.finish() if run is not None else pd.concat(frames, ignore_index=True)
+    return table[[*REMOVAL_COLUMNS, "n_sentences"]]
+
+
+def structure_table(
+    backend: Backend,
+    core_top: Masks,
+    heldout: Mapping[str, Sequence[str]],
+    *,
+    n_values: Sequence[int] = (1, 5),
+    which: Sequence[str] = ("top", "middle", "random"),
+    batch_size: int = 8,
+    max_tokens: int = 48,
+    run: Run | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Structured removal (Table 3): in every matrix, zero the ``n`` rows/columns along the
+    hidden dimension holding the most (``top``), a median number (``middle``), or random
+    ones, of the core region's entries; perplexity per language."""
+    done = {item.split("|")[0] for item in run.done_items()} if run is not None else set()
+    frames = []
+    for n in n_values:
+        for kind in which:
+            label = f"dims-{kind}-{n}"
+            if label in done:
+                continue
+            masks = structured_region(core_top, n, kind, backend.d_model, seed=seed)  # type: ignore[arg-type]
+            extra = {"region": label, "selection": kind, "n_dims": n}
+            frames.append(_measure(backend, heldout, masks, extra, batch_size=batch_size, max_tokens=max_tokens, run=run,
+                                   progress=progress))
+    return run.finish() if run is not None else pd.concat(frames, ignore_index=True)
+
+
+def perturbation_table(
+    backend: Backend,
+    dimensions: pd.DataFrame,
+    template: Masks,
+    heldout: Mapping[str, Sequence[str]],
+    *,
+    n_top: int = 3,
+    n_random: int = 2,
+    batch_size: int = 8,
+    max_tokens: int = 48,
+    run: Run | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Single-dimension perturbation (Fig. 3): re-initialise one hidden dimension in every
+    layer (``N(0, std)`` of each tensor), for the ``n_top`` dimensions holding most of the core
+    region and ``n_random`` random others; perplexity per language."""
+    ranked = dimensions.sort_values("count", ascending=False)["dim"].tolist()
+    generator = torch.Generator().manual_seed(seed)
+    rest = ranked[max(20, n_top):]
+    picks = [("top", d) for d in ranked[:n_top]]
+    picks += [("random", rest[i]) for i in torch.randperm(len(rest), generator=generator)[:n_random].tolist()]
+    done = {item.split("|")[0] for item in run.done_items()} if run is not None else set()
+    frames = []
+    for kind, dim in picks:
+        label = f"dim-{dim}"
+        if label in done:
+            continue
+        masks = dimension_region(template, [dim], backend.d_model)
+        extra = {"region": label, "selection": kind, "dim": int(dim), "dim_rank": ranked.index(dim) + 1}
+        frames.append(_measure(backend, heldout, masks, extra, how="perturb", batch_size=batch_size, max_tokens=max_tokens,
+                               run=run, progress=progress, seed=seed))
+    return run.finish() if run is not None else pd.concat(frames, ignore_index=True)
+
+
+def job_run(store: ResultsStore, probe: str, params: dict[str, object], backend: Backend, use: CorpusUse, seed: int) -> Run:
+    """A resumable results-store run for one table of the job."""
+    return store.run(provenance(probe, {**params, **use.describe()}, backend.describe(), [use.path], seed=seed))
+

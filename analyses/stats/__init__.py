@@ -1,0 +1,1 @@
+"""Statistics: pure functions of probe tables (no model runs, no files written)."""
