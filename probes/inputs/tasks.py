@@ -85,6 +85,8 @@ def _mcqa_templates() -> dict[str, Template]:
         "ta": ("ஒவ்வொரு பல்தேர்வு கேள்விக்கும் சரியான விடையின் எழுத்தைக் கொண்டு பதிலளியுங்கள்.", "கேள்வி"),
         "ar": ("أجب عن كل سؤال اختيار من متعدد بحرف الخيار الصحيح.", "السؤال"),
         "sw": ("Jibu kila swali la kuchagua kwa herufi ya chaguo sahihi.", "Swali"),
+        "el": ("Απάντησε σε κάθε ερώτηση πολλαπλής επιλογής με το γράμμα της σωστής επιλογής.", "Ερώτηση"),
+        "th": ("ตอบคำถามแบบเลือกตอบแต่ละข้อด้วยตัวอักษรของตัวเลือกที่ถูกต้อง", "คำถาม"),
     }
     # the answer field is the language registry's word for "Answer"
     return {lang: Template(text, field, get_language(lang).answer) for lang, (text, field) in instructions.items()}
@@ -105,6 +107,8 @@ TASKS: dict[str, TaskSpec] = {
             "ta": Template("ஒவ்வொரு விமர்சனத்தின் உணர்வையும் வகைப்படுத்துங்கள்: positive அல்லது negative.", "விமர்சனம்", "உணர்வு"),
             "ar": Template("صنّف المشاعر في كل مراجعة: positive أو negative.", "المراجعة", "المشاعر"),
             "sw": Template("Ainisha hisia za kila maoni: positive au negative.", "Maoni", "Hisia"),
+            "el": Template("Ταξινόμησε το συναίσθημα κάθε κριτικής: positive ή negative.", "Κριτική", "Συναίσθημα"),
+            "th": Template("จำแนกความรู้สึกของแต่ละรีวิว: positive หรือ negative", "รีวิว", "ความรู้สึก"),
         },
         "sentiment.csv",
     ),
@@ -122,6 +126,8 @@ TASKS: dict[str, TaskSpec] = {
             "ta": Template("ஒவ்வொரு செய்தியின் தலைப்பையும் வகைப்படுத்துங்கள்: world, sports, business அல்லது science.", "செய்தி", "தலைப்பு"),
             "ar": Template("صنّف موضوع كل مقال إخباري: world أو sports أو business أو science.", "المقال", "الموضوع"),
             "sw": Template("Ainisha mada ya kila habari: world, sports, business au science.", "Habari", "Mada"),
+            "el": Template("Ταξινόμησε το θέμα κάθε είδησης: world, sports, business ή science.", "Είδηση", "Θέμα"),
+            "th": Template("จำแนกหัวข้อของแต่ละข่าว: world, sports, business หรือ science", "ข่าว", "หัวข้อ"),
         },
         "topic.csv",
     ),
