@@ -87,6 +87,8 @@ def _mcqa_templates() -> dict[str, Template]:
         "sw": ("Jibu kila swali la kuchagua kwa herufi ya chaguo sahihi.", "Swali"),
         "el": ("Απάντησε σε κάθε ερώτηση πολλαπλής επιλογής με το γράμμα της σωστής επιλογής.", "Ερώτηση"),
         "th": ("ตอบคำถามแบบเลือกตอบแต่ละข้อด้วยตัวอักษรของตัวเลือกที่ถูกต้อง", "คำถาม"),
+        "bn": ("প্রতিটি বহুনির্বাচনী প্রশ্নের উত্তর সঠিক বিকল্পের অক্ষর দিয়ে দিন।", "প্রশ্ন"),
+        "mr": ("प्रत्येक बहुपर्यायी प्रश्नाचे उत्तर योग्य पर्यायाच्या अक्षराने द्या.", "प्रश्न"),
     }
     # the answer field is the language registry's word for "Answer"
     return {lang: Template(text, field, get_language(lang).answer) for lang, (text, field) in instructions.items()}
@@ -109,6 +111,8 @@ TASKS: dict[str, TaskSpec] = {
             "sw": Template("Ainisha hisia za kila maoni: positive au negative.", "Maoni", "Hisia"),
             "el": Template("Ταξινόμησε το συναίσθημα κάθε κριτικής: positive ή negative.", "Κριτική", "Συναίσθημα"),
             "th": Template("จำแนกความรู้สึกของแต่ละรีวิว: positive หรือ negative", "รีวิว", "ความรู้สึก"),
+            "bn": Template("প্রতিটি রিভিউয়ের অনুভূতি শ্রেণিবদ্ধ করুন: positive অথবা negative।", "রিভিউ", "অনুভূতি"),
+            "mr": Template("प्रत्येक परीक्षणाची भावना वर्गीकृत करा: positive किंवा negative.", "परीक्षण", "भावना"),
         },
         "sentiment.csv",
     ),
@@ -128,6 +132,8 @@ TASKS: dict[str, TaskSpec] = {
             "sw": Template("Ainisha mada ya kila habari: world, sports, business au science.", "Habari", "Mada"),
             "el": Template("Ταξινόμησε το θέμα κάθε είδησης: world, sports, business ή science.", "Είδηση", "Θέμα"),
             "th": Template("จำแนกหัวข้อของแต่ละข่าว: world, sports, business หรือ science", "ข่าว", "หัวข้อ"),
+            "bn": Template("প্রতিটি সংবাদের বিষয় শ্রেণিবদ্ধ করুন: world, sports, business অথবা science।", "সংবাদ", "বিষয়"),
+            "mr": Template("प्रत्येक बातमीचा विषय वर्गीकृत करा: world, sports, business किंवा science.", "बातमी", "विषय"),
         },
         "topic.csv",
     ),
