@@ -89,6 +89,8 @@ def _mcqa_templates() -> dict[str, Template]:
         "th": ("ตอบคำถามแบบเลือกตอบแต่ละข้อด้วยตัวอักษรของตัวเลือกที่ถูกต้อง", "คำถาม"),
         "bn": ("প্রতিটি বহুনির্বাচনী প্রশ্নের উত্তর সঠিক বিকল্পের অক্ষর দিয়ে দিন।", "প্রশ্ন"),
         "mr": ("प्रत्येक बहुपर्यायी प्रश्नाचे उत्तर योग्य पर्यायाच्या अक्षराने द्या.", "प्रश्न"),
+        "ml": ("ഓരോ ബഹുവികല്പ ചോദ്യത്തിനും ശരിയായ ഉത്തരത്തിന്റെ അക്ഷരം ഉപയോഗിച്ച് മറുപടി നൽകുക.", "ചോദ്യം"),
+        "te": ("ప్రతి బహుళైచ్ఛిక ప్రశ్నకు సరైన ఎంపిక యొక్క అక్షరంతో సమాధానం ఇవ్వండి.", "ప్రశ్న"),
     }
     # the answer field is the language registry's word for "Answer"
     return {lang: Template(text, field, get_language(lang).answer) for lang, (text, field) in instructions.items()}
@@ -113,6 +115,8 @@ TASKS: dict[str, TaskSpec] = {
             "th": Template("จำแนกความรู้สึกของแต่ละรีวิว: positive หรือ negative", "รีวิว", "ความรู้สึก"),
             "bn": Template("প্রতিটি রিভিউয়ের অনুভূতি শ্রেণিবদ্ধ করুন: positive অথবা negative।", "রিভিউ", "অনুভূতি"),
             "mr": Template("प्रत्येक परीक्षणाची भावना वर्गीकृत करा: positive किंवा negative.", "परीक्षण", "भावना"),
+            "ml": Template("ഓരോ അവലോകനത്തിന്റെയും വികാരം തരംതിരിക്കുക: positive അല്ലെങ്കിൽ negative.", "അവലോകനം", "വികാരം"),
+            "te": Template("ప్రతి సమీక్షలోని భావాన్ని వర్గీకరించండి: positive లేదా negative.", "సమీక్ష", "భావం"),
         },
         "sentiment.csv",
     ),
@@ -134,6 +138,8 @@ TASKS: dict[str, TaskSpec] = {
             "th": Template("จำแนกหัวข้อของแต่ละข่าว: world, sports, business หรือ science", "ข่าว", "หัวข้อ"),
             "bn": Template("প্রতিটি সংবাদের বিষয় শ্রেণিবদ্ধ করুন: world, sports, business অথবা science।", "সংবাদ", "বিষয়"),
             "mr": Template("प्रत्येक बातमीचा विषय वर्गीकृत करा: world, sports, business किंवा science.", "बातमी", "विषय"),
+            "ml": Template("ഓരോ വാർത്തയുടെയും വിഷയം തരംതിരിക്കുക: world, sports, business അല്ലെങ്കിൽ science.", "വാർത്ത", "വിഷയം"),
+            "te": Template("ప్రతి వార్త యొక్క అంశాన్ని వర్గీకరించండి: world, sports, business లేదా science.", "వార్త", "అంశం"),
         },
         "topic.csv",
     ),
