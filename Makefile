@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # would pull a multi-GB CUDA build. On a GPU machine, install your CUDA torch before `make`.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo lint test test-fast sweep reports bench clean
+.PHONY: setup demo lint test test-fast sweep reports bench bench-peers clean
 
 setup: $(VENV)/.installed
 
@@ -53,7 +53,25 @@ REPORT_LANGS ?= fr,de,es,ru,zh,ja,sw
 reports: setup
 	$(BIN)/pivotlens --out results/reports diagnose --lang $(REPORT_LANGS) --models gemma-3-270m,smollm2-135m
 
-bench: setup
+# The peers researchers already use, each in its own environment beside ours: nnterp 1.3 needs
+# nnsight 0.7 (pivotlens needs 0.8), tuned-lens 0.2 predates transformers 5. Torch is the same
+# pinned CPU build. benchmarks/bench_peers.py runs them in a subprocess.
+PEERS := .bench
+bench-peers: $(PEERS)/nnterp/.installed $(PEERS)/tuned-lens/.installed
+
+$(PEERS)/nnterp/.installed:
+	$(PYTHON) -m venv $(PEERS)/nnterp
+	$(PEERS)/nnterp/bin/pip install --quiet $(TORCH)
+	$(PEERS)/nnterp/bin/pip install --quiet "nnsight>=0.7,<0.8" nnterp==1.3.0
+	touch $@
+
+$(PEERS)/tuned-lens/.installed:
+	$(PYTHON) -m venv $(PEERS)/tuned-lens
+	$(PEERS)/tuned-lens/bin/pip install --quiet $(TORCH)
+	$(PEERS)/tuned-lens/bin/pip install --quiet tuned-lens==0.2.0
+	touch $@
+
+bench: setup bench-peers
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:

@@ -53,8 +53,9 @@ def main() -> None:
     def plain() -> None:
         torch.manual_seed(0)
         # the same inputs Backend.generate passes (explicit position_ids would change generate's path)
-        out = model.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask, pad_token_id=backend.pad_id,
-                             **sampling)
+        out = model.generate(
+            input_ids=enc.input_ids, attention_mask=enc.attention_mask, pad_token_id=backend.pad_id, **sampling
+        )
         outputs["plain"] = out[:, enc.input_ids.shape[1] :].cpu()
 
     def with_statistics() -> None:

@@ -47,7 +47,7 @@ def floor(model, parts: ModelParts, rows: list[list[int]], pad_id: int, answer_i
         finally:
             for handle in handles:
                 handle.remove()
-        probs = torch.softmax(parts.softcap(parts.head(model)(parts.final_norm(model)(torch.stack(kept)))).float(), -1)
+        probs = torch.softmax(parts.logits(model, torch.stack(kept)).float(), -1)
         top = probs.topk(2, -1)
         out.append((top.indices, top.values, probs[..., answer_ids]))
     return out
@@ -76,11 +76,21 @@ def main() -> None:
     n_tokens = sum(len(r) for r in rows) / len(rows)
 
     def probe(backend):
-        return lambda: exit_accuracy(backend, args.task, args.lang, shots=args.shots, n=args.n, data=data,
-                                     batch_size=args.batch_size, progress=False)
+        return lambda: exit_accuracy(
+            backend,
+            args.task,
+            args.lang,
+            shots=args.shots,
+            n=args.n,
+            data=data,
+            batch_size=args.batch_size,
+            progress=False,
+        )
 
     methods = {
-        "floor (bare forward, answer position only)": lambda: floor(model, parts, rows, tl.pad_id, answer_ids, args.batch_size),
+        "floor (bare forward, answer position only)": lambda: floor(
+            model, parts, rows, tl.pad_id, answer_ids, args.batch_size
+        ),
         "probe: exit (transformer-lens)": probe(tl),
         "probe: exit (nnsight)": probe(nn),
     }
@@ -95,8 +105,10 @@ def main() -> None:
             wall[name].append(time.perf_counter() - start)
             cpu[name].append(time.process_time() - start_cpu)
     base = statistics.median(cpu["floor (bare forward, answer position only)"])
-    title = (f"exit probe vs floor: {args.model}, {args.task}/{args.lang}, N = {len(prompts)}, {args.shots}-shot "
-             f"(mean {n_tokens:.0f} tokens), batch {args.batch_size}, {tl.n_layers} layers, median of {args.repeats}")
+    title = (
+        f"exit probe vs floor: {args.model}, {args.task}/{args.lang}, N = {len(prompts)}, {args.shots}-shot "
+        f"(mean {n_tokens:.0f} tokens), batch {args.batch_size}, {tl.n_layers} layers, median of {args.repeats}"
+    )
     table = Table(title=title)
     for column in ("method", "wall s", "CPU s", "items per CPU s", "ratio vs floor (CPU)"):
         table.add_column(column)

@@ -67,8 +67,15 @@ def main() -> None:
     train, _ = split_held_out(load_instructions(langs=[PIVOT, *langs]))
     records = build_recipe(args.recipe, parallel_items(train, langs))[: args.steps * args.batch_size]
     examples = [(r.prompt, r.response) for r in records]
-    config = FinetuneConfig(method=args.method, max_steps=args.steps, batch_size=args.batch_size, warmup_ratio=0.0,
-                            max_length=args.max_length, logging_steps=args.steps, save_steps=10 * args.steps)
+    config = FinetuneConfig(
+        method=args.method,
+        max_steps=args.steps,
+        batch_size=args.batch_size,
+        warmup_ratio=0.0,
+        max_length=args.max_length,
+        logging_steps=args.steps,
+        save_steps=10 * args.steps,
+    )
 
     set_seed(config.seed)
     model, tokenizer, _, _ = load_hf(args.model)
@@ -85,16 +92,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         driver_seconds = finetune(args.model, examples, out, config, resume=False, progress=False).seconds
 
-    table = Table(title=f"training throughput: {args.model}, {args.method}, {args.recipe} ({args.langs}), "
-                        f"{args.steps} steps x {args.batch_size} ({tokens} tokens)")
+    table = Table(
+        title=f"training throughput: {args.model}, {args.method}, {args.recipe} ({args.langs}), "
+        f"{args.steps} steps x {args.batch_size} ({tokens} tokens)"
+    )
     for column in ("loop", "seconds", "tokens/s"):
         table.add_column(column, justify="right")
     table.add_row("bare torch, driver loss", f"{bare_seconds:.1f}", f"{tokens / bare_seconds:.1f}")
     table.add_row("bare torch, HF loss", f"{hf_seconds:.1f}", f"{tokens / hf_seconds:.1f}")
     table.add_row("driver", f"{driver_seconds:.1f}", f"{tokens / driver_seconds:.1f}")
     Console().print(table)
-    print(f"throughput ratio driver / bare (same loss): {bare_seconds / driver_seconds:.2f}; "
-          f"driver / bare (HF loss): {hf_seconds / driver_seconds:.2f}")
+    print(
+        f"throughput ratio driver / bare (same loss): {bare_seconds / driver_seconds:.2f}; "
+        f"driver / bare (HF loss): {hf_seconds / driver_seconds:.2f}"
+    )
 
 
 if __name__ == "__main__":

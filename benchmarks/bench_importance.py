@@ -79,8 +79,9 @@ def run_mode(mode: str, model_name: str, n: int, batch_size: int) -> dict[str, f
             p.requires_grad_(p_name in names or not only_layers)
         for batch in batches:
             logits = model(**batch.enc.model_inputs()).logits
-            loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-                                                     batch.labels[:, 1:].reshape(-1), ignore_index=-100)
+            loss = torch.nn.functional.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.shape[-1]).float(), batch.labels[:, 1:].reshape(-1), ignore_index=-100
+            )
             loss.backward()
             del logits, loss
             for p in params.values():
@@ -99,9 +100,12 @@ def run_mode(mode: str, model_name: str, n: int, batch_size: int) -> dict[str, f
         "bare (all)": lambda: bare(False),
         "bare (layers)": lambda: bare(True),
         "loss_and_grads": primitive,
-        "importance sum_then_abs": lambda: accumulate_importance(backend, texts, batch_size=batch_size, max_tokens=48, progress=False),
-        "importance abs_per_batch": lambda: accumulate_importance(backend, texts, batch_size=batch_size, max_tokens=48,
-                                                                  mode="abs_per_batch", progress=False),
+        "importance sum_then_abs": lambda: accumulate_importance(
+            backend, texts, batch_size=batch_size, max_tokens=48, progress=False
+        ),
+        "importance abs_per_batch": lambda: accumulate_importance(
+            backend, texts, batch_size=batch_size, max_tokens=48, mode="abs_per_batch", progress=False
+        ),
     }[mode]
     gc.collect()
     base = rss()
@@ -111,8 +115,14 @@ def run_mode(mode: str, model_name: str, n: int, batch_size: int) -> dict[str, f
         start, cpu_start = time.perf_counter(), time.process_time()
         work()
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    return {"seconds": seconds, "cpu": cpu, "peak_beyond_model": peak.peak - base, "scoped_bytes": scoped_bytes,
-            "tokens": sum(b.n_tokens for b in batches), "n_params_scoped": scoped_bytes // 4}
+    return {
+        "seconds": seconds,
+        "cpu": cpu,
+        "peak_beyond_model": peak.peak - base,
+        "scoped_bytes": scoped_bytes,
+        "tokens": sum(b.n_tokens for b in batches),
+        "n_params_scoped": scoped_bytes // 4,
+    }
 
 
 def main() -> None:
@@ -127,24 +137,49 @@ def main() -> None:
         return
     results = {}
     for mode in MODES:
-        command = [sys.executable, __file__, "--model", args.model, "--n", str(args.n), "--batch-size", str(args.batch_size),
-                   "--mode", mode]
+        command = [
+            sys.executable,
+            __file__,
+            "--model",
+            args.model,
+            "--n",
+            str(args.n),
+            "--batch-size",
+            str(args.batch_size),
+            "--mode",
+            mode,
+        ]
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}  # large frees return memory to the OS
-        output = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout.strip().splitlines()[-1]
+        output = (
+            subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout.strip().splitlines()[-1]
+        )
         results[mode] = json.loads(output)
     scoped = results[MODES[0]]["scoped_bytes"]
-    table = Table(title=f"importance accumulation vs bare forward+backward: {args.model}, {args.n} sentences, "
-                        f"batch {args.batch_size}, {results[MODES[0]]['tokens']} tokens; block parameters "
-                        f"{results[MODES[0]]['n_params_scoped'] / 1e6:.1f} M = {scoped / 2**20:.0f} MB in float32")
-    for column in ("method", "CPU s", "wall s", "CPU ratio vs bare (all)", "CPU ratio vs bare (layers)",
-                   "peak beyond model (MB)", "= float32 copies", "extra copies vs bare (layers)"):
+    table = Table(
+        title=f"importance accumulation vs bare forward+backward: {args.model}, {args.n} sentences, "
+        f"batch {args.batch_size}, {results[MODES[0]]['tokens']} tokens; block parameters "
+        f"{results[MODES[0]]['n_params_scoped'] / 1e6:.1f} M = {scoped / 2**20:.0f} MB in float32"
+    )
+    for column in (
+        "method",
+        "CPU s",
+        "wall s",
+        "CPU ratio vs bare (all)",
+        "CPU ratio vs bare (layers)",
+        "peak beyond model (MB)",
+        "= float32 copies",
+        "extra copies vs bare (layers)",
+    ):
         table.add_column(column)
     for mode, row in results.items():
         table.add_row(
-            mode, f"{row['cpu']:.1f}", f"{row['seconds']:.1f}",
+            mode,
+            f"{row['cpu']:.1f}",
+            f"{row['seconds']:.1f}",
             f"{row['cpu'] / results['bare (all)']['cpu']:.2f}",
             f"{row['cpu'] / results['bare (layers)']['cpu']:.2f}",
-            f"{row['peak_beyond_model'] / 2**20:.0f}", f"{row['peak_beyond_model'] / scoped:.2f}",
+            f"{row['peak_beyond_model'] / 2**20:.0f}",
+            f"{row['peak_beyond_model'] / scoped:.2f}",
             f"{(row['peak_beyond_model'] - results['bare (layers)']['peak_beyond_model']) / scoped:+.2f}",
         )
     Console(width=200).print(table)  # wide enough for every column when piped to a file

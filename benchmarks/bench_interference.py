@@ -59,14 +59,18 @@ def main() -> None:
     }
     per_pair = {name: [t / len(pairs) for t in timed(fn, args.repeats)] for name, fn in runs.items()}
     floor_wall, floor_cpu = per_pair["bare (2 x forward+backward)"]
-    table = Table(title=f"interference cost per batch pair: {args.model}, batch {args.batch_size}, ~{tokens:.0f} tokens per pair, "
-                        f"{torch.get_num_threads()} threads")
+    table = Table(
+        title=f"interference cost per batch pair: {args.model}, batch {args.batch_size}, ~{tokens:.0f} tokens per pair, "
+        f"{torch.get_num_threads()} threads"
+    )
     for column in ("method", "wall s / pair", "CPU s / pair", "ratio to bare (wall)", "ratio to bare (CPU)"):
         table.add_column(column)
     for name, (wall, cpu) in per_pair.items():
         table.add_row(name, f"{wall:.2f}", f"{cpu:.2f}", f"{wall / floor_wall:.2f}", f"{cpu / floor_cpu:.2f}")
     Console().print(table)
-    print(f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.2f} GiB; target ratio <= 1.2")
+    print(
+        f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.2f} GiB; target ratio <= 1.2"
+    )
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def floor(model, parts, enc, ids: torch.Tensor) -> None:
     finally:
         for h in handles:
             h.remove()
-    logits = parts.softcap(parts.head(model)(parts.final_norm(model)(torch.stack(kept))))
+    logits = parts.logits(model, torch.stack(kept))
     logp = torch.log_softmax(logits.float(), -1)
     probs = logp.exp()
     (-(probs * logp).sum(-1), probs.gather(-1, ids.unsqueeze(0).expand(len(kept), -1, -1)), probs.topk(5, -1))

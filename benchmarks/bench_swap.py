@@ -74,7 +74,9 @@ def _measure(op: str, task: str, lang: str, threads: int) -> dict:
     shutil.rmtree(out)
     try:
         env = os.environ | {"BENCH_THREADS": str(threads)}
-        done = subprocess.run([sys.executable, "-c", CHILD, op, task, lang, out], capture_output=True, text=True, env=env, check=False)
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, op, task, lang, out], capture_output=True, text=True, env=env, check=False
+        )
         if done.returncode != 0:
             raise RuntimeError(f"{op} failed: {done.stderr.strip().splitlines()[-1]}")
         return json.loads(done.stdout.strip().splitlines()[-1])
@@ -103,7 +105,11 @@ def main() -> None:
     task = open_checkpoint(args.task_expert)
     scratch = Path(tempfile.mkdtemp(prefix="bench-swap-"))
     try:
-        lang = open_checkpoint(args.lang_expert).folder if args.lang_expert else _linked_copy(task.folder, scratch / "copy")
+        lang = (
+            open_checkpoint(args.lang_expert).folder
+            if args.lang_expert
+            else _linked_copy(task.folder, scratch / "copy")
+        )
         largest = task.largest_tensor_bytes()
         total = sum(math.prod(shape) for shape in task.shapes.values())
         runs: dict[str, list[dict]] = {"load + save (floor)": [], "swap merge (mergekit)": []}
@@ -113,23 +119,41 @@ def main() -> None:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-    table = Table(title=f"layer swap on {task.name} ({task.n_layers} layers, {total / 1e6:.0f}M parameters; "
-                        f"largest tensor {largest / 2**20:.0f} MiB; median of {args.repeats})")
-    for column in ("operation", "wall s", "CPU s", "peak anon above baseline", "x largest tensor", "peak RSS above baseline",
-                   "x largest tensor (RSS)"):
+    table = Table(
+        title=f"layer swap on {task.name} ({task.n_layers} layers, {total / 1e6:.0f}M parameters; "
+        f"largest tensor {largest / 2**20:.0f} MiB; median of {args.repeats})"
+    )
+    for column in (
+        "operation",
+        "wall s",
+        "CPU s",
+        "peak anon above baseline",
+        "x largest tensor",
+        "peak RSS above baseline",
+        "x largest tensor (RSS)",
+    ):
         table.add_column(column, justify="right")
     medians = {}
     for name, measures in runs.items():
         med = {k: statistics.median(m[k] for m in measures) for k in ("wall", "cpu", "anon", "maxrss")}
         medians[name] = med
-        table.add_row(name, f"{med['wall']:.1f}", f"{med['cpu']:.1f}", f"{med['anon'] / 2**20:.0f} MiB",
-                      f"{med['anon'] / largest:.2f}", f"{med['maxrss'] / 2**20:.0f} MiB", f"{med['maxrss'] / largest:.2f}")
+        table.add_row(
+            name,
+            f"{med['wall']:.1f}",
+            f"{med['cpu']:.1f}",
+            f"{med['anon'] / 2**20:.0f} MiB",
+            f"{med['anon'] / largest:.2f}",
+            f"{med['maxrss'] / 2**20:.0f} MiB",
+            f"{med['maxrss'] / largest:.2f}",
+        )
     console = Console(width=150)
     console.print(table)
     merge, floor = medians["swap merge (mergekit)"], medians["load + save (floor)"]
-    console.print(f"merge / floor: wall {merge['wall'] / floor['wall']:.2f}x, CPU {merge['cpu'] / floor['cpu']:.2f}x; "
-                  f"merge peak anon = {merge['anon'] / largest:.2f}x the largest tensor (target <= 3x: "
-                  f"{'met' if merge['anon'] <= 3 * largest else 'NOT met'})")
+    console.print(
+        f"merge / floor: wall {merge['wall'] / floor['wall']:.2f}x, CPU {merge['cpu'] / floor['cpu']:.2f}x; "
+        f"merge peak anon = {merge['anon'] / largest:.2f}x the largest tensor (target <= 3x: "
+        f"{'met' if merge['anon'] <= 3 * largest else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

@@ -6,9 +6,9 @@ layer-swapping replay: Bandarkar et al., ICLR 2025)."""
 from __future__ import annotations
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from probes.backend import Backend
+from probes.backend.resume import collect
 from probes.backend.store import Run
 from probes.inputs.arithmetic import extract_number, prompt_ids
 from probes.registry import register_probe
@@ -27,7 +27,9 @@ COLUMNS = {
 }
 
 
-@register_probe("arithmetic", paper="Bandarkar et al., ICLR 2025 (layer swapping; MGSM-style accuracy)", columns=COLUMNS)
+@register_probe(
+    "arithmetic", paper="Bandarkar et al., ICLR 2025 (layer swapping; MGSM-style accuracy)", columns=COLUMNS
+)
 def run_arithmetic(
     backend: Backend,
     problems: pd.DataFrame,
@@ -39,36 +41,51 @@ def run_arithmetic(
 ) -> pd.DataFrame:
     """Greedy answers to ``problems`` (from :func:`load_problems`) and whether each is right; with
     ``run``, finished batches are stored and skipped on a re-run."""
-    keys = problems["lang"].astype(str) + "|" + problems["id"].astype(str)
-    done = run.done_items() if run is not None else set()
-    todo = problems[~keys.isin(done)].reset_index(drop=True)
     # similar lengths in a batch waste less padding
-    order = sorted(range(len(todo)), key=lambda i: len(todo.at[i, "question"]))
-    parts = []
+    ordered = sorted(problems.to_dict("records"), key=lambda problem: len(problem["question"]))
     eos = backend.tokenizer.eos_token_id
-    for start in tqdm(range(0, len(order), batch_size), desc=f"arithmetic {backend.model_name}", disable=not progress):
-        batch = todo.iloc[order[start : start + batch_size]]
-        enc = backend.encode([prompt_ids(backend.tokenizer, q) for q in batch["question"]])
+
+    def compute(batch: list[dict]) -> pd.DataFrame:
+        enc = backend.encode([prompt_ids(backend.tokenizer, problem["question"]) for problem in batch])
         # only the ids are used: nucleus_p=0 skips the per-step nucleus sort over the vocabulary,
         # which costs more than the forward pass itself on a CPU with a 262k vocabulary
-        new_ids = backend.generate(enc, max_new_tokens=max_new_tokens, do_sample=False, nucleus_p=0.0, top_k=1).new_ids
+        new_ids = backend.generate(enc, max_new_tokens=max_new_tokens, statistics=False).new_ids
         rows = []
-        for (_, problem), ids in zip(batch.iterrows(), new_ids):
+        for problem, ids in zip(batch, new_ids):
             ids = ids.tolist()
             if eos is not None and eos in ids:
                 ids = ids[: ids.index(eos)]
             ids = [i for i in ids if i != backend.pad_id]
             output = backend.tokenizer.decode(ids, skip_special_tokens=True)
             prediction = extract_number(output)
-            rows.append({
-                "model": backend.model_name, "lang": problem["lang"], "id": problem["id"], "kind": problem.get("kind", ""),
-                "answer": float(problem["answer"]), "prediction": prediction if prediction is not None else float("nan"),
-                "correct": prediction is not None and abs(prediction - float(problem["answer"])) < 1e-9,
-                "output": output, "n_new_tokens": len(ids), "item": f"{problem['lang']}|{problem['id']}",
-            })
-        parts.append(pd.DataFrame(rows, columns=list(COLUMNS)))
-        if run is not None:
-            run.append(parts[-1])
-    if run is not None:
-        return run.finish()
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(COLUMNS))
+            rows.append(
+                {
+                    "model": backend.model_name,
+                    "lang": problem["lang"],
+                    "id": problem["id"],
+                    "kind": problem.get("kind", ""),
+                    "answer": float(problem["answer"]),
+                    "prediction": prediction if prediction is not None else float("nan"),
+                    "correct": prediction is not None and abs(prediction - float(problem["answer"])) < 1e-9,
+                    "output": output,
+                    "n_new_tokens": len(ids),
+                    "item": _item(problem),
+                }
+            )
+        return pd.DataFrame(rows, columns=list(COLUMNS))
+
+    return collect(
+        ordered,
+        compute,
+        key=_item,
+        columns=list(COLUMNS),
+        run=run,
+        batch_size=batch_size,
+        desc=f"arithmetic {backend.model_name}",
+        unit="problem",
+        progress=progress,
+    )
+
+
+def _item(problem: dict) -> str:
+    return f"{problem['lang']}|{problem['id']}"

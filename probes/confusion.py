@@ -26,8 +26,9 @@ the generated prefix, teacher-forced, and every layer's distribution over the ne
 
 from __future__ import annotations
 
+import itertools
 import string
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,6 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from probes.backend import Backend, LensRequest
+from probes.backend.resume import collect
 from probes.backend.store import Run
 from probes.inputs.confusion_data import ConfusionPrompt, Demo, few_shot_turns, turns_to_prompt
 from probes.language_id import ErrorType, judge, langid
@@ -191,12 +193,6 @@ def _step_rows(
     return rows
 
 
-def _batches(items: Sequence[Rendered], size: int) -> Iterator[list[Rendered]]:
-    ordered = sorted(items, key=lambda r: (len(r.ids), r.prompt.item))  # similar lengths: little padding
-    for start in range(0, len(ordered), size):
-        yield ordered[start : start + size]
-
-
 @register_probe(
     "confusion",
     paper="Marchisio et al. 2024 §5, Table 7; Nie et al. 2025 (CP rule); spec 3.4",
@@ -229,43 +225,46 @@ def run_confusion(
     al.'s Table 7 counts English words inside Chinese answers). With ``run``, finished batches
     are stored as they complete and skipped on a re-run; the table holds ``prompts`` only."""
     if temperature < 0 or not 0 < top_p <= 1 or num_beams < 1:
-        raise ValueError(f"need temperature >= 0, 0 < top_p <= 1, num_beams >= 1 (got {temperature}, {top_p}, {num_beams})")
+        raise ValueError(
+            f"need temperature >= 0, 0 < top_p <= 1, num_beams >= 1 (got {temperature}, {top_p}, {num_beams})"
+        )
     wanted = {p.item for p in prompts}
-    done = run.done_items() if run is not None else set()
-    todo = [
-        render(backend, p, shots=shots, prompt_format=prompt_format, demos=demos) for p in prompts if p.item not in done
-    ]
-    frames = []
-    with tqdm(total=len(todo), desc=f"confusion {backend.model_name}", unit="prompt", disable=not progress) as bar:
-        for index, batch in enumerate(_batches(todo, batch_size)):
-            generation = backend.generate(
-                backend.encode([r.ids for r in batch]),
-                max_new_tokens=max_new_tokens,
-                do_sample=temperature > 0,
-                temperature=temperature if temperature > 0 else 1.0,
-                top_p=top_p,
-                num_beams=num_beams,
-                nucleus_p=nucleus_p,
-                top_k=top_k,
-                seed=seed + index,
-            )
-            rows = []
-            for b, item in enumerate(batch):
-                gen_row = {
-                    name: getattr(generation, name)[b]
-                    for name in ("new_ids", "entropy_bits", "nucleus_size", "top_ids", "top_probs")
-                }
-                rows += _step_rows(backend, item, gen_row, cp_error_types)
-            frame = pd.DataFrame.from_records(rows, columns=list(CONFUSION_COLUMNS))
-            if run is not None:
-                run.append(frame)
-            else:
-                frames.append(frame)
-            bar.update(len(batch))
-    if run is not None:
-        table = run.finish()
-    else:
-        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(CONFUSION_COLUMNS))
+    rendered = [render(backend, p, shots=shots, prompt_format=prompt_format, demos=demos) for p in prompts]
+    rendered.sort(key=lambda r: (len(r.ids), r.prompt.item))  # similar lengths: little padding
+    batch_index = itertools.count()  # the sampling seed of a batch: seed + its index among the batches computed
+
+    def compute(batch: list[Rendered]) -> pd.DataFrame:
+        generation = backend.generate(
+            backend.encode([r.ids for r in batch]),
+            max_new_tokens=max_new_tokens,
+            do_sample=temperature > 0,
+            temperature=temperature if temperature > 0 else 1.0,
+            top_p=top_p,
+            num_beams=num_beams,
+            nucleus_p=nucleus_p,
+            top_k=top_k,
+            seed=seed + next(batch_index),
+        )
+        rows = []
+        for b, item in enumerate(batch):
+            gen_row = {
+                name: getattr(generation, name)[b]
+                for name in ("new_ids", "entropy_bits", "nucleus_size", "top_ids", "top_probs")
+            }
+            rows += _step_rows(backend, item, gen_row, cp_error_types)
+        return pd.DataFrame.from_records(rows, columns=list(CONFUSION_COLUMNS))
+
+    table = collect(
+        rendered,
+        compute,
+        key=lambda r: r.prompt.item,
+        columns=list(CONFUSION_COLUMNS),
+        run=run,
+        batch_size=batch_size,
+        desc=f"confusion {backend.model_name}",
+        unit="prompt",
+        progress=progress,
+    )
     return table[table["item"].isin(wanted)].reset_index(drop=True) if len(table) else table
 
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from probes.backend import Backend, LensRequest
-from probes.backend.store import ResultsStore, provenance
-from probes.inputs.tasks import Prompt, TaskData, answer_token_ids, build_prompts, load_task
+from probes.backend.resume import collect
+from probes.backend.store import ResultsStore, Run, provenance
+from probes.inputs.tasks import Prompt, TaskData, TaskSpec, answer_token_ids, build_prompts, load_task
 from probes.registry import register_probe
 
 COLUMNS = {
@@ -77,7 +77,9 @@ def readout_rows(
             "top_prob": top_probs[..., 0].reshape(-1).tolist(),
             "gap_options": (top2[..., 0] - top2[..., 1]).reshape(-1).tolist(),
             "top_prob_options": top2[..., 0].reshape(-1).tolist(),
-            "p_gold": option_probs.gather(-1, gold_index.expand(n_layers, -1).unsqueeze(-1))[..., 0].reshape(-1).tolist(),
+            "p_gold": option_probs.gather(-1, gold_index.expand(n_layers, -1).unsqueeze(-1))[..., 0]
+            .reshape(-1)
+            .tolist(),
             "p_options": p_options.reshape(-1).tolist(),
         }
     )
@@ -85,6 +87,36 @@ def readout_rows(
     frame["correct"] = frame["pred_id"] == frame["gold_id"]
     frame["correct_options"] = frame["pred_option"] == frame["gold"]
     return frame
+
+
+def exit_run(
+    store: ResultsStore,
+    backend: Backend,
+    data: TaskData,
+    lang: str,
+    *,
+    shots: int = 3,
+    n: int | None = 100,
+    seed: int = 0,
+) -> Run:
+    """The results-store run of :func:`exit_accuracy` with these settings (its key covers the task's
+    template and the answer token ids, so a changed template or tokenizer is a new run)."""
+    spec = data.spec
+    params = {
+        "task": spec.name,
+        "lang": lang,
+        "shots": shots,
+        "n": n,
+        "seed": seed,
+        "source": data.source,
+        "template": spec.template_sha(lang),
+        "answers": _answer_ids(backend, spec, lang),
+    }
+    return store.run(provenance("exit", params, backend.describe(), data.files, seed))
+
+
+def _answer_ids(backend: Backend, spec: TaskSpec, lang: str) -> list[int]:
+    return [answer_token_ids(spec, backend.tokenizer, lang)[label] for label in spec.labels]
 
 
 @register_probe("exit", paper="Fan et al. 2024, AdaInfer (Fig. 1, features of Sec. 3); spec section 5", columns=COLUMNS)
@@ -98,33 +130,22 @@ def exit_accuracy(
     seed: int = 0,
     data: TaskData | None = None,
     batch_size: int = 8,
-    store: ResultsStore | None = None,
+    run: Run | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Per item and layer: lens top-1 (full vocabulary and among the options), correctness, gap, top_prob.
 
     ``data`` defaults to the authored task ``data/tasks/<task>.csv``; ``n`` items are drawn with
-    ``seed`` (all when None), each with ``shots`` demonstrations. With a ``store``, finished
-    batches are kept and a re-run computes only the missing items.
+    ``seed`` (all when None), each with ``shots`` demonstrations. With ``run`` (from
+    :func:`exit_run`), finished batches are kept and a re-run computes only the missing items.
     """
     data = data if data is not None else load_task(task)
     spec = data.spec
     labels = spec.labels
-    answer_ids = [answer_token_ids(spec, backend.tokenizer, lang)[label] for label in labels]
+    answer_ids = _answer_ids(backend, spec, lang)
     prompts = build_prompts(data, lang, shots=shots, n=n, seed=seed)
     tokens = {p.item: backend.tokenize(p.text) for p in prompts}
-
-    run = None
-    done: set[str] = set()
-    if store is not None:
-        params = {"task": spec.name, "lang": lang, "shots": shots, "n": n, "seed": seed, "source": data.source,
-                  "template": spec.template_sha(lang), "answers": answer_ids}
-        run = store.run(provenance("exit", params, backend.describe(), data.files, seed))
-        if run.finished:
-            return _ordered(run.load())
-        done = run.done_items()
-
-    todo = sorted((p for p in prompts if p.item not in done), key=lambda p: -len(tokens[p.item]))
+    longest_first = sorted(prompts, key=lambda p: -len(tokens[p.item]))
     decoded: dict[int, str] = {}
 
     def decode(token_id: int) -> str:
@@ -132,10 +153,7 @@ def exit_accuracy(
             decoded[token_id] = backend.tokenizer.decode([token_id])
         return decoded[token_id]
 
-    parts = []
-    bar = tqdm(total=len(todo), desc=f"exit {spec.name}/{lang}", unit="item", disable=not progress)
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start : start + batch_size]
+    def compute(batch: list[Prompt]) -> pd.DataFrame:
         rows = [tokens[p.item] for p in batch]
         enc = backend.encode(rows)
         option_ids = torch.tensor(answer_ids).unsqueeze(0).expand(len(batch), -1)
@@ -145,16 +163,20 @@ def exit_accuracy(
         frame.insert(1, "task", spec.name)
         frame.insert(2, "lang", lang)
         frame.insert(4, "shots", shots)
-        frame = frame[list(COLUMNS)]
-        if run is not None:
-            run.append(frame)
-        parts.append(frame)
-        bar.update(len(batch))
-    bar.close()
+        return frame[list(COLUMNS)]
 
-    if run is not None:
-        return _ordered(run.finish())
-    return _ordered(pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(COLUMNS)))
+    table = collect(
+        longest_first,
+        compute,
+        key=lambda p: p.item,
+        columns=list(COLUMNS),
+        run=run,
+        batch_size=batch_size,
+        desc=f"exit {spec.name}/{lang}",
+        unit="item",
+        progress=progress,
+    )
+    return _ordered(table)
 
 
 def _ordered(table: pd.DataFrame) -> pd.DataFrame:

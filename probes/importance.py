@@ -138,9 +138,15 @@ def accumulate_importance(
         return grad.float().mul_(params[name].detach().float()).abs_()
 
     transform = theta_times_grad if mode == "abs_per_batch" else None
-    with _gradients_only_for(backend, names), tqdm(
-        total=len(texts), desc=f"importance {lang or ''} {backend.model_name}".strip(), unit="sent", disable=not progress
-    ) as bar:
+    with (
+        _gradients_only_for(backend, names),
+        tqdm(
+            total=len(texts),
+            desc=f"importance {lang or ''} {backend.model_name}".strip(),
+            unit="sent",
+            disable=not progress,
+        ) as bar,
+    ):
         for batch in lm_batches(backend, texts, batch_size=batch_size, max_tokens=max_tokens):
             loss, tokens = add_loss_grads(backend, batch.enc, batch.labels, accumulator, transform)
             n_sequences, n_tokens, n_batches = n_sequences + batch.n_sentences, n_tokens + tokens, n_batches + 1
@@ -162,17 +168,34 @@ def summarise(imap: ImportanceMap, blocks: str) -> pd.DataFrame:
         layer, module = locate(name, blocks)
         total = float(values.double().sum())
         rows.append(
-            {"lang": imap.lang, "param": name, "layer": layer, "module": module, "numel": values.numel(),
-             "importance_sum": total, "importance_mean": total / values.numel(), "importance_max": float(values.max()),
-             "n_sequences": imap.n_sequences, "n_tokens": imap.n_tokens, "mean_loss": imap.mean_loss, "mode": imap.mode}
+            {
+                "lang": imap.lang,
+                "param": name,
+                "layer": layer,
+                "module": module,
+                "numel": values.numel(),
+                "importance_sum": total,
+                "importance_mean": total / values.numel(),
+                "importance_max": float(values.max()),
+                "n_sequences": imap.n_sequences,
+                "n_tokens": imap.n_tokens,
+                "mean_loss": imap.mean_loss,
+                "mode": imap.mode,
+            }
         )
     return pd.DataFrame.from_records(rows, columns=list(IMPORTANCE_COLUMNS))
 
 
 def save_importance(imap: ImportanceMap, path: Path, prov: Mapping[str, object]) -> None:
     """bfloat16 safetensors with the provenance (and counts) in the metadata, written atomically."""
-    meta = {"provenance": json.dumps(prov, default=str), "lang": imap.lang, "mode": imap.mode,
-            "n_sequences": str(imap.n_sequences), "n_tokens": str(imap.n_tokens), "mean_loss": repr(imap.mean_loss)}
+    meta = {
+        "provenance": json.dumps(prov, default=str),
+        "lang": imap.lang,
+        "mode": imap.mode,
+        "n_sequences": str(imap.n_sequences),
+        "n_tokens": str(imap.n_tokens),
+        "mean_loss": repr(imap.mean_loss),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     save_file({n: t.to(torch.bfloat16).contiguous().cpu() for n, t in imap.importance.items()}, str(tmp), metadata=meta)
@@ -184,8 +207,9 @@ def load_importance(path: str | Path, dtype: torch.dtype = torch.float32) -> Imp
     with safe_open(str(path), framework="pt") as handle:
         meta = handle.metadata()
         tensors = {n: handle.get_tensor(n).to(dtype) for n in handle.keys()}  # noqa: SIM118 (safe_open is not iterable)
-    return ImportanceMap(meta["lang"], tensors, int(meta["n_sequences"]), int(meta["n_tokens"]),
-                         float(meta["mean_loss"]), meta["mode"])
+    return ImportanceMap(
+        meta["lang"], tensors, int(meta["n_sequences"]), int(meta["n_tokens"]), float(meta["mean_loss"]), meta["mode"]
+    )
 
 
 @register_probe("importance", paper="Zhang et al. 2024, Eq. 4; spec 4.1-4.2", columns=IMPORTANCE_COLUMNS)
@@ -209,15 +233,29 @@ def run_importance(
     """
     frames, files = [], {}
     for lang, sentences in texts.items():
-        params = {"lang": lang, "scope": scope, "mode": mode, "batch_size": batch_size, "max_tokens": max_tokens,
-                  "n_texts": len(sentences)}
+        params = {
+            "lang": lang,
+            "scope": scope,
+            "mode": mode,
+            "batch_size": batch_size,
+            "max_tokens": max_tokens,
+            "n_texts": len(sentences),
+        }
         run = store.run(provenance("importance", params, backend.describe(), data_files)) if store else None
         if run is not None and run.finished and (run.folder / IMPORTANCE_FILE).is_file():
             frames.append(run.load())
             files[lang] = run.folder / IMPORTANCE_FILE
             continue
-        imap = accumulate_importance(backend, sentences, lang=lang, scope=scope, mode=mode, batch_size=batch_size,
-                                     max_tokens=max_tokens, progress=progress)
+        imap = accumulate_importance(
+            backend,
+            sentences,
+            lang=lang,
+            scope=scope,
+            mode=mode,
+            batch_size=batch_size,
+            max_tokens=max_tokens,
+            progress=progress,
+        )
         summary = summarise(imap, backend.parts.blocks)
         if run is not None:
             save_importance(imap, run.folder / IMPORTANCE_FILE, run.prov)

@@ -11,12 +11,12 @@ first special token (EOS or end of turn).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from probes.backend import Backend
+from probes.backend.resume import collect
 from probes.backend.store import Run
 from probes.confusion import completion_extent
 from probes.inputs.instruction_data import Template, pairs_for, tokenize_pair
@@ -42,27 +42,35 @@ def prompt_ids(backend: Backend, prompt: str, template: Template = "auto") -> li
     return [i for i, label in zip(row.input_ids, row.labels) if label == -100]
 
 
-def _answer_frames(backend: Backend, todo: Sequence[tuple[str, str, str, str, list[int]]], max_new_tokens: int,
-                   batch_size: int, progress: bool) -> Iterator[pd.DataFrame]:
-    """One table of greedy answers per batch of ``todo`` rows ``(lang, id, prompt, reference, prompt ids)``."""
-    special = set(backend.tokenizer.all_special_ids)
-    for start in tqdm(range(0, len(todo), batch_size), desc=f"answers {backend.model_name}", unit="batch",
-                      disable=not progress):
-        batch = todo[start : start + batch_size]
-        generation = backend.generate(backend.encode([row[4] for row in batch]), max_new_tokens=max_new_tokens)
-        rows = []
-        for (lang, i, prompt, reference, _), new_ids in zip(batch, generation.new_ids.tolist()):
-            completion, n_generated, _ = completion_extent(backend, new_ids)
-            rows.append({
-                "item": f"{lang}|{i}", "model": backend.model_name, "lang": lang, "id": i, "prompt": prompt,
-                "reference": reference, "completion": completion, "n_new_tokens": n_generated,
+def _answer_frame(
+    backend: Backend, batch: Sequence[tuple[str, str, str, str, list[int]]], max_new_tokens: int, special: set[int]
+) -> pd.DataFrame:
+    """The greedy answers of one batch of rows ``(lang, id, prompt, reference, prompt ids)``."""
+    generation = backend.generate(
+        backend.encode([row[4] for row in batch]), max_new_tokens=max_new_tokens, statistics=False
+    )
+    rows = []
+    for (lang, i, prompt, reference, _), new_ids in zip(batch, generation.new_ids.tolist()):
+        completion, n_generated, _ = completion_extent(backend, new_ids)
+        rows.append(
+            {
+                "item": f"{lang}|{i}",
+                "model": backend.model_name,
+                "lang": lang,
+                "id": i,
+                "prompt": prompt,
+                "reference": reference,
+                "completion": completion,
+                "n_new_tokens": n_generated,
                 "finished": any(t in special for t in new_ids[:n_generated]),
-            })
-        yield pd.DataFrame.from_records(rows, columns=list(ANSWER_COLUMNS))
+            }
+        )
+    return pd.DataFrame.from_records(rows, columns=list(ANSWER_COLUMNS))
 
 
-@register_probe("instruction-answers", paper="PLUG (Zhang et al. 2023) Sec. 4 evaluation protocol; spec 6b",
-                columns=ANSWER_COLUMNS)
+@register_probe(
+    "instruction-answers", paper="PLUG (Zhang et al. 2023) Sec. 4 evaluation protocol; spec 6b", columns=ANSWER_COLUMNS
+)
 def run_answers(
     backend: Backend,
     table: pd.DataFrame,
@@ -78,15 +86,21 @@ def run_answers(
     """Greedy answers to the instructions ``ids`` of ``table`` (``probes.inputs.instruction_data``
     layout) in each language of ``langs``; one row per (lang, id), columns in ``ANSWER_COLUMNS``.
     With ``run``, finished batches are stored and skipped on a re-run."""
-    done = run.done_items() if run is not None else set()
-    todo = [(lang, i, prompt, reference, prompt_ids(backend, prompt, template))
-            for lang in langs for i, (prompt, reference) in zip(ids, pairs_for(table, lang, ids))
-            if f"{lang}|{i}" not in done]
+    todo = [
+        (lang, i, prompt, reference, prompt_ids(backend, prompt, template))
+        for lang in langs
+        for i, (prompt, reference) in zip(ids, pairs_for(table, lang, ids))
+    ]
     todo.sort(key=lambda row: len(row[4]))  # similar lengths: little padding
-    frames = _answer_frames(backend, todo, max_new_tokens, batch_size, progress)
-    if run is None:
-        found = list(frames)
-        return pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=list(ANSWER_COLUMNS))
-    for frame in frames:
-        run.append(frame)
-    return run.finish()
+    special = set(backend.tokenizer.all_special_ids)
+    return collect(
+        todo,
+        lambda batch: _answer_frame(backend, batch, max_new_tokens, special),
+        key=lambda row: f"{row[0]}|{row[1]}",
+        columns=list(ANSWER_COLUMNS),
+        run=run,
+        batch_size=batch_size,
+        desc=f"answers {backend.model_name}",
+        unit="answer",
+        progress=progress,
+    )

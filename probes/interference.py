@@ -43,10 +43,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from probes.backend import Backend, Encoded
 from probes.backend.gradients import REDUCTIONS
+from probes.backend.resume import collect
 from probes.backend.store import Run
 from probes.inputs.instruction_data import Template, collate, pairs_for, parallel_ids, tokenize_pairs
 from probes.registry import register_probe
@@ -78,7 +78,15 @@ ParamSubset = str | Sequence[str]
 SUBSETS: tuple[str, ...] = ("all", "blocks", "matrices")
 AGGREGATIONS: tuple[str, ...] = ("concat", "mean")
 PAIRINGS: tuple[str, ...] = ("independent", "parallel")
-_MODULES = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o", "gate_proj": "gate", "up_proj": "up", "down_proj": "down"}
+_MODULES = {
+    "q_proj": "q",
+    "k_proj": "k",
+    "v_proj": "v",
+    "o_proj": "o",
+    "gate_proj": "gate",
+    "up_proj": "up",
+    "down_proj": "down",
+}
 
 
 @dataclass(frozen=True)
@@ -149,7 +157,8 @@ def select_params(
         if params not in SUBSETS:
             raise ValueError(f"unknown parameter subset {params!r}; use one of {', '.join(SUBSETS)} or a list of names")
         chosen = [
-            n for n, info in infos.items()
+            n
+            for n, info in infos.items()
             if params == "all" or (info.layer is not None and (params == "blocks" or named[n].dim() >= 2))
         ]
     else:
@@ -169,15 +178,34 @@ def _cosine(dot: float, norm_a: float, norm_b: float) -> float:
     return dot / (norm_a * norm_b) if norm_a > 0 and norm_b > 0 else 0.0
 
 
-def _tensor_stats(backend: Backend, pair: BatchPair, chosen: dict[str, ParamInfo], readout_a: Readout, readout_b: Readout,
-                  reduction: str, fp32: bool) -> tuple[pd.DataFrame, dict[str, float]]:
+def _tensor_stats(
+    backend: Backend,
+    pair: BatchPair,
+    chosen: dict[str, ParamInfo],
+    readout_a: Readout,
+    readout_b: Readout,
+    reduction: str,
+    fp32: bool,
+) -> tuple[pd.DataFrame, dict[str, float]]:
     """Per requested tensor: dot product and squared norms of the two (weighted) gradients."""
     names = list(chosen)
-    first = backend.grad_stream(pair.a.enc, pair.a.labels, names, layer=readout_a.layer,
-                                label_smoothing=readout_a.label_smoothing, reduction=reduction)
+    first = backend.grad_stream(
+        pair.a.enc,
+        pair.a.labels,
+        names,
+        layer=readout_a.layer,
+        label_smoothing=readout_a.label_smoothing,
+        reduction=reduction,
+    )
     kept = dict(iter(first))  # the streamed tensors are the .grad buffers themselves: no copy
-    second = backend.grad_stream(pair.b.enc, pair.b.labels, names, layer=readout_b.layer,
-                                 label_smoothing=readout_b.label_smoothing, reduction=reduction)
+    second = backend.grad_stream(
+        pair.b.enc,
+        pair.b.labels,
+        names,
+        layer=readout_b.layer,
+        label_smoothing=readout_b.label_smoothing,
+        reduction=reduction,
+    )
     rows = []
     for name, grad_b in second:
         grad_a = kept.pop(name)
@@ -214,7 +242,14 @@ def _group_rows(stats: pd.DataFrame, scope: str, aggregation: str) -> pd.DataFra
         if aggregation == "concat":
             cosine = _cosine(dot, math.sqrt(sq_a), math.sqrt(sq_b))
         else:
-            cosine = float(np.mean([_cosine(d, math.sqrt(a), math.sqrt(b)) for d, a, b in zip(group["dot"], group["sq_a"], group["sq_b"])]))
+            cosine = float(
+                np.mean(
+                    [
+                        _cosine(d, math.sqrt(a), math.sqrt(b))
+                        for d, a, b in zip(group["dot"], group["sq_a"], group["sq_b"])
+                    ]
+                )
+            )
         row = dict(zip(keys, key))
         row.update({"dot": dot, "sq_a": sq_a, "sq_b": sq_b, "n_params": int(group["n_params"].sum()), "cosine": cosine})
         rows.append(row)
@@ -233,7 +268,9 @@ def pair_rows(stats: pd.DataFrame, aggregation: str = "concat") -> pd.DataFrame:
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {aggregation!r}; use one of {', '.join(AGGREGATIONS)}")
     tensors = stats.copy()
-    tensors["cosine"] = [_cosine(d, math.sqrt(a), math.sqrt(b)) for d, a, b in zip(tensors["dot"], tensors["sq_a"], tensors["sq_b"])]
+    tensors["cosine"] = [
+        _cosine(d, math.sqrt(a), math.sqrt(b)) for d, a, b in zip(tensors["dot"], tensors["sq_a"], tensors["sq_b"])
+    ]
     tensors["scope"] = "tensor"
     frames = [tensors] + [_group_rows(stats, scope, aggregation) for scope in ("module", "layer", "model")]
     rows = pd.concat([f for f in frames if not f.empty], ignore_index=True)
@@ -242,8 +279,11 @@ def pair_rows(stats: pd.DataFrame, aggregation: str = "concat") -> pd.DataFrame:
     return rows
 
 
-@register_probe("interference", paper="PROM (Lee et al.) Sec. 2.1, Fig. 2; Wang et al. 2020; spec section 2",
-                columns=INTERFERENCE_COLUMNS)
+@register_probe(
+    "interference",
+    paper="PROM (Lee et al.) Sec. 2.1, Fig. 2; Wang et al. 2020; spec section 2",
+    columns=INTERFERENCE_COLUMNS,
+)
 def run_interference(
     backend: Backend,
     pairs: Sequence[BatchPair],
@@ -267,29 +307,40 @@ def run_interference(
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {aggregation!r}; use one of {', '.join(AGGREGATIONS)}")
     chosen = select_params(backend, params, layers)
-    done = run.done_items() if run is not None else set()
-    todo = [p for p in pairs if _item(p, objective) not in done]
-    frames = []
-    for pair in tqdm(todo, desc=f"interference {backend.model_name}", unit="pair", disable=not progress):
+
+    def compute(batch: list[BatchPair]) -> pd.DataFrame:
+        (pair,) = batch
         stats, meta = _tensor_stats(backend, pair, chosen, readout_a, readout_b, reduction, fp32)
         rows = pair_rows(stats, aggregation)
-        rows = rows.assign(lang_a=pair.a.lang, lang_b=pair.b.lang, objective=objective, batch=pair.index, **meta,
-                           item=_item(pair, objective))
-        rows = rows[list(INTERFERENCE_COLUMNS)]
-        if run is not None:
-            run.append(rows)
-        else:
-            frames.append(rows)
-    if run is not None:
-        return run.finish()
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(INTERFERENCE_COLUMNS))
+        rows = rows.assign(
+            lang_a=pair.a.lang,
+            lang_b=pair.b.lang,
+            objective=objective,
+            batch=pair.index,
+            **meta,
+            item=_item(pair, objective),
+        )
+        return rows[list(INTERFERENCE_COLUMNS)]
+
+    return collect(
+        pairs,
+        compute,
+        key=lambda pair: _item(pair, objective),
+        columns=list(INTERFERENCE_COLUMNS),
+        run=run,
+        desc=f"interference {backend.model_name}",
+        unit="pair",
+        progress=progress,
+    )
 
 
 def _item(pair: BatchPair, objective: str) -> str:
     return f"{pair.a.lang}|{pair.b.lang}|{objective}|{pair.index}"
 
 
-def sample_ids(ids: Sequence[str], k: int, batch_size: int, pairing: str = "independent", seed: int = 0) -> list[tuple[list[str], list[str]]]:
+def sample_ids(
+    ids: Sequence[str], k: int, batch_size: int, pairing: str = "independent", seed: int = 0
+) -> list[tuple[list[str], list[str]]]:
     """Ids of ``k`` batch pairs. ``independent``: the two batches of a pair hold different ids
     (two random batches, as in training: PROM's reading); ``parallel``: the same ids (each
     batch B is the translation of batch A, so only the language differs). The draw depends on
@@ -327,7 +378,9 @@ def instruction_pairs(
     options = {"template": template, "max_length": max_length, "loss_on_prompt": loss_on_prompt}
 
     def batch(lang: str, chosen: list[str]) -> Batch:
-        enc, labels = collate(tokenize_pairs(backend.tokenizer, pairs_for(table, lang, chosen), **options), backend.pad_id)
+        enc, labels = collate(
+            tokenize_pairs(backend.tokenizer, pairs_for(table, lang, chosen), **options), backend.pad_id
+        )
         return Batch(lang, enc.to(backend.device), labels.to(backend.device), tuple(chosen))
 
     return [

@@ -9,15 +9,16 @@ the full vocabulary (spec 1.6).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from probes.backend import Backend, LensRequest
+from probes.backend.resume import collect
 from probes.backend.store import Run
 from probes.backend.tokensets import TokenSets, overlapping
 from probes.inputs.prompts import LensPrompt
@@ -132,12 +133,6 @@ def _batch_rows(
     return pd.DataFrame.from_records(records)
 
 
-def _batches(examples: Sequence[_Encoded], size: int) -> Iterator[list[_Encoded]]:
-    ordered = sorted(examples, key=lambda e: len(e.ids))  # similar lengths: little padding
-    for start in range(0, len(ordered), size):
-        yield ordered[start : start + size]
-
-
 @register_probe("lens", paper="Wendler et al. 2024, spec 1.3-1.6", columns=LENS_COLUMNS)
 def run_lens(
     backend: Backend,
@@ -156,18 +151,23 @@ def run_lens(
     if word_prob not in ("prefix", "chain"):
         raise ValueError(f"word_prob must be 'prefix' or 'chain', not {word_prob!r}")
     examples, dropped = _prepare(backend, prompts, word_prob)
-    done = run.done_items() if run is not None else set()
-    todo = [e for e in examples if e.prompt.item not in done]
-    gram = backend.unembedding_gram() if energy and todo else None
-    frames = []
-    with torch.no_grad(), tqdm(total=len(todo), desc=f"lens {backend.model_name}", unit="prompt", disable=not progress) as bar:
-        for batch in _batches(todo, batch_size):
-            rows = _batch_rows(backend, batch, word_prob, top_k, gram)
-            if run is not None:
-                run.append(rows)
-            else:
-                frames.append(rows)
-            bar.update(len(batch))
-    table = run.finish() if run is not None else (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
+    examples = sorted(examples, key=lambda e: len(e.ids))  # similar lengths: little padding
+    gram = functools.cache(backend.unembedding_gram)  # computed once, and only if a batch needs it
+
+    def compute(batch: list[_Encoded]) -> pd.DataFrame:
+        with torch.no_grad():
+            return _batch_rows(backend, batch, word_prob, top_k, gram() if energy else None)
+
+    table = collect(
+        examples,
+        compute,
+        key=lambda e: e.prompt.item,
+        columns=list(LENS_COLUMNS),
+        run=run,
+        batch_size=batch_size,
+        desc=f"lens {backend.model_name}",
+        unit="prompt",
+        progress=progress,
+    )
     table.attrs["dropped_examples"] = dropped
     return table

@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from probes.backend import Backend
+from probes.backend.resume import collect
 from probes.backend.store import Run
 from probes.inputs.lm_corpus import lm_batches
 from probes.registry import register_probe
@@ -29,7 +29,9 @@ PERPLEXITY_COLUMNS = {
 }
 
 
-def language_perplexity(backend: Backend, texts: Sequence[str], *, batch_size: int = 8, max_tokens: int = 512) -> dict[str, float]:
+def language_perplexity(
+    backend: Backend, texts: Sequence[str], *, batch_size: int = 8, max_tokens: int = 512
+) -> dict[str, float]:
     """Token-weighted perplexity of one language's sentences."""
     nll_sum, n_tokens, n_sentences = 0.0, 0, 0
     with torch.no_grad():
@@ -56,15 +58,19 @@ def run_perplexity(
 ) -> pd.DataFrame:
     """One row per language (``texts``: language -> held-out sentences). With ``run``, finished
     languages are stored as they complete and skipped on a re-run."""
-    done = run.done_items() if run is not None else set()
-    rows = []
-    for lang in tqdm([lang for lang in texts if lang not in done], desc=f"perplexity {backend.model_name}",
-                     unit="lang", disable=not progress):
-        row = pd.DataFrame([{"lang": lang, **language_perplexity(backend, texts[lang], batch_size=batch_size,
-                                                                max_tokens=max_tokens), "item": lang}])
-        if run is not None:
-            run.append(row)
-        rows.append(row)
-    if run is not None:
-        return run.finish()
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=list(PERPLEXITY_COLUMNS))
+
+    def compute(batch: list[str]) -> pd.DataFrame:
+        (lang,) = batch
+        measured = language_perplexity(backend, texts[lang], batch_size=batch_size, max_tokens=max_tokens)
+        return pd.DataFrame([{"lang": lang, **measured, "item": lang}])
+
+    return collect(
+        list(texts),
+        compute,
+        key=str,
+        columns=list(PERPLEXITY_COLUMNS),
+        run=run,
+        desc=f"perplexity {backend.model_name}",
+        unit="lang",
+        progress=progress,
+    )

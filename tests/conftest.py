@@ -23,28 +23,47 @@ CORPUS = [
 
 
 @functools.cache
-def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer trained in memory on a few multilingual lines."""
+def tiny_tokenizer(words: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained in memory on a few multilingual lines (and, with
+    ``words``, on lines repeating them, so that words such as task answers are one token each)."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=400, special_tokens=["<pad>", "<bos>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
-    tok.train_from_iterator(CORPUS, trainer)
+    tok.train_from_iterator(CORPUS + [f"Answer:{word}" for word in words] * 50, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>")
     return fast
 
 
 TINY_CONFIGS = {
-    "llama": {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "num_key_value_heads": 2},
+    "llama": {
+        "model_type": "llama",
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    },
     "gemma3": {
-        "model_type": "gemma3_text", "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2, "num_key_value_heads": 1,
-        "head_dim": 32, "sliding_window": 8,
+        "model_type": "gemma3_text",
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 32,
+        "sliding_window": 8,
     },
     "gemma2": {
-        "model_type": "gemma2", "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2, "num_key_value_heads": 1,
-        "head_dim": 32, "final_logit_softcapping": 5.0, "attn_logit_softcapping": 50.0, "sliding_window": 8,
+        "model_type": "gemma2",
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 32,
+        "final_logit_softcapping": 5.0,
+        "attn_logit_softcapping": 50.0,
+        "sliding_window": 8,
     },
 }
 
@@ -56,8 +75,15 @@ def tiny_hf_model(kind: str = "llama", n_layers: int = 3, seed: int = 0):
     spec = dict(TINY_CONFIGS[kind])
     model_type = spec.pop("model_type")
     config = AutoConfig.for_model(
-        model_type, vocab_size=len(tiny_tokenizer()), num_hidden_layers=n_layers, max_position_embeddings=128,
-        pad_token_id=0, bos_token_id=1, eos_token_id=2, attn_implementation="eager", **spec,
+        model_type,
+        vocab_size=len(tiny_tokenizer()),
+        num_hidden_layers=n_layers,
+        max_position_embeddings=128,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        attn_implementation="eager",
+        **spec,
     )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")

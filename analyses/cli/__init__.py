@@ -33,11 +33,16 @@ def _global(
     batch_size: int = typer.Option(16, min=1, help="Prompts per forward pass."),
     out: str = typer.Option("out", help="Output folder for tables and figures."),
     results: str = typer.Option(
-        None, help="Results store, where finished batches are kept and reused (default $PIVOTLENS_RESULTS or <cache>/results)."
+        None,
+        help="Results store, where finished batches are kept and reused (default $PIVOTLENS_RESULTS or <cache>/results).",
     ),
-    version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True, help="Show the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=version_callback, is_eager=True, help="Show the version."
+    ),
 ) -> None:
-    ctx.obj = Settings(model=model, backend=backend, device=device, dtype=dtype, batch_size=batch_size, out=out, results=results)
+    ctx.obj = Settings(
+        model=model, backend=backend, device=device, dtype=dtype, batch_size=batch_size, out=out, results=results
+    )
 
 
 def _register_commands() -> None:

@@ -23,8 +23,15 @@ def diagnose_command(
     langs = parse_languages(lang)
     names = check_sections(sections.split(",") if sections else None)
     backends = [settings.load_backend(model) for model in (models.split(",") if models else [settings.model])]
-    paths = diagnose(backends, langs, settings.out_dir, store=ResultsStore(settings.results), sections=names,
-                     quick=quick, batch_size=settings.batch_size)
+    paths = diagnose(
+        backends,
+        langs,
+        settings.out_dir,
+        store=ResultsStore(settings.results),
+        sections=names,
+        quick=quick,
+        batch_size=settings.batch_size,
+    )
     for path in paths:
         typer.echo(f"wrote {path} (timings in {path.parent / path.stem.removeprefix('report_') / 'timings.csv'})")
 

@@ -12,18 +12,18 @@ from rich.table import Table
 
 from analyses.cli.settings import Settings
 from analyses.pipelines.exit import exit_report
-from analyses.stats.flops import DecoderShape
+from analyses.stats.flops import Uncounted, flops_model
 from probes.backend.errors import PivotlensError
 from probes.backend.languages import parse_languages
 from probes.backend.store import ResultsStore, read_result
-from probes.exit_accuracy import exit_accuracy
+from probes.exit_accuracy import exit_accuracy, exit_run
 from probes.inputs.tasks import TASKS, get_task, load_hub_task, load_task
 
 
 def _task_data(task: str, data: Path | None, hub: bool):
     if data is not None:
         return load_task(task, data) if data.suffix == ".csv" and not hub else load_hub_task(task, data)
-    return load_hub_task(task) if hub else None
+    return load_hub_task(task) if hub else load_task(task)
 
 
 def _print_summary(console: Console, report) -> None:
@@ -35,24 +35,46 @@ def _print_summary(console: Console, report) -> None:
     for row in last.itertuples():
         own = layers[(layers["task"] == row.task) & (layers["lang"] == row.lang)]
         best = own.loc[own["accuracy_options"].idxmax()]
-        table.add_row(row.task, row.lang, str(row.n), f"{row.accuracy:.3f}", f"{row.accuracy_options:.3f}",
-                      f"{int(best['layer'])} ({best['accuracy_options']:.3f})")
+        table.add_row(
+            row.task,
+            row.lang,
+            str(row.n),
+            f"{row.accuracy:.3f}",
+            f"{row.accuracy_options:.3f}",
+            f"{int(best['layer'])} ({best['accuracy_options']:.3f})",
+        )
     console.print(table)
     gen = report.tables["generalisation"]
-    table = Table(title="early exit on held-out items (pooled over tasks and languages; FLOPs in % of the forward pass)")
+    table = Table(
+        title="early exit on held-out items (pooled over tasks and languages; FLOPs in % of the forward pass)"
+    )
     for column in ("setting", "variant", "strategy", "accuracy", "FLOPs %", "layers", "variance"):
         table.add_column(column)
     for row in gen.itertuples():
-        table.add_row(row.setting, row.variant, row.strategy, f"{row.accuracy:.3f}", f"{row.flops_ratio:.1f}",
-                      f"{row.layers_mean:.1f}", f"{row.layers_var:.1f}")
+        table.add_row(
+            row.setting,
+            row.variant,
+            row.strategy,
+            f"{row.accuracy:.3f}",
+            f"{row.flops_ratio:.1f}",
+            f"{row.layers_mean:.1f}",
+            f"{row.layers_var:.1f}",
+        )
     console.print(table)
     clf = report.tables["classifiers"]
     table = Table(title="per-layer stop classification on held-out (item, layer) rows vs the majority class")
     for column in ("setting", "variant", "classifier", "accuracy", "balanced", "majority", "beats majority"):
         table.add_column(column)
     for row in clf[clf["strategy"] != "majority"].itertuples():
-        table.add_row(row.setting, row.variant, row.strategy, f"{row.accuracy:.3f}", f"{row.balanced_accuracy:.3f}",
-                      f"{row.majority_accuracy:.3f}", "yes" if row.beats_majority else "NO")
+        table.add_row(
+            row.setting,
+            row.variant,
+            row.strategy,
+            f"{row.accuracy:.3f}",
+            f"{row.balanced_accuracy:.3f}",
+            f"{row.majority_accuracy:.3f}",
+            "yes" if row.beats_majority else "NO",
+        )
     console.print(table)
 
 
@@ -71,7 +93,8 @@ def exit_command(
     ] = None,
     hub: Annotated[bool, typer.Option(help="Use SST-2 / AG News / MMLU through `datasets` (English).")] = False,
     transfer_from: Annotated[
-        Path | None, typer.Option(help="Output folder of `pivotlens exit` on another model: adds the inter-model setting.")
+        Path | None,
+        typer.Option(help="Output folder of `pivotlens exit` on another model: adds the inter-model setting."),
     ] = None,
 ) -> None:
     """Accuracy per layer via the logit lens, AdaInfer stopping classifiers (gap rule, SVM, CRF),
@@ -97,15 +120,37 @@ def exit_command(
     for name in tasks:
         task_data = _task_data(name, data, hub)
         for code in langs:
-            tables.append(exit_accuracy(backend, name, code, shots=shots, n=n, seed=seed, data=task_data,
-                                        batch_size=settings.batch_size, store=store))
+            run = exit_run(store, backend, task_data, code, shots=shots, n=n, seed=seed)
+            tables.append(
+                exit_accuracy(
+                    backend,
+                    name,
+                    code,
+                    shots=shots,
+                    n=n,
+                    seed=seed,
+                    data=task_data,
+                    batch_size=settings.batch_size,
+                    run=run,
+                )
+            )
     items = pd.concat(tables, ignore_index=True)
-    shape = DecoderShape.from_config(backend.config)
+    shape = flops_model(backend.config)
+    if isinstance(shape, Uncounted):
+        console.print(f"FLOPs not counted: {shape.reason}; the FLOPs columns are empty")
     report = exit_report(items, shape, backend.model_name, other_items=other, test_fraction=test_fraction, seed=seed)
-    prov = {"command": "exit", "tasks": tasks, "langs": langs, "shots": shots, "n": n, "seed": seed,
-            "test_fraction": test_fraction, "model": backend.describe(),
-            "runs": [t.attrs.get("provenance", {}) for t in tables],
-            "transfer_from": str(transfer_from) if transfer_from else None}
+    prov = {
+        "command": "exit",
+        "tasks": tasks,
+        "langs": langs,
+        "shots": shots,
+        "n": n,
+        "seed": seed,
+        "test_fraction": test_fraction,
+        "model": backend.describe(),
+        "runs": [t.attrs.get("provenance", {}) for t in tables],
+        "transfer_from": str(transfer_from) if transfer_from else None,
+    }
     written = report.write(settings.out_dir, prov)
     _print_summary(console, report)
     console.print(f"wrote {len(written)} files to {settings.out_dir}")

@@ -59,8 +59,12 @@ def _use(corpus: str, n_accumulation: int, n_heldout: int, max_tokens: int) -> C
 def importance(
     ctx: typer.Context,
     langs: str = typer.Option(",".join([*PAPER_LANGS, "en"]), help=LANGS_HELP),
-    corpus: str = typer.Option(str(SENTENCES), help="CSV id,lang,text (split by id into accumulation / held-out parts)."),
-    n_sentences: int = typer.Option(64, min=1, help="Sentences of each language's accumulation part to accumulate over."),
+    corpus: str = typer.Option(
+        str(SENTENCES), help="CSV id,lang,text (split by id into accumulation / held-out parts)."
+    ),
+    n_sentences: int = typer.Option(
+        64, min=1, help="Sentences of each language's accumulation part to accumulate over."
+    ),
     max_tokens: int = typer.Option(48, min=2, help="Tokens kept per sentence."),
     scope: str = typer.Option("layers", help="layers (inside the blocks, norms included; spec 4.2) or all."),
     mode: str = typer.Option("sum_then_abs", help="sum_then_abs (|theta * sum grad|, spec 4.1) or abs_per_batch."),
@@ -71,20 +75,33 @@ def importance(
     codes = parse_languages(langs)
     backend = settings.load_backend()
     start = time.perf_counter()
-    summary = importance_for(backend, codes, _use(corpus, n_sentences, 16, max_tokens), batch_size=settings.batch_size,
-                             scope=scope, mode=mode, store=ResultsStore(settings.results))  # type: ignore[arg-type]
+    summary = importance_for(
+        backend,
+        codes,
+        _use(corpus, n_sentences, 16, max_tokens),
+        batch_size=settings.batch_size,
+        scope=scope,
+        mode=mode,
+        store=ResultsStore(settings.results),
+    )  # type: ignore[arg-type]
     out = settings.out_dir
     _write(summary, out, "importance_summary")
-    (out / "importance_files.json").write_text(json.dumps({k: str(v) for k, v in summary.attrs["files"].items()}, indent=2))
+    (out / "importance_files.json").write_text(
+        json.dumps({k: str(v) for k, v in summary.attrs["files"].items()}, indent=2)
+    )
     save_figure(importance_map_figure(summary, model=backend.model_name), out / "importance_map")
-    typer.echo(f"importance for {', '.join(codes)} in {time.perf_counter() - start:.0f} s; maps listed in "
-               f"{out / 'importance_files.json'}, tables and figure in {out}")
+    typer.echo(
+        f"importance for {', '.join(codes)} in {time.perf_counter() - start:.0f} s; maps listed in "
+        f"{out / 'importance_files.json'}, tables and figure in {out}"
+    )
 
 
 def regions(
     ctx: typer.Context,
     langs: str = typer.Option(",".join([*PAPER_LANGS, "en"]), help=LANGS_HELP + " Each gets a monolingual region."),
-    core_langs: str = typer.Option(None, help="Languages summed into the core score (default: the paper's six among --langs, else all)."),
+    core_langs: str = typer.Option(
+        None, help="Languages summed into the core score (default: the paper's six among --langs, else all)."
+    ),
     eval_langs: str = typer.Option(None, help="Held-out languages to measure perplexity on (default: --langs)."),
     fraction: float = typer.Option(0.01, help="k: share of each tensor selected (0.01 = 1 %)."),
     seed: int = typer.Option(0, help="Seed of the random regions and perturbations."),
@@ -92,7 +109,9 @@ def regions(
     n_sentences: int = typer.Option(64, min=1, help="Accumulation sentences per language (as for `importance`)."),
     n_heldout: int = typer.Option(16, min=1, help="Held-out sentences per language for perplexity."),
     max_tokens: int = typer.Option(48, min=2, help="Tokens kept per sentence."),
-    structure: bool = typer.Option(True, help="Also remove whole hidden dimensions (Table 3) and perturb single ones (Fig. 3)."),
+    structure: bool = typer.Option(
+        True, help="Also remove whole hidden dimensions (Table 3) and perturb single ones (Fig. 3)."
+    ),
     structure_langs: str = typer.Option("en,ru,zh", help="Held-out languages for the dimension experiments."),
 ) -> None:
     """Core and monolingual regions (masks as packed bits), the removal table
@@ -111,21 +130,40 @@ def regions(
     summary = importance_for(backend, codes, use, batch_size=settings.batch_size, store=store)
     timings["importance"] = time.perf_counter() - start
     _write(summary, out, "importance_summary")
-    params = {"langs": codes, "core_langs": core, "eval_langs": evaluate, "fraction": fraction,
-              "batch_size": settings.batch_size}
+    params = {
+        "langs": codes,
+        "core_langs": core,
+        "eval_langs": evaluate,
+        "fraction": fraction,
+        "batch_size": settings.batch_size,
+    }
     masks_dir = job_run(store, "region-masks", params, backend, use, seed).folder / "masks"  # big: in the store
     start = time.perf_counter()
-    found = build_regions(summary.attrs["files"], core_langs=core, fraction=fraction, d_model=backend.d_model,
-                          blocks=backend.parts.blocks, masks_dir=masks_dir, seed=seed,
-                          metadata={"model": model, "weights_hash": backend.weights_hash, **use.describe()})
+    found = build_regions(
+        summary.attrs["files"],
+        core_langs=core,
+        fraction=fraction,
+        d_model=backend.d_model,
+        blocks=backend.parts.blocks,
+        masks_dir=masks_dir,
+        seed=seed,
+        metadata={"model": model, "weights_hash": backend.weights_hash, **use.describe()},
+    )
     timings["regions"] = time.perf_counter() - start
     for name in ("sizes", "core_global", "concentration", "dimensions", "density"):
         _write(getattr(found, name), out, f"region_{name}")
     (out / "masks_location.txt").write_text(f"{masks_dir}\n")
     heldout = use.texts(evaluate, "heldout")
     start = time.perf_counter()
-    removal = removal_table(backend, found.regions, heldout, fraction=fraction, batch_size=settings.batch_size,
-                            max_tokens=max_tokens, run=job_run(store, "region-removal", params, backend, use, seed))
+    removal = removal_table(
+        backend,
+        found.regions,
+        heldout,
+        fraction=fraction,
+        batch_size=settings.batch_size,
+        max_tokens=max_tokens,
+        run=job_run(store, "region-removal", params, backend, use, seed),
+    )
     timings["removal"] = time.perf_counter() - start
     _write(removal, out, "removal")
     figures = {
@@ -142,12 +180,26 @@ def regions(
         dims_params = {**params, "eval_langs": dims_langs}
         start = time.perf_counter()
         base = removal[removal["region"] == "none"]
-        structured = structure_table(backend, core_top, small, batch_size=settings.batch_size, max_tokens=max_tokens,
-                                     run=job_run(store, "region-structure", dims_params, backend, use, seed), seed=seed)
+        structured = structure_table(
+            backend,
+            core_top,
+            small,
+            batch_size=settings.batch_size,
+            max_tokens=max_tokens,
+            run=job_run(store, "region-structure", dims_params, backend, use, seed),
+            seed=seed,
+        )
         core_dims = found.dimensions[found.dimensions["region"] == "core-top"]
-        perturbed = perturbation_table(backend, core_dims, core_top, small, batch_size=settings.batch_size,
-                                       max_tokens=max_tokens, run=job_run(store, "region-perturbation", dims_params, backend, use, seed),
-                                       seed=seed)
+        perturbed = perturbation_table(
+            backend,
+            core_dims,
+            core_top,
+            small,
+            batch_size=settings.batch_size,
+            max_tokens=max_tokens,
+            run=job_run(store, "region-perturbation", dims_params, backend, use, seed),
+            seed=seed,
+        )
         timings["dimensions"] = time.perf_counter() - start
         _write(structured, out, "structured_removal")
         _write(perturbed, out, "dimension_perturbation")
@@ -156,7 +208,9 @@ def regions(
     for name, fig in figures.items():
         save_figure(fig, out / name)
     (out / "timings.json").write_text(json.dumps({k: round(v, 1) for k, v in timings.items()}, indent=2))
-    view = removal[removal["scope"].isin(["none", "core"])].pivot_table(index="region", columns="lang", values="perplexity")
+    view = removal[removal["scope"].isin(["none", "core"])].pivot_table(
+        index="region", columns="lang", values="perplexity"
+    )
     typer.echo(view.round(2).to_string())
     typer.echo(f"masks (packed bits) in {masks_dir}")
     typer.echo(f"wrote tables, masks and figures to {out} ({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())})")
@@ -165,7 +219,9 @@ def regions(
 def region_freeze(
     ctx: typer.Context,
     train_lang: str = typer.Option("ar", help="Language of the further training."),
-    langs: str = typer.Option(",".join([*PAPER_LANGS, "en"]), help="Held-out languages to measure (and whose importance exists)."),
+    langs: str = typer.Option(
+        ",".join([*PAPER_LANGS, "en"]), help="Held-out languages to measure (and whose importance exists)."
+    ),
     core_langs: str = typer.Option(",".join(PAPER_LANGS), help="Languages summed into the core score."),
     fraction: float = typer.Option(0.05, help="Share of each tensor frozen (the paper freezes the top 5 %)."),
     steps: int = typer.Option(30, min=1, help="Optimizer steps."),
@@ -174,7 +230,9 @@ def region_freeze(
     n_sentences: int = typer.Option(64, min=1, help="Accumulation sentences per language for the importance."),
     n_heldout: int = typer.Option(16, min=1, help="Held-out sentences per language for perplexity."),
     max_tokens: int = typer.Option(48, min=2, help="Tokens kept per sentence."),
-    work: str = typer.Option(None, help="Folder for the two trained models (default: <results>/region-freeze/<model>)."),
+    work: str = typer.Option(
+        None, help="Folder for the two trained models (default: <results>/region-freeze/<model>)."
+    ),
 ) -> None:
     """Further training on one language with and without the core region frozen (restored after
     every optimizer step), and perplexity of every language before and after."""
@@ -194,16 +252,32 @@ def region_freeze(
     model = settings.model
     train_texts = load_corpus(use.path).texts(train, "accumulation")  # all of it; never the held-out part
     del backend
-    work_dir = Path(work) if work else ResultsStore(settings.results).root / "region-freeze" / f"{Path(model).name}-{train}-{steps}-{learning_rate:g}"
-    table = freeze_demo(model, train, train_texts, use.texts(codes, "heldout"), masks, work_dir,
-                        FreezeDemoConfig(steps=steps, batch_size=settings.batch_size, learning_rate=learning_rate,
-                                         max_tokens=max_tokens))
+    work_dir = (
+        Path(work)
+        if work
+        else ResultsStore(settings.results).root
+        / "region-freeze"
+        / f"{Path(model).name}-{train}-{steps}-{learning_rate:g}"
+    )
+    table = freeze_demo(
+        model,
+        train,
+        train_texts,
+        use.texts(codes, "heldout"),
+        masks,
+        work_dir,
+        FreezeDemoConfig(
+            steps=steps, batch_size=settings.batch_size, learning_rate=learning_rate, max_tokens=max_tokens
+        ),
+    )
     out = settings.out_dir
     _write(table.assign(fraction=fraction), out, "freeze_demo")
     save_figure(freeze_figure(table, model=Path(model).name), out / "freeze_demo")
     typer.echo(table.pivot_table(index="lang", columns="stage", values="perplexity").round(2).to_string())
-    typer.echo(f"frozen entries: {int(table['n_frozen'].iloc[0])}; largest drift of a frozen entry: "
-               f"{table.loc[table['stage'] == 'frozen', 'region_drift'].max():.3g}; wrote {out}")
+    typer.echo(
+        f"frozen entries: {int(table['n_frozen'].iloc[0])}; largest drift of a frozen entry: "
+        f"{table.loc[table['stage'] == 'frozen', 'region_drift'].max():.3g}; wrote {out}"
+    )
 
 
 def register(app: typer.Typer) -> None:

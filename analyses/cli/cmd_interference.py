@@ -19,11 +19,29 @@ from probes.backend.store import ResultsStore, write_text_atomic
 from probes.inputs.instruction_data import INSTRUCTIONS
 
 
-def _options(settings: Settings, batches: int, pairing: str, split: str, params: str, reduction: str, fp32: bool,
-             aggregation: str, max_length: int, seed: int) -> dict[str, object]:
+def _options(
+    settings: Settings,
+    batches: int,
+    pairing: str,
+    split: str,
+    params: str,
+    reduction: str,
+    fp32: bool,
+    aggregation: str,
+    max_length: int,
+    seed: int,
+) -> dict[str, object]:
     return {
-        "k": batches, "batch_size": settings.batch_size, "pairing": pairing, "split": split, "params": params,
-        "reduction": reduction, "fp32": fp32, "aggregation": aggregation, "max_length": max_length, "seed": seed,
+        "k": batches,
+        "batch_size": settings.batch_size,
+        "pairing": pairing,
+        "split": split,
+        "params": params,
+        "reduction": reduction,
+        "fp32": fp32,
+        "aggregation": aggregation,
+        "max_length": max_length,
+        "seed": seed,
         "store": ResultsStore(settings.results),
     }
 
@@ -31,12 +49,24 @@ def _options(settings: Settings, batches: int, pairing: str, split: str, params:
 def write_tables(table: pd.DataFrame, out: Path, summary_layer: pd.DataFrame) -> list[Path]:
     """The tidy table (CSV + Parquet) and the per-layer and per-module summaries."""
     out.mkdir(parents=True, exist_ok=True)
-    written = [out / "interference.csv", out / "interference.parquet", out / "summary_layer.csv", out / "summary_module.csv",
-               out / "last_layer.csv"]
+    written = [
+        out / "interference.csv",
+        out / "interference.parquet",
+        out / "summary_layer.csv",
+        out / "summary_module.csv",
+        out / "last_layer.csv",
+    ]
     write_text_atomic(table.to_csv(index=False), written[0])
     table.to_parquet(written[1], index=False)
     write_text_atomic(summary_layer.to_csv(index=False), written[2])
-    write_text_atomic(summarize(table, "module", by=[c for c in summary_layer.columns if c in ("target", "setting", "lang_a", "lang_b", "objective")]).to_csv(index=False), written[3])
+    write_text_atomic(
+        summarize(
+            table,
+            "module",
+            by=[c for c in summary_layer.columns if c in ("target", "setting", "lang_a", "lang_b", "objective")],
+        ).to_csv(index=False),
+        written[3],
+    )
     write_text_atomic(last_layer_table(summary_layer).to_csv(index=False), written[4])
     return written
 
@@ -44,15 +74,23 @@ def write_tables(table: pd.DataFrame, out: Path, summary_layer: pd.DataFrame) ->
 def interference(
     ctx: typer.Context,
     langs: str = typer.Option("en,sw", help="Comma-separated languages: the first is paired with each of the others."),
-    objective: str = typer.Option("plain", help="plain (both losses at the output) or pivoted (the first language read out at layer n)."),
-    batches: int = typer.Option(8, "--batches", min=1, help="K: number of batch pairs (each side has --batch-size examples)."),
+    objective: str = typer.Option(
+        "plain", help="plain (both losses at the output) or pivoted (the first language read out at layer n)."
+    ),
+    batches: int = typer.Option(
+        8, "--batches", min=1, help="K: number of batch pairs (each side has --batch-size examples)."
+    ),
     data: str = typer.Option(str(INSTRUCTIONS), help="Parallel instruction CSV (id,lang,instruction,response)."),
     split: str = typer.Option("all", help="all, train (held-out ids excluded) or held_out."),
-    pairing: str = typer.Option("independent", help="independent (two different batches) or parallel (same ids, translated)."),
+    pairing: str = typer.Option(
+        "independent", help="independent (two different batches) or parallel (same ids, translated)."
+    ),
     params: str = typer.Option("all", help="all, blocks or matrices."),
     reduction: str = typer.Option("token_mean", help="token_mean or sequence_mean over response tokens."),
     fp32: bool = typer.Option(True, help="Dot products and norms in float32 (else the model's dtype)."),
-    aggregation: str = typer.Option("concat", help="concat (cosine of the concatenation) or mean (of per-tensor cosines)."),
+    aggregation: str = typer.Option(
+        "concat", help="concat (cosine of the concatenation) or mean (of per-tensor cosines)."
+    ),
     layer: int = typer.Option(None, help="Pivoted: 0-based read-out layer n (default three quarters of the depth)."),
     alpha: float = typer.Option(0.1, help="Pivoted: label smoothing of L_{n,e}."),
     lam: float = typer.Option(0.1, help="Pivoted: weight lambda of L_{n,e}."),
@@ -72,7 +110,15 @@ def interference(
     readouts = pivot.readouts(backend.n_layers) if objective == "pivoted" else ()
     options = _options(settings, batches, pairing, split, params, reduction, fp32, aggregation, max_length, seed)
     tables = [
-        measure(backend, data, codes[0], other, objective=objective, **dict(zip(("readout_a", "readout_b"), readouts)), **options)
+        measure(
+            backend,
+            data,
+            codes[0],
+            other,
+            objective=objective,
+            **dict(zip(("readout_a", "readout_b"), readouts)),
+            **options,
+        )
         for other in codes[1:]
     ]
     table = pd.concat(tables, ignore_index=True)
@@ -80,14 +126,30 @@ def interference(
     out = settings.out_dir
     written = write_tables(table, out, summary)
     n_at = pivot.at(backend.n_layers) if objective == "pivoted" else None
-    written += save_figure(cosine_figure(summary, pivot_layer=n_at, title=(
-        f"{backend.model_name}: gradient cosine per layer, {objective} objective ({batches} batch pairs, 95% CI)")),
-        out / "cosine_layers")
+    written += save_figure(
+        cosine_figure(
+            summary,
+            pivot_layer=n_at,
+            title=(
+                f"{backend.model_name}: gradient cosine per layer, {objective} objective ({batches} batch pairs, 95% CI)"
+            ),
+        ),
+        out / "cosine_layers",
+    )
     for other in codes[1:]:
-        fig = module_figure(summarize(table, "module"), codes[0], other, objective,
-                            title=f"{backend.model_name}: gradient cosine per module, {codes[0]} vs {other} ({objective})")
+        fig = module_figure(
+            summarize(table, "module"),
+            codes[0],
+            other,
+            objective,
+            title=f"{backend.model_name}: gradient cosine per module, {codes[0]} vs {other} ({objective})",
+        )
         written += save_figure(fig, out / f"modules_{codes[0]}_{other}")
-    typer.echo(last_layer_table(summary)[["lang_a", "lang_b", "objective", "layer", "mean", "ci_low", "ci_high", "n"]].to_string(index=False))
+    typer.echo(
+        last_layer_table(summary)[
+            ["lang_a", "lang_b", "objective", "layer", "mean", "ci_low", "ci_high", "n"]
+        ].to_string(index=False)
+    )
     typer.echo(f"wrote {len(written)} files to {out}")
 
 
@@ -113,17 +175,27 @@ def interference_fig2(
     backend = settings.load_backend()
     objective = PivotedObjective(layer, alpha, lam)
     options = _options(settings, batches, "independent", split, params, "token_mean", True, "concat", max_length, seed)
-    table = pd.concat([fig2_comparison(backend, data, t, pivot_lang, objective=objective, **options) for t in codes], ignore_index=True)
+    table = pd.concat(
+        [fig2_comparison(backend, data, t, pivot_lang, objective=objective, **options) for t in codes],
+        ignore_index=True,
+    )
     table["setting"] = fig2_setting(table)
     table["target"] = table["lang_b"]
     summary = summarize(table, by=["target", "setting", "lang_a", "lang_b", "objective"])
     out = settings.out_dir
     written = write_tables(table, out, summary)
     for target in codes:
-        fig = fig2_figure(summary[summary["target"] == target], pivot_layer=objective.at(backend.n_layers),
-                          title=f"{backend.model_name}: PROM Fig. 2, target {target} ({batches} batch pairs, 95% CI)")
+        fig = fig2_figure(
+            summary[summary["target"] == target],
+            pivot_layer=objective.at(backend.n_layers),
+            title=f"{backend.model_name}: PROM Fig. 2, target {target} ({batches} batch pairs, 95% CI)",
+        )
         written += save_figure(fig, out / f"fig2_{target}")
-    typer.echo(last_layer_table(summary)[["target", "setting", "layer", "mean", "ci_low", "ci_high", "n"]].to_string(index=False))
+    typer.echo(
+        last_layer_table(summary)[["target", "setting", "layer", "mean", "ci_low", "ci_high", "n"]].to_string(
+            index=False
+        )
+    )
     typer.echo(f"wrote {len(written)} files to {out}")
 
 

@@ -28,8 +28,15 @@ def lens(
     parse_languages([target, latent] + ([source] if source else []))
     backend = settings.load_backend()
     table = run_languages(
-        backend, [target], task=task, src=source, latent=latent, words=words, word_prob=word_prob,
-        batch_size=settings.batch_size, store=ResultsStore(settings.results),
+        backend,
+        [target],
+        task=task,
+        src=source,
+        latent=latent,
+        words=words,
+        word_prob=word_prob,
+        batch_size=settings.batch_size,
+        store=ResultsStore(settings.results),
     )
     results = analyse(table, n_layers=backend.n_layers)
     written = write_outputs(results, settings.out_dir, model=backend.model_name)
@@ -39,7 +46,9 @@ def lens(
 
 def lambda_(
     ctx: typer.Context,
-    langs: str = typer.Option("fr,de,ru,zh,ja,sw", help="Comma-separated target languages, or 'all' for every data language."),
+    langs: str = typer.Option(
+        "fr,de,ru,zh,ja,sw", help="Comma-separated target languages, or 'all' for every data language."
+    ),
     layer: int = typer.Option(None, help="0-based layer n (default: three quarters of the depth, as PROM's 24 of 32)."),
     lambda0: float = typer.Option(0.1, help="lambda where the model pivots through English (PROM: 0.1)."),
     task: str = typer.Option("translation", help="translation, repetition or cloze."),
@@ -52,7 +61,13 @@ def lambda_(
     codes = [c for c in data_languages(words) if c != "en"] if langs == "all" else parse_languages(langs)
     backend = settings.load_backend()
     table = run_languages(
-        backend, codes, task=task, words=words, limit=limit, batch_size=settings.batch_size, store=ResultsStore(settings.results)
+        backend,
+        codes,
+        task=task,
+        words=words,
+        limit=limit,
+        batch_size=settings.batch_size,
+        store=ResultsStore(settings.results),
     )
     results = analyse(table, n_layers=backend.n_layers, layer=layer, lambda0=lambda0)
     written = write_outputs(results, settings.out_dir, model=backend.model_name)

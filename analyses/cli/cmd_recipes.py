@@ -19,8 +19,12 @@ from probes.backend.languages import parse_languages
 from probes.backend.store import ResultsStore
 from probes.inputs.instruction_data import HELD_OUT, INSTRUCTIONS
 
-_HELD_OUT = typer.Option(HELD_OUT, "--held-out", min=0, help="The last N ids of the file are held out for the "
-                         "evaluation and left out (0: use every id).")
+_HELD_OUT = typer.Option(
+    HELD_OUT,
+    "--held-out",
+    min=0,
+    help="The last N ids of the file are held out for the evaluation and left out (0: use every id).",
+)
 
 
 def recipes(
@@ -49,19 +53,27 @@ def recipes(
 
 def recipe_eval(
     ctx: typer.Context,
-    models: str = typer.Option(..., "--models", help="Comma-separated model folders or names, optionally LABEL=PATH; "
-                               "include the base model (e.g. gemma-3-270m) to compare against it."),
+    models: str = typer.Option(
+        ...,
+        "--models",
+        help="Comma-separated model folders or names, optionally LABEL=PATH; "
+        "include the base model (e.g. gemma-3-270m) to compare against it.",
+    ),
     langs: str = typer.Option(..., "--langs", help="Comma-separated target languages."),
     out: Path = typer.Option(..., "--out", help="Folder for the tables and figures."),
     data: Path = typer.Option(INSTRUCTIONS, "--data", help="Parallel instructions CSV (its held-out ids are asked)."),
-    held_out: int = typer.Option(HELD_OUT, "--held-out", min=1, help="The last N ids of --data are asked (the ids "
-                                 "training left out)."),
+    held_out: int = typer.Option(
+        HELD_OUT, "--held-out", min=1, help="The last N ids of --data are asked (the ids training left out)."
+    ),
     reference: str = typer.Option("plug", "--reference", help="Model label or recipe in the rows of Table 1."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1, help="Generated tokens per answer."),
-    plug_max_new_tokens: int = typer.Option(256, "--plug-max-new-tokens", min=1,
-                                            help="Generated tokens per answer of a PLUG model (x_p, y_p and y_t)."),
+    plug_max_new_tokens: int = typer.Option(
+        256, "--plug-max-new-tokens", min=1, help="Generated tokens per answer of a PLUG model (x_p, y_p and y_t)."
+    ),
     inside: bool = typer.Option(True, "--inside/--no-inside", help="Lens, PROM lambda and interference per model."),
-    lens_limit: int = typer.Option(60, "--lens-limit", min=1, help="Word-translation prompts per language for the lens."),
+    lens_limit: int = typer.Option(
+        60, "--lens-limit", min=1, help="Word-translation prompts per language for the lens."
+    ),
     pairs: int = typer.Option(4, "--pairs", min=2, help="Batch pairs per language for the interference."),
     pair_batch: int = typer.Option(4, "--pair-batch", min=1, help="Instructions per batch of a pair."),
     tie_margin: float = typer.Option(1.0, "--tie-margin", min=0.0, help="chrF points within which a pair is a tie."),
@@ -73,11 +85,22 @@ def recipe_eval(
     settings: Settings = ctx.obj
     entries = model_entries([m for m in models.split(",") if m.strip()])
     codes = parse_languages(langs)
-    config = EvalConfig(data=str(data), n_held_out=held_out, max_new_tokens=max_new_tokens, plug_max_new_tokens=plug_max_new_tokens,
-                        answer_batch_size=settings.batch_size,
-                        lens_limit=lens_limit, interference_pairs=pairs, interference_batch_size=pair_batch,
-                        inside=inside, n_boot=n_boot, tie_margin=tie_margin, backend=settings.backend,
-                        device=settings.device, dtype=settings.dtype)
+    config = EvalConfig(
+        data=str(data),
+        n_held_out=held_out,
+        max_new_tokens=max_new_tokens,
+        plug_max_new_tokens=plug_max_new_tokens,
+        answer_batch_size=settings.batch_size,
+        lens_limit=lens_limit,
+        interference_pairs=pairs,
+        interference_batch_size=pair_batch,
+        inside=inside,
+        n_boot=n_boot,
+        tie_margin=tie_margin,
+        backend=settings.backend,
+        device=settings.device,
+        dtype=settings.dtype,
+    )
     measurements = measure_models(entries, codes, config, store=ResultsStore(settings.results))
     result = analyse(measurements, entries, reference=reference, config=config)
     written = write_outputs(result, out, png=png)

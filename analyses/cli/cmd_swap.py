@@ -33,7 +33,9 @@ def _out(ctx: typer.Context, out: str | None) -> Path:
 def weight_change_command(
     ctx: typer.Context,
     base: str = typer.Option(..., help="The base checkpoint (embedded name, folder or Hugging Face id)."),
-    tuned: list[str] = typer.Option(..., help="A fine-tuned checkpoint; repeat for several experts (two: their difference too)."),
+    tuned: list[str] = typer.Option(
+        ..., help="A fine-tuned checkpoint; repeat for several experts (two: their difference too)."
+    ),
     label: list[str] = typer.Option(None, help="A name per --tuned for the panels (default: the folder names)."),
     metric: list[str] = typer.Option(ALL_METRICS, help=METRIC_HELP),
     top_percent: float = typer.Option(1.0, help="top_fraction: the share x% of the largest |ΔW| entries."),

@@ -62,7 +62,12 @@ CATALOG: dict[str, PaperFigure] = {}
 
 
 def paper_figure(
-    name: str, *, paper: str, data: str, command: str | None, models: tuple[str, ...] | None = None,
+    name: str,
+    *,
+    paper: str,
+    data: str,
+    command: str | None,
+    models: tuple[str, ...] | None = None,
 ) -> Callable[[Builder], Builder]:
     """Register ``build`` as the figure family ``name`` (see :class:`PaperFigure`)."""
 
@@ -76,59 +81,88 @@ def paper_figure(
 # ---- the catalog ----------------------------------------------------------------------------
 
 
-@paper_figure("lens", paper="Wendler et al. 2024 Fig. 2; PROM Fig. 1 and 4 (lambda)",
-              data="lens/{model}/lens.parquet", command="--out {root}/lens/{model} lambda --langs all")
+@paper_figure(
+    "lens",
+    paper="Wendler et al. 2024 Fig. 2; PROM Fig. 1 and 4 (lambda)",
+    data="lens/{model}/lens.parquet",
+    command="--out {root}/lens/{model} lambda --langs all",
+)
 def _lens(path: Path, model: str) -> dict[str, go.Figure]:
     table = read_result(path)
     n_layers = int(table["layer"].max()) + 1
     results = analyse(table, n_layers=n_layers)
     figures = {"lambda": lambda_figure(results.lambdas, title=f"{model}: PROM lambda per language")}
     for lang in sorted(results.curves["lang"].unique()):
-        figures[f"lens_{lang}"] = lens_figure(results.curves, lang, title=f"{model}: logit lens, target {lang} (95% CI)")
+        figures[f"lens_{lang}"] = lens_figure(
+            results.curves, lang, title=f"{model}: logit lens, target {lang} (95% CI)"
+        )
     return figures
 
 
-@paper_figure("exit", paper="AdaInfer (Fan et al. 2024) Fig. 1, Fig. 3 and Tables 2-3",
-              data="exit/{model}/exit_exits.parquet",
-              command="--out {root}/exit/{model} exit --task sentiment,topic,mcqa --lang en,fr,zh --shots 3 --n 100")
+@paper_figure(
+    "exit",
+    paper="AdaInfer (Fan et al. 2024) Fig. 1, Fig. 3 and Tables 2-3",
+    data="exit/{model}/exit_exits.parquet",
+    command="--out {root}/exit/{model} exit --task sentiment,topic,mcqa --lang en,fr,zh --shots 3 --n 100",
+)
 def _exit(path: Path, model: str) -> dict[str, go.Figure]:
     tables = {name: pd.read_csv(path.parent / f"exit_{name}.csv") for name in ("layers", "features", "static")}
     return exit_figures({**tables, "exits": read_result(path)})
 
 
-@paper_figure("interference", paper="PROM Sec. 2.1 (gradient cosine per layer, English vs each language)",
-              data="interference/{model}/summary_layer.csv",
-              command="--batch-size 4 --out {root}/interference/{model} interference --langs en,ar,es,ja,sw,zh "
-                      "--batches 6 --max-length 128 --split train --params blocks")
+@paper_figure(
+    "interference",
+    paper="PROM Sec. 2.1 (gradient cosine per layer, English vs each language)",
+    data="interference/{model}/summary_layer.csv",
+    command="--batch-size 4 --out {root}/interference/{model} interference --langs en,ar,es,ja,sw,zh "
+    "--batches 6 --max-length 128 --split train --params blocks",
+)
 def _interference(path: Path, model: str) -> dict[str, go.Figure]:
     return {"cosine_layers": cosine_figure(pd.read_csv(path), title=f"{model}: gradient cosine per block (95% CI)")}
 
 
-@paper_figure("prom_fig2", paper="PROM Fig. 2 (target only vs target + English vs pivoted)",
-              data="interference/{model}/fig2/summary_layer.csv",
-              command="--batch-size 4 --out {root}/interference/{model}/fig2 interference-fig2 --targets sw --pivot en "
-                      "--batches 6 --max-length 128 --split train --params blocks")
+@paper_figure(
+    "prom_fig2",
+    paper="PROM Fig. 2 (target only vs target + English vs pivoted)",
+    data="interference/{model}/fig2/summary_layer.csv",
+    command="--batch-size 4 --out {root}/interference/{model}/fig2 interference-fig2 --targets sw --pivot en "
+    "--batches 6 --max-length 128 --split train --params blocks",
+)
 def _fig2(path: Path, model: str) -> dict[str, go.Figure]:
     summary = pd.read_csv(path)
-    return {f"fig2_{t}": fig2_figure(rows, title=f"{model}: PROM Fig. 2, target {t}") for t, rows in summary.groupby("target")}
+    return {
+        f"fig2_{t}": fig2_figure(rows, title=f"{model}: PROM Fig. 2, target {t}")
+        for t, rows in summary.groupby("target")
+    }
 
 
-@paper_figure("prom_fig3", paper="PROM Fig. 3 (pivot probability and interference before/after fine-tuning)",
-              data="interference/fig3/{model}-sw/curves.csv", command=None)
+@paper_figure(
+    "prom_fig3",
+    paper="PROM Fig. 3 (pivot probability and interference before/after fine-tuning)",
+    data="interference/fig3/{model}-sw/curves.csv",
+    command=None,
+)
 def _fig3(path: Path, model: str) -> dict[str, go.Figure]:
     folder = path.parent
     return {
-        "fig3_pivot_probability": pivot_probability_figure(pd.read_csv(path), lang="sw", title=f"{model}: PROM Fig. 3, sw"),
-        "fig3_interference": cosine_figure(pd.read_csv(folder / "interference_summary.csv"),
-                                           title=f"{model}: en vs sw gradient cosine before/after fine-tuning"),
+        "fig3_pivot_probability": pivot_probability_figure(
+            pd.read_csv(path), lang="sw", title=f"{model}: PROM Fig. 3, sw"
+        ),
+        "fig3_interference": cosine_figure(
+            pd.read_csv(folder / "interference_summary.csv"),
+            title=f"{model}: en vs sw gradient cosine before/after fine-tuning",
+        ),
         "fig3_training_loss": loss_figure(pd.read_csv(folder / "training_logs.csv")),
     }
 
 
-@paper_figure("confusion", paper="Marchisio et al. 2024 Tables 2-3 (pass rates) and Tables 8, 11 (mitigation sweep); "
-              "Nie et al. 2025 (logit lens at confusion points)",
-              data="confusion/{model}/metrics_with_ci.csv",
-              command="--out {root} confusion --langs ar,de,es,fr,hi,ja,ko,ru,tr,zh --task both --n 4 --max-new-tokens 40")
+@paper_figure(
+    "confusion",
+    paper="Marchisio et al. 2024 Tables 2-3 (pass rates) and Tables 8, 11 (mitigation sweep); "
+    "Nie et al. 2025 (logit lens at confusion points)",
+    data="confusion/{model}/metrics_with_ci.csv",
+    command="--out {root} confusion --langs ar,de,es,fr,hi,ja,ko,ru,tr,zh --task both --n 4 --max-new-tokens 40",
+)
 def _confusion(path: Path, model: str) -> dict[str, go.Figure]:
     folder = path.parent
     figures = {"pass_rates": pass_rate_figure(pd.read_csv(path))}
@@ -139,9 +173,12 @@ def _confusion(path: Path, model: str) -> dict[str, go.Figure]:
     return figures
 
 
-@paper_figure("regions", paper="Zhang et al. 2024 Fig. 2 (importance map), Tables 1, 3, 5 (removal), Fig. 3 (dimensions)",
-              data="importance/{model}/removal.csv",
-              command="--batch-size 8 --out {root}/importance/{model} regions --langs ar,es,ru,zh,ko,vi,en")
+@paper_figure(
+    "regions",
+    paper="Zhang et al. 2024 Fig. 2 (importance map), Tables 1, 3, 5 (removal), Fig. 3 (dimensions)",
+    data="importance/{model}/removal.csv",
+    command="--batch-size 8 --out {root}/importance/{model} regions --langs ar,es,ru,zh,ko,vi,en",
+)
 def _regions(path: Path, model: str) -> dict[str, go.Figure]:
     folder = path.parent
 
@@ -166,15 +203,22 @@ def _regions(path: Path, model: str) -> dict[str, go.Figure]:
     return figures
 
 
-@paper_figure("layer_swap", paper="Bandarkar et al. 2025 Fig. 2 (weight-change maps) and Table 1 (layer swapping)",
-              data="layer_swap/table1.csv", command=None, models=("gemma-3-270m",))
+@paper_figure(
+    "layer_swap",
+    paper="Bandarkar et al. 2025 Fig. 2 (weight-change maps) and Table 1 (layer swapping)",
+    data="layer_swap/table1.csv",
+    command=None,
+    models=("gemma-3-270m",),
+)
 def _layer_swap(path: Path, model: str) -> dict[str, go.Figure]:
     folder = path.parent
     changes = pd.read_csv(folder / "weight_change.csv")
     maps = {expert: rows for expert, rows in changes.groupby("expert", sort=False)}
     figures = {
         "table1": table1_figure(pd.read_csv(path), title=f"{model}: layer swapping, accuracy per setting (95% CI)"),
-        "weight_change": weight_change_figure(maps, "rel_frobenius", title=f"{model}: weight change per layer and module"),
+        "weight_change": weight_change_figure(
+            maps, "rel_frobenius", title=f"{model}: weight change per layer and module"
+        ),
     }
     if (folder / "grid.csv").is_file():
         suggestions = pd.read_csv(folder / "suggestions.csv") if (folder / "suggestions.csv").is_file() else None
@@ -182,8 +226,13 @@ def _layer_swap(path: Path, model: str) -> dict[str, go.Figure]:
     return figures
 
 
-@paper_figure("recipes", paper="PLUG (Zhang et al. 2023) Table 1 (win/loss) and what each recipe changes inside the model",
-              data="recipes/comparison.csv", command=None, models=("gemma-3-270m",))
+@paper_figure(
+    "recipes",
+    paper="PLUG (Zhang et al. 2023) Table 1 (win/loss) and what each recipe changes inside the model",
+    data="recipes/comparison.csv",
+    command=None,
+    models=("gemma-3-270m",),
+)
 def _recipes(path: Path, model: str) -> dict[str, go.Figure]:
     folder = path.parent
     comparison = pd.read_csv(path)
@@ -209,8 +258,14 @@ def compute_missing(entry: PaperFigure, root: Path, model: str, global_options: 
 
 
 def regenerate(
-    root: Path, model: str, out: Path, *, names: list[str] | None = None, compute: bool = True,
-    global_options: list[str] | None = None, formats: tuple[str, ...] = ("png", "svg"),
+    root: Path,
+    model: str,
+    out: Path,
+    *,
+    names: list[str] | None = None,
+    compute: bool = True,
+    global_options: list[str] | None = None,
+    formats: tuple[str, ...] = ("png", "svg"),
 ) -> pd.DataFrame:
     """Write every catalogued figure of ``model`` under ``out`` (HTML plus ``formats``), computing
     missing data where a command can, and ``out/manifest.csv`` + ``.json``: figure -> paper -> data
@@ -221,21 +276,51 @@ def regenerate(
         entry = CATALOG[name]
         path = entry.data_file(root, model)
         if entry.models is not None and model not in entry.models:
-            rows.append({"family": name, "figure": None, "paper": entry.paper, "data": str(path), "data_sha256": None,
-                         "files": None, "status": f"missing: {path} holds results of {', '.join(entry.models)} only"})
+            rows.append(
+                {
+                    "family": name,
+                    "figure": None,
+                    "paper": entry.paper,
+                    "data": str(path),
+                    "data_sha256": None,
+                    "files": None,
+                    "status": f"missing: {path} holds results of {', '.join(entry.models)} only",
+                }
+            )
             continue
         if not path.is_file() and compute and entry.command is not None:
             compute_missing(entry, root, model, global_options or [])
         if not path.is_file():
-            how = f"pivotlens --model {model} " + entry.command.format(root=root, model=model) if entry.command else (
-                "needs fine-tuning: see the README beside the data folder")
-            rows.append({"family": name, "figure": None, "paper": entry.paper, "data": str(path), "data_sha256": None,
-                         "files": None, "status": f"missing: {how}"})
+            how = (
+                f"pivotlens --model {model} " + entry.command.format(root=root, model=model)
+                if entry.command
+                else ("needs fine-tuning: see the README beside the data folder")
+            )
+            rows.append(
+                {
+                    "family": name,
+                    "figure": None,
+                    "paper": entry.paper,
+                    "data": str(path),
+                    "data_sha256": None,
+                    "files": None,
+                    "status": f"missing: {how}",
+                }
+            )
             continue
         for figure_name, figure in entry.build(path, model).items():
             files = [p.name for p in save_figure(figure, out / f"{name}__{figure_name}", formats=formats)]
-            rows.append({"family": name, "figure": figure_name, "paper": entry.paper, "data": str(path),
-                         "data_sha256": _sha256(path), "files": " ".join(files), "status": "ok"})
+            rows.append(
+                {
+                    "family": name,
+                    "figure": figure_name,
+                    "paper": entry.paper,
+                    "data": str(path),
+                    "data_sha256": _sha256(path),
+                    "files": " ".join(files),
+                    "status": "ok",
+                }
+            )
     manifest = pd.DataFrame(rows)
     write_text_atomic(manifest.to_csv(index=False), out / "manifest.csv")
     write_text_atomic(json.dumps(rows, indent=2, ensure_ascii=False), out / "manifest.json")

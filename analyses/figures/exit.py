@@ -15,8 +15,14 @@ from probes.inputs.tasks import TASKS
 
 def _facets(tasks: list[str], title: str, x_title: str, y_title: str) -> go.Figure:
     fig = make_subplots(rows=1, cols=len(tasks), subplot_titles=tasks, shared_yaxes=True, horizontal_spacing=0.04)
-    fig.update_layout(title=title, template="plotly_white", width=360 * len(tasks) + 160, height=430,
-                      legend={"title": None}, margin={"t": 90})
+    fig.update_layout(
+        title=title,
+        template="plotly_white",
+        width=360 * len(tasks) + 160,
+        height=430,
+        legend={"title": None},
+        margin={"t": 90},
+    )
     fig.update_xaxes(title_text=x_title)
     fig.update_yaxes(title_text=y_title, col=1)
     return fig
@@ -40,8 +46,20 @@ def accuracy_by_layer_figure(layers: pd.DataFrame, metric: str = "accuracy") -> 
                 continue
             color = PALETTE[i % len(PALETTE)]
             add_band(fig, rows["layer"], rows[f"{metric}_low"], rows[f"{metric}_high"], color, row=1, col=col)
-            fig.add_trace(go.Scatter(x=rows["layer"], y=rows[metric], mode="lines+markers", name=lang, legendgroup=lang,
-                                     showlegend=col == 1, line={"color": color}, marker={"size": 4}), row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=rows["layer"],
+                    y=rows[metric],
+                    mode="lines+markers",
+                    name=lang,
+                    legendgroup=lang,
+                    showlegend=col == 1,
+                    line={"color": color},
+                    marker={"size": 4},
+                ),
+                row=1,
+                col=col,
+            )
         if metric == "accuracy_options" and task in TASKS:
             fig.add_hline(y=1 / len(TASKS[task].answers), line={"dash": "dot", "color": "grey"}, row=1, col=col)
     fig.update_yaxes(range=[0, 1.02])
@@ -52,14 +70,27 @@ def features_by_layer_figure(features: pd.DataFrame) -> go.Figure:
     """Mean gap and top probability per layer with 95% bands, one panel per task (AdaInfer Fig. 3)."""
     tasks = sorted(features["task"].unique())
     model = features["model"].iloc[0]
-    fig = _facets(tasks, f"AdaInfer features per layer (mean over items and languages): {model}", "layer", "probability")
+    fig = _facets(
+        tasks, f"AdaInfer features per layer (mean over items and languages): {model}", "layer", "probability"
+    )
     for col, task in enumerate(tasks, start=1):
         for i, feature in enumerate(sorted(features["feature"].unique())):
             rows = features[(features["task"] == task) & (features["feature"] == feature)].sort_values("layer")
             color = PALETTE[i % len(PALETTE)]
             add_band(fig, rows["layer"], rows["low"], rows["high"], color, row=1, col=col)
-            fig.add_trace(go.Scatter(x=rows["layer"], y=rows["mean"], mode="lines", name=feature, legendgroup=feature,
-                                     showlegend=col == 1, line={"color": color}), row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=rows["layer"],
+                    y=rows["mean"],
+                    mode="lines",
+                    name=feature,
+                    legendgroup=feature,
+                    showlegend=col == 1,
+                    line={"color": color},
+                ),
+                row=1,
+                col=col,
+            )
     fig.update_yaxes(range=[0, 1.02])
     return fig
 
@@ -69,25 +100,54 @@ def tradeoff_figure(static: pd.DataFrame, strategies: pd.DataFrame) -> go.Figure
     layer (line, 95% band) and each adaptive strategy (marker, 95% interval), pooled over languages."""
     tasks = sorted(static["task"].unique())
     model, variant = static["model"].iloc[0], static["variant"].iloc[0]
-    fig = _facets(tasks, f"Early exit: accuracy vs FLOPs ({variant} variant, test items): {model}", "FLOPs (% of the forward pass)", "accuracy")
+    fig = _facets(
+        tasks,
+        f"Early exit: accuracy vs FLOPs ({variant} variant, test items): {model}",
+        "FLOPs (% of the forward pass)",
+        "accuracy",
+    )
     names = [s for s in strategies["strategy"].unique()]
     for col, task in enumerate(tasks, start=1):
         curve = static[static["task"] == task].sort_values("layer")
         add_band(fig, curve["flops_ratio"], curve["accuracy_low"], curve["accuracy_high"], "#7f7f7f", row=1, col=col)
-        fig.add_trace(go.Scatter(x=curve["flops_ratio"], y=curve["accuracy"], mode="lines", name="static exit at layer l",
-                                 legendgroup="static", showlegend=col == 1, line={"color": "#7f7f7f"},
-                                 text=[f"layer {layer}" for layer in curve["layer"]]), row=1, col=col)
+        fig.add_trace(
+            go.Scatter(
+                x=curve["flops_ratio"],
+                y=curve["accuracy"],
+                mode="lines",
+                name="static exit at layer l",
+                legendgroup="static",
+                showlegend=col == 1,
+                line={"color": "#7f7f7f"},
+                text=[f"layer {layer}" for layer in curve["layer"]],
+            ),
+            row=1,
+            col=col,
+        )
         for i, name in enumerate(names):
             row = strategies[(strategies["task"] == task) & (strategies["strategy"] == name)]
             if row.empty:
                 continue
             r = row.iloc[0]
-            fig.add_trace(go.Scatter(
-                x=[r["flops_ratio"]], y=[r["accuracy"]], mode="markers", name=name, legendgroup=name, showlegend=col == 1,
-                marker={"size": 10, "color": PALETTE[i % len(PALETTE)], "symbol": i % 12},
-                error_y={"type": "data", "symmetric": False, "array": [r["accuracy_high"] - r["accuracy"]],
-                         "arrayminus": [r["accuracy"] - r["accuracy_low"]]},
-            ), row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=[r["flops_ratio"]],
+                    y=[r["accuracy"]],
+                    mode="markers",
+                    name=name,
+                    legendgroup=name,
+                    showlegend=col == 1,
+                    marker={"size": 10, "color": PALETTE[i % len(PALETTE)], "symbol": i % 12},
+                    error_y={
+                        "type": "data",
+                        "symmetric": False,
+                        "array": [r["accuracy_high"] - r["accuracy"]],
+                        "arrayminus": [r["accuracy"] - r["accuracy_low"]],
+                    },
+                ),
+                row=1,
+                col=col,
+            )
     fig.update_yaxes(range=[0, 1.02])
     return fig
 
@@ -103,5 +163,7 @@ def exit_figures(tables: dict[str, pd.DataFrame]) -> dict[str, go.Figure]:
     intra = exits[exits["setting"] == "intra-task"]
     for variant in VARIANTS:
         per_task = summarise_exits(intra[intra["variant"] == variant], ["strategy", "model", "task"])
-        figures[f"tradeoff_{variant.replace('+', '_')}"] = tradeoff_figure(static[static["variant"] == variant], per_task)
+        figures[f"tradeoff_{variant.replace('+', '_')}"] = tradeoff_figure(
+            static[static["variant"] == variant], per_task
+        )
     return figures

@@ -35,13 +35,19 @@ def cosine_figure(summary: pd.DataFrame, *, title: str | None = None, pivot_laye
     n = int(data["n"].max()) if len(data) else 0
     fig.update_layout(
         title=title or f"Gradient cosine between languages per layer (mean of {n} batch pairs, 95% CI)",
-        xaxis_title="layer (0-based block)", yaxis_title="cosine(∇L_A, ∇L_B)", template="simple_white",
-        width=900, height=520, legend={"title": "batch pair"},
+        xaxis_title="layer (0-based block)",
+        yaxis_title="cosine(∇L_A, ∇L_B)",
+        template="simple_white",
+        width=900,
+        height=520,
+        legend={"title": "batch pair"},
     )
     return fig
 
 
-def module_figure(summary: pd.DataFrame, lang_a: str, lang_b: str, objective: str = "plain", *, title: str | None = None) -> go.Figure:
+def module_figure(
+    summary: pd.DataFrame, lang_a: str, lang_b: str, objective: str = "plain", *, title: str | None = None
+) -> go.Figure:
     """Heatmap of the mean cosine per block and module (q, k, v, o, gate, up, down, norms, all)."""
     data = summary[(summary["lang_a"] == lang_a) & (summary["lang_b"] == lang_b) & (summary["objective"] == objective)]
     data = data[data["layer"].notna()]
@@ -49,12 +55,23 @@ def module_figure(summary: pd.DataFrame, lang_a: str, lang_b: str, objective: st
     order = [m for m in ("q", "k", "v", "o", "gate", "up", "down", "norms", "all") if m in grid.index]
     grid = grid.reindex(order + [m for m in grid.index if m not in order])
     fig = go.Figure(
-        go.Heatmap(z=grid.to_numpy(), x=[int(c) for c in grid.columns], y=list(grid.index), colorscale="RdBu", zmid=0,
-                   colorbar={"title": "mean cosine"})
+        go.Heatmap(
+            z=grid.to_numpy(),
+            x=[int(c) for c in grid.columns],
+            y=list(grid.index),
+            colorscale="RdBu",
+            zmid=0,
+            colorbar={"title": "mean cosine"},
+        )
     )
     fig.update_layout(
-        title=title or f"Gradient cosine per module, {group_label({'lang_a': lang_a, 'lang_b': lang_b, 'objective': objective})}",
-        xaxis_title="layer (0-based block)", yaxis_title="module", template="simple_white", width=900, height=450,
+        title=title
+        or f"Gradient cosine per module, {group_label({'lang_a': lang_a, 'lang_b': lang_b, 'objective': objective})}",
+        xaxis_title="layer (0-based block)",
+        yaxis_title="module",
+        template="simple_white",
+        width=900,
+        height=450,
     )
     return fig
 
@@ -73,11 +90,16 @@ def fig2_figure(summary: pd.DataFrame, *, title: str | None = None, pivot_layer:
     for col in (1, 2):
         fig.add_hline(y=0, line_dash="dot", line_color="grey", row=1, col=col)
     if pivot_layer is not None:
-        fig.add_vline(x=pivot_layer, line_dash="dash", line_color="grey", row=1, col=1, annotation_text=f"n = {pivot_layer}")
+        fig.add_vline(
+            x=pivot_layer, line_dash="dash", line_color="grey", row=1, col=1, annotation_text=f"n = {pivot_layer}"
+        )
     n = int(data["n"].max())
     fig.update_layout(
-        title=title or f"PROM Fig. 2: gradient cosine per layer ({n} batch pairs, 95% CI)", template="simple_white",
-        width=1000, height=500, legend={"title": "setting"},
+        title=title or f"PROM Fig. 2: gradient cosine per layer ({n} batch pairs, 95% CI)",
+        template="simple_white",
+        width=1000,
+        height=500,
+        legend={"title": "setting"},
     )
     fig.update_xaxes(title_text="layer (0-based block)")
     fig.update_yaxes(title_text="cosine(∇L_A, ∇L_B)", col=1)
@@ -97,7 +119,11 @@ def pivot_probability_figure(curves: pd.DataFrame, *, lang: str, title: str | No
         add_curve(fig, group[group["quantity"] == "p_target"], f"{model}: P({lang})", color, dash="dash")
     fig.update_layout(
         title=title or f"Pivoting behaviour before and after fine-tuning, target {lang} (95% CI)",
-        xaxis_title="layer (0-based block)", yaxis_title="probability", template="simple_white", width=950, height=520,
+        xaxis_title="layer (0-based block)",
+        yaxis_title="probability",
+        template="simple_white",
+        width=950,
+        height=520,
     )
     fig.update_yaxes(rangemode="tozero")  # a small model's word probabilities stay far below 1
     return fig
@@ -110,8 +136,17 @@ def loss_figure(logs: pd.DataFrame, *, title: str | None = None) -> go.Figure:
         color = PALETTE[i % len(PALETTE)]
         fig.add_trace(go.Scatter(x=group["step"], y=group["loss"], name=f"{run}: loss", line={"color": color}))
         if "loss_target" in group and group["loss_target"].notna().any():
-            fig.add_trace(go.Scatter(x=group["step"], y=group["loss_target"], name=f"{run}: L_N,t",
-                                     line={"color": color, "dash": "dash"}))
-    fig.update_layout(title=title or "Training loss", xaxis_title="step", yaxis_title="loss", template="simple_white",
-                      width=900, height=480)
+            fig.add_trace(
+                go.Scatter(
+                    x=group["step"], y=group["loss_target"], name=f"{run}: L_N,t", line={"color": color, "dash": "dash"}
+                )
+            )
+    fig.update_layout(
+        title=title or "Training loss",
+        xaxis_title="step",
+        yaxis_title="loss",
+        template="simple_white",
+        width=900,
+        height=480,
+    )
     return fig

@@ -10,7 +10,11 @@ import plotly.graph_objects as go
 
 
 def save_figure(
-    fig: go.Figure, path: str | Path, *, static: bool = True, plotlyjs: str = "directory",
+    fig: go.Figure,
+    path: str | Path,
+    *,
+    static: bool = True,
+    plotlyjs: str = "directory",
     formats: Sequence[str] = ("png",),
 ) -> list[Path]:
     """Write ``path.html`` (plotly.js written once beside it, so it works offline; ``plotlyjs="cdn"``
@@ -24,10 +28,13 @@ def save_figure(
     for fmt in formats if static else ():
         image = path.with_suffix(f".{fmt}")
         try:
-            fig.write_image(image, width=fig.layout.width or 900, height=fig.layout.height or 600,
-                            scale=2 if fmt == "png" else 1)
+            fig.write_image(
+                image, width=fig.layout.width or 900, height=fig.layout.height or 600, scale=2 if fmt == "png" else 1
+            )
         except Exception as exc:  # noqa: BLE001 -- kaleido needs a Chrome/Chromium; HTML is the primary output
-            warnings.warn(f"static export skipped for {image.name} ({exc.__class__.__name__}); HTML written", stacklevel=2)
+            warnings.warn(
+                f"static export skipped for {image.name} ({exc.__class__.__name__}); HTML written", stacklevel=2
+            )
             break
         written.append(image)
     return written

@@ -25,17 +25,26 @@ def lens_figure(curves: pd.DataFrame, lang: str, *, title: str | None = None) ->
     entropy = data[data["quantity"] == "entropy_bits"].sort_values("layer")
     fig.add_trace(
         go.Heatmap(
-            x=entropy["layer"], y=["entropy"], z=[entropy["mean"]], colorscale="Plasma", zmin=0, zmax=14,
+            x=entropy["layer"],
+            y=["entropy"],
+            z=[entropy["mean"]],
+            colorscale="Plasma",
+            zmin=0,
+            zmax=14,
             colorbar={"title": "entropy (bits)", "len": 0.3, "y": 0.95},
         ),
-        row=1, col=1,
+        row=1,
+        col=1,
     )
     _band(fig, data[data["quantity"] == latent].sort_values("layer"), latent.removeprefix("p_"), LATENT_COLOR, 2)
     _band(fig, data[data["quantity"] == "p_target"].sort_values("layer"), lang, TARGET_COLOR, 2)
     n = int(data["n"].max())
     fig.update_layout(
         title=title or f"Logit lens, target {lang} (n = {n}, 95% CI)",
-        legend={"x": 0.01, "y": 0.85}, template="simple_white", width=800, height=520,
+        legend={"x": 0.01, "y": 0.85},
+        template="simple_white",
+        width=800,
+        height=520,
     )
     top = float(data[data["quantity"] != "entropy_bits"]["ci_high"].max())
     # the paper's [0, 1] axis, zoomed in where a small model never gets near it
@@ -52,18 +61,32 @@ def lambda_figure(table: pd.DataFrame, *, title: str | None = None) -> go.Figure
     diff = data["mean_p_en"] - data["mean_p_target"]
     fig = go.Figure(
         go.Scatter(
-            x=data["lang"], y=diff, mode="markers", marker={"color": colors, "size": 10},
-            error_y={"type": "data", "symmetric": False, "array": data["diff_ci_high"] - diff,
-                     "arrayminus": diff - data["diff_ci_low"], "color": "grey"},
-            text=[f"lambda = {lam:g}{' (borderline)' if b else ''}" for lam, b in zip(data["lambda"], data["borderline"])],
+            x=data["lang"],
+            y=diff,
+            mode="markers",
+            marker={"color": colors, "size": 10},
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": data["diff_ci_high"] - diff,
+                "arrayminus": diff - data["diff_ci_low"],
+                "color": "grey",
+            },
+            text=[
+                f"lambda = {lam:g}{' (borderline)' if b else ''}" for lam, b in zip(data["lambda"], data["borderline"])
+            ],
             name="mean P(en) - mean P(target)",
         )
     )
     fig.add_hline(y=0, line_dash="dash", line_color="grey")
     layer = int(data["layer"].iloc[0])
     fig.update_layout(
-        title=title or f"PROM rule at layer {layer}: pivot (green, lambda > 0) vs no pivot (red, lambda = 0), 95% bootstrap CI",
-        xaxis_title="target language", yaxis_title="mean P(en) - mean P(target)", template="simple_white",
-        width=900, height=480,
+        title=title
+        or f"PROM rule at layer {layer}: pivot (green, lambda > 0) vs no pivot (red, lambda = 0), 95% bootstrap CI",
+        xaxis_title="target language",
+        yaxis_title="mean P(en) - mean P(target)",
+        template="simple_white",
+        width=900,
+        height=480,
     )
     return fig

@@ -19,24 +19,46 @@ def rgba(hex_color: str, alpha: float) -> str:
 
 
 def add_band(
-    fig: go.Figure, x: Iterable, low: Iterable, high: Iterable, color: str, *,
-    row: int | None = None, col: int | None = None, legendgroup: str | None = None,
+    fig: go.Figure,
+    x: Iterable,
+    low: Iterable,
+    high: Iterable,
+    color: str,
+    *,
+    row: int | None = None,
+    col: int | None = None,
+    legendgroup: str | None = None,
 ) -> None:
     """A shaded confidence band between ``low`` and ``high`` (no legend entry, no hover)."""
     x, low, high = list(x), list(low), list(high)
     where = {"row": row, "col": col} if row is not None else {}
     fig.add_trace(
         go.Scatter(
-            x=x + x[::-1], y=high + low[::-1], fill="toself", mode="lines", fillcolor=rgba(color, 0.18),
-            line={"width": 0}, hoverinfo="skip", showlegend=False, legendgroup=legendgroup,
+            x=x + x[::-1],
+            y=high + low[::-1],
+            fill="toself",
+            mode="lines",
+            fillcolor=rgba(color, 0.18),
+            line={"width": 0},
+            hoverinfo="skip",
+            showlegend=False,
+            legendgroup=legendgroup,
         ),
         **where,
     )
 
 
 def add_curve(
-    fig: go.Figure, data: pd.DataFrame, name: str, color: str, *, row: int | None = None, col: int | None = None,
-    dash: str | None = None, show_legend: bool = True, y: str = "mean",
+    fig: go.Figure,
+    data: pd.DataFrame,
+    name: str,
+    color: str,
+    *,
+    row: int | None = None,
+    col: int | None = None,
+    dash: str | None = None,
+    show_legend: bool = True,
+    y: str = "mean",
 ) -> None:
     """A per-layer mean (``layer``, ``y``) with its band (``ci_low``, ``ci_high``), one legend entry."""
     data = data.sort_values("layer")
@@ -44,7 +66,15 @@ def add_curve(
     where = {"row": row, "col": col} if row is not None else {}
     add_band(fig, x, data["ci_low"], data["ci_high"], color, row=row, col=col, legendgroup=name)
     fig.add_trace(
-        go.Scatter(x=x, y=data[y], name=name, mode="lines+markers", line={"color": color, "dash": dash},
-                   marker={"size": 5}, legendgroup=name, showlegend=show_legend),
+        go.Scatter(
+            x=x,
+            y=data[y],
+            name=name,
+            mode="lines+markers",
+            line={"color": color, "dash": dash},
+            marker={"size": 5},
+            legendgroup=name,
+            showlegend=show_legend,
+        ),
         **where,
     )

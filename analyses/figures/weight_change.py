@@ -46,29 +46,53 @@ def weight_change_figure(
     colorbar_x = 1.0 if difference is None else (len(panels) - 1) / len(panels) - 0.04
     for col, (label, grid) in enumerate(grids.items(), start=1):
         fig.add_trace(
-            go.Heatmap(z=grid.to_numpy(), x=list(grid.columns), y=[int(v) for v in grid.index], zmin=0, zmax=zmax,
-                       colorscale="Viridis", texttemplate=text, textfont={"size": 8}, name=label,
-                       showscale=col == 1, colorbar={"title": metric, "x": colorbar_x, "len": 0.9},
-                       hovertemplate="layer %{y}, %{x}: %{z:.4f}<extra>" + label + "</extra>"),
-            row=1, col=col,
+            go.Heatmap(
+                z=grid.to_numpy(),
+                x=list(grid.columns),
+                y=[int(v) for v in grid.index],
+                zmin=0,
+                zmax=zmax,
+                colorscale="Viridis",
+                texttemplate=text,
+                textfont={"size": 8},
+                name=label,
+                showscale=col == 1,
+                colorbar={"title": metric, "x": colorbar_x, "len": 0.9},
+                hovertemplate="layer %{y}, %{x}: %{z:.4f}<extra>" + label + "</extra>",
+            ),
+            row=1,
+            col=col,
         )
     if difference is not None:
         first, second = grids[difference[0]], grids[difference[1]]
         diff = first.sub(second.reindex_like(first))
         bound = float(np.nanmax(np.abs(diff.to_numpy()))) or 1.0
         fig.add_trace(
-            go.Heatmap(z=diff.to_numpy(), x=list(diff.columns), y=[int(v) for v in diff.index], zmin=-bound, zmax=bound,
-                       colorscale="RdBu_r", zmid=0, texttemplate=text, textfont={"size": 8}, name="difference",
-                       colorbar={"title": "difference", "x": 1.0, "len": 0.9},
-                       hovertemplate="layer %{y}, %{x}: %{z:.4f}<extra>difference</extra>"),
-            row=1, col=len(panels),
+            go.Heatmap(
+                z=diff.to_numpy(),
+                x=list(diff.columns),
+                y=[int(v) for v in diff.index],
+                zmin=-bound,
+                zmax=bound,
+                colorscale="RdBu_r",
+                zmid=0,
+                texttemplate=text,
+                textfont={"size": 8},
+                name="difference",
+                colorbar={"title": "difference", "x": 1.0, "len": 0.9},
+                hovertemplate="layer %{y}, %{x}: %{z:.4f}<extra>difference</extra>",
+            ),
+            row=1,
+            col=len(panels),
         )
     n_layers = max(len(g) for g in grids.values())
     fig.update_yaxes(title_text="layer (0-based block)", row=1, col=1, dtick=1 if n_layers <= 40 else None)
     fig.update_xaxes(title_text="matrix")
     fig.update_layout(
         title=title or f"Weight change during fine-tuning: {metric} = {metric_label(metric, top_percent)}",
-        template="simple_white", width=max(520, 330 * len(panels)), height=max(420, 24 * n_layers + 160),
+        template="simple_white",
+        width=max(520, 330 * len(panels)),
+        height=max(420, 24 * n_layers + 160),
     )
     return fig
 
@@ -82,6 +106,10 @@ def profile_figure(profiles: Mapping[str, pd.DataFrame], *, metric: str, title: 
         fig.add_trace(go.Scatter(x=profile["value"], y=profile["layer"], mode="lines+markers", name=label))
     fig.update_layout(
         title=title or f"Weight change per layer ({metric}, size-weighted over q..down)",
-        xaxis_title=metric, yaxis_title="layer (0-based block)", template="simple_white", width=520, height=520,
+        xaxis_title=metric,
+        yaxis_title="layer (0-based block)",
+        template="simple_white",
+        width=520,
+        height=520,
     )
     return fig

@@ -124,7 +124,9 @@ def as_examples(items: Iterable[Example | Sequence[str]]) -> list[Example]:
         elif isinstance(item, Sequence) and not isinstance(item, str) and len(item) in (2, 4):
             out.append(Example(*item))
         else:
-            raise TypeError(f"item {index}: expected an Example or a (prompt, response[, pivot_prompt, pivot_response]) tuple")
+            raise TypeError(
+                f"item {index}: expected an Example or a (prompt, response[, pivot_prompt, pivot_response]) tuple"
+            )
     if not out:
         raise ValueError("no training examples")
     return out
@@ -188,14 +190,22 @@ def build_rows(tokenizer, examples: Sequence[Example], config: FinetuneConfig) -
     if config.objective == "pivoted":
         missing = [i for i, e in enumerate(examples) if not e.has_pivot]
         if missing:
-            raise DataFormatError(f"the pivoted objective needs a pivot counterpart in every example; examples {missing[:5]} lack one")
+            raise DataFormatError(
+                f"the pivoted objective needs a pivot counterpart in every example; examples {missing[:5]} lack one"
+            )
         return [
-            {"target": tokenize_pair(tokenizer, e.prompt, e.response, **options),
-             "pivot": tokenize_pair(tokenizer, e.pivot_prompt, e.pivot_response, **options)}
+            {
+                "target": tokenize_pair(tokenizer, e.prompt, e.response, **options),
+                "pivot": tokenize_pair(tokenizer, e.pivot_prompt, e.pivot_response, **options),
+            }
             for e in examples
         ]
     rows = [{"target": tokenize_pair(tokenizer, e.prompt, e.response, **options)} for e in examples]
-    rows += [{"target": tokenize_pair(tokenizer, e.pivot_prompt, e.pivot_response, **options)} for e in examples if e.has_pivot]
+    rows += [
+        {"target": tokenize_pair(tokenizer, e.pivot_prompt, e.pivot_response, **options)}
+        for e in examples
+        if e.has_pivot
+    ]
     return rows
 
 
@@ -276,9 +286,17 @@ class CsvLog(TrainerCallback):
 def training_log(history: list[dict[str, float]]) -> pd.DataFrame:
     """Tidy ``step, loss, lr, grad_norm, epoch, loss_target, loss_pivot`` from a Trainer history."""
     rows = [
-        {"step": h["step"], "loss": h["loss"], "lr": h.get("learning_rate"), "grad_norm": h.get("grad_norm"),
-         "epoch": h.get("epoch"), "loss_target": h.get("loss_target"), "loss_pivot": h.get("loss_pivot")}
-        for h in history if "loss" in h
+        {
+            "step": h["step"],
+            "loss": h["loss"],
+            "lr": h.get("learning_rate"),
+            "grad_norm": h.get("grad_norm"),
+            "epoch": h.get("epoch"),
+            "loss_target": h.get("loss_target"),
+            "loss_pivot": h.get("loss_pivot"),
+        }
+        for h in history
+        if "loss" in h
     ]
     return pd.DataFrame(rows, columns=list(LOG_COLUMNS)).drop_duplicates("step", keep="last")
 
@@ -293,8 +311,12 @@ def _prepare_model(model, config: FinetuneConfig):
 
     targets = config.lora_targets if isinstance(config.lora_targets, str) else list(config.lora_targets)
     lora = LoraConfig(
-        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, target_modules=targets,
-        task_type="CAUSAL_LM", modules_to_save=["pivot_head"] if hasattr(model, "pivot_head") else None,
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+        modules_to_save=["pivot_head"] if hasattr(model, "pivot_head") else None,
     )
     return get_peft_model(model, lora)
 
@@ -332,19 +354,35 @@ def finetune(
     trainable = _prepare_model(hf_model, config)
     checkpoints = out / "checkpoints"
     args = TrainingArguments(
-        output_dir=str(checkpoints), max_steps=config.max_steps, per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
-        warmup_steps=math.ceil(config.warmup_ratio * config.max_steps), lr_scheduler_type=config.scheduler,
-        weight_decay=config.weight_decay, logging_steps=config.logging_steps, logging_first_step=True,
-        save_steps=config.save_steps, save_total_limit=config.save_total_limit, seed=config.seed, data_seed=config.seed,
-        report_to="none", use_cpu=config.device == "cpu", remove_unused_columns=False, dataloader_pin_memory=False,
+        output_dir=str(checkpoints),
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.learning_rate,
+        warmup_steps=math.ceil(config.warmup_ratio * config.max_steps),
+        lr_scheduler_type=config.scheduler,
+        weight_decay=config.weight_decay,
+        logging_steps=config.logging_steps,
+        logging_first_step=True,
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        use_cpu=config.device == "cpu",
+        remove_unused_columns=False,
+        dataloader_pin_memory=False,
         disable_tqdm=not progress,
     )
     trainer_cls = PivotedTrainer if config.objective == "pivoted" else PlainTrainer
     extra = {"objective": config.pivot} if config.objective == "pivoted" else {}
     trainer = trainer_cls(
-        model=trainable, args=args, train_dataset=_Rows(rows), data_collator=Collator(pad_id(tokenizer)),
-        callbacks=[CsvLog(out / LOG_FILE), *callbacks], **extra,
+        model=trainable,
+        args=args,
+        train_dataset=_Rows(rows),
+        data_collator=Collator(pad_id(tokenizer)),
+        callbacks=[CsvLog(out / LOG_FILE), *callbacks],
+        **extra,
     )
     last = get_last_checkpoint(str(checkpoints)) if resume and checkpoints.is_dir() else None
     start = time.perf_counter()
@@ -357,8 +395,14 @@ def finetune(
     log = training_log(trainer.state.log_history)
     write_text_atomic(log.to_csv(index=False), out / LOG_FILE)
     record = {
-        "base_model": name, "base_source": source, "n_examples": len(examples), "n_rows": len(rows),
-        "config": asdict(config), "resumed_from": last, "train_seconds": seconds, "code": code_version(),
+        "base_model": name,
+        "base_source": source,
+        "n_examples": len(examples),
+        "n_rows": len(rows),
+        "config": asdict(config),
+        "resumed_from": last,
+        "train_seconds": seconds,
+        "code": code_version(),
     }
     write_text_atomic(json.dumps(record, indent=2, default=str), out / DONE_FILE)
     return FinetuneResult(out, log, seconds, last)

@@ -44,7 +44,12 @@ NON_LAYER: tuple[str, ...] = ("average", "task", "lang")
 RECORD = "merge_record.json"
 MERGEKIT_YAML = "mergekit_config.yml"
 PAPER_DEPTH = 32  # Llama 3.1 8B, where the paper's ranges were tried
-PAPER_DEFAULT = {"bottom": 4, "top": 1, "transition_bottom": 1, "transition_top": 1}  # middle of b∈{3,4,5}, u∈{0,1,2}, t∈{0,1,2}
+PAPER_DEFAULT = {
+    "bottom": 4,
+    "top": 1,
+    "transition_bottom": 1,
+    "transition_top": 1,
+}  # middle of b∈{3,4,5}, u∈{0,1,2}, t∈{0,1,2}
 
 
 class SwapConfigError(PivotlensError, ValueError):
@@ -67,13 +72,19 @@ class SwapConfig:
 
     def check(self, n_layers: int) -> None:
         """One-line errors for negative counts, bad weights, and zones that overlap or exceed the depth."""
-        counts = {"bottom": self.bottom, "top": self.top, "transition_bottom": self.transition_bottom,
-                  "transition_top": self.transition_top}
+        counts = {
+            "bottom": self.bottom,
+            "top": self.top,
+            "transition_bottom": self.transition_bottom,
+            "transition_top": self.transition_top,
+        }
         for name, value in counts.items():
             if not isinstance(value, int) or value < 0:
                 raise SwapConfigError(f"{name} must be a whole number of layers >= 0, got {value!r}")
         if self.w_task < 0 or self.w_lang < 0 or self.w_task + self.w_lang <= 0:
-            raise SwapConfigError(f"w_task and w_lang must be >= 0 with a positive sum, got {self.w_task} and {self.w_lang}")
+            raise SwapConfigError(
+                f"w_task and w_lang must be >= 0 with a positive sum, got {self.w_task} and {self.w_lang}"
+            )
         if self.non_layer not in NON_LAYER:
             raise SwapConfigError(f"non_layer must be one of {', '.join(NON_LAYER)}, got {self.non_layer!r}")
         used = sum(counts.values())
@@ -86,7 +97,9 @@ class SwapConfig:
 
     def layer_weights(self, zone: str) -> tuple[float, float]:
         """``(w_task, w_lang)`` of a zone's layer tensors."""
-        return {"lang_bottom": (0.0, 1.0), "lang_top": (0.0, 1.0), "task": (1.0, 0.0)}.get(zone, (self.w_task, self.w_lang))
+        return {"lang_bottom": (0.0, 1.0), "lang_top": (0.0, 1.0), "task": (1.0, 0.0)}.get(
+            zone, (self.w_task, self.w_lang)
+        )
 
     def non_layer_weights(self) -> tuple[float, float]:
         """``(w_task, w_lang)`` of the tensors outside the blocks."""
@@ -153,8 +166,9 @@ def _check_filters(ckpt: Checkpoint) -> list[str]:
     return names
 
 
-def swap_merge_config(task: str, lang: str, n_layers: int, config: SwapConfig, non_layer_names: Sequence[str],
-                      *, dtype: str | None = None) -> dict:
+def swap_merge_config(
+    task: str, lang: str, n_layers: int, config: SwapConfig, non_layer_names: Sequence[str], *, dtype: str | None = None
+) -> dict:
     """The mergekit configuration (a dict, mergekit's YAML schema) of a layer swap."""
     plan = zones(n_layers, config)
     nl_task, nl_lang = config.non_layer_weights()
@@ -178,21 +192,27 @@ def swap_merge_config(task: str, lang: str, n_layers: int, config: SwapConfig, n
 
 def soup_merge_config(models: Sequence[str], weights: Sequence[float], *, dtype: str | None = None) -> dict:
     """The mergekit configuration of a weighted average of whole checkpoints (a model soup)."""
-    merge = {"merge_method": "linear", "models": [{"model": m, "parameters": {"weight": float(w)}} for m, w in zip(models, weights)],
-             "parameters": {"normalize": True}}
+    merge = {
+        "merge_method": "linear",
+        "models": [{"model": m, "parameters": {"weight": float(w)}} for m, w in zip(models, weights)],
+        "parameters": {"normalize": True},
+    }
     return merge | ({"dtype": dtype} if dtype else {})
 
 
 def _prepare_out(out: Path) -> Path:
     if out.exists() and not (out / RECORD).is_file() and any(out.iterdir()):
-        raise PivotlensError(f"{out} exists and is not a merge output (no {RECORD}); choose an empty or new --out folder")
+        raise PivotlensError(
+            f"{out} exists and is not a merge output (no {RECORD}); choose an empty or new --out folder"
+        )
     tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     return tmp
 
 
-def run_mergekit(merge: dict, out: str | Path, record: dict, *, shard_bytes: int, device: str = "cpu",
-                 progress: bool = True) -> Path:
+def run_mergekit(
+    merge: dict, out: str | Path, record: dict, *, shard_bytes: int, device: str = "cpu", progress: bool = True
+) -> Path:
     """Run a mergekit configuration through its Python API into ``out`` (written to a temporary
     folder, then renamed), with ``record`` as ``merge_record.json``. Output shards hold at most
     ``shard_bytes`` (the largest input tensor), which bounds the writer's buffer."""
@@ -202,8 +222,14 @@ def run_mergekit(merge: dict, out: str | Path, record: dict, *, shard_bytes: int
     out = Path(out)
     tmp = _prepare_out(out)
     configuration = MergeConfiguration.model_validate(merge)
-    options = MergeOptions(out_shard_size=max(1, shard_bytes), copy_tokenizer=True, device=device, quiet=not progress,
-                           write_model_card=True, safe_serialization=True)
+    options = MergeOptions(
+        out_shard_size=max(1, shard_bytes),
+        copy_tokenizer=True,
+        device=device,
+        quiet=not progress,
+        write_model_card=True,
+        safe_serialization=True,
+    )
     logging.getLogger("mergekit").setLevel(logging.WARNING)
     try:
         run_merge(configuration, str(tmp), options, config_source=configuration.to_yaml())
@@ -217,11 +243,24 @@ def run_mergekit(merge: dict, out: str | Path, record: dict, *, shard_bytes: int
 
 
 def _describe(ckpt: Checkpoint) -> dict:
-    return {"name": ckpt.name, "folder": str(ckpt.folder), "weights_hash": ckpt.fingerprint, "architecture": ckpt.architecture}
+    return {
+        "name": ckpt.name,
+        "folder": str(ckpt.folder),
+        "weights_hash": ckpt.fingerprint,
+        "architecture": ckpt.architecture,
+    }
 
 
-def swap(task_expert: str | Path, lang_expert: str | Path, out: str | Path, config: SwapConfig, *,
-         dtype: str | None = None, device: str = "cpu", progress: bool = True) -> Path:
+def swap(
+    task_expert: str | Path,
+    lang_expert: str | Path,
+    out: str | Path,
+    config: SwapConfig,
+    *,
+    dtype: str | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> Path:
     """Merge ``task_expert`` and ``lang_expert`` (any models the loader takes, fine-tuned from the
     same base) by layer swapping into the folder ``out``; returns ``out``."""
     task, lang = open_checkpoint(task_expert), open_checkpoint(lang_expert)
@@ -234,8 +273,14 @@ def swap(task_expert: str | Path, lang_expert: str | Path, out: str | Path, conf
     for zone in plan:
         w_task, w_lang = config.layer_weights(zone.name)
         for layer in range(zone.start, zone.end):
-            layers.append({"layer": layer, "zone": zone.name, "share_task": w_task / (w_task + w_lang),
-                           "share_lang": w_lang / (w_task + w_lang)})
+            layers.append(
+                {
+                    "layer": layer,
+                    "zone": zone.name,
+                    "share_task": w_task / (w_task + w_lang),
+                    "share_lang": w_lang / (w_task + w_lang),
+                }
+            )
     nl_task, nl_lang = config.non_layer_weights()
     record = {
         "method": "layer_swap",
@@ -246,13 +291,24 @@ def swap(task_expert: str | Path, lang_expert: str | Path, out: str | Path, conf
         "n_layers": n_layers,
         "zones": [asdict(z) for z in plan],
         "layers": layers,
-        "non_layer": {"tensors": names, "share_task": nl_task / (nl_task + nl_lang), "share_lang": nl_lang / (nl_task + nl_lang)},
+        "non_layer": {
+            "tensors": names,
+            "share_task": nl_task / (nl_task + nl_lang),
+            "share_lang": nl_lang / (nl_task + nl_lang),
+        },
     }
     return run_mergekit(merge, out, record, shard_bytes=task.largest_tensor_bytes(), device=device, progress=progress)
 
 
-def soup(models: Sequence[str | Path], out: str | Path, weights: Sequence[float] | None = None, *,
-         dtype: str | None = None, device: str = "cpu", progress: bool = True) -> Path:
+def soup(
+    models: Sequence[str | Path],
+    out: str | Path,
+    weights: Sequence[float] | None = None,
+    *,
+    dtype: str | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> Path:
     """Weighted average of two or more checkpoints (equal weights by default) into ``out``."""
     if len(models) < 2:
         raise PivotlensError(f"a soup needs at least two checkpoints, got {len(models)}")
@@ -269,9 +325,11 @@ def soup(models: Sequence[str | Path], out: str | Path, weights: Sequence[float]
         "method": "soup",
         "models": [_describe(c) | {"share": w / total} for c, w in zip(ckpts, weights)],
         "n_layers": ckpts[0].n_layers,
-        "layers": [{"layer": layer, "zone": "soup", **{f"share_{i}": w / total for i, w in enumerate(weights)}}
-                   for layer in range(ckpts[0].n_layers)],
+        "layers": [
+            {"layer": layer, "zone": "soup", **{f"share_{i}": w / total for i, w in enumerate(weights)}}
+            for layer in range(ckpts[0].n_layers)
+        ],
     }
-    return run_mergekit(merge, out, record, shard_bytes=max(c.largest_tensor_bytes() for c in ckpts), device=device,
-                        progress=progress)
-
+    return run_mergekit(
+        merge, out, record, shard_bytes=max(c.largest_tensor_bytes() for c in ckpts), device=device, progress=progress
+    )

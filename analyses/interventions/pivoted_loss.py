@@ -62,7 +62,7 @@ class PivotedLoss:
 
 class PivotHead(torch.nn.Module):
     """A separate LM head for ``L_{n,e}``: trainable copies of the model's final norm and
-    unembedding (and its logit soft-cap), initialised from the model's own."""
+    unembedding (and its logit scaling or soft-cap), initialised from the model's own."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
@@ -71,11 +71,10 @@ class PivotHead(torch.nn.Module):
         self.norm = copy.deepcopy(parts.final_norm(base))
         self.unembed = copy.deepcopy(parts.head(base))
         self.unembed.weight = torch.nn.Parameter(self.unembed.weight.detach().clone())  # untie from the embedding
-        self.softcap = parts.final_logit_softcap
+        self.transform = parts.transform
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = self.unembed(self.norm(hidden))
-        return logits if self.softcap is None else torch.tanh(logits / self.softcap) * self.softcap
+        return self.transform(self.unembed(self.norm(hidden)))
 
 
 def _split(batch: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -105,6 +104,13 @@ def pivoted_loss(
         zero = loss_t.new_zeros(())
         return PivotedLoss(loss_t, loss_t, zero)
     inputs_e, labels_e = _split(pivot)
-    loss_e = lens_loss(model, inputs_e, labels_e, layer=objective.at(n_layers), label_smoothing=objective.alpha,
-                       reduction=reduction, head=head)
+    loss_e = lens_loss(
+        model,
+        inputs_e,
+        labels_e,
+        layer=objective.at(n_layers),
+        label_smoothing=objective.alpha,
+        reduction=reduction,
+        head=head,
+    )
     return PivotedLoss(objective.lam * loss_e + loss_t, loss_t, loss_e)

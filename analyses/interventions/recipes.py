@@ -92,7 +92,9 @@ class RecipeItem:
     response: str
 
 
-def _pair(item: ParallelItem, recipe: str, part: str, prompt: str, response: str, lang: str | None = None) -> RecipeItem:
+def _pair(
+    item: ParallelItem, recipe: str, part: str, prompt: str, response: str, lang: str | None = None
+) -> RecipeItem:
     return RecipeItem(item.id, recipe, part, lang or item.lang, prompt, response)
 
 
@@ -120,31 +122,51 @@ def pivot_only(item: ParallelItem) -> list[RecipeItem]:
 
 def mono(item: ParallelItem) -> list[RecipeItem]:
     """``D(x_p, y_p) ∪ D(x_t, y_t)``."""
-    return [_pair(item, "mono", "x_p->y_p", item.x_p, item.y_p, lang=item.pivot),
-            _pair(item, "mono", "x_t->y_t", item.x_t, item.y_t)]
+    return [
+        _pair(item, "mono", "x_p->y_p", item.x_p, item.y_p, lang=item.pivot),
+        _pair(item, "mono", "x_t->y_t", item.x_t, item.y_t),
+    ]
 
 
 def code_switch(item: ParallelItem) -> list[RecipeItem]:
     """``D(x_p, y_p) ∪ D(x_t, y_t) ∪ D(x_p, y_t) ∪ D(x_t, y_p)``."""
-    return [_pair(item, "code-switch", "x_p->y_p", item.x_p, item.y_p, lang=item.pivot),
-            _pair(item, "code-switch", "x_t->y_t", item.x_t, item.y_t),
-            _pair(item, "code-switch", "x_p->y_t", item.x_p, item.y_t),
-            _pair(item, "code-switch", "x_t->y_p", item.x_t, item.y_p)]
+    return [
+        _pair(item, "code-switch", "x_p->y_p", item.x_p, item.y_p, lang=item.pivot),
+        _pair(item, "code-switch", "x_t->y_t", item.x_t, item.y_t),
+        _pair(item, "code-switch", "x_p->y_t", item.x_p, item.y_t),
+        _pair(item, "code-switch", "x_t->y_p", item.x_t, item.y_p),
+    ]
 
 
 def aux_translation(item: ParallelItem) -> list[RecipeItem]:
     """``D(x_p, y_p) ∪ D(x_t, y_t) ∪ D([P_trans; x_p], x_t) ∪ D([P_trans; y_p], y_t)``."""
     target = _name(item.lang)
-    return [_pair(item, "aux-translation", "x_p->y_p", item.x_p, item.y_p, lang=item.pivot),
-            _pair(item, "aux-translation", "x_t->y_t", item.x_t, item.y_t),
-            _pair(item, "aux-translation", "trans(x_p)->x_t", TRANSLATE_PROMPT.format(language=target, text=item.x_p), item.x_t),
-            _pair(item, "aux-translation", "trans(y_p)->y_t", TRANSLATE_PROMPT.format(language=target, text=item.y_p), item.y_t)]
+    return [
+        _pair(item, "aux-translation", "x_p->y_p", item.x_p, item.y_p, lang=item.pivot),
+        _pair(item, "aux-translation", "x_t->y_t", item.x_t, item.y_t),
+        _pair(
+            item,
+            "aux-translation",
+            "trans(x_p)->x_t",
+            TRANSLATE_PROMPT.format(language=target, text=item.x_p),
+            item.x_t,
+        ),
+        _pair(
+            item,
+            "aux-translation",
+            "trans(y_p)->y_t",
+            TRANSLATE_PROMPT.format(language=target, text=item.y_p),
+            item.y_t,
+        ),
+    ]
 
 
 def plug(item: ParallelItem) -> list[RecipeItem]:
     """``D(x_p, y_p) ∪ D(x_t, [x_p; y_p; y_t])``."""
-    return [_pair(item, "plug", "x_p->y_p", item.x_p, item.y_p, lang=item.pivot),
-            _pair(item, "plug", "x_t->plug", item.x_t, plug_response(item.x_p, item.y_p, item.y_t, item.lang, item.pivot))]
+    return [
+        _pair(item, "plug", "x_p->y_p", item.x_p, item.y_p, lang=item.pivot),
+        _pair(item, "plug", "x_t->plug", item.x_t, plug_response(item.x_p, item.y_p, item.y_t, item.lang, item.pivot)),
+    ]
 
 
 Recipe = Callable[[ParallelItem], list[RecipeItem]]
@@ -207,18 +229,27 @@ def read_recipe_card(model_dir: str | Path) -> dict[str, object] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def write_recipe_card(model_dir: str | Path, name: str, langs: Sequence[str], pivot: str, records: Sequence[RecipeItem],
-                      data: str | Path) -> Path:
+def write_recipe_card(
+    model_dir: str | Path, name: str, langs: Sequence[str], pivot: str, records: Sequence[RecipeItem], data: str | Path
+) -> Path:
     """Record which recipe trained the model in ``model_dir`` (read back by the evaluation)."""
     parts = pd.Series([r.part for r in records]).value_counts().to_dict()
-    card = {"recipe": name, "langs": list(langs), "pivot": pivot, "n_items": len(records), "parts": parts, "data": str(data)}
+    card = {
+        "recipe": name,
+        "langs": list(langs),
+        "pivot": pivot,
+        "n_items": len(records),
+        "parts": parts,
+        "data": str(data),
+    }
     path = Path(model_dir) / RECIPE_FILE
     write_text_atomic(json.dumps(card, indent=2), path)
     return path
 
 
-def recipe_training_set(name: str, langs: Sequence[str], data: str | Path = INSTRUCTIONS, pivot: str = PIVOT,
-                        n_held_out: int = HELD_OUT) -> list[RecipeItem]:
+def recipe_training_set(
+    name: str, langs: Sequence[str], data: str | Path = INSTRUCTIONS, pivot: str = PIVOT, n_held_out: int = HELD_OUT
+) -> list[RecipeItem]:
     """Recipe ``name`` over the training ids of the instruction file ``data`` (the last
     ``n_held_out`` ids, the evaluation's, never enter)."""
     table = load_instructions(data, [pivot, *langs])
@@ -242,8 +273,14 @@ def train_recipe(
     """Fine-tune ``model`` with the driver on :func:`recipe_training_set` and leave
     ``recipe.json`` in the model folder ``out`` (``config``: the driver's defaults when ``None``)."""
     records = recipe_training_set(name, langs, data, pivot, n_held_out)
-    result = finetune(model, [(r.prompt, r.response) for r in records], out, config or FinetuneConfig(), resume=resume,
-                      progress=progress)
+    result = finetune(
+        model,
+        [(r.prompt, r.response) for r in records],
+        out,
+        config or FinetuneConfig(),
+        resume=resume,
+        progress=progress,
+    )
     write_recipe_card(out, name, langs, pivot, records, data)
     return result
 
@@ -291,13 +328,13 @@ def strip_pivot(answer: str, target: str, pivot: str = PIVOT) -> StrippedAnswer:
     any_tag = re.compile("|".join(p.pattern for p in (instruction_tag, pivot_tag, target_tag)), re.IGNORECASE)
     found = target_tag.search(answer)
     if found:
-        rest = answer[found.end():]
+        rest = answer[found.end() :]
         stop = any_tag.search(rest)
         return StrippedAnswer((rest[: stop.start()] if stop else rest).strip(), "tagged")
     last_pivot = None
     for match in any_tag.finditer(answer):
         last_pivot = match
-    body = answer[last_pivot.end():] if last_pivot else answer
+    body = answer[last_pivot.end() :] if last_pivot else answer
     segments = _segments(body)
     first_target = next((i for i, s in enumerate(segments) if not _is_pivot(s, pivot)), None)
     if first_target is None:

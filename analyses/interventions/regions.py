@@ -30,8 +30,10 @@ def _targets(params: Mapping[str, torch.Tensor], masks: Masks) -> Iterator[tuple
     """``(name, flat parameter view, flat indices of the region)`` for every non-empty mask."""
     missing = [n for n in masks if n not in params]
     if missing:
-        raise KeyError(f"the masks name parameters the model lacks, e.g. {missing[:3]}; "
-                       f"masks use Hugging Face names such as {next(iter(params))!r}")
+        raise KeyError(
+            f"the masks name parameters the model lacks, e.g. {missing[:3]}; "
+            f"masks use Hugging Face names such as {next(iter(params))!r}"
+        )
     for name, mask in masks.items():
         param = params[name]
         if tuple(mask.shape) != tuple(param.shape):
@@ -108,8 +110,14 @@ def write_modified_model(model: str | Path, masks: Masks, folder: str | Path, ho
     folder = Path(folder)
     hf_model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
-    record = {"base_model": name, "base_source": source, "intervention": how, "n_entries": int(sum(int(m.sum()) for m in masks.values())),
-              "n_tensors": len(masks), "options": {k: v for k, v in options.items() if not isinstance(v, Mapping)}}
+    record = {
+        "base_model": name,
+        "base_source": source,
+        "intervention": how,
+        "n_entries": int(sum(int(m.sum()) for m in masks.values())),
+        "n_tensors": len(masks),
+        "options": {k: v for k, v in options.items() if not isinstance(v, Mapping)},
+    }
     (folder / "pivotlens-intervention.json").write_text(json.dumps(record, indent=2, default=str))
     return folder
 
@@ -123,11 +131,15 @@ class RegionFreeze:
     ``exclude_norms`` (default, as the reference) leaves tensors whose name contains ``norm`` free.
     """
 
-    def __init__(self, params: Mapping[str, torch.Tensor], masks: Masks, *, at_zero: bool = False, exclude_norms: bool = True) -> None:
+    def __init__(
+        self, params: Mapping[str, torch.Tensor], masks: Masks, *, at_zero: bool = False, exclude_norms: bool = True
+    ) -> None:
         kept = {n: m for n, m in masks.items() if not (exclude_norms and "norm" in n)}
         self.targets = list(_targets(params, kept))
         with torch.no_grad():
-            self.saved = [torch.zeros_like(flat[index]) if at_zero else flat[index].clone() for _, flat, index in self.targets]
+            self.saved = [
+                torch.zeros_like(flat[index]) if at_zero else flat[index].clone() for _, flat, index in self.targets
+            ]
         self.n_entries = sum(int(index.numel()) for _, _, index in self.targets)
 
     def restore(self) -> None:

@@ -22,7 +22,7 @@ from analyses.stats.early_exit import (
     static_exit_curve,
     strategy_table,
 )
-from analyses.stats.flops import DecoderShape
+from analyses.stats.flops import DecoderShape, Uncounted
 from probes.backend.store import write_parquet_atomic
 
 
@@ -31,7 +31,7 @@ class ExitReport:
     """Tables (name -> DataFrame) and figures (name -> plotly figure) of one model's exit analysis."""
 
     model: str
-    shape: DecoderShape
+    shape: DecoderShape | Uncounted
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     figures: dict[str, go.Figure] = field(default_factory=dict)
 
@@ -57,7 +57,7 @@ class ExitReport:
 
 def exit_report(
     items: pd.DataFrame,
-    shape: DecoderShape,
+    shape: DecoderShape | Uncounted,
     model: str,
     *,
     other_items: pd.DataFrame | None = None,
@@ -65,9 +65,13 @@ def exit_report(
     seed: int = 0,
 ) -> ExitReport:
     """Accuracy and features per layer, exit strategies in every generalisation setting (with
-    ``other_items`` from another model: inter-model too), classifier scores, static-exit curves."""
+    ``other_items`` from another model: inter-model too), classifier scores, static-exit curves.
+    With an :class:`Uncounted` shape the FLOPs columns are NaN and the FLOPs tables
+    (``strategies``, ``generalisation``, ``static``) carry its reason in ``flops_note``."""
     own = items[items["model"] == model]
-    pooled = own if other_items is None else pd.concat([own, other_items[other_items["model"] != model]], ignore_index=True)
+    pooled = (
+        own if other_items is None else pd.concat([own, other_items[other_items["model"] != model]], ignore_index=True)
+    )
     exits, decisions = run_strategies(pooled, model, shape, test_fraction=test_fraction, seed=seed)
     static = pd.concat([static_exit_curve(own, shape, variant) for variant in VARIANTS], ignore_index=True)
     layers = accuracy_by_layer(own)
@@ -83,5 +87,8 @@ def exit_report(
         "static": static,
         "exits": exits,
     }
+    if isinstance(shape, Uncounted):
+        for name in ("strategies", "generalisation", "static"):
+            report.tables[name] = report.tables[name].assign(flops_note=shape.reason)
     report.figures = exit_figures(report.tables)
     return report

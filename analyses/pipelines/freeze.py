@@ -82,20 +82,41 @@ def freeze_demo(
     examples = training_examples(train_texts)
     base = load(model)
     reference = {n: p.detach()[masks[n]].clone() for n, p in base.named_parameters().items() if n in masks}
-    frames = [run_perplexity(base, heldout, batch_size=eval_batch_size, max_tokens=config.max_tokens, progress=False)
-              .assign(stage="before", region_drift=0.0, train_seconds=0.0)]
+    frames = [
+        run_perplexity(base, heldout, batch_size=eval_batch_size, max_tokens=config.max_tokens, progress=False).assign(
+            stage="before", region_drift=0.0, train_seconds=0.0
+        )
+    ]
     del base
-    settings = FinetuneConfig(method="full", template="plain", max_steps=config.steps, batch_size=config.batch_size,
-                              learning_rate=config.learning_rate, max_length=config.max_tokens, seed=config.seed,
-                              logging_steps=5, save_steps=10 * config.steps)
+    settings = FinetuneConfig(
+        method="full",
+        template="plain",
+        max_steps=config.steps,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        max_length=config.max_tokens,
+        seed=config.seed,
+        logging_steps=5,
+        save_steps=10 * config.steps,
+    )
     for stage, callbacks in (("free", []), ("frozen", [RegionFreezeCallback(masks)])):
         result = finetune(model, examples, work_dir / stage, settings, callbacks=callbacks, progress=progress)
         trained = load(result.model_dir)
-        table = run_perplexity(trained, heldout, batch_size=eval_batch_size, max_tokens=config.max_tokens, progress=False)
-        frames.append(table.assign(stage=stage, region_drift=_region_drift(result.model_dir, reference, masks),
-                                   train_seconds=result.seconds))
+        table = run_perplexity(
+            trained, heldout, batch_size=eval_batch_size, max_tokens=config.max_tokens, progress=False
+        )
+        frames.append(
+            table.assign(
+                stage=stage,
+                region_drift=_region_drift(result.model_dir, reference, masks),
+                train_seconds=result.seconds,
+            )
+        )
         del trained
-    out = pd.concat(frames, ignore_index=True).assign(train_lang=train_lang, n_train=len(examples),
-                                                      n_frozen=int(sum(int(m.sum()) for n, m in masks.items() if "norm" not in n)),
-                                                      **{k: v for k, v in asdict(config).items()})
+    out = pd.concat(frames, ignore_index=True).assign(
+        train_lang=train_lang,
+        n_train=len(examples),
+        n_frozen=int(sum(int(m.sum()) for n, m in masks.items() if "norm" not in n)),
+        **{k: v for k, v in asdict(config).items()},
+    )
     return out.drop(columns=["item"])

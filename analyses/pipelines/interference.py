@@ -57,20 +57,53 @@ def measure(
     """The interference table of ``k`` batch pairs (``lang_a``, ``lang_b``) of the instruction
     file ``data``, stored as one resumable run (see :mod:`probes.interference` for the options)."""
     table = instruction_split(data, split)
-    pairs = instruction_pairs(backend, table, lang_a, lang_b, k=k, batch_size=batch_size, pairing=pairing, seed=seed,
-                              template=template, max_length=max_length)
+    pairs = instruction_pairs(
+        backend,
+        table,
+        lang_a,
+        lang_b,
+        k=k,
+        batch_size=batch_size,
+        pairing=pairing,
+        seed=seed,
+        template=template,
+        max_length=max_length,
+    )
     settings = {
-        "lang_a": lang_a, "lang_b": lang_b, "objective": objective, "readout_a": asdict(readout_a),
-        "readout_b": asdict(readout_b), "split": split, "k": k, "batch_size": batch_size, "pairing": pairing,
-        "params": params if isinstance(params, str) else list(params), "layers": None if layers is None else list(layers),
-        "reduction": reduction, "fp32": fp32, "aggregation": aggregation, "template": template, "max_length": max_length,
+        "lang_a": lang_a,
+        "lang_b": lang_b,
+        "objective": objective,
+        "readout_a": asdict(readout_a),
+        "readout_b": asdict(readout_b),
+        "split": split,
+        "k": k,
+        "batch_size": batch_size,
+        "pairing": pairing,
+        "params": params if isinstance(params, str) else list(params),
+        "layers": None if layers is None else list(layers),
+        "reduction": reduction,
+        "fp32": fp32,
+        "aggregation": aggregation,
+        "template": template,
+        "max_length": max_length,
     }
     run = (store or ResultsStore()).run(provenance("interference", settings, backend.describe(), [data], seed=seed))
     if run.finished:
         return run.load()
-    return run_interference(backend, pairs, objective=objective, readout_a=readout_a, readout_b=readout_b, params=params,
-                            layers=layers, reduction=reduction, fp32=fp32, aggregation=aggregation, run=run,
-                            progress=progress)
+    return run_interference(
+        backend,
+        pairs,
+        objective=objective,
+        readout_a=readout_a,
+        readout_b=readout_b,
+        params=params,
+        layers=layers,
+        reduction=reduction,
+        fp32=fp32,
+        aggregation=aggregation,
+        run=run,
+        progress=progress,
+    )
 
 
 def fig2_comparison(
@@ -102,7 +135,16 @@ def fig2_comparison(
         [
             measure(backend, data, target, target, objective="plain", **options),
             measure(backend, data, pivot, target, objective="plain", **options),
-            measure(backend, data, pivot, target, objective="pivoted", readout_a=read_pivot, readout_b=read_target, **options),
+            measure(
+                backend,
+                data,
+                pivot,
+                target,
+                objective="pivoted",
+                readout_a=read_pivot,
+                readout_b=read_target,
+                **options,
+            ),
         ],
         ignore_index=True,
     )

@@ -40,8 +40,8 @@ import torch
 
 from analyses.interventions.finetune import FinetuneConfig, examples_from_instructions, finetune
 from analyses.interventions.layer_swap import SwapConfig, depth_scaled, soup, swap
+from analyses.stats.intervals import bootstrap_mean_interval
 from analyses.stats.latent import pivot_summary
-from analyses.stats.prom_lambda import bootstrap_ci
 from analyses.stats.weight_change import change_profile, weight_change
 from probes.arithmetic import run_arithmetic
 from probes.backend import load
@@ -82,12 +82,23 @@ class ReplaySettings:
 
 
 def _lora(settings: ReplaySettings, steps: int, lr: float) -> FinetuneConfig:
-    return FinetuneConfig(method="lora", max_steps=steps, batch_size=settings.batch_size, learning_rate=lr,
-                          lora_r=settings.lora_r, lora_alpha=2 * settings.lora_r, seed=settings.seed,
-                          max_length=settings.max_length, logging_steps=5, save_steps=25)
+    return FinetuneConfig(
+        method="lora",
+        max_steps=steps,
+        batch_size=settings.batch_size,
+        learning_rate=lr,
+        lora_r=settings.lora_r,
+        lora_alpha=2 * settings.lora_r,
+        seed=settings.seed,
+        max_length=settings.max_length,
+        logging_steps=5,
+        save_steps=25,
+    )
 
 
-def train_experts(settings: ReplaySettings, which: Sequence[str] | None = None, *, progress: bool = True) -> dict[str, Path]:
+def train_experts(
+    settings: ReplaySettings, which: Sequence[str] | None = None, *, progress: bool = True
+) -> dict[str, Path]:
     """``{"task": folder, "<lang>": folder, ...}``: the task expert and one language expert per
     language (``which`` picks some of these keys); each is skipped when its folder is finished
     and resumed when interrupted."""
@@ -110,14 +121,26 @@ def train_experts(settings: ReplaySettings, which: Sequence[str] | None = None, 
 def swap_grid(settings: ReplaySettings, n_layers: int) -> list[SwapConfig]:
     """Every ``(b, u, t)`` of the grid with ``t_b = t_u = t`` that fits the depth, plus the
     depth-scaled default."""
-    configs = [SwapConfig(b, u, t, t) for b in settings.grid_bottom for u in settings.grid_top for t in settings.grid_transition
-               if b + u + 2 * t <= n_layers]
+    configs = [
+        SwapConfig(b, u, t, t)
+        for b in settings.grid_bottom
+        for u in settings.grid_top
+        for t in settings.grid_transition
+        if b + u + 2 * t <= n_layers
+    ]
     default = depth_scaled(n_layers)
     return configs if default in configs else [default, *configs]
 
 
-def suggest_swap(n_layers: int, overtake_layer: int, lang_profile: pd.DataFrame, task_profile: pd.DataFrame,
-                 *, transition: int = 1, min_task_layers: int = 2) -> tuple[SwapConfig, dict]:
+def suggest_swap(
+    n_layers: int,
+    overtake_layer: int,
+    lang_profile: pd.DataFrame,
+    task_profile: pd.DataFrame,
+    *,
+    transition: int = 1,
+    min_task_layers: int = 2,
+) -> tuple[SwapConfig, dict]:
     """A swap from the toolkit's evidence (beyond the paper):
 
     * ``bottom`` = the leading run of layers where the language expert's change (per-layer
@@ -140,8 +163,13 @@ def suggest_swap(n_layers: int, overtake_layer: int, lang_profile: pd.DataFrame,
         else:
             top -= 1
     config = SwapConfig(bottom, top, transition, transition)
-    evidence = {"overtake_layer": overtake_layer, "leading_excess_layers": leading, "trailing_excess_layers": trailing,
-                "top_from": top_from, "excess": [float(x) for x in excess]}
+    evidence = {
+        "overtake_layer": overtake_layer,
+        "leading_excess_layers": leading,
+        "trailing_excess_layers": trailing,
+        "top_from": top_from,
+        "excess": [float(x) for x in excess],
+    }
     return config, evidence
 
 
@@ -154,7 +182,9 @@ def region_enrichment(region_sizes: str | Path, lang: str) -> pd.DataFrame | Non
     if not path.is_file():
         return None
     sizes = pd.read_csv(path)
-    rows = sizes[sizes["region"] == f"mono-top-{lang}"].assign(layer=lambda t: t["param"].str.extract(r"layers\.(\d+)\.")[0])
+    rows = sizes[sizes["region"] == f"mono-top-{lang}"].assign(
+        layer=lambda t: t["param"].str.extract(r"layers\.(\d+)\.")[0]
+    )
     if rows.empty:
         return None
     overall = rows["selected"].sum() / rows["numel"].sum()
@@ -171,22 +201,36 @@ def region_evidence(enrichment: pd.DataFrame | None) -> dict:
     leading = int(np.argmin(enriched)) if not enriched.all() else len(enriched)
     trailing = int(np.argmin(enriched[::-1])) if not enriched.all() else len(enriched)
     layers = enrichment.sort_values("layer")["layer"][enriched].tolist()
-    return {"region_layers": " ".join(map(str, layers)), "region_leading_layers": leading, "region_trailing_layers": trailing}
+    return {
+        "region_layers": " ".join(map(str, layers)),
+        "region_leading_layers": leading,
+        "region_trailing_layers": trailing,
+    }
 
 
-def accuracy_table(results: pd.DataFrame, by: Sequence[str] = ("setting", "lang"), *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+def accuracy_table(
+    results: pd.DataFrame, by: Sequence[str] = ("setting", "lang"), *, n_boot: int = 2000, seed: int = 0
+) -> pd.DataFrame:
     """``*by, accuracy, ci_low, ci_high, n`` with 95% percentile-bootstrap intervals over problems."""
     rows = []
     for key, group in results.groupby(list(by), sort=False):
         correct = group["correct"].to_numpy(dtype=float)
-        low, high = bootstrap_ci(correct, n_boot=n_boot, seed=seed) if len(correct) > 1 else (np.nan, np.nan)
-        rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))), "accuracy": correct.mean(),
-                     "ci_low": low, "ci_high": high, "n": len(correct)})
+        low, high = bootstrap_mean_interval(correct, n_boot=n_boot, seed=seed) if len(correct) > 1 else (np.nan, np.nan)
+        rows.append(
+            {
+                **dict(zip(by, key if isinstance(key, tuple) else (key,))),
+                "accuracy": correct.mean(),
+                "ci_low": low,
+                "ci_high": high,
+                "n": len(correct),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def paired_differences(results: pd.DataFrame, *, reference: str = "task expert", n_boot: int = 2000,
-                       seed: int = 0) -> pd.DataFrame:
+def paired_differences(
+    results: pd.DataFrame, *, reference: str = "task expert", n_boot: int = 2000, seed: int = 0
+) -> pd.DataFrame:
     """``lang, setting, config, difference, ci_low, ci_high, n``: accuracy minus the
     ``reference`` setting's on the same problems, with a paired 95% percentile bootstrap (the
     problems are resampled together, so the shared difficulty cancels)."""
@@ -198,9 +242,18 @@ def paired_differences(results: pd.DataFrame, *, reference: str = "task expert",
             continue
         for (setting, config), other in group[group["setting"] != reference].groupby(["setting", "config"], sort=False):
             diff = (other.set_index("id")["correct"].astype(float) - base).dropna().to_numpy()
-            low, high = bootstrap_ci(diff, n_boot=n_boot, seed=seed) if len(diff) > 1 else (np.nan, np.nan)
-            out.append({"lang": lang, "setting": setting, "config": config, "difference": diff.mean(), "ci_low": low,
-                        "ci_high": high, "n": len(diff)})
+            low, high = bootstrap_mean_interval(diff, n_boot=n_boot, seed=seed) if len(diff) > 1 else (np.nan, np.nan)
+            out.append(
+                {
+                    "lang": lang,
+                    "setting": setting,
+                    "config": config,
+                    "difference": diff.mean(),
+                    "ci_low": low,
+                    "ci_high": high,
+                    "n": len(diff),
+                }
+            )
     return pd.DataFrame(out, columns=["lang", "setting", "config", "difference", "ci_low", "ci_high", "n"])
 
 
@@ -241,8 +294,14 @@ class Evaluator:
             backend.model_name = label
             for lang in todo:
                 problems = self.problems[self.problems["lang"] == lang]
-                tables[lang] = run_arithmetic(backend, problems, batch_size=self.settings.eval_batch,
-                                              max_new_tokens=self.settings.max_new_tokens, run=runs[lang], progress=self.progress)
+                tables[lang] = run_arithmetic(
+                    backend,
+                    problems,
+                    batch_size=self.settings.eval_batch,
+                    max_new_tokens=self.settings.max_new_tokens,
+                    run=runs[lang],
+                    progress=self.progress,
+                )
             del backend
             if cleanup:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -269,22 +328,30 @@ class ReplayResults:
     experts: dict[str, Path]
 
 
-def expert_maps(settings: ReplaySettings, experts: dict[str, Path], store: ResultsStore, *,
-                progress: bool = True) -> dict[str, pd.DataFrame]:
+def expert_maps(
+    settings: ReplaySettings, experts: dict[str, Path], store: ResultsStore, *, progress: bool = True
+) -> dict[str, pd.DataFrame]:
     """Weight-change map of every expert against the base, kept in the store (keyed by both
     checkpoints' weights) so that a resumed replay does not read the checkpoints again."""
     base_hash = weights_fingerprint(resolve_model(settings.base)[1])
     maps = {}
     for key, folder in experts.items():
-        run = store.run(provenance("weight_change", {"base": settings.base, "base_hash": base_hash},
-                                   {"model": f"expert_{key}", "weights_hash": weights_fingerprint(str(folder))}))
+        run = store.run(
+            provenance(
+                "weight_change",
+                {"base": settings.base, "base_hash": base_hash},
+                {"model": f"expert_{key}", "weights_hash": weights_fingerprint(str(folder))},
+            )
+        )
         if not run.finished:
             run.append(weight_change(settings.base, folder, progress=progress))
         maps[key] = run.load() if run.finished else run.finish()
     return maps
 
 
-def replay(settings: ReplaySettings, out: str | Path, *, store: ResultsStore | None = None, progress: bool = True) -> ReplayResults:
+def replay(
+    settings: ReplaySettings, out: str | Path, *, store: ResultsStore | None = None, progress: bool = True
+) -> ReplayResults:
     """Run (or resume) the whole replay and write its tables under ``out`` (small tables only;
     evaluations and maps go to the results store, by default under ``~/.cache/pivotlens``).
     Every language gets Table 1's settings and its suggested swap first, then the rest of the
@@ -297,7 +364,9 @@ def replay(settings: ReplaySettings, out: str | Path, *, store: ResultsStore | N
         for file in ("finetune.json", "training_log.csv"):
             shutil.copy(folder / file, out / f"expert_{key}_{file}")
     maps = expert_maps(settings, experts, store, progress=progress)
-    pd.concat([m.assign(expert=k) for k, m in maps.items()], ignore_index=True).to_csv(out / "weight_change.csv", index=False)
+    pd.concat([m.assign(expert=k) for k, m in maps.items()], ignore_index=True).to_csv(
+        out / "weight_change.csv", index=False
+    )
     n_layers = int(maps["task"]["layer"].max()) + 1
     pivots = lens_overtake(settings, store, progress=progress)
     pivots.to_csv(out / "pivot_summary.csv", index=False)
@@ -305,8 +374,10 @@ def replay(settings: ReplaySettings, out: str | Path, *, store: ResultsStore | N
     evaluator = Evaluator(settings, store, progress=progress)
     langs = list(settings.langs)
     both = ["en", *langs] if settings.english else langs
-    tables = [evaluator.model(settings.base, both).assign(setting="base"),
-              evaluator.model(experts["task"], both).assign(setting="task expert")]
+    tables = [
+        evaluator.model(settings.base, both).assign(setting="base"),
+        evaluator.model(experts["task"], both).assign(setting="task expert"),
+    ]
     grid, default, suggestions, plans = swap_grid(settings, n_layers), depth_scaled(n_layers), [], {}
     fingerprints = {k: weights_fingerprint(str(v)) for k, v in experts.items()}
 
@@ -314,23 +385,39 @@ def replay(settings: ReplaySettings, out: str | Path, *, store: ResultsStore | N
         pair = {"task": fingerprints["task"], "lang": fingerprints[lang]}
         target = settings.work_dir / f"{lang}-merge"
         label = f"swap-{lang}-{config_label(config).replace(' ', '_')}"
-        rows = evaluator.merged(label, {"swap": asdict(config), **pair},
-                                lambda: swap(experts["task"], experts[lang], target, config, progress=False), [lang])
-        return rows.assign(setting="swap", config=config_label(config), default=config == default,
-                           suggested=config == suggested, in_grid=config in grid)
+        rows = evaluator.merged(
+            label,
+            {"swap": asdict(config), **pair},
+            lambda: swap(experts["task"], experts[lang], target, config, progress=False),
+            [lang],
+        )
+        return rows.assign(
+            setting="swap",
+            config=config_label(config),
+            default=config == default,
+            suggested=config == suggested,
+            in_grid=config in grid,
+        )
 
     for lang in langs:  # Table 1's settings and the suggestion
         tables.append(evaluator.model(experts[lang], [lang]).assign(setting="language expert"))
         pair = {"task": fingerprints["task"], "lang": fingerprints[lang]}
         target = settings.work_dir / f"{lang}-merge"
-        tables.append(evaluator.merged(
-            f"soup-{lang}", {"soup": pair}, lambda lang=lang, target=target: soup([experts["task"], experts[lang]], target, progress=False),
-            [lang]).assign(setting="soup"))
+        tables.append(
+            evaluator.merged(
+                f"soup-{lang}",
+                {"soup": pair},
+                lambda lang=lang, target=target: soup([experts["task"], experts[lang]], target, progress=False),
+                [lang],
+            ).assign(setting="soup")
+        )
         overtake = int(pivots.loc[pivots["lang"] == lang, "overtake_layer"].iloc[0])
         suggested, evidence = suggest_swap(n_layers, overtake, change_profile(maps[lang]), task_profile)
         sizes = settings.region_sizes or REPO / "results" / "importance" / settings.base / "region_sizes.csv"
         regions = region_evidence(region_enrichment(sizes, lang))
-        suggestions.append({"lang": lang, "config": config_label(suggested), **asdict(suggested), **evidence, **regions})
+        suggestions.append(
+            {"lang": lang, "config": config_label(suggested), **asdict(suggested), **evidence, **regions}
+        )
         plans[lang] = suggested
         tables += [evaluate_swap(lang, config, suggested) for config in dict.fromkeys([default, suggested])]
     for config in grid:  # the rest of the grid, one configuration in every language at a time
@@ -340,11 +427,18 @@ def replay(settings: ReplaySettings, out: str | Path, *, store: ResultsStore | N
     summary = summarise(results, grid_labels=[config_label(c) for c in grid], default_label=config_label(default))
     suggestions_table = pd.DataFrame(suggestions)
     suggestions_table = suggestions_table.merge(summary["suggestion_rank"], on="lang", how="left")
-    for name, table in {"accuracy": summary["accuracy"], "table1": summary["table1"], "grid": summary["grid"],
-                        "suggestions": suggestions_table, "paired_vs_task_expert": paired_differences(results)}.items():
+    for name, table in {
+        "accuracy": summary["accuracy"],
+        "table1": summary["table1"],
+        "grid": summary["grid"],
+        "suggestions": suggestions_table,
+        "paired_vs_task_expert": paired_differences(results),
+    }.items():
         write_text_atomic(table.to_csv(index=False), out / f"{name}.csv")
     write_text_atomic(json.dumps(asdict(settings), indent=2, default=str), out / "settings.json")
-    return ReplayResults(results, summary["accuracy"], summary["table1"], summary["grid"], maps, suggestions_table, experts)
+    return ReplayResults(
+        results, summary["accuracy"], summary["table1"], summary["grid"], maps, suggestions_table, experts
+    )
 
 
 def summarise(results: pd.DataFrame, *, grid_labels: Sequence[str], default_label: str) -> dict[str, pd.DataFrame]:
@@ -358,30 +452,57 @@ def summarise(results: pd.DataFrame, *, grid_labels: Sequence[str], default_labe
     grid["rank"] = grid.groupby("lang")["accuracy"].rank(ascending=False, method="min").astype(int)
     grid["n_configs"] = grid.groupby("lang")["config"].transform("count")
     table1 = []
+
     def pick(lang: str, setting: str, config: str = "") -> dict:
         row = accuracy[(accuracy["setting"] == setting) & (accuracy["config"] == config) & (accuracy["lang"] == lang)]
         return row.iloc[0].to_dict() if len(row) else {}
 
     for lang in grid["lang"].unique():
         best = grid[grid["lang"] == lang].sort_values(["accuracy", "config"], ascending=[False, True]).iloc[0]
-        entries = {"base": pick(lang, "base"), "language expert": pick(lang, "language expert"),
-                   "task expert": pick(lang, "task expert"), "soup": pick(lang, "soup"),
-                   "swap (default)": pick(lang, "swap", default_label), "swap (best of grid)": best.to_dict()}
+        entries = {
+            "base": pick(lang, "base"),
+            "language expert": pick(lang, "language expert"),
+            "task expert": pick(lang, "task expert"),
+            "soup": pick(lang, "soup"),
+            "swap (default)": pick(lang, "swap", default_label),
+            "swap (best of grid)": best.to_dict(),
+        }
         for setting, entry in entries.items():
             if entry:
-                table1.append({"lang": lang, "setting": setting, "config": entry.get("config", ""), "accuracy": entry["accuracy"],
-                               "ci_low": entry["ci_low"], "ci_high": entry["ci_high"], "n": entry["n"]})
+                table1.append(
+                    {
+                        "lang": lang,
+                        "setting": setting,
+                        "config": entry.get("config", ""),
+                        "accuracy": entry["accuracy"],
+                        "ci_low": entry["ci_low"],
+                        "ci_high": entry["ci_high"],
+                        "n": entry["n"],
+                    }
+                )
     suggested = results[results.get("suggested", pd.Series(False, index=results.index)).fillna(False).astype(bool)]
     ranks = []
     for lang, group in suggested.groupby("lang"):
         label = group["config"].iloc[0]
         acc = float(group["correct"].mean())
         lang_grid = grid[grid["lang"] == lang]
-        ranks.append({"lang": lang, "suggestion_accuracy": acc, "suggestion_rank": int((lang_grid["accuracy"] > acc).sum()) + 1,
-                      "grid_size": len(lang_grid), "suggestion_in_grid": label in set(lang_grid["config"])})
-    return {"accuracy": accuracy, "grid": grid.sort_values(["lang", "rank"]), "table1": pd.DataFrame(table1),
-            "suggestion_rank": pd.DataFrame(ranks, columns=["lang", "suggestion_accuracy", "suggestion_rank", "grid_size",
-                                                            "suggestion_in_grid"])}
+        ranks.append(
+            {
+                "lang": lang,
+                "suggestion_accuracy": acc,
+                "suggestion_rank": int((lang_grid["accuracy"] > acc).sum()) + 1,
+                "grid_size": len(lang_grid),
+                "suggestion_in_grid": label in set(lang_grid["config"]),
+            }
+        )
+    return {
+        "accuracy": accuracy,
+        "grid": grid.sort_values(["lang", "rank"]),
+        "table1": pd.DataFrame(table1),
+        "suggestion_rank": pd.DataFrame(
+            ranks, columns=["lang", "suggestion_accuracy", "suggestion_rank", "grid_size", "suggestion_in_grid"]
+        ),
+    }
 
 
 def write_figures(out: str | Path, *, metrics: Sequence[str] = ("rel_frobenius", "top_fraction")) -> list[Path]:
@@ -405,22 +526,32 @@ def write_figures(out: str | Path, *, metrics: Sequence[str] = ("rel_frobenius",
             pair = {"task expert": experts["task"], f"{lang} expert": experts[lang]}
             fig = weight_change_figure(pair, metric, difference=(f"{lang} expert", "task expert"))
             written += save_figure(fig, figures / f"weight_change_{lang}_{metric}", plotlyjs="cdn")
-        profiles = {("task expert" if k == "task" else f"{k} expert"): change_profile(t, metric) for k, t in experts.items()}
-        written += save_figure(profile_figure(profiles, metric=metric), figures / f"weight_change_profiles_{metric}",
-                               plotlyjs="cdn")
-    written += save_figure(table1_figure(pd.read_csv(out / "table1.csv", keep_default_na=False)), figures / "table1", plotlyjs="cdn")
-    written += save_figure(grid_figure(pd.read_csv(out / "grid.csv"), suggestions=suggestions), figures / "grid", plotlyjs="cdn")
+        profiles = {
+            ("task expert" if k == "task" else f"{k} expert"): change_profile(t, metric) for k, t in experts.items()
+        }
+        written += save_figure(
+            profile_figure(profiles, metric=metric), figures / f"weight_change_profiles_{metric}", plotlyjs="cdn"
+        )
+    written += save_figure(
+        table1_figure(pd.read_csv(out / "table1.csv", keep_default_na=False)), figures / "table1", plotlyjs="cdn"
+    )
+    written += save_figure(
+        grid_figure(pd.read_csv(out / "grid.csv"), suggestions=suggestions), figures / "grid", plotlyjs="cdn"
+    )
     configs = {"default": depth_scaled(n_layers)}
     for row in suggestions.itertuples():
-        configs[f"suggested {row.lang}"] = SwapConfig(int(row.bottom), int(row.top), int(row.transition_bottom),
-                                                      int(row.transition_top))
+        configs[f"suggested {row.lang}"] = SwapConfig(
+            int(row.bottom), int(row.top), int(row.transition_bottom), int(row.transition_top)
+        )
     written += save_figure(zones_figure(configs, n_layers), figures / "zones", plotlyjs="cdn")
     return written
 
 
 def main() -> None:
     defaults = ReplaySettings()
-    parser = argparse.ArgumentParser(description="Layer-swapping replay (Bandarkar et al. 2025, Table 1) on an embedded model.")
+    parser = argparse.ArgumentParser(
+        description="Layer-swapping replay (Bandarkar et al. 2025, Table 1) on an embedded model."
+    )
     parser.add_argument("--out", default="results/layer_swap")
     parser.add_argument("--base", default=defaults.base)
     parser.add_argument("--langs", default=",".join(defaults.langs))
@@ -428,21 +559,35 @@ def main() -> None:
     parser.add_argument("--lang-steps", type=int, default=defaults.lang_steps)
     parser.add_argument("--n-eval", type=int, default=defaults.n_eval)
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--grid-bottom", default=",".join(map(str, defaults.grid_bottom)), help="bottom values of the grid")
+    parser.add_argument(
+        "--grid-bottom", default=",".join(map(str, defaults.grid_bottom)), help="bottom values of the grid"
+    )
     parser.add_argument("--grid-top", default=",".join(map(str, defaults.grid_top)), help="top values of the grid")
-    parser.add_argument("--no-english", action="store_true", help="skip the English evaluations (run them in one process only)")
+    parser.add_argument(
+        "--no-english", action="store_true", help="skip the English evaluations (run them in one process only)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy machine)")
     parser.add_argument("--only-experts", default=None, help="train these experts (e.g. task,sw) and stop")
-    parser.add_argument("--figures-only", action="store_true", help="redraw the figures from the tables in --out and stop")
+    parser.add_argument(
+        "--figures-only", action="store_true", help="redraw the figures from the tables in --out and stop"
+    )
     args = parser.parse_args()
     if args.figures_only:
         print("\n".join(str(path) for path in write_figures(args.out)))
         return
     torch.set_num_threads(args.threads)
-    settings = replace(defaults, base=args.base, langs=tuple(args.langs.split(",")), task_steps=args.task_steps,
-                       lang_steps=args.lang_steps, n_eval=args.n_eval, seed=args.seed, english=not args.no_english,
-                       grid_bottom=tuple(int(b) for b in args.grid_bottom.split(",")),
-                       grid_top=tuple(int(u) for u in args.grid_top.split(",")))
+    settings = replace(
+        defaults,
+        base=args.base,
+        langs=tuple(args.langs.split(",")),
+        task_steps=args.task_steps,
+        lang_steps=args.lang_steps,
+        n_eval=args.n_eval,
+        seed=args.seed,
+        english=not args.no_english,
+        grid_bottom=tuple(int(b) for b in args.grid_bottom.split(",")),
+        grid_top=tuple(int(u) for u in args.grid_top.split(",")),
+    )
     if args.only_experts:
         for key, folder in train_experts(settings, args.only_experts.split(",")).items():
             print(key, folder)

@@ -49,7 +49,11 @@ def run_languages(
         prompts = build_prompts(task, concepts, lang, src=src, latent=latent, cloze=cloze, seed=seed)[:limit]
         params = {"task": task, "lang": lang, "src": src, "latent": latent, "word_prob": word_prob, "limit": limit}
         run = store.run(provenance("lens", params, backend.describe(), data_files, seed=seed))
-        table = run.load() if run.finished else run_lens(backend, prompts, word_prob=word_prob, batch_size=batch_size, run=run, progress=progress)
+        table = (
+            run.load()
+            if run.finished
+            else run_lens(backend, prompts, word_prob=word_prob, batch_size=batch_size, run=run, progress=progress)
+        )
         tables.append(table)
     combined = pd.concat(tables, ignore_index=True)
     combined.attrs["provenance"] = {"runs": [t.attrs.get("provenance", {}) for t in tables]}
@@ -62,7 +66,12 @@ def write_outputs(results: LensResults, out: Path, *, model: str, figures_per_la
     written = []
     lens = results.lens.copy()
     lens["top_tokens"] = lens["top_tokens"].map(" | ".join)
-    for name, table in {"lens": lens, "curves": results.curves, "pivot_summary": results.summary, "lambda": results.lambdas}.items():
+    for name, table in {
+        "lens": lens,
+        "curves": results.curves,
+        "pivot_summary": results.summary,
+        "lambda": results.lambdas,
+    }.items():
         path = out / f"{name}.csv"
         write_text_atomic(table.to_csv(index=False), path)
         written.append(path)

@@ -67,36 +67,76 @@ def run_fig3(
         backend = load(model)
         lens = run_languages(backend, [target], latent=pivot, store=store, progress=progress)
         curves.append(layer_curves(lens).assign(model=label))
-        table = measure(backend, data, pivot, target, split="held_out", k=k, batch_size=batch_size, max_length=max_length,
-                        params=params, store=store, progress=progress)
+        table = measure(
+            backend,
+            data,
+            pivot,
+            target,
+            split="held_out",
+            k=k,
+            batch_size=batch_size,
+            max_length=max_length,
+            params=params,
+            store=store,
+            progress=progress,
+        )
         summary = summarize(table)
         summaries.append(summary.assign(model=label))
         layer = config.pivot.at(backend.n_layers)
         at_n = lens[lens["layer"] == layer]
         last = summary[summary["layer"] == backend.n_layers - 1]
-        rows.append({
-            "model": label, "pivot_layer": layer, f"mean_p_{pivot}_at_n": float(at_n[latent_column(lens)].mean()),
-            "mean_p_target_at_n": float(at_n["p_target"].mean()),
-            "mean_p_target_output": float(lens[lens["layer"] == backend.n_layers - 1]["p_target"].mean()),
-            "last_layer_cosine": float(last["mean"].iloc[0]), "last_layer_ci_low": float(last["ci_low"].iloc[0]),
-            "last_layer_ci_high": float(last["ci_high"].iloc[0]),
-            "held_out_loss_target": float(table.drop_duplicates("batch")["loss_b"].mean()),
-            "held_out_loss_pivot": float(table.drop_duplicates("batch")["loss_a"].mean()),
-        })
+        rows.append(
+            {
+                "model": label,
+                "pivot_layer": layer,
+                f"mean_p_{pivot}_at_n": float(at_n[latent_column(lens)].mean()),
+                "mean_p_target_at_n": float(at_n["p_target"].mean()),
+                "mean_p_target_output": float(lens[lens["layer"] == backend.n_layers - 1]["p_target"].mean()),
+                "last_layer_cosine": float(last["mean"].iloc[0]),
+                "last_layer_ci_low": float(last["ci_low"].iloc[0]),
+                "last_layer_ci_high": float(last["ci_high"].iloc[0]),
+                "held_out_loss_target": float(table.drop_duplicates("batch")["loss_b"].mean()),
+                "held_out_loss_pivot": float(table.drop_duplicates("batch")["loss_a"].mean()),
+            }
+        )
         del backend
-    results = Fig3Results(pd.concat(curves, ignore_index=True), pd.concat(summaries, ignore_index=True), pd.DataFrame(rows),
-                          pd.concat(logs, ignore_index=True))
-    for name, table in {"curves": results.curves, "interference_summary": results.interference, "summary": results.summary,
-                        "training_logs": results.logs}.items():
+    results = Fig3Results(
+        pd.concat(curves, ignore_index=True),
+        pd.concat(summaries, ignore_index=True),
+        pd.DataFrame(rows),
+        pd.concat(logs, ignore_index=True),
+    )
+    for name, table in {
+        "curves": results.curves,
+        "interference_summary": results.interference,
+        "summary": results.summary,
+        "training_logs": results.logs,
+    }.items():
         write_text_atomic(table.to_csv(index=False), out / f"{name}.csv")
     model_name = Path(base).name
-    save_figure(pivot_probability_figure(results.curves, lang=target, title=(
-        f"PROM Fig. 3 ({model_name}): P({pivot}) and P({target}) per layer, before and after fine-tuning (95% CI)")),
-        out / "fig3_pivot_probability")
-    save_figure(cosine_figure(results.interference, pivot_layer=config.pivot.at(backend_layers(results.curves)), title=(
-        f"{model_name}: gradient cosine {pivot} vs {target} on held-out instructions, before and after (95% CI)")),
-        out / "fig3_interference")
-    save_figure(loss_figure(results.logs, title=f"{model_name}: training loss, plain (t+e) vs pivoted"), out / "training_loss")
+    save_figure(
+        pivot_probability_figure(
+            results.curves,
+            lang=target,
+            title=(
+                f"PROM Fig. 3 ({model_name}): P({pivot}) and P({target}) per layer, before and after fine-tuning (95% CI)"
+            ),
+        ),
+        out / "fig3_pivot_probability",
+    )
+    save_figure(
+        cosine_figure(
+            results.interference,
+            pivot_layer=config.pivot.at(backend_layers(results.curves)),
+            title=(
+                f"{model_name}: gradient cosine {pivot} vs {target} on held-out instructions, before and after (95% CI)"
+            ),
+        ),
+        out / "fig3_interference",
+    )
+    save_figure(
+        loss_figure(results.logs, title=f"{model_name}: training loss, plain (t+e) vs pivoted"), out / "training_loss"
+    )
     return results
 
 

@@ -40,6 +40,7 @@ from analyses.interventions.recipes import PIVOT, RECIPES, read_recipe_card, str
 from analyses.pipelines.interference import measure
 from analyses.pipelines.lens import run_languages
 from analyses.stats.confusion_metrics import ALL, compute_all_metrics, judge_completions
+from analyses.stats.intervals import percentile_interval
 from analyses.stats.recipes import ModelInternals, inside_tables
 from probes.backend import load
 from probes.backend.errors import DataFormatError
@@ -49,8 +50,24 @@ from probes.instruction_answers import run_answers
 
 BASE = "base"
 JUDGE = "sentence chrF (sacrebleu chrF2) of the shown answer vs the reference"
-COMPARISON_COLUMNS = ("model", "recipe", "lang", "variant", "n", "n_scored", "lpr", "lpr_low", "lpr_high", "wpr",
-                      "wpr_low", "wpr_high", "chrf", "chrf_low", "chrf_high", "shown")
+COMPARISON_COLUMNS = (
+    "model",
+    "recipe",
+    "lang",
+    "variant",
+    "n",
+    "n_scored",
+    "lpr",
+    "lpr_low",
+    "lpr_high",
+    "wpr",
+    "wpr_low",
+    "wpr_high",
+    "chrf",
+    "chrf_low",
+    "chrf_high",
+    "shown",
+)
 
 
 @dataclass(frozen=True)
@@ -115,16 +132,22 @@ class Measurements:
     n_layers: int = 0
 
 
-def held_out_ids(data: str | Path, langs: Sequence[str], pivot: str,
-                 n_held_out: int = HELD_OUT) -> tuple[pd.DataFrame, list[str]]:
+def held_out_ids(
+    data: str | Path, langs: Sequence[str], pivot: str, n_held_out: int = HELD_OUT
+) -> tuple[pd.DataFrame, list[str]]:
     """The instruction table and its last ``n_held_out`` ids (never trained on by a recipe run)."""
     table = load_instructions(data, [pivot, *langs])
     _, held = split_held_out(table, n_held_out)
     return table, ordered_ids(held)
 
 
-def measure_models(entries: Sequence[ModelEntry], langs: Sequence[str], config: EvalConfig = EvalConfig(),
-                   store: ResultsStore | None = None, progress: bool = True) -> Measurements:
+def measure_models(
+    entries: Sequence[ModelEntry],
+    langs: Sequence[str],
+    config: EvalConfig = EvalConfig(),
+    store: ResultsStore | None = None,
+    progress: bool = True,
+) -> Measurements:
     """Answers, lens and interference tables of each model (one model in memory at a time;
     every run goes through the results store, so a re-run reuses finished work)."""
     store = store or ResultsStore()
@@ -138,18 +161,46 @@ def measure_models(entries: Sequence[ModelEntry], langs: Sequence[str], config: 
         budget = config.plug_max_new_tokens if entry.recipe == "plug" else config.max_new_tokens
         params = {"langs": list(langs), "ids": ids, "max_new_tokens": budget, "template": "auto"}
         run = store.run(provenance("instruction-answers", params, backend.describe(), [config.data]))
-        found = run.load() if run.finished else run_answers(
-            backend, table, langs, ids, max_new_tokens=budget, batch_size=config.answer_batch_size, run=run,
-            progress=progress)
+        found = (
+            run.load()
+            if run.finished
+            else run_answers(
+                backend,
+                table,
+                langs,
+                ids,
+                max_new_tokens=budget,
+                batch_size=config.answer_batch_size,
+                run=run,
+                progress=progress,
+            )
+        )
         answers.append(found.assign(**tag))
         if config.inside:
-            found = run_languages(backend, list(langs), latent=config.pivot, limit=config.lens_limit,
-                                  batch_size=config.lens_batch_size, store=store, progress=progress)
+            found = run_languages(
+                backend,
+                list(langs),
+                latent=config.pivot,
+                limit=config.lens_limit,
+                batch_size=config.lens_batch_size,
+                store=store,
+                progress=progress,
+            )
             lens.append(found.assign(**tag))
             for lang in langs:
-                found = measure(backend, config.data, config.pivot, lang, split="held_out", k=config.interference_pairs,
-                                batch_size=config.interference_batch_size, params=config.interference_params,
-                                seed=config.seed, store=store, progress=progress)
+                found = measure(
+                    backend,
+                    config.data,
+                    config.pivot,
+                    lang,
+                    split="held_out",
+                    k=config.interference_pairs,
+                    batch_size=config.interference_batch_size,
+                    params=config.interference_params,
+                    seed=config.seed,
+                    store=store,
+                    progress=progress,
+                )
                 interference.append(found.assign(**tag))
         del backend
     return Measurements(
@@ -173,14 +224,26 @@ def score_answers(answers: pd.DataFrame, pivot: str = PIVOT) -> pd.DataFrame:
             stripped = strip_pivot(row.completion, row.lang, pivot)
             variants.append(("stripped", stripped.text, stripped.how, True))
         for variant, text, how, shown in variants:
-            rows.append({"model": row.model, "recipe": row.recipe, "lang": row.lang, "id": row.id, "variant": variant,
-                         "text": text, "how": how, "shown": shown, "reference": row.reference,
-                         "chrf": metric.sentence_score(text, [row.reference]).score})
+            rows.append(
+                {
+                    "model": row.model,
+                    "recipe": row.recipe,
+                    "lang": row.lang,
+                    "id": row.id,
+                    "variant": variant,
+                    "text": text,
+                    "how": how,
+                    "shown": shown,
+                    "reference": row.reference,
+                    "chrf": metric.sentence_score(text, [row.reference]).score,
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def corpus_chrf(hypotheses: Sequence[str], references: Sequence[str], *, n_boot: int = 1000,
-                seed: int = 0) -> tuple[float, np.ndarray]:
+def corpus_chrf(
+    hypotheses: Sequence[str], references: Sequence[str], *, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, np.ndarray]:
     """Corpus chrF and ``n_boot`` bootstrap replicates over sentences (resampling sentence
     statistics, the route of sacrebleu's own paired bootstrap); no replicates for ``n_boot = 0``."""
     metric = CHRF()
@@ -191,10 +254,7 @@ def corpus_chrf(hypotheses: Sequence[str], references: Sequence[str], *, n_boot:
 
 
 def _interval(point: float, boot: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    if len(boot) == 0:
-        return point, point, point
-    alpha = (1 - level) / 2
-    return point, float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha))
+    return (point, point, point) if len(boot) == 0 else (point, *percentile_interval(boot, level))
 
 
 def comparison_table(scored: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -203,22 +263,40 @@ def comparison_table(scored: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0)
     rows = []
     for (model, recipe, variant), group in scored.groupby(["model", "recipe", "variant"], sort=False):
         outputs = group.rename(columns={"text": "completion", "lang": "language"}).assign(
-            task="recipe-eval", source="held_out", model=model)
+            task="recipe-eval", source="held_out", model=model
+        )
         metrics = compute_all_metrics(judge_completions(outputs), n_boot=n_boot, seed=seed)
         metrics = metrics[metrics["source"] == ALL].set_index("language")
         # ids sorted and one seed: every language resamples the same ids (the sets are parallel)
-        replicates = {lang: corpus_chrf(g["text"], g["reference"], n_boot=n_boot, seed=seed)
-                      for lang, g in group.sort_values("id", kind="stable").groupby("lang", sort=False)}
+        replicates = {
+            lang: corpus_chrf(g["text"], g["reference"], n_boot=n_boot, seed=seed)
+            for lang, g in group.sort_values("id", kind="stable").groupby("lang", sort=False)
+        }
         # lang = all: the mean over languages, its replicates the means of the per-language ones
-        replicates[ALL] = (float(np.mean([p for p, _ in replicates.values()])),
-                           np.mean([b for _, b in replicates.values()], axis=0))
+        replicates[ALL] = (
+            float(np.mean([p for p, _ in replicates.values()])),
+            np.mean([b for _, b in replicates.values()], axis=0),
+        )
         for lang, (point, boot) in replicates.items():
             chrf, low, high = _interval(point, boot)
             m = metrics.loc[lang]
-            rows.append({"model": model, "recipe": recipe, "lang": lang, "variant": variant, "n": int(m["n"]),
-                         "n_scored": int(m["n_scored"]),
-                         **{k: float(m.get(k, np.nan)) for k in ("lpr", "lpr_low", "lpr_high", "wpr", "wpr_low", "wpr_high")},
-                         "chrf": chrf, "chrf_low": low, "chrf_high": high, "shown": bool(group["shown"].iloc[0])})
+            rows.append(
+                {
+                    "model": model,
+                    "recipe": recipe,
+                    "lang": lang,
+                    "variant": variant,
+                    "n": int(m["n"]),
+                    "n_scored": int(m["n_scored"]),
+                    **{
+                        k: float(m.get(k, np.nan)) for k in ("lpr", "lpr_low", "lpr_high", "wpr", "wpr_low", "wpr_high")
+                    },
+                    "chrf": chrf,
+                    "chrf_low": low,
+                    "chrf_high": high,
+                    "shown": bool(group["shown"].iloc[0]),
+                }
+            )
     return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
 
 
@@ -229,8 +307,9 @@ def strip_counts(scored: pd.DataFrame) -> pd.DataFrame:
     return stripped.groupby(["model", "lang", "how"]).size().rename("n").reset_index()
 
 
-def win_loss(scored: pd.DataFrame, *, tie_margin: float = 1.0, n_boot: int = 1000, seed: int = 0,
-             level: float = 0.95) -> pd.DataFrame:
+def win_loss(
+    scored: pd.DataFrame, *, tie_margin: float = 1.0, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> pd.DataFrame:
     """Every ordered pair of models (A, B) per language and over all languages (``lang = all``):
     ``n``, ``win``, ``loss``, ``tie`` (% of instructions), ``delta = win − loss`` and its
     bootstrap interval over instructions, judged by :data:`JUDGE` on the shown answers."""
@@ -238,19 +317,35 @@ def win_loss(scored: pd.DataFrame, *, tie_margin: float = 1.0, n_boot: int = 100
     grid = shown.pivot_table(index=["lang", "id"], columns="model", values="chrf", aggfunc="first")
     recipes = shown.drop_duplicates("model").set_index("model")["recipe"]
     rng = np.random.default_rng(seed)
-    alpha = (1 - level) / 2
     rows = []
     for a, b in itertools.permutations(grid.columns, 2):
         for lang, diff in [*((lang, g[a] - g[b]) for lang, g in grid.groupby(level="lang")), (ALL, grid[a] - grid[b])]:
             d = diff.dropna().to_numpy()
             score = np.sign(d) * (np.abs(d) > tie_margin)
-            draws = score[rng.integers(0, len(score), size=(n_boot, len(score)))] if n_boot and len(score) > 1 else score[None]
-            boot = 100 * draws.mean(1)
-            rows.append({"model_a": a, "recipe_a": recipes[a], "model_b": b, "recipe_b": recipes[b], "lang": lang,
-                         "n": len(d), "win": 100 * float((score > 0).mean()), "loss": 100 * float((score < 0).mean()),
-                         "tie": 100 * float((score == 0).mean()), "delta": 100 * float(score.mean()),
-                         "delta_low": float(np.quantile(boot, alpha)), "delta_high": float(np.quantile(boot, 1 - alpha)),
-                         "judge": JUDGE, "tie_margin": tie_margin})
+            draws = (
+                score[rng.integers(0, len(score), size=(n_boot, len(score)))]
+                if n_boot and len(score) > 1
+                else score[None]
+            )
+            low, high = percentile_interval(100 * draws.mean(1), level)
+            rows.append(
+                {
+                    "model_a": a,
+                    "recipe_a": recipes[a],
+                    "model_b": b,
+                    "recipe_b": recipes[b],
+                    "lang": lang,
+                    "n": len(d),
+                    "win": 100 * float((score > 0).mean()),
+                    "loss": 100 * float((score < 0).mean()),
+                    "tie": 100 * float((score == 0).mean()),
+                    "delta": 100 * float(score.mean()),
+                    "delta_low": low,
+                    "delta_high": high,
+                    "judge": JUDGE,
+                    "tie_margin": tie_margin,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -259,7 +354,9 @@ def table1(pairs: pd.DataFrame, reference: str = "plug") -> pd.DataFrame:
     ``(lang, Win%)``, ``(lang, Loss%)``, ``(lang, Δ%)``. ``reference`` is a model label or a recipe."""
     chosen = pairs[(pairs["model_a"] == reference) | (pairs["recipe_a"] == reference)]
     if chosen.empty:
-        raise ValueError(f"no model or recipe {reference!r} among {sorted(set(pairs['model_a']))}; pick another reference")
+        raise ValueError(
+            f"no model or recipe {reference!r} among {sorted(set(pairs['model_a']))}; pick another reference"
+        )
     chosen = chosen.assign(comparison=chosen["model_a"] + " vs. " + chosen["model_b"])
     langs = [lang for lang in dict.fromkeys(chosen["lang"]) if lang != ALL] + [ALL]
     wide = chosen.pivot_table(index="comparison", columns="lang", values=["win", "loss", "delta"], sort=False)
@@ -286,25 +383,45 @@ class RecipeEvaluation:
 
 def training_logs(entries: Sequence[ModelEntry]) -> pd.DataFrame | None:
     """The driver's ``training_log.csv`` of each fine-tuned model, with a ``run`` column."""
-    logs = [pd.read_csv(Path(e.path) / "training_log.csv").assign(run=e.label)
-            for e in entries if (Path(e.path) / "training_log.csv").is_file()]
+    logs = [
+        pd.read_csv(Path(e.path) / "training_log.csv").assign(run=e.label)
+        for e in entries
+        if (Path(e.path) / "training_log.csv").is_file()
+    ]
     return pd.concat(logs, ignore_index=True) if logs else None
 
 
-def analyse(measurements: Measurements, entries: Sequence[ModelEntry], *, reference: str = "plug",
-            config: EvalConfig = EvalConfig()) -> RecipeEvaluation:
+def analyse(
+    measurements: Measurements,
+    entries: Sequence[ModelEntry],
+    *,
+    reference: str = "plug",
+    config: EvalConfig = EvalConfig(),
+) -> RecipeEvaluation:
     """Every table and figure of a recipe comparison (compute -> statistic -> figure)."""
     scored = score_answers(measurements.answers, config.pivot)
     comparison = comparison_table(scored, n_boot=config.n_boot, seed=config.seed)
     pairs = win_loss(scored, tie_margin=config.tie_margin, n_boot=config.n_boot, seed=config.seed)
     has_reference = reference in set(pairs["model_a"]) | set(pairs["recipe_a"])
-    result = RecipeEvaluation(scored, comparison, pairs, table1(pairs, reference) if has_reference else None,
-                              strip_counts(scored), logs=training_logs(entries))
+    result = RecipeEvaluation(
+        scored,
+        comparison,
+        pairs,
+        table1(pairs, reference) if has_reference else None,
+        strip_counts(scored),
+        logs=training_logs(entries),
+    )
     if measurements.lens is not None:
-        result.inside = inside_tables(measurements.lens, measurements.interference, n_layers=measurements.n_layers,
-                                      n_boot=config.n_boot, seed=config.seed)
-    result.figures = recipe_figures(comparison, pairs, reference=reference if has_reference else None, logs=result.logs,
-                                    inside=result.inside)
+        result.inside = inside_tables(
+            measurements.lens,
+            measurements.interference,
+            n_layers=measurements.n_layers,
+            n_boot=config.n_boot,
+            seed=config.seed,
+        )
+    result.figures = recipe_figures(
+        comparison, pairs, reference=reference if has_reference else None, logs=result.logs, inside=result.inside
+    )
     return result
 
 

@@ -70,8 +70,12 @@ class CorpusUse:
         return {lang: corpus.texts(lang, part)[:n] for lang in langs}  # type: ignore[arg-type]
 
     def describe(self) -> dict[str, object]:
-        return {"corpus": str(self.path), "n_accumulation": self.n_accumulation, "n_heldout": self.n_heldout,
-                "max_tokens": self.max_tokens}
+        return {
+            "corpus": str(self.path),
+            "n_accumulation": self.n_accumulation,
+            "n_heldout": self.n_heldout,
+            "max_tokens": self.max_tokens,
+        }
 
 
 def importance_for(
@@ -87,8 +91,17 @@ def importance_for(
 ) -> pd.DataFrame:
     """The importance probe per language (one resumable store run each); ``attrs["files"]``
     maps each language to its bfloat16 safetensors map."""
-    return run_importance(backend, use.texts(langs, "accumulation"), scope=scope, mode=mode, batch_size=batch_size,
-                          max_tokens=use.max_tokens, store=store or ResultsStore(), data_files=[use.path], progress=progress)
+    return run_importance(
+        backend,
+        use.texts(langs, "accumulation"),
+        scope=scope,
+        mode=mode,
+        batch_size=batch_size,
+        max_tokens=use.max_tokens,
+        store=store or ResultsStore(),
+        data_files=[use.path],
+        progress=progress,
+    )
 
 
 @dataclass(frozen=True)
@@ -131,14 +144,19 @@ def build_regions(
     if missing:
         raise ValueError(f"core languages {missing} have no importance map; add them to --langs")
     meta = {**dict(metadata or {}), "fraction": fraction, "seed": seed, "core_langs": list(core_langs)}
-    tops = {lang: select(load_importance(path, torch.bfloat16).importance, fraction, "top", seed=seed) for lang, path in files.items()}
+    tops = {
+        lang: select(load_importance(path, torch.bfloat16).importance, fraction, "top", seed=seed)
+        for lang, path in files.items()
+    }
     core = core_scores(load_importance(files[lang], torch.bfloat16).importance for lang in core_langs)
     core_label = "+".join(core_langs)
     regions: list[Region] = []
     sizes = []
 
     def keep(label: str, scope: str, selection: str, removed_lang: str, masks: Masks) -> None:
-        path = save_masks(masks_dir / f"{label}.safetensors", masks, {**meta, "region": label, "removed_lang": removed_lang})
+        path = save_masks(
+            masks_dir / f"{label}.safetensors", masks, {**meta, "region": label, "removed_lang": removed_lang}
+        )
         regions.append(Region(label, scope, selection, removed_lang, lambda: load_masks(path)[0]))
         sizes.append(region_table({label: masks}))
 
@@ -153,15 +171,24 @@ def build_regions(
         mono = monolingual(tops, lang)
         keep(f"mono-top-{lang}", "monolingual", "top", lang, mono)
         path = masks_dir / f"mono-top-{lang}.safetensors"
-        regions.append(Region(f"mono-random-{lang}", "monolingual", "random", lang,
-                              lambda path=path: random_like(load_masks(path)[0], seed=seed)))
+        regions.append(
+            Region(
+                f"mono-random-{lang}",
+                "monolingual",
+                "random",
+                lang,
+                lambda path=path: random_like(load_masks(path)[0], seed=seed),
+            )
+        )
     examples = {"core-top": core_masks["top"], "core-random": core_masks["random"]}
     return RegionSet(
         regions=regions,
         sizes=pd.concat(sizes, ignore_index=True),
         core_global=core_global,
         concentration=concentration_table(examples, lambda n: locate(n, blocks)),
-        dimensions=pd.concat([dimension_counts(m, d_model).assign(region=label) for label, m in examples.items()], ignore_index=True),
+        dimensions=pd.concat(
+            [dimension_counts(m, d_model).assign(region=label) for label, m in examples.items()], ignore_index=True
+        ),
         density=_density_examples(core_masks["top"], blocks),
     )
 
@@ -174,9 +201,11 @@ def _density_examples(masks: Masks, blocks: str) -> pd.DataFrame:
     if not layers:
         return pd.DataFrame()
     wanted = {layers[0], layers[len(layers) // 2], layers[-1]}
-    frames = [mask_density(masks[name], bins=64).assign(param=name, layer=layer, module=module)
-              for name, (layer, module) in located.items()
-              if layer in wanted and module in ("self_attn.o_proj", "mlp.down_proj")]
+    frames = [
+        mask_density(masks[name], bins=64).assign(param=name, layer=layer, module=module)
+        for name, (layer, module) in located.items()
+        if layer in wanted and module in ("self_attn.o_proj", "mlp.down_proj")
+    ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -231,8 +260,13 @@ def removal_table(
         base = {"region": "none", "scope": "none", "selection": "none", "fraction": 0.0, "removed_lang": ""}
         frames.append(_measure(backend, heldout, None, base, **options))
     for region in tqdm(todo, desc=f"removal {backend.model_name}", unit="region", disable=not progress):
-        extra = {"region": region.label, "scope": region.scope, "selection": region.selection, "fraction": fraction,
-                 "removed_lang": region.removed_lang}
+        extra = {
+            "region": region.label,
+            "scope": region.scope,
+            "selection": region.selection,
+            "fraction": fraction,
+            "removed_lang": region.removed_lang,
+        }
         frames.append(_measure(backend, heldout, region.load(), extra, **options))
     table = run.finish() if run is not None else pd.concat(frames, ignore_index=True)
     return table[[*REMOVAL_COLUMNS, "n_sentences"]]
@@ -263,8 +297,18 @@ def structure_table(
                 continue
             masks = structured_region(core_top, n, kind, backend.d_model, seed=seed)  # type: ignore[arg-type]
             extra = {"region": label, "selection": kind, "n_dims": n}
-            frames.append(_measure(backend, heldout, masks, extra, batch_size=batch_size, max_tokens=max_tokens, run=run,
-                                   progress=progress))
+            frames.append(
+                _measure(
+                    backend,
+                    heldout,
+                    masks,
+                    extra,
+                    batch_size=batch_size,
+                    max_tokens=max_tokens,
+                    run=run,
+                    progress=progress,
+                )
+            )
     return run.finish() if run is not None else pd.concat(frames, ignore_index=True)
 
 
@@ -287,7 +331,7 @@ def perturbation_table(
     region and ``n_random`` random others; perplexity per language."""
     ranked = dimensions.sort_values("count", ascending=False)["dim"].tolist()
     generator = torch.Generator().manual_seed(seed)
-    rest = ranked[max(20, n_top):]
+    rest = ranked[max(20, n_top) :]
     picks = [("top", d) for d in ranked[:n_top]]
     picks += [("random", rest[i]) for i in torch.randperm(len(rest), generator=generator)[:n_random].tolist()]
     done = {item.split("|")[0] for item in run.done_items()} if run is not None else set()
@@ -298,12 +342,25 @@ def perturbation_table(
             continue
         masks = dimension_region(template, [dim], backend.d_model)
         extra = {"region": label, "selection": kind, "dim": int(dim), "dim_rank": ranked.index(dim) + 1}
-        frames.append(_measure(backend, heldout, masks, extra, how="perturb", batch_size=batch_size, max_tokens=max_tokens,
-                               run=run, progress=progress, seed=seed))
+        frames.append(
+            _measure(
+                backend,
+                heldout,
+                masks,
+                extra,
+                how="perturb",
+                batch_size=batch_size,
+                max_tokens=max_tokens,
+                run=run,
+                progress=progress,
+                seed=seed,
+            )
+        )
     return run.finish() if run is not None else pd.concat(frames, ignore_index=True)
 
 
-def job_run(store: ResultsStore, probe: str, params: dict[str, object], backend: Backend, use: CorpusUse, seed: int) -> Run:
+def job_run(
+    store: ResultsStore, probe: str, params: dict[str, object], backend: Backend, use: CorpusUse, seed: int
+) -> Run:
     """A resumable results-store run for one table of the job."""
     return store.run(provenance(probe, {**params, **use.describe()}, backend.describe(), [use.path], seed=seed))
-

@@ -68,8 +68,9 @@ def diagnose(
     models = {backend.model_name: backend.describe() for backend in backends}
     data = data_versions()
     paths = []
-    with tqdm(total=len(langs) * len(backends) * len(names), desc="diagnose", unit="section",
-              disable=not progress) as bar:
+    with tqdm(
+        total=len(langs) * len(backends) * len(names), desc="diagnose", unit="section", disable=not progress
+    ) as bar:
         for lang in langs:
             per_model: dict[str, list[SectionResult]] = {}
             timings = []
@@ -80,13 +81,25 @@ def diagnose(
                     bar.set_postfix_str(f"{lang} {backend.model_name}: {name}")
                     before, start = _stored_files(store), time.perf_counter()
                     results.append(SECTIONS[name](context))
-                    timings.append({"model": backend.model_name, "lang": lang, "section": name,
-                                    "seconds": round(time.perf_counter() - start, 1),
-                                    "computed": _stored_files(store) > before})
+                    timings.append(
+                        {
+                            "model": backend.model_name,
+                            "lang": lang,
+                            "section": name,
+                            "seconds": round(time.perf_counter() - start, 1),
+                            "computed": _stored_files(store) > before,
+                        }
+                    )
                     bar.update()
                 per_model[backend.model_name] = results
-            prov = {"models": models, "code": code_version(), "data": data, "quick": quick, "sections": names,
-                    "results_store": str(store.root)}
+            prov = {
+                "models": models,
+                "code": code_version(),
+                "data": data,
+                "quick": quick,
+                "sections": names,
+                "results_store": str(store.root),
+            }
             path = render_report(lang, per_model, out, provenance=prov)
             write_text_atomic(pd.DataFrame(timings).to_csv(index=False), out / lang / "timings.csv")
             paths.append(path)

@@ -8,8 +8,8 @@ import pandas as pd
 from analyses.figures.exit import accuracy_by_layer_figure
 from analyses.report.sections import ReportContext, SectionResult, Verdict, register_section
 from analyses.stats.early_exit import accuracy_by_layer, static_exit_curve
-from analyses.stats.flops import DecoderShape
-from probes.exit_accuracy import exit_accuracy
+from analyses.stats.flops import Uncounted, flops_model
+from probes.exit_accuracy import exit_accuracy, exit_run
 from probes.inputs.tasks import TASKS, load_task
 
 
@@ -44,50 +44,70 @@ def exit_section(ctx: ReportContext) -> SectionResult:
     for task in TASKS:
         data = load_task(task)
         if ctx.lang not in set(data.frame["lang"]):
-            result.notes.append(f"no {task} items in {ctx.lang} (data/tasks/{task}.csv has "
-                                f"{', '.join(sorted(set(data.frame['lang'])))}); add rows to include it")
+            result.notes.append(
+                f"no {task} items in {ctx.lang} (data/tasks/{task}.csv has "
+                f"{', '.join(sorted(set(data.frame['lang'])))}); add rows to include it"
+            )
             continue
-        items.append(exit_accuracy(ctx.backend, task, ctx.lang, n=30 if ctx.quick else 100, data=data,
-                                   batch_size=ctx.batch_size, store=ctx.store, progress=False))
+        n = 30 if ctx.quick else 100
+        run = exit_run(ctx.store, ctx.backend, data, ctx.lang, n=n)
+        items.append(
+            exit_accuracy(
+                ctx.backend, task, ctx.lang, n=n, data=data, batch_size=ctx.batch_size, run=run, progress=False
+            )
+        )
     if not items:
         return result
     table = pd.concat(items, ignore_index=True)
     layers = accuracy_by_layer(table)
-    shape = DecoderShape.from_config(ctx.backend.config)
+    shape = flops_model(ctx.backend.config)
     static = static_exit_curve(table, shape, "options")
     last = ctx.backend.n_layers - 1
     for task, rows in layers.groupby("task", sort=True):
         final = rows[rows["layer"] == last].iloc[0]
         baseline = majority_share(table[table["task"] == task])
         if final["accuracy_options_low"] <= baseline:
-            result.verdicts.append(Verdict(
-                f"{task}: from which layer is the answer already right?",
-                "not even at the output: the model is not above the majority baseline",
-                f"accuracy among the options at the output {final['accuracy_options']:.2f} vs {baseline:.2f} for always "
-                f"answering the most frequent label (n = {int(final['n'])}, 3-shot)",
-                f"95% Wilson interval at the output [{final['accuracy_options_low']:.2f}, "
-                f"{final['accuracy_options_high']:.2f}] includes the baseline; no early-exit saving is meaningful",
-            ))
+            result.verdicts.append(
+                Verdict(
+                    f"{task}: from which layer is the answer already right?",
+                    "not even at the output: the model is not above the majority baseline",
+                    f"accuracy among the options at the output {final['accuracy_options']:.2f} vs {baseline:.2f} for always "
+                    f"answering the most frequent label (n = {int(final['n'])}, 3-shot)",
+                    f"95% Wilson interval at the output [{final['accuracy_options_low']:.2f}, "
+                    f"{final['accuracy_options_high']:.2f}] includes the baseline; no early-exit saving is meaningful",
+                )
+            )
             continue
         exit_row = cheapest_safe_exit(static[static["task"] == task])
         right_from, exit_layer = first_right_layer(rows), int(exit_row["layer"])
-        result.verdicts.append(Verdict(
-            f"{task}: from which layer is the answer already right?",
-            f"layer {right_from} of {last}",
-            f"accuracy among the options at the output {final['accuracy_options']:.2f} vs majority baseline "
-            f"{baseline:.2f} (n = {int(final['n'])}, 3-shot; logit lens restricted to the answer tokens); right = at "
-            "or above the output's lower 95% bound at this layer and every later one",
-            f"95% Wilson interval at the output [{final['accuracy_options_low']:.2f}, {final['accuracy_options_high']:.2f}]",
-        ))
-        dip = (f"; the answer is not yet stable there (layer {right_from - 1} is below the output's lower 95% bound)"
-               if exit_layer < right_from else "")
-        result.verdicts.append(Verdict(
-            f"{task}: what would early exit save?",
-            f"{100 - exit_row['flops_ratio']:.0f}% of the FLOPs (static exit at layer {exit_layer})",
-            f"accuracy there {exit_row['accuracy']:.2f} vs {final['accuracy_options']:.2f} at the output; FLOPs of "
-            f"spec section 5 including the lens head at the exit layer{dip}",
-            "the cheapest layer whose 95% interval still covers the full model's accuracy",
-        ))
+        result.verdicts.append(
+            Verdict(
+                f"{task}: from which layer is the answer already right?",
+                f"layer {right_from} of {last}",
+                f"accuracy among the options at the output {final['accuracy_options']:.2f} vs majority baseline "
+                f"{baseline:.2f} (n = {int(final['n'])}, 3-shot; logit lens restricted to the answer tokens); right = at "
+                "or above the output's lower 95% bound at this layer and every later one",
+                f"95% Wilson interval at the output [{final['accuracy_options_low']:.2f}, {final['accuracy_options_high']:.2f}]",
+            )
+        )
+        dip = (
+            f"; the answer is not yet stable there (layer {right_from - 1} is below the output's lower 95% bound)"
+            if exit_layer < right_from
+            else ""
+        )
+        result.verdicts.append(
+            Verdict(
+                f"{task}: what would early exit save?",
+                (
+                    f"FLOPs not counted ({shape.reason}); static exit at layer {exit_layer}"
+                    if isinstance(shape, Uncounted)
+                    else f"{100 - exit_row['flops_ratio']:.0f}% of the FLOPs (static exit at layer {exit_layer})"
+                ),
+                f"accuracy there {exit_row['accuracy']:.2f} vs {final['accuracy_options']:.2f} at the output; FLOPs of "
+                f"spec section 5 including the lens head at the exit layer{dip}",
+                "the cheapest layer whose 95% interval still covers the full model's accuracy",
+            )
+        )
     result.figures.append(accuracy_by_layer_figure(layers, "accuracy_options"))
     result.tables = {"exit_layers": layers, "exit_static": static}
     return result

@@ -43,8 +43,13 @@ def _figure_html(fig: go.Figure) -> str:
     """The figure at its own height and the column's width (a fixed width would overflow the
     side-by-side columns)."""
     fitted = go.Figure(fig).update_layout(width=None, autosize=True)
-    return fitted.to_html(full_html=False, include_plotlyjs=False, default_width="100%",
-                          default_height=f"{fig.layout.height or 450}px", config={"responsive": True})
+    return fitted.to_html(
+        full_html=False,
+        include_plotlyjs=False,
+        default_width="100%",
+        default_height=f"{fig.layout.height or 450}px",
+        config={"responsive": True},
+    )
 
 
 def _summary_html(verdicts: pd.DataFrame) -> str:
@@ -71,7 +76,8 @@ def _section_html(result: SectionResult) -> str:
     )
     notes = "".join(f"<p class='note'>{html.escape(note)}</p>" for note in result.notes)
     shown = "".join(
-        f"<p class='meta'>{html.escape(name)}</p>" + result.tables[name].to_html(index=False, classes="verdicts", border=0)
+        f"<p class='meta'>{html.escape(name)}</p>"
+        + result.tables[name].to_html(index=False, classes="verdicts", border=0)
         for name in result.shown
         if len(result.tables[name])
     )
@@ -81,17 +87,24 @@ def _section_html(result: SectionResult) -> str:
 
 def verdict_table(lang: str, per_model: dict[str, list[SectionResult]]) -> pd.DataFrame:
     """Every verdict of the page, one row each (:data:`VERDICT_COLUMNS`)."""
-    rows = [{"lang": lang, "model": model, "section": result.title, **asdict(verdict)}
-            for model, results in per_model.items() for result in results for verdict in result.verdicts]
+    rows = [
+        {"lang": lang, "model": model, "section": result.title, **asdict(verdict)}
+        for model, results in per_model.items()
+        for result in results
+        for verdict in result.verdicts
+    ]
     return pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
 
 
 def _provenance_html(provenance: dict[str, object]) -> str:
     models = provenance.get("models", {})
     code = provenance.get("code", {})
-    lines = [f"{html.escape(name)}: weights sha256 {html.escape(str(info.get('weights_hash', '?'))[:16])}..., "
-             f"{html.escape(str(info.get('backend')))} backend, {html.escape(str(info.get('dtype')))} on "
-             f"{html.escape(str(info.get('device')))}" for name, info in models.items()]
+    lines = [
+        f"{html.escape(name)}: weights sha256 {html.escape(str(info.get('weights_hash', '?'))[:16])}..., "
+        f"{html.escape(str(info.get('backend')))} backend, {html.escape(str(info.get('dtype')))} on "
+        f"{html.escape(str(info.get('device')))}"
+        for name, info in models.items()
+    ]
     lines.append("code: " + ", ".join(f"{k} {html.escape(str(v))}" for k, v in code.items()))
     return "".join(f"<p class='meta'>{line}</p>" for line in lines)
 
@@ -134,13 +147,18 @@ def write_index(out: Path) -> Path:
     """``out/index.html`` and ``out/verdicts.csv``: every report under ``out`` with its verdicts,
     read back from the reports' own ``verdicts.csv`` (so separate runs add up)."""
     found = sorted(path for path in out.glob("*/verdicts.csv") if (out / f"report_{path.parent.name}.html").is_file())
-    verdicts = pd.concat([pd.read_csv(path, dtype=str, keep_default_na=False) for path in found],
-                         ignore_index=True) if found else pd.DataFrame(columns=list(VERDICT_COLUMNS))
+    verdicts = (
+        pd.concat([pd.read_csv(path, dtype=str, keep_default_na=False) for path in found], ignore_index=True)
+        if found
+        else pd.DataFrame(columns=list(VERDICT_COLUMNS))
+    )
     write_text_atomic(verdicts.to_csv(index=False), out / "verdicts.csv")
-    links = "".join(f"<li><a href='report_{html.escape(p.parent.name)}.html'>{html.escape(p.parent.name)}</a></li>"
-                    for p in found)
+    links = "".join(
+        f"<li><a href='report_{html.escape(p.parent.name)}.html'>{html.escape(p.parent.name)}</a></li>" for p in found
+    )
     body = verdicts[["lang", "model", "question", "answer", "uncertainty"]].to_html(
-        index=False, classes="verdicts", border=0)
+        index=False, classes="verdicts", border=0
+    )
     page = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>pivotlens diagnosis reports</title>"
         f"<style>{_STYLE}</style></head><body><h1>pivotlens diagnosis reports</h1><ul>{links}</ul>"

@@ -29,12 +29,15 @@ def region_by_layer(sizes: pd.DataFrame, blocks: str) -> pd.DataFrame:
 def importance_section(ctx: ReportContext) -> SectionResult:
     result = SectionResult("Which parameters carry the language (linguistic regions)")
     if ctx.lang == "en" or ctx.lang not in load_corpus().langs:
-        result.notes.append(f"no language-specific region for {ctx.lang}: it needs {ctx.lang} sentences and English "
-                            "ones to subtract (data/sentences.csv)")
+        result.notes.append(
+            f"no language-specific region for {ctx.lang}: it needs {ctx.lang} sentences and English "
+            "ones to subtract (data/sentences.csv)"
+        )
         return result
     use = CorpusUse(n_accumulation=16 if ctx.quick else 64, n_heldout=8 if ctx.quick else 16)
-    table = importance_for(ctx.backend, [ctx.lang, "en"], use, batch_size=ctx.batch_size // 2 or 1, store=ctx.store,
-                           progress=False)
+    table = importance_for(
+        ctx.backend, [ctx.lang, "en"], use, batch_size=ctx.batch_size // 2 or 1, store=ctx.store, progress=False
+    )
     maps = {lang: load_importance(path).importance for lang, path in table.attrs["files"].items()}
     tops = {lang: select(tensors, FRACTION, "top") for lang, tensors in maps.items()}
     own = monolingual(tops, ctx.lang)
@@ -46,20 +49,25 @@ def importance_section(ctx: ReportContext) -> SectionResult:
     depth = ctx.backend.n_layers
     edge = layers["layer"].isin([*range(depth // 4), *range(depth - depth // 4, depth)])
     edge_share = layers.loc[edge, "n_region"].sum() / max(layers["n_region"].sum(), 1)
-    result.verdicts.append(Verdict(
-        f"Which layers carry {ctx.lang} (its region apart from English)?",
-        "layers " + ", ".join(str(int(v)) for v in top3["layer"]),
-        f"top {FRACTION:.0%} of each tensor by importance |theta * grad L| on {use.n_accumulation} {ctx.lang} sentences, "
-        f"minus English's top {FRACTION:.0%}: {int(layers['n_region'].sum()):,} entries; "
-        f"{edge_share:.0%} of them in the bottom and top quarters of the depth (where layer swapping takes the "
-        "language expert's layers)",
-        "one corpus sample; the ranking of layers with close shares can change with the sample",
-    ))
+    result.verdicts.append(
+        Verdict(
+            f"Which layers carry {ctx.lang} (its region apart from English)?",
+            "layers " + ", ".join(str(int(v)) for v in top3["layer"]),
+            f"top {FRACTION:.0%} of each tensor by importance |theta * grad L| on {use.n_accumulation} {ctx.lang} sentences, "
+            f"minus English's top {FRACTION:.0%}: {int(layers['n_region'].sum()):,} entries; "
+            f"{edge_share:.0%} of them in the bottom and top quarters of the depth (where layer swapping takes the "
+            "language expert's layers)",
+            "one corpus sample; the ranking of layers with close shares can change with the sample",
+        )
+    )
     fig = go.Figure(go.Bar(x=layers["layer"], y=100 * layers["share"], marker_color="#1f77b4", name=ctx.lang))
     fig.update_layout(
         title=f"{ctx.backend.model_name}: {ctx.lang}-specific region per layer (top {FRACTION:.0%} minus English's)",
-        xaxis_title="layer (0-based block)", yaxis_title="share of the block's entries (%)", template="simple_white",
-        width=900, height=420,
+        xaxis_title="layer (0-based block)",
+        yaxis_title="share of the block's entries (%)",
+        template="simple_white",
+        width=900,
+        height=420,
     )
     result.figures.append(fig)
     result.tables = {"region_layers": layers}

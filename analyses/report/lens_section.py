@@ -10,8 +10,14 @@ from analyses.stats.prom_lambda import analyse
 
 @register_section("lens", order=10)
 def lens_section(ctx: ReportContext) -> SectionResult:
-    table = run_languages(ctx.backend, [ctx.lang], store=ctx.store, limit=40 if ctx.quick else None,
-                          batch_size=ctx.batch_size, progress=False)
+    table = run_languages(
+        ctx.backend,
+        [ctx.lang],
+        store=ctx.store,
+        limit=40 if ctx.quick else None,
+        batch_size=ctx.batch_size,
+        progress=False,
+    )
     results = analyse(table, n_layers=ctx.backend.n_layers)
     row = results.lambdas.iloc[0]
     summary = results.summary.iloc[0]
@@ -40,6 +46,12 @@ def lens_section(ctx: ReportContext) -> SectionResult:
             "borderline" if row["borderline"] else "decided at 95%",
         ),
     ]
-    figure = lens_figure(results.curves, ctx.lang, title=f"{ctx.backend.model_name}: logit lens into {ctx.lang} (95% CI)")
-    return SectionResult("Latent language (logit lens) and PROM lambda", verdicts, [figure],
-                         {"lens_curves": results.curves, "lambda": results.lambdas})
+    figure = lens_figure(
+        results.curves, ctx.lang, title=f"{ctx.backend.model_name}: logit lens into {ctx.lang} (95% CI)"
+    )
+    return SectionResult(
+        "Latent language (logit lens) and PROM lambda",
+        verdicts,
+        [figure],
+        {"lens_curves": results.curves, "lambda": results.lambdas},
+    )

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analyses.stats.intervals import percentile_interval
 from probes.backend.errors import DataFormatError
 from probes.inputs.confusion_data import read_records
 from probes.language_id import WORD_LEVEL_LANGUAGES, judge
@@ -175,7 +176,6 @@ def compute_all_metrics(judged: pd.DataFrame, *, n_boot: int = 0, seed: int = 0,
     ``(source, language)`` group and the whole aggregation is recomputed per resample.
     """
     rng = np.random.default_rng(seed)
-    alpha = (1 - level) / 2
     records = []
     for (task, model), outputs in judged.groupby(["task", "model"], sort=True):
         keys, points, boots, counts = [], [], [], []
@@ -196,9 +196,7 @@ def compute_all_metrics(judged: pd.DataFrame, *, n_boot: int = 0, seed: int = 0,
             record |= {m: float(v) for m, v in point.items()}
             if boot is not None:
                 for m, v in boot.items():
-                    finite = v[~np.isnan(v)]
-                    low, high = np.quantile(finite, [alpha, 1 - alpha]) if len(finite) else (np.nan, np.nan)
-                    record[f"{m}_low"], record[f"{m}_high"] = float(low), float(high)
+                    record[f"{m}_low"], record[f"{m}_high"] = percentile_interval(v[~np.isnan(v)], level)
             records.append(record)
     return pd.DataFrame.from_records(records)
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from analyses.stats.prom_lambda import bootstrap_ci
+from analyses.stats.intervals import bootstrap_mean_interval, percentile_interval
 
 STATISTICS = ("entropy_bits", "nucleus_size")
 GROUPS = ("has_cp", "no_cp", "all")
@@ -58,8 +58,7 @@ def cluster_bootstrap_mean(
     rng = np.random.default_rng(seed)
     weights = rng.multinomial(len(codes), np.full(len(codes), 1 / len(codes)), size=n_boot)
     means = (weights @ sums) / np.maximum(weights @ counts, 1)
-    alpha = (1 - level) / 2
-    return float(values.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+    return (float(values.mean()), *percentile_interval(means, level))
 
 
 def cp_statistics(
@@ -150,7 +149,9 @@ def cp_contrast(
             }
             for baseline, values in (("within", within), ("same_step", same_step)):
                 diff = (at_cp - values).dropna().to_numpy()
-                low, high = bootstrap_ci(diff, n_boot=n_boot, seed=seed) if len(diff) > 1 else (float("nan"),) * 2
+                low, high = (
+                    bootstrap_mean_interval(diff, n_boot=n_boot, seed=seed) if len(diff) > 1 else (float("nan"),) * 2
+                )
                 record |= {
                     f"{baseline}_n": len(diff),
                     f"{baseline}_difference": float(diff.mean()) if len(diff) else float("nan"),
@@ -170,7 +171,7 @@ def lens_summary(
     records = []
     for key, frame in lens.groupby([*by, "layer"], sort=True):
         p = frame["p_cp_token"].to_numpy()
-        low, high = bootstrap_ci(p, n_boot=n_boot, seed=seed) if len(p) > 1 else (float("nan"), float("nan"))
+        low, high = bootstrap_mean_interval(p, n_boot=n_boot, seed=seed) if len(p) > 1 else (float("nan"), float("nan"))
         records.append(
             {
                 **dict(zip([*by, "layer"], key)),

@@ -31,12 +31,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from analyses.stats.flops import DecoderShape
+from analyses.stats.intervals import normal_interval, wilson_interval
 
 INSTANCE = ["model", "task", "lang", "item"]
-Z95 = float(stats.norm.ppf(0.975))
 
 
 @dataclass(frozen=True)
@@ -64,15 +63,6 @@ def with_depth(items: pd.DataFrame) -> pd.DataFrame:
 
 # ---- statistics --------------------------------------------------------------------------------
 
-def wilson(successes: np.ndarray | float, n: np.ndarray | float, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval of a binomial proportion (95% by default)."""
-    successes, n = np.asarray(successes, dtype=float), np.asarray(n, dtype=float)
-    p = np.divide(successes, n, out=np.zeros_like(n), where=n > 0)
-    denom = 1 + z**2 / n
-    centre = (p + z**2 / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    return centre - half, centre + half
-
 
 def accuracy_by_layer(items: pd.DataFrame) -> pd.DataFrame:
     """Accuracy per ``(model, task, lang, shots, layer)`` with 95% Wilson intervals (AdaInfer Fig. 1).
@@ -80,22 +70,25 @@ def accuracy_by_layer(items: pd.DataFrame) -> pd.DataFrame:
     ``accuracy`` is over the full vocabulary (AdaInfer's), ``accuracy_options`` among the answers.
     """
     keys = ["model", "task", "lang", "shots", "layer"]
-    out = items.groupby(keys, sort=True).agg(
-        n=("correct", "size"), k=("correct", "sum"), k_options=("correct_options", "sum")
-    ).reset_index()
+    out = (
+        items.groupby(keys, sort=True)
+        .agg(n=("correct", "size"), k=("correct", "sum"), k_options=("correct_options", "sum"))
+        .reset_index()
+    )
     out["accuracy"] = out["k"] / out["n"]
-    out["accuracy_low"], out["accuracy_high"] = wilson(out["k"], out["n"])
+    out["accuracy_low"], out["accuracy_high"] = wilson_interval(out["k"], out["n"])
     out["accuracy_options"] = out["k_options"] / out["n"]
-    out["accuracy_options_low"], out["accuracy_options_high"] = wilson(out["k_options"], out["n"])
+    out["accuracy_options_low"], out["accuracy_options_high"] = wilson_interval(out["k_options"], out["n"])
     return out.drop(columns=["k", "k_options"])
 
 
-def features_by_layer(items: pd.DataFrame, features: Iterable[str] = ("gap", "top_prob", "gap_options", "top_prob_options")) -> pd.DataFrame:
+def features_by_layer(
+    items: pd.DataFrame, features: Iterable[str] = ("gap", "top_prob", "gap_options", "top_prob_options")
+) -> pd.DataFrame:
     """Mean of each feature per ``(model, task, layer)`` over items and languages, with a normal 95% interval."""
     long = items.melt(id_vars=["model", "task", "layer"], value_vars=list(features), var_name="feature")
     out = long.groupby(["model", "task", "feature", "layer"])["value"].agg(["mean", "std", "size"]).reset_index()
-    half = Z95 * out["std"].fillna(0) / np.sqrt(out["size"])
-    out["low"], out["high"] = out["mean"] - half, out["mean"] + half
+    out["low"], out["high"] = normal_interval(out["mean"], out["std"].fillna(0), out["size"])
     return out.rename(columns={"size": "n"})
 
 
@@ -108,6 +101,7 @@ def is_test_item(items: pd.DataFrame, test_fraction: float = 0.5, seed: int = 0)
 
 
 # ---- stopping strategies -----------------------------------------------------------------------
+
 
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values([*INSTANCE, "layer"], kind="stable").reset_index(drop=True)
@@ -231,7 +225,9 @@ class SVMStopper(Stopper):
         y = train[variant.target].to_numpy(bool)
         self.constant = bool(y[0]) if y.all() or not y.any() else None  # one class only: predict it
         if self.constant is None:
-            self.model = make_pipeline(StandardScaler(), SVC(kernel="rbf", class_weight="balanced", random_state=self.seed))
+            self.model = make_pipeline(
+                StandardScaler(), SVC(kernel="rbf", class_weight="balanced", random_state=self.seed)
+            )
             self.model.fit(train[list(variant.features)].to_numpy(), y)
         return self
 
@@ -292,10 +288,20 @@ class Oracle(Stopper):
 
 
 def default_stoppers(seed: int = 0) -> list[Stopper]:
-    return [FullModel(), Majority(), StaticLayer(), GapRule(0.8), FittedGapRule(), SVMStopper(seed=seed), CRFStopper(), Oracle()]
+    return [
+        FullModel(),
+        Majority(),
+        StaticLayer(),
+        GapRule(0.8),
+        FittedGapRule(),
+        SVMStopper(seed=seed),
+        CRFStopper(),
+        Oracle(),
+    ]
 
 
 # ---- evaluation --------------------------------------------------------------------------------
+
 
 def exit_rows(frame: pd.DataFrame, stop: np.ndarray) -> pd.DataFrame:
     """Per instance, the row of its exit layer: the first layer flagged ``stop``, else its last layer."""
@@ -384,8 +390,12 @@ def run_strategies(
             for stopper in stoppers(seed):
                 stopper.fit(_sorted(split.train), variant)
                 exit_table, stop = evaluate(stopper, split.test, variant, shape)
-                labels = {"setting": split.setting, "train_on": split.train_on, "variant": variant_name,
-                          "strategy": stopper.name}
+                labels = {
+                    "setting": split.setting,
+                    "train_on": split.train_on,
+                    "variant": variant_name,
+                    "strategy": stopper.name,
+                }
                 exits.append(exit_table.assign(**labels))
                 if stopper.per_layer:
                     y = _sorted(split.test)[variant.target].to_numpy(bool)
@@ -402,11 +412,15 @@ def summarise_exits(exits: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     items) and mean and variance of the number of layers run, per group (AdaInfer Tables 2, 3, 6)."""
     grouped = exits.assign(layers=exits["stop_layer"] + 1).groupby(by, sort=False)
     out = grouped.agg(
-        n=("correct", "size"), k=("correct", "sum"), flops=("flops", "sum"), flops_full=("flops_full", "sum"),
-        layers_mean=("layers", "mean"), layers_var=("layers", lambda x: float(np.var(x))),
+        n=("correct", "size"),
+        k=("correct", "sum"),
+        flops=("flops", "sum"),
+        flops_full=("flops_full", "sum"),
+        layers_mean=("layers", "mean"),
+        layers_var=("layers", lambda x: float(np.var(x))),
     ).reset_index()
     out["accuracy"] = out["k"] / out["n"]
-    out["accuracy_low"], out["accuracy_high"] = wilson(out["k"], out["n"])
+    out["accuracy_low"], out["accuracy_high"] = wilson_interval(out["k"], out["n"])
     out["flops_ratio"] = 100 * out["flops"] / out["flops_full"]
     return out.drop(columns=["k", "flops", "flops_full"])
 
@@ -429,11 +443,18 @@ def classifier_table(decisions: pd.DataFrame) -> pd.DataFrame:
     mean of the per-class recalls: 0.5 for a constant classifier within one split (pooled over
     splits whose majority labels differ, the majority stopper can score above 0.5).
     """
+
     def scores(frame: pd.DataFrame) -> pd.Series:
         y, stop = frame["y"].to_numpy(bool), frame["stop"].to_numpy(bool)
         recalls = [np.mean(stop[y == c] == c) for c in (True, False) if (y == c).any()]
-        return pd.Series({"n": len(y), "stop_rate": y.mean(), "accuracy": np.mean(y == stop),
-                          "balanced_accuracy": float(np.mean(recalls))})
+        return pd.Series(
+            {
+                "n": len(y),
+                "stop_rate": y.mean(),
+                "accuracy": np.mean(y == stop),
+                "balanced_accuracy": float(np.mean(recalls)),
+            }
+        )
 
     keys = ["setting", "variant", "strategy"]
     out = decisions.groupby(keys, sort=False)[["y", "stop"]].apply(scores).reset_index()
@@ -448,13 +469,18 @@ def static_exit_curve(items: pd.DataFrame, shape: DecoderShape, variant: str = "
     ``(model, task, layer)``, pooled over languages: the non-adaptive trade-off."""
     target = VARIANTS[variant].target
     frame = items.assign(
-        flops=[shape.exit(int(s), int(layer), lens_every_layer=False) for s, layer in zip(items["n_tokens"], items["layer"])],
+        flops=[
+            shape.exit(int(s), int(layer), lens_every_layer=False)
+            for s, layer in zip(items["n_tokens"], items["layer"])
+        ],
         flops_full=[shape.full(int(s)) for s in items["n_tokens"]],
     )
-    out = frame.groupby(["model", "task", "layer"]).agg(
-        n=(target, "size"), k=(target, "sum"), flops=("flops", "sum"), flops_full=("flops_full", "sum")
-    ).reset_index()
+    out = (
+        frame.groupby(["model", "task", "layer"])
+        .agg(n=(target, "size"), k=(target, "sum"), flops=("flops", "sum"), flops_full=("flops_full", "sum"))
+        .reset_index()
+    )
     out["accuracy"] = out["k"] / out["n"]
-    out["accuracy_low"], out["accuracy_high"] = wilson(out["k"], out["n"])
+    out["accuracy_low"], out["accuracy_high"] = wilson_interval(out["k"], out["n"])
     out["flops_ratio"] = 100 * out["flops"] / out["flops_full"]
     return out.drop(columns=["k", "flops", "flops_full"]).assign(variant=variant)

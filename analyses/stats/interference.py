@@ -3,22 +3,12 @@ intervals (the interference probe's table, :mod:`probes.interference`)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats as scipy_stats
 
-
-def mean_ci(values: pd.Series, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t confidence interval over batch pairs (few pairs: t, not 1.96)."""
-    x = values.to_numpy(dtype=float)
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, mean, mean
-    half = float(scipy_stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return mean, mean - half, mean + half
+from analyses.stats.intervals import t_interval
 
 
 def summarize(
@@ -32,7 +22,7 @@ def summarize(
     keys = [*by, "layer", "module"]
     rows = []
     for key, group in data.groupby(keys, sort=True, dropna=False):
-        mean, low, high = mean_ci(group["cosine"])
+        mean, low, high = t_interval(group["cosine"])  # few batch pairs: t, not 1.96
         rows.append({**dict(zip(keys, key)), "mean": mean, "ci_low": low, "ci_high": high, "n": len(group)})
     out = pd.DataFrame(rows)
     out["layer"] = out["layer"].astype("Int64")
@@ -51,6 +41,9 @@ def fig2_setting(table: pd.DataFrame) -> pd.Series:
     same = table["lang_a"] == table["lang_b"]
     plain = table["objective"] == "plain"
     return pd.Series(
-        ["target only" if s else ("target + " + a if p else "pivoted") for s, p, a in zip(same, plain, table["lang_a"])],
+        [
+            "target only" if s else ("target + " + a if p else "pivoted")
+            for s, p, a in zip(same, plain, table["lang_a"])
+        ],
         index=table.index,
     )

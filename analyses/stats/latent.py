@@ -4,8 +4,9 @@ the target overtakes it."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
+
+from analyses.stats.intervals import normal_interval
 
 
 def latent_column(table: pd.DataFrame) -> str:
@@ -22,8 +23,8 @@ def layer_curves(table: pd.DataFrame, by: tuple[str, ...] = ("lang",)) -> pd.Dat
     latent = latent_column(table)
     long = table.melt(id_vars=[*by, "layer"], value_vars=["p_target", latent, "entropy_bits"], var_name="quantity")
     stats = long.groupby([*by, "layer", "quantity"])["value"].agg(["mean", "std", "count"]).reset_index()
-    half = 1.96 * stats["std"].fillna(0) / np.sqrt(stats["count"])
-    stats["ci_low"], stats["ci_high"] = stats["mean"] - half, stats["mean"] + half
+    # Wendler et al.'s band: mean ± 1.96 standard errors (their 1.96, not the exact 1.95996...)
+    stats["ci_low"], stats["ci_high"] = normal_interval(stats["mean"], stats["std"].fillna(0), stats["count"], z=1.96)
     return stats.rename(columns={"count": "n"}).drop(columns="std")
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
+from analyses.stats.intervals import bootstrap_mean_interval
 from analyses.stats.latent import latent_column, layer_curves, pivot_summary
 
 
@@ -21,14 +21,6 @@ def prom_layer(n_layers: int, fraction: float = 0.75) -> int:
     """0-based index of PROM's layer n: the ``round(fraction·L)``-th block (1-based), rounding
     half up; 24 -> 23 for L = 32, 14 -> 13 for L = 18, 23 -> 22 for L = 30."""
     return max(0, int(fraction * n_layers + 0.5) - 1)
-
-
-def bootstrap_ci(diff: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``diff``."""
-    rng = np.random.default_rng(seed)
-    means = rng.choice(diff, size=(n_boot, len(diff)), replace=True).mean(1)
-    alpha = (1 - level) / 2
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
 def lambda_table(
@@ -48,7 +40,7 @@ def lambda_table(
     rows = []
     for lang, group in table[table["layer"] == at].groupby("lang"):
         diff = (group[latent] - group["p_target"]).to_numpy()
-        low, high = bootstrap_ci(diff, n_boot=n_boot, seed=seed)
+        low, high = bootstrap_mean_interval(diff, n_boot=n_boot, seed=seed)
         mean_en, mean_target = float(group[latent].mean()), float(group["p_target"].mean())
         pivot = not mean_en < mean_target
         rows.append(

@@ -21,12 +21,16 @@ class ModelInternals:
     interference: pd.DataFrame  # cosine(target, en) per layer, 95% bands over batch pairs
 
 
-def inside_tables(lens: pd.DataFrame, inter: pd.DataFrame, *, n_layers: int, n_boot: int = 1000, seed: int = 0) -> ModelInternals:
+def inside_tables(
+    lens: pd.DataFrame, inter: pd.DataFrame, *, n_layers: int, n_boot: int = 1000, seed: int = 0
+) -> ModelInternals:
     """Lens curves, pivots, lambdas (at layer n of ``n_layers``) and interference summaries per
     model and recipe, from the stacked lens and interference tables of every model."""
     by = ("model", "recipe", "lang")
-    lambdas = [lambda_table(g, n_layers=n_layers, n_boot=n_boot, seed=seed).assign(model=m, recipe=r)
-               for (m, r), g in lens.groupby(["model", "recipe"], sort=False)]
+    lambdas = [
+        lambda_table(g, n_layers=n_layers, n_boot=n_boot, seed=seed).assign(model=m, recipe=r)
+        for (m, r), g in lens.groupby(["model", "recipe"], sort=False)
+    ]
     return ModelInternals(
         curves=layer_curves(lens, by=by),
         pivots=pivot_summary(lens, by=by),

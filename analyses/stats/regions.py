@@ -54,7 +54,9 @@ def _pick(keys: torch.Tensor, n: int, largest: bool) -> torch.Tensor:
     return flat
 
 
-def select_tensor(scores: torch.Tensor, fraction: float, selection: Selection, *, seed: int = 0, name: str = "") -> torch.Tensor:
+def select_tensor(
+    scores: torch.Tensor, fraction: float, selection: Selection, *, seed: int = 0, name: str = ""
+) -> torch.Tensor:
     """Mask of exactly ``int(fraction * numel)`` entries of one tensor (top, bottom or random)."""
     _check_fraction(fraction)
     if selection not in SELECTIONS:
@@ -77,7 +79,9 @@ def select(
 ) -> Masks:
     """A region: per tensor (the reference, spec 4.2) or over all entries together (``global``)."""
     if per == "tensor":
-        return {name: select_tensor(values, fraction, selection, seed=seed, name=name) for name, values in scores.items()}
+        return {
+            name: select_tensor(values, fraction, selection, seed=seed, name=name) for name, values in scores.items()
+        }
     if per != "global":
         raise ValueError(f"per must be 'tensor' or 'global', not {per!r}")
     _check_fraction(fraction)
@@ -137,8 +141,13 @@ def random_like(region: Masks, *, seed: int = 0) -> Masks:
 def region_table(regions: Mapping[str, Masks]) -> pd.DataFrame:
     """Per region and tensor: entries selected and the selected fraction (the reference's CSV)."""
     rows = [
-        {"region": label, "param": name, "numel": mask.numel(), "selected": int(mask.sum()),
-         "fraction_selected": float(mask.sum()) / mask.numel()}
+        {
+            "region": label,
+            "param": name,
+            "numel": mask.numel(),
+            "selected": int(mask.sum()),
+            "fraction_selected": float(mask.sum()) / mask.numel(),
+        }
         for label, masks in regions.items()
         for name, mask in masks.items()
     ]
@@ -148,14 +157,20 @@ def region_table(regions: Mapping[str, Masks]) -> pd.DataFrame:
 # ---- storage ----------------------------------------------------------------------------------
 
 
-def save_masks(path: str | Path, masks: Mapping[str, torch.Tensor], metadata: Mapping[str, object] | None = None) -> Path:
+def save_masks(
+    path: str | Path, masks: Mapping[str, torch.Tensor], metadata: Mapping[str, object] | None = None
+) -> Path:
     """Packed bits (``numpy.packbits`` of the flattened mask) in safetensors; shapes and the
     caller's metadata (e.g. provenance) go to the file's metadata. Written atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    packed = {name: torch.from_numpy(np.packbits(mask.reshape(-1).cpu().numpy().astype(bool))) for name, mask in masks.items()}
-    meta = {"shapes": json.dumps({name: list(mask.shape) for name, mask in masks.items()}),
-            "pivotlens": json.dumps(dict(metadata or {}), default=str)}
+    packed = {
+        name: torch.from_numpy(np.packbits(mask.reshape(-1).cpu().numpy().astype(bool))) for name, mask in masks.items()
+    }
+    meta = {
+        "shapes": json.dumps({name: list(mask.shape) for name, mask in masks.items()}),
+        "pivotlens": json.dumps(dict(metadata or {}), default=str),
+    }
     tmp = path.with_suffix(".tmp")
     save_file(packed, str(tmp), metadata=meta)
     tmp.replace(path)
@@ -223,8 +238,13 @@ def dimension_counts(masks: Mapping[str, torch.Tensor], d_model: int) -> pd.Data
             continue
         counts += mask.sum(dim=1 - axis).double() if mask.dim() == 2 else mask.double()
     total = float(counts.sum())
-    return pd.DataFrame({"dim": np.arange(d_model), "count": counts.numpy(),
-                         "share": counts.numpy() / total if total else np.zeros(d_model)})
+    return pd.DataFrame(
+        {
+            "dim": np.arange(d_model),
+            "count": counts.numpy(),
+            "share": counts.numpy() / total if total else np.zeros(d_model),
+        }
+    )
 
 
 def slice_ranking(mask: torch.Tensor, axis: int) -> torch.Tensor:
@@ -249,10 +269,20 @@ def concentration_table(regions: Mapping[str, Masks], layer_of, *, top: int = 5)
             total = int(mask.sum())
             for axis, counts in zip(("row", "col"), row_column_counts(mask)):
                 k = min(top, counts.numel())
-                rows.append({"region": label, "param": name, "layer": layer, "module": module, "axis": axis,
-                             "n_slices": counts.numel(), "selected": total,
-                             "top_share": float(counts.topk(k).values.sum()) / total,
-                             "uniform_share": k / counts.numel(), "max_count": int(counts.max())})
+                rows.append(
+                    {
+                        "region": label,
+                        "param": name,
+                        "layer": layer,
+                        "module": module,
+                        "axis": axis,
+                        "n_slices": counts.numel(),
+                        "selected": total,
+                        "top_share": float(counts.topk(k).values.sum()) / total,
+                        "uniform_share": k / counts.numel(),
+                        "max_count": int(counts.max()),
+                    }
+                )
     return pd.DataFrame.from_records(rows)
 
 
@@ -265,10 +295,15 @@ def mask_density(mask: torch.Tensor, bins: int = 128) -> pd.DataFrame:
     out_rows, out_cols = min(bins, n_rows), min(bins, n_cols)
     pooled = torch.nn.functional.adaptive_avg_pool2d(mask.float()[None, None], (out_rows, out_cols))[0, 0]
     r, c = torch.meshgrid(torch.arange(out_rows), torch.arange(out_cols), indexing="ij")
-    return pd.DataFrame({"row_bin": r.reshape(-1).numpy(), "col_bin": c.reshape(-1).numpy(),
-                         "row_start": (r.reshape(-1) * n_rows // out_rows).numpy(),
-                         "col_start": (c.reshape(-1) * n_cols // out_cols).numpy(),
-                         "density": pooled.reshape(-1).numpy()})
+    return pd.DataFrame(
+        {
+            "row_bin": r.reshape(-1).numpy(),
+            "col_bin": c.reshape(-1).numpy(),
+            "row_start": (r.reshape(-1) * n_rows // out_rows).numpy(),
+            "col_start": (c.reshape(-1) * n_cols // out_cols).numpy(),
+            "density": pooled.reshape(-1).numpy(),
+        }
+    )
 
 
 def _slices(shape: torch.Size, axis: int, index: torch.Tensor) -> torch.Tensor:

@@ -60,8 +60,20 @@ COLUMNS = {
 
 _MATRIX = re.compile(r"(?:^|\.)(?:layers|h)\.(\d+)\.(self_attn|attention|attn|mlp|feed_forward)\.(\w+)\.weight$")
 _LEAVES = {
-    "q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o", "gate_proj": "gate", "up_proj": "up", "down_proj": "down",
-    "wq": "q", "wk": "k", "wv": "v", "wo": "o", "w1": "gate", "w3": "up", "w2": "down",
+    "q_proj": "q",
+    "k_proj": "k",
+    "v_proj": "v",
+    "o_proj": "o",
+    "gate_proj": "gate",
+    "up_proj": "up",
+    "down_proj": "down",
+    "wq": "q",
+    "wk": "k",
+    "wv": "v",
+    "wo": "o",
+    "w1": "gate",
+    "w3": "up",
+    "w2": "down",
     "c_fc": "up",
 }
 _FUSED = ("qkv_proj", "gate_up_proj", "query_key_value", "Wqkv", "W_pack")
@@ -134,8 +146,9 @@ def _deltas(base: Checkpoint, tuned: Checkpoint, mats: list[Matrix], desc: str, 
                 yield matrix, matrix.take(w_base), matrix.take(delta)
 
 
-def _top_counts(base: Checkpoint, tuned: Checkpoint, mats: list[Matrix], hist: torch.Tensor, top_percent: float,
-                progress: bool) -> list[int]:
+def _top_counts(
+    base: Checkpoint, tuned: Checkpoint, mats: list[Matrix], hist: torch.Tensor, top_percent: float, progress: bool
+) -> list[int]:
     """Per matrix, the number of its entries among the model's top ``top_percent``% ``|ΔW|``."""
     total = int(hist.sum())
     k = max(1, math.ceil(top_percent / 100 * total))
@@ -180,8 +193,15 @@ def weight_change(
     hist = torch.zeros(_BINS, dtype=torch.long)
     sums = []
     for _, w_base, delta in _deltas(base, tuned, mats, "weight change", progress):
-        sums.append((float(delta.double().sum()), float(w_base.double().abs().sum()), float(delta.double().square().sum()),
-                     float(w_base.double().square().sum()), w_base.numel()))
+        sums.append(
+            (
+                float(delta.double().sum()),
+                float(w_base.double().abs().sum()),
+                float(delta.double().square().sum()),
+                float(w_base.double().square().sum()),
+                w_base.numel(),
+            )
+        )
         if want_top:
             hist += torch.bincount(_bits(delta), minlength=_BINS)
     tops = _top_counts(base, tuned, mats, hist, top_percent, progress) if want_top else [0] * len(mats)
@@ -193,8 +213,16 @@ def weight_change(
             "top_fraction": top / n,
         }
         for metric in metrics:
-            rows.append({"layer": matrix.layer, "module": matrix.module, "metric": metric, "value": values[metric],
-                         "n_params": n, "tensor": matrix.tensor})
+            rows.append(
+                {
+                    "layer": matrix.layer,
+                    "module": matrix.module,
+                    "metric": metric,
+                    "value": values[metric],
+                    "n_params": n,
+                    "tensor": matrix.tensor,
+                }
+            )
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     table.attrs.update({"base": base.name, "tuned": tuned.name, "top_percent": top_percent})
     return table

@@ -41,8 +41,11 @@ def wrap(
     weights_hash: str = "unknown",
     remote: bool | str = False,
 ) -> Backend:
-    """Wrap an already loaded ``transformers`` model. The backend takes ownership of the model:
-    transformer-lens rewires it in place, so pass a copy if you keep using the original."""
+    """Wrap an already loaded ``transformers`` model (the backend owns it from then on).
+
+    Where transformer-lens cannot wrap the architecture, this warns in one line and falls back to
+    nnsight; a model whose blocks, final norm or unembedding cannot be found, or whose logits
+    pivotlens cannot reproduce, is refused with an error naming the part."""
     info = {"model_name": model_name, "source": source, "weights_hash": weights_hash}
     if backend == "nnsight":
         from probes.backend.nnsight_backend import NNsightBackend
@@ -52,20 +55,17 @@ def wrap(
         raise PivotlensError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     if remote:
         raise PivotlensError("remote execution (NDIF) goes through nnsight; use backend='nnsight'")
-    from probes.backend.tl import TransformerLensBackend
+    from probes.backend.tl import TransformerLensBackend, TransformerLensUnsupported
 
     try:
         return TransformerLensBackend(hf_model, tokenizer, **info)
-    except ValueError as exc:
-        if "supported architecture" not in str(exc):
-            raise
+    except TransformerLensUnsupported as exc:
         warnings.warn(
-            f"transformer-lens cannot wrap {type(hf_model).__name__} ({exc}); falling back to the nnsight backend",
-            stacklevel=2,
+            f"transformer-lens cannot wrap {type(hf_model).__name__} ({exc}); falling back to nnsight", stacklevel=2
         )
-        from probes.backend.nnsight_backend import NNsightBackend
+    from probes.backend.nnsight_backend import NNsightBackend
 
-        return NNsightBackend(hf_model, tokenizer, **info)
+    return NNsightBackend(hf_model, tokenizer, **info)
 
 
 def load(
@@ -98,4 +98,3 @@ def load(
         weights_hash=weights_fingerprint(source),
         remote=remote,
     )
-

@@ -241,13 +241,14 @@ def _along_beams(stat: torch.Tensor, beam_indices: torch.Tensor) -> torch.Tensor
 
 @dataclass
 class Generation:
-    """Generated ids (prompt excluded) and per-step statistics, each ``[batch, steps]``."""
+    """Generated ids (prompt excluded) and per-step statistics, each ``[batch, steps]``; the
+    statistics are None when generation ran without them (``statistics=False``)."""
 
     new_ids: torch.Tensor
-    entropy_bits: torch.Tensor
-    nucleus_size: torch.Tensor
-    top_ids: torch.Tensor
-    top_probs: torch.Tensor
+    entropy_bits: torch.Tensor | None = None
+    nucleus_size: torch.Tensor | None = None
+    top_ids: torch.Tensor | None = None
+    top_probs: torch.Tensor | None = None
 
 
 class Backend(ABC):
@@ -264,6 +265,8 @@ class Backend(ABC):
         self.tokenizer = tokenizer
         self.model_name, self.source, self.weights_hash = model_name, source, weights_hash
         self.parts = ModelParts.locate(hf_model)
+        if hf_model.device.type != "meta":  # a remote (NDIF) model has no weights here to check
+            self.parts.verify(hf_model)
         self.config = config = hf_model.config
         self.n_layers = int(config.num_hidden_layers)
         self.d_model = int(config.hidden_size)
@@ -306,16 +309,18 @@ class Backend(ABC):
         layers: Sequence[int] | None = None,
         positions: Sequence[int] | torch.Tensor = (-1,),
     ) -> LensReadout:
-        """Logit lens: each layer's residual through the model's own final norm and unembedding
-        (and logit soft-capping where the model has it), reduced as ``request`` says."""
+        """Logit lens: each layer's residual through the model's own final transform
+        (:meth:`unembed`), reduced as ``request`` says."""
 
-    @abstractmethod
     def unembed(self, resid: torch.Tensor) -> torch.Tensor:
-        """Final norm + unembedding (+ soft-capping) of residual vectors ``[..., d_model]``."""
+        """The model's final transform of residual vectors ``[..., d_model]``: final norm,
+        unembedding, and the logit scaling or soft-cap the model applies
+        (:class:`probes.backend.architecture.FinalTransform`)."""
+        return self.parts.logits(self._hf_model(), resid)
 
-    @abstractmethod
     def _loss(self, enc: Encoded, labels: torch.Tensor) -> torch.Tensor:
-        """Differentiable mean next-token loss of a batch through this backend."""
+        """Differentiable mean next-token loss of a batch: the model's own logits."""
+        return lm_loss(self._hf_model()(**enc.model_inputs(), use_cache=False).logits, labels)
 
     def _trainable(self) -> dict[str, torch.nn.Parameter]:
         """Trainable parameters under their Hugging Face names."""
@@ -333,7 +338,10 @@ class Backend(ABC):
             p.grad = None
         loss = self._loss(enc, labels.to(enc.input_ids.device))
         loss.backward()
-        grads = {n: named[n].grad.detach().clone() if named[n].grad is not None else torch.zeros_like(named[n]) for n in wanted}
+        grads = {
+            n: named[n].grad.detach().clone() if named[n].grad is not None else torch.zeros_like(named[n])
+            for n in wanted
+        }
         for p in named.values():
             p.grad = None
         return LossGrads(loss.detach().item(), grads, int((labels[:, 1:] != -100).sum()))
@@ -379,8 +387,14 @@ class Backend(ABC):
         from probes.backend.gradients import stream_grads
 
         return stream_grads(
-            self._hf_model(), self._trainable(), enc.model_inputs(), labels.to(enc.input_ids.device), params,
-            layer=layer, label_smoothing=label_smoothing, reduction=reduction,
+            self._hf_model(),
+            self._trainable(),
+            enc.model_inputs(),
+            labels.to(enc.input_ids.device),
+            params,
+            layer=layer,
+            label_smoothing=label_smoothing,
+            reduction=reduction,
         )
 
     def named_parameters(self) -> dict[str, torch.nn.Parameter]:
@@ -399,15 +413,19 @@ class Backend(ABC):
         nucleus_p: float = 0.75,
         top_k: int = 5,
         seed: int | None = None,
+        statistics: bool = True,
     ) -> Generation:
         """Generate and record per step the entropy (bits), nucleus size at ``nucleus_p`` and
         top tokens of the model's raw next-token distribution. With beam search
         (``num_beams > 1``) the statistics are those of the distribution each returned token was
         chosen from: the step's row of the beam that the final sequence passed through
-        (``beam_indices``); steps after a sequence finished hold NaN / -1."""
+        (``beam_indices``); steps after a sequence finished hold NaN / -1. With
+        ``statistics=False`` only the ids are returned: plain decoding, for callers that read no
+        statistics (the recorder's full-vocabulary softmax and sort cost time at every step)."""
         if seed is not None:
             torch.manual_seed(seed)
         recorder = _StepRecorder(nucleus_p, top_k)
+        processors = LogitsProcessorList([recorder] if statistics else [])
         model = self._hf_model()
         kwargs = {"temperature": temperature, "top_p": top_p} if do_sample else {}
         if num_beams > 1:
@@ -418,18 +436,25 @@ class Backend(ABC):
                 attention_mask=enc.attention_mask,
                 max_new_tokens=max_new_tokens,
                 do_sample=do_sample,
-                logits_processor=LogitsProcessorList([recorder]),
+                logits_processor=processors,
                 pad_token_id=self.pad_id,
                 **kwargs,
             )
         sequences = out.sequences if num_beams > 1 else out
         new_ids = sequences[:, enc.input_ids.shape[1] :].cpu()
+        if not statistics:
+            return Generation(new_ids)
         s = recorder.stats
-        stats = [torch.stack(s.entropy_bits, 1), torch.stack(s.nucleus_size, 1), torch.stack(s.top_ids, 1),
-                 torch.stack(s.top_probs, 1)]
+        stats = [
+            torch.stack(s.entropy_bits, 1),
+            torch.stack(s.nucleus_size, 1),
+            torch.stack(s.top_ids, 1),
+            torch.stack(s.top_probs, 1),
+        ]
         if num_beams > 1:
             stats = [_along_beams(stat, out.beam_indices[:, : new_ids.shape[1]].cpu()) for stat in stats]
         return Generation(new_ids, *stats)
+
     def describe(self) -> dict[str, object]:
         """Provenance of the model for result metadata."""
         return {

@@ -108,7 +108,9 @@ def _local_folder(source: str) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(source, allow_patterns=["*.safetensors", "*.json", "*.model", "*.txt", "*.jinja"]))
+        return Path(
+            snapshot_download(source, allow_patterns=["*.safetensors", "*.json", "*.model", "*.txt", "*.jinja"])
+        )
     except Exception as exc:  # network, gated repo, unknown id: one line naming the id
         raise ModelNotFoundError(
             f"{source!r} is no local folder and could not be fetched from the Hugging Face hub "
@@ -160,7 +162,9 @@ def check_compatible(checkpoints: list[Checkpoint], what: str = "checkpoints", *
     first = checkpoints[0]
     for other in checkpoints[1:]:
         if distinct and other.folder == first.folder:
-            raise CheckpointMismatchError(f"{what}: {first.name} is given twice ({first.folder}); pass different checkpoints")
+            raise CheckpointMismatchError(
+                f"{what}: {first.name} is given twice ({first.folder}); pass different checkpoints"
+            )
         if other.architecture != first.architecture:
             raise CheckpointMismatchError(
                 f"{what} have different architectures: {first.name} is {first.architecture}, "

@@ -30,7 +30,9 @@ def add_loss_grads(
     named = backend.named_parameters()
     missing = [n for n in into if n not in named or not named[n].requires_grad]
     if missing:
-        raise KeyError(f"unknown or frozen parameters {missing[:3]}; use trainable Hugging Face names such as {next(iter(named))!r}")
+        raise KeyError(
+            f"unknown or frozen parameters {missing[:3]}; use trainable Hugging Face names such as {next(iter(named))!r}"
+        )
     trainable = [p for p in named.values() if p.requires_grad]
     for p in trainable:
         p.grad = None

@@ -55,18 +55,24 @@ def block_output(model: torch.nn.Module, inputs: Mapping[str, torch.Tensor], lay
     return kept[0]
 
 
-def lens_logits(model: torch.nn.Module, hidden: torch.Tensor, head: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-    """Logits of residuals: the model's own final norm, unembedding and soft-cap, or ``head``
-    (a module mapping residuals to logits, e.g. a trainable copy of norm + unembedding)."""
+def lens_logits(
+    model: torch.nn.Module, hidden: torch.Tensor, head: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> torch.Tensor:
+    """Logits of residuals: the model's own final transform (final norm, unembedding, logit
+    scaling or soft-cap), or ``head`` (a module mapping residuals to logits, e.g. a trainable copy
+    of norm + unembedding)."""
     if head is not None:
         return head(hidden)
     model = unwrap(model)
-    parts = ModelParts.locate(model)
-    return parts.softcap(parts.head(model)(parts.final_norm(model)(hidden)))
+    return ModelParts.locate(model).logits(model, hidden)
 
 
 def scored_loss(
-    logits: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor, *, label_smoothing: float = 0.0,
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    rows: torch.Tensor,
+    *,
+    label_smoothing: float = 0.0,
     reduction: Reduction = "token_mean",
 ) -> torch.Tensor:
     """Cross-entropy of ``[m, vocab]`` logits at the scored positions against ``targets`` (``[m]``);

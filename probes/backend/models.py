@@ -108,7 +108,9 @@ def _cache_is_valid(folder: Path) -> bool:
         return False
     try:
         record = json.loads(manifest.read_text())
-        return all((folder / f).is_file() and (folder / f).stat().st_size == size for f, size in record["files"].items())
+        return all(
+            (folder / f).is_file() and (folder / f).stat().st_size == size for f, size in record["files"].items()
+        )
     except (ValueError, KeyError, OSError):
         return False
 
@@ -193,8 +195,14 @@ def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
     """Parse ``float32``/``fp32``/``bfloat16``/``bf16``/``float16``/``fp16``."""
     if isinstance(dtype, torch.dtype):
         return dtype
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if dtype not in names:
         raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(names)}")
     return names[dtype]

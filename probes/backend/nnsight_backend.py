@@ -68,17 +68,12 @@ class NNsightBackend(Backend):
         layers = self.check_layers(layers)
         return self._selected(enc, layers, resolve_positions(positions, enc), lambda stacked: stacked)
 
-    def unembed(self, resid: torch.Tensor) -> torch.Tensor:
-        model = self._hf_model()
-        return self.parts.softcap(self.parts.head(model)(self.parts.final_norm(model)(resid)))
-
     def lens(self, enc: Encoded, request: LensRequest, layers=None, positions=(-1,)) -> LensReadout:
         layers = self.check_layers(layers)
-        norm, head, softcap = self.parts.final_norm(self.nn), self.parts.head(self.nn), self.parts.softcap
-        vocab_size = self.vocab_size
+        parts, envoy, vocab_size = self.parts, self.nn, self.vocab_size
 
         def reduce(stacked):
-            return readout_layers(layers, stacked, lambda h: softcap(head(norm(h))), request, vocab_size)
+            return readout_layers(layers, stacked, lambda h: parts.logits(envoy, h), request, vocab_size)
 
         return self._selected(enc, layers, resolve_positions(positions, enc), reduce)
 

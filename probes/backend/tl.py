@@ -1,7 +1,15 @@
 """transformer-lens 4 backend: a ``TransformerBridge`` over the Hugging Face model.
 
-The bridge rewires the model it is given in place (parameter names gain
-``._original_component.``), so it must own its copy of the model.
+The bridge rewires the model it is given in place: its modules are renamed (GPT-2's ``c_attn``
+becomes ``qkv``, parameter names gain ``._original_component.``) and fused tensors (GPT-2
+``c_attn``, Phi-3 ``qkv_proj`` / ``gate_up_proj``, BLOOM and GPT-NeoX ``query_key_value``) are
+split into q/k/v parameters of its own. So the bridge gets a *twin* of the model: new module
+objects holding the same parameter tensors (nothing is copied but the module tree). Parameters,
+gradients, losses and generation use the untouched Hugging Face model, under Hugging Face's names
+with each fused tensor once, exactly as on nnsight; the bridge only supplies the residual stream.
+Where the bridge's split tensors are copies rather than views (BLOOM's per-head interleaved
+``query_key_value``), an in-place edit of the fused tensor after wrapping is not seen by the
+bridge: wrap the edited model again.
 """
 
 from __future__ import annotations
@@ -15,10 +23,15 @@ from probes.backend.base import (
     Encoded,
     LensReadout,
     LensRequest,
-    lm_loss,
     readout_layers,
     resolve_positions,
 )
+
+
+class TransformerLensUnsupported(Exception):
+    """transformer-lens could not build its bridge over the model, or the bridge lacks a
+    residual hook (the message: the error's class, e.g. ``ValueError``, or the missing hook);
+    :func:`probes.backend.wrap` falls back to nnsight."""
 
 
 class _Stop(Exception):
@@ -38,8 +51,10 @@ def _bridge_tokenizer(tokenizer):
     return bridge_copy
 
 
-def _hf_name(bridge_name: str) -> str:
-    return bridge_name.replace("._original_component", "")
+def _twin(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model``'s module tree sharing every parameter and buffer tensor with it."""
+    shared = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+    return copy.deepcopy(model, memo=shared)
 
 
 class TransformerLensBackend(Backend):
@@ -52,11 +67,21 @@ class TransformerLensBackend(Backend):
 
         from probes.backend.tl_compat import patch_kv_cache_argument
 
-        patch_kv_cache_argument()  # else cached generation on the bridged model ignores the prompt
+        patch_kv_cache_argument()  # else cached generation through the bridge (bridge.generate) ignores the prompt
         super().__init__(hf_model, tokenizer, **info)
-        self.bridge = TransformerBridge.boot_transformers(
-            info["source"], hf_model=hf_model, tokenizer=_bridge_tokenizer(tokenizer), dtype=self.dtype
-        )
+        try:
+            self.bridge = TransformerBridge.boot_transformers(
+                info["source"], hf_model=_twin(hf_model), tokenizer=_bridge_tokenizer(tokenizer), dtype=self.dtype
+            )
+        except Exception as exc:  # an unknown architecture (ValueError) or a config its adapter mis-reads
+            raise TransformerLensUnsupported(type(exc).__name__) from exc
+        missing = [
+            f"blocks.{layer}.hook_resid_post"
+            for layer in range(self.n_layers)
+            if f"blocks.{layer}.hook_resid_post" not in self.bridge.hook_dict
+        ]
+        if missing:
+            raise TransformerLensUnsupported(f"no hook {missing[0]}")
         self.bridge.eval()
         self._model = hf_model
 
@@ -96,20 +121,10 @@ class TransformerLensBackend(Backend):
             captured = self._capture(enc, layers, resolve_positions(positions, enc))
         return torch.stack([captured[layer] for layer in layers])
 
-    def unembed(self, resid: torch.Tensor) -> torch.Tensor:
-        return self.parts.softcap(self.bridge.unembed(self.bridge.ln_final(resid)))
-
     def lens(self, enc: Encoded, request: LensRequest, layers=None, positions=(-1,)) -> LensReadout:
         layers = self.check_layers(layers)
         with torch.no_grad():
             captured = self._capture(enc, layers, resolve_positions(positions, enc))
-            return readout_layers(layers, torch.stack([captured[layer] for layer in layers]), self.unembed, request, self.vocab_size)
-
-    def named_parameters(self) -> dict[str, torch.nn.Parameter]:
-        return {_hf_name(n): p for n, p in self.bridge.named_parameters()}
-
-    def _loss(self, enc: Encoded, labels: torch.Tensor) -> torch.Tensor:
-        logits = self.bridge(
-            enc.input_ids, attention_mask=enc.attention_mask, position_ids=enc.position_ids, return_type="logits"
-        )
-        return lm_loss(logits, labels)
+            return readout_layers(
+                layers, torch.stack([captured[layer] for layer in layers]), self.unembed, request, self.vocab_size
+            )

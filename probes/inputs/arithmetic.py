@@ -58,8 +58,13 @@ class Problem:
     def answer(self) -> int:
         a, b, *rest = self.numbers
         return {
-            "add": lambda: a + b, "class": lambda: a + b, "pages": lambda: a + b, "sub": lambda: a - b,
-            "mul": lambda: a * b, "div": lambda: a // b, "two_step": lambda: a + b - rest[0],
+            "add": lambda: a + b,
+            "class": lambda: a + b,
+            "pages": lambda: a + b,
+            "sub": lambda: a - b,
+            "mul": lambda: a * b,
+            "div": lambda: a // b,
+            "two_step": lambda: a + b - rest[0],
             "bags": lambda: a * b + rest[0],
         }[self.kind]()
 
@@ -150,26 +155,63 @@ NAMES = {
     "es": ["María", "Juan", "Lucía", "Carlos", "Sofía", "Diego", "Elena", "Pablo"],
     "zh": ["小明", "小红", "小华", "小丽", "小刚", "小芳", "小军", "小梅"],
     # nominative, genitive, grammatical gender
-    "ru": [("Маша", "Маши", "f"), ("Иван", "Ивана", "m"), ("Аня", "Ани", "f"), ("Петя", "Пети", "m"),
-           ("Оля", "Оли", "f"), ("Дима", "Димы", "m"), ("Катя", "Кати", "f"), ("Миша", "Миши", "m")],
+    "ru": [
+        ("Маша", "Маши", "f"),
+        ("Иван", "Ивана", "m"),
+        ("Аня", "Ани", "f"),
+        ("Петя", "Пети", "m"),
+        ("Оля", "Оли", "f"),
+        ("Дима", "Димы", "m"),
+        ("Катя", "Кати", "f"),
+        ("Миша", "Миши", "m"),
+    ],
 }
 ITEM_WORDS = {
     "en": {i: i for i in ITEMS},
-    "es": {"apples": ("manzanas", "f"), "books": ("libros", "m"), "pencils": ("lápices", "m"), "eggs": ("huevos", "m"),
-           "oranges": ("naranjas", "f"), "candies": ("caramelos", "m")},
+    "es": {
+        "apples": ("manzanas", "f"),
+        "books": ("libros", "m"),
+        "pencils": ("lápices", "m"),
+        "eggs": ("huevos", "m"),
+        "oranges": ("naranjas", "f"),
+        "candies": ("caramelos", "m"),
+    },
     # plural noun and its -ngapi ("how many") agreement
-    "sw": {"apples": ("matofaa", "mangapi"), "books": ("vitabu", "vingapi"), "pencils": ("penseli", "ngapi"),
-           "eggs": ("mayai", "mangapi"), "oranges": ("machungwa", "mangapi"), "candies": ("pipi", "ngapi")},
+    "sw": {
+        "apples": ("matofaa", "mangapi"),
+        "books": ("vitabu", "vingapi"),
+        "pencils": ("penseli", "ngapi"),
+        "eggs": ("mayai", "mangapi"),
+        "oranges": ("machungwa", "mangapi"),
+        "candies": ("pipi", "ngapi"),
+    },
     # noun and counter
-    "ja": {"apples": ("りんご", "個"), "books": ("本", "冊"), "pencils": ("鉛筆", "本"), "eggs": ("卵", "個"),
-           "oranges": ("みかん", "個"), "candies": ("あめ", "個")},
+    "ja": {
+        "apples": ("りんご", "個"),
+        "books": ("本", "冊"),
+        "pencils": ("鉛筆", "本"),
+        "eggs": ("卵", "個"),
+        "oranges": ("みかん", "個"),
+        "candies": ("あめ", "個"),
+    },
     # noun and measure word
-    "zh": {"apples": ("苹果", "个"), "books": ("书", "本"), "pencils": ("铅笔", "支"), "eggs": ("鸡蛋", "个"),
-           "oranges": ("橙子", "个"), "candies": ("糖果", "颗")},
+    "zh": {
+        "apples": ("苹果", "个"),
+        "books": ("书", "本"),
+        "pencils": ("铅笔", "支"),
+        "eggs": ("鸡蛋", "个"),
+        "oranges": ("橙子", "个"),
+        "candies": ("糖果", "颗"),
+    },
     # (one, few, many) forms; the genitive plural is the third
-    "ru": {"apples": ("яблоко", "яблока", "яблок"), "books": ("книга", "книги", "книг"),
-           "pencils": ("карандаш", "карандаша", "карандашей"), "eggs": ("яйцо", "яйца", "яиц"),
-           "oranges": ("апельсин", "апельсина", "апельсинов"), "candies": ("конфета", "конфеты", "конфет")},
+    "ru": {
+        "apples": ("яблоко", "яблока", "яблок"),
+        "books": ("книга", "книги", "книг"),
+        "pencils": ("карандаш", "карандаша", "карандашей"),
+        "eggs": ("яйцо", "яйца", "яиц"),
+        "oranges": ("апельсин", "апельсина", "апельсинов"),
+        "candies": ("конфета", "конфеты", "конфет"),
+    },
 }
 
 
@@ -182,9 +224,9 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "class": "A class has {a} girls and {b} boys. How many students are in the class?",
         "pages": "{name} read {a} pages on Monday and {b} pages on Tuesday. How many pages did {name} read in total?",
         "two_step": "{name} has {a} {items} and buys {b} more. Then {name} gives {c} {items} to a friend. "
-                    "How many {items} does {name} have now?",
+        "How many {items} does {name} have now?",
         "bags": "{name} buys {a} bags with {b} {items} in each bag, and {c} more {items}. "
-                "How many {items} does {name} buy in total?",
+        "How many {items} does {name} buy in total?",
     },
     "es": {
         "add": "{name} tiene {a} {items}. {name} compra {b} {items} más. ¿{how_many} {items} tiene {name} ahora?",
@@ -194,9 +236,9 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "class": "En una clase hay {a} niñas y {b} niños. ¿Cuántos estudiantes hay en la clase?",
         "pages": "{name} leyó {a} páginas el lunes y {b} páginas el martes. ¿Cuántas páginas leyó {name} en total?",
         "two_step": "{name} tiene {a} {items} y compra {b} más. Después, {name} le regala {c} {items} a un amigo. "
-                    "¿{how_many} {items} tiene {name} ahora?",
+        "¿{how_many} {items} tiene {name} ahora?",
         "bags": "{name} compra {a} bolsas con {b} {items} en cada bolsa, y {c} {items} más. "
-                "¿{how_many} {items} compra {name} en total?",
+        "¿{how_many} {items} compra {name} en total?",
     },
     "sw": {
         "add": "{name} ana {items} {a}. {name} ananunua {items} {b} zaidi. {name} ana {items} {ngapi} sasa?",
@@ -206,9 +248,9 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "class": "Darasa lina wasichana {a} na wavulana {b}. Kuna wanafunzi wangapi darasani?",
         "pages": "{name} alisoma kurasa {a} Jumatatu na kurasa {b} Jumanne. {name} alisoma kurasa ngapi kwa jumla?",
         "two_step": "{name} ana {items} {a} na ananunua {items} {b} zaidi. Kisha {name} anampa rafiki yake {items} {c}. "
-                    "{name} ana {items} {ngapi} sasa?",
+        "{name} ana {items} {ngapi} sasa?",
         "bags": "{name} ananunua mifuko {a}, na kila mfuko una {items} {b}. Pia ananunua {items} {c} zaidi. "
-                "{name} ananunua {items} {ngapi} kwa jumla?",
+        "{name} ananunua {items} {ngapi} kwa jumla?",
     },
     "ja": {
         "add": "{name}は{item}を{a}{ctr}持っています。{name}はさらに{item}を{b}{ctr}買いました。{name}は今、{item}を何{ctr}持っていますか？",
@@ -218,7 +260,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "class": "あるクラスには女の子が{a}人、男の子が{b}人います。クラスには全部で何人の生徒がいますか？",
         "pages": "{name}は月曜日に{a}ページ、火曜日に{b}ページ本を読みました。{name}は全部で何ページ読みましたか？",
         "two_step": "{name}は{item}を{a}{ctr}持っていて、さらに{b}{ctr}買いました。その後、友達に{item}を{c}{ctr}あげました。"
-                    "{name}は今、{item}を何{ctr}持っていますか？",
+        "{name}は今、{item}を何{ctr}持っていますか？",
         "bags": "{name}は{item}が{b}{ctr}ずつ入った袋を{a}袋と、{item}を{c}{ctr}買いました。{name}が買った{item}は全部で何{ctr}ですか？",
     },
     "zh": {
@@ -239,13 +281,17 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "class": "В классе {girls_a} и {boys_b}. Сколько всего учеников в классе?",
         "pages": "В понедельник {name} {read} {pages_a}, а во вторник — {pages_b}. Сколько всего страниц {read} {name}?",
         "two_step": "У {gen} есть {items_a}, и {name} покупает ещё {b}. Потом {name} отдаёт другу {items_c}. "
-                    "Сколько {many} теперь у {gen}?",
+        "Сколько {many} теперь у {gen}?",
         "bags": "{name} покупает {bags_a}, в каждом по {items_b}, и ещё {items_c}. Сколько всего {many} покупает {name}?",
     },
 }
-RU_NOUNS = {"boxes": ("коробка", "коробки", "коробок"), "girls": ("девочка", "девочки", "девочек"),
-            "boys": ("мальчик", "мальчика", "мальчиков"), "pages": ("страницу", "страницы", "страниц"),
-            "bags": ("пакет", "пакета", "пакетов")}
+RU_NOUNS = {
+    "boxes": ("коробка", "коробки", "коробок"),
+    "girls": ("девочка", "девочки", "девочек"),
+    "boys": ("мальчик", "мальчика", "мальчиков"),
+    "pages": ("страницу", "страницы", "страниц"),
+    "bags": ("пакет", "пакета", "пакетов"),
+}
 
 
 def _words(problem: Problem, lang: str) -> dict[str, object]:
@@ -266,8 +312,13 @@ def _words(problem: Problem, lang: str) -> dict[str, object]:
     counted = {f"items_{slot}": f"{n} {_ru_plural(n, item)}" for slot, n in zip("abc", _slots(problem))}
     for noun, forms in RU_NOUNS.items():
         counted |= {f"{noun}_{slot}": f"{n} {_ru_plural(n, forms)}" for slot, n in zip("abc", _slots(problem))}
-    return {"name": nominative, "gen": genitive, "many": item[2], "read": "прочитала" if gender == "f" else "прочитал",
-            **counted}
+    return {
+        "name": nominative,
+        "gen": genitive,
+        "many": item[2],
+        "read": "прочитала" if gender == "f" else "прочитал",
+        **counted,
+    }
 
 
 def _slots(problem: Problem) -> tuple[int, int, int]:
@@ -282,13 +333,20 @@ def render(problem: Problem, lang: str) -> str:
     return TEMPLATES[lang][problem.kind].format(a=a, b=b, c=c, **_words(problem, lang))
 
 
-def problem_table(problems: Sequence[Problem], langs: Sequence[str], prefix: str, *, responses: bool = False) -> pd.DataFrame:
+def problem_table(
+    problems: Sequence[Problem], langs: Sequence[str], prefix: str, *, responses: bool = False
+) -> pd.DataFrame:
     """``id, lang, kind, question, answer[, response]``: every problem in every language."""
     rows = []
     for lang in langs:
         for index, problem in enumerate(problems):
-            row = {"id": f"{prefix}{index:04d}", "lang": lang, "kind": problem.kind, "question": render(problem, lang),
-                   "answer": problem.answer}
+            row = {
+                "id": f"{prefix}{index:04d}",
+                "lang": lang,
+                "kind": problem.kind,
+                "question": render(problem, lang),
+                "answer": problem.answer,
+            }
             if responses:
                 row["response"] = problem.chain()
             rows.append(row)
@@ -307,7 +365,9 @@ def write_data(folder: str | Path = ARITHMETIC_DIR, *, n_train: int = 2000, n_ev
     return folder / "train.csv", folder / "eval.csv"
 
 
-def load_problems(path: str | Path = EVAL, langs: Sequence[str] | None = None, limit: int | None = None) -> pd.DataFrame:
+def load_problems(
+    path: str | Path = EVAL, langs: Sequence[str] | None = None, limit: int | None = None
+) -> pd.DataFrame:
     """A problem file (``id, lang, kind, question, answer``), optionally some languages and the
     first ``limit`` problems of each."""
     path = Path(path)
@@ -350,7 +410,9 @@ def extract_number(text: str) -> float | None:
 def prompt_ids(tokenizer, question: str) -> list[int]:
     """The prompt as fine-tuning formats it (:func:`probes.inputs.instruction_data.tokenize_pair`)."""
     if uses_chat_template(tokenizer):
-        text = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+        )
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])
     return list(tokenizer(question + PLAIN_SEPARATOR, add_special_tokens=True)["input_ids"])
 

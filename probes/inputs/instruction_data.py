@@ -68,7 +68,9 @@ def _read(path: str | Path, columns: Sequence[str], what: str) -> pd.DataFrame:
     checked_langs: set[str] = set()
     for line, row in zip(lines, records):
         if len(row) != len(columns):
-            raise DataFormatError(f"{path}:{line}: {len(row)} fields, the header has {len(columns)} ({','.join(columns)})")
+            raise DataFormatError(
+                f"{path}:{line}: {len(row)} fields, the header has {len(columns)} ({','.join(columns)})"
+            )
         for index, (name, cell) in enumerate(zip(columns, row), start=1):
             if not cell.strip():
                 raise DataFormatError(f"{path}:{line}, column {index} ({name}): empty cell")
@@ -137,7 +139,9 @@ def pairs_for(table: pd.DataFrame, lang: str, ids: Sequence[str]) -> list[tuple[
     rows = table[table["lang"] == lang].set_index("id")
     missing = [i for i in ids if i not in rows.index]
     if missing:
-        raise DataFormatError(f"ids {missing[:5]} have no {lang!r} row; use parallel_ids() to pick ids every language has")
+        raise DataFormatError(
+            f"ids {missing[:5]} have no {lang!r} row; use parallel_ids() to pick ids every language has"
+        )
     return [(rows.at[i, "instruction"], rows.at[i, "response"]) for i in ids]
 
 

@@ -66,12 +66,16 @@ def load_corpus(path: str | Path = SENTENCES) -> Corpus:
     with path.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.reader(handle))
     if not rows or rows[0] != HEADER:
-        raise DataFormatError(f"{path}:1: header must be {','.join(HEADER)} (found {','.join(rows[0]) if rows else 'nothing'})")
+        raise DataFormatError(
+            f"{path}:1: header must be {','.join(HEADER)} (found {','.join(rows[0]) if rows else 'nothing'})"
+        )
     sentences: dict[str, list[tuple[str, str]]] = {}
     seen: dict[tuple[str, str], int] = {}
     for line, row in enumerate(rows[1:], start=2):
         if len(row) != 3:
-            raise DataFormatError(f"{path}:{line}: {len(row)} fields, expected 3 ({','.join(HEADER)}); quote texts with commas")
+            raise DataFormatError(
+                f"{path}:{line}: {len(row)} fields, expected 3 ({','.join(HEADER)}); quote texts with commas"
+            )
         sid, lang, text = (cell.strip() for cell in row)
         if not sid or not text:
             raise DataFormatError(f"{path}:{line}, column {1 if not sid else 3}: empty cell")

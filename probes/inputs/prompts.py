@@ -74,7 +74,9 @@ def cloze_prompts(
     prompts = []
     for i, row in sentences.iterrows():
         others = rng.choice(np.delete(np.arange(len(sentences)), i), size=min(shots, len(sentences) - 1), replace=False)
-        demos = "".join(f'{sentences.at[j, "sentence"]} {language.answer}: "{sentences.at[j, lang]}".\n' for j in others)
+        demos = "".join(
+            f'{sentences.at[j, "sentence"]} {language.answer}: "{sentences.at[j, lang]}".\n' for j in others
+        )
         text = demos + f'{row["sentence"]} {language.answer}: "'
         prompts.append(LensPrompt("cloze", lang, lang, latent, row["concept"], text, row[lang], row[latent]))
     return prompts

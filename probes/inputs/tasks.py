@@ -125,10 +125,16 @@ TASKS: dict[str, TaskSpec] = {
         "classify",
         {"world": " world", "sports": " sports", "business": " business", "science": " science"},
         {
-            "en": Template("Classify the topic of each news article: world, sports, business or science.", "Article", "Topic"),
-            "fr": Template("Classez le thème de chaque article : world, sports, business ou science.", "Article", "Thème"),
+            "en": Template(
+                "Classify the topic of each news article: world, sports, business or science.", "Article", "Topic"
+            ),
+            "fr": Template(
+                "Classez le thème de chaque article : world, sports, business ou science.", "Article", "Thème"
+            ),
             "es": Template("Clasifica el tema de cada noticia: world, sports, business o science.", "Noticia", "Tema"),
-            "de": Template("Bestimme das Thema jedes Artikels: world, sports, business oder science.", "Artikel", "Thema"),
+            "de": Template(
+                "Bestimme das Thema jedes Artikels: world, sports, business oder science.", "Artikel", "Thema"
+            ),
             "ru": Template("Определи тему каждой новости: world, sports, business или science.", "Новость", "Тема"),
             "zh": Template("判断每篇新闻的主题：world、sports、business 或 science。", "新闻", "主题"),
             "ta": Template("ஒவ்வொரு செய்தியின் தலைப்பையும் வகைப்படுத்துங்கள்: world, sports, business அல்லது science.", "செய்தி", "தலைப்பு"),
@@ -154,7 +160,11 @@ def get_task(name: str) -> TaskSpec:
 
 
 def _columns(kind: str) -> list[str]:
-    return ["item", "lang", "text", "label"] if kind == "classify" else ["item", "lang", "question", *MCQA_LETTERS, "answer"]
+    return (
+        ["item", "lang", "text", "label"]
+        if kind == "classify"
+        else ["item", "lang", "question", *MCQA_LETTERS, "answer"]
+    )
 
 
 @dataclass
@@ -202,7 +212,9 @@ def validate(spec: TaskSpec, frame: pd.DataFrame, source: str) -> pd.DataFrame:
     dup = frame.duplicated(["item", "lang"])
     if dup.any():
         line = int(dup.to_numpy().nonzero()[0][0]) + 2
-        raise DataFormatError(f"{source}, line {line}: item {frame['item'][dup].iloc[0]!r} appears twice for one language")
+        raise DataFormatError(
+            f"{source}, line {line}: item {frame['item'][dup].iloc[0]!r} appears twice for one language"
+        )
     return frame.reset_index(drop=True)
 
 
@@ -217,6 +229,7 @@ def load_task(name: str, path: str | Path | None = None) -> TaskData:
 
 
 # ---- real data sets through `datasets` ---------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class HubSource:
@@ -261,7 +274,9 @@ def hub_frame(name: str, hub: pd.DataFrame, source: str) -> pd.DataFrame:
         text = "sentence" if "sentence" in hub.columns else "text"
         items = hub["idx"].tolist() if "idx" in hub.columns else range(len(hub))
         labels = _label_names(hub["label"], SST2_LABELS, "label", source)
-        return pd.DataFrame({"item": [f"sst2-{i}" for i in items], "lang": "en", "text": hub[text].tolist(), "label": labels})
+        return pd.DataFrame(
+            {"item": [f"sst2-{i}" for i in items], "lang": "en", "text": hub[text].tolist(), "label": labels}
+        )
     if name == "topic":
         labels = _label_names(hub["label"], AG_NEWS_LABELS, "label", source)
         items = [f"agnews-{i}" for i in range(len(hub))]
@@ -270,7 +285,9 @@ def hub_frame(name: str, hub: pd.DataFrame, source: str) -> pd.DataFrame:
     bad = [i for i, c in enumerate(choices) if len(c) != 4]
     if bad:
         raise DataFormatError(f"{source}, row {bad[0]}: MMLU rows need exactly 4 choices, got {len(choices[bad[0]])}")
-    frame = pd.DataFrame({"item": [f"mmlu-{i}" for i in range(len(hub))], "lang": "en", "question": hub["question"].tolist()})
+    frame = pd.DataFrame(
+        {"item": [f"mmlu-{i}" for i in range(len(hub))], "lang": "en", "question": hub["question"].tolist()}
+    )
     for k, letter in enumerate(MCQA_LETTERS):
         frame[letter] = [c[k] for c in choices]
     frame["answer"] = _label_names(hub["answer"], MCQA_LETTERS, "answer", source)
@@ -279,7 +296,9 @@ def hub_frame(name: str, hub: pd.DataFrame, source: str) -> pd.DataFrame:
     return frame
 
 
-def load_hub_task(name: str, source: str | Path | None = None, *, split: str | None = None, config: str | None = None) -> TaskData:
+def load_hub_task(
+    name: str, source: str | Path | None = None, *, split: str | None = None, config: str | None = None
+) -> TaskData:
     """SST-2 (sentiment), AG News (topic) or MMLU (mcqa) through ``datasets.load_dataset``.
 
     ``source`` is a hub id (default: ``HUB_SOURCES``) or a local ``.parquet``/``.csv``/``.json``
@@ -310,6 +329,7 @@ def load_hub_task(name: str, source: str | Path | None = None, *, split: str | N
 
 
 # ---- prompts -----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Prompt:
@@ -361,7 +381,9 @@ def build_prompts(data: TaskData, lang: str, *, shots: int = 0, n: int | None = 
         picked = random.Random(f"{seed}:{spec.name}:{lang}:{row['item']}").sample(others, shots)
         blocks = [_block(spec, template, pool.loc[i], answered=True) for i in picked]
         text = "\n\n".join([template.instruction, *blocks, _block(spec, template, row, answered=False)])
-        prompts.append(Prompt(str(row["item"]), text, str(row["label"]), tuple(str(pool.loc[i, "item"]) for i in picked)))
+        prompts.append(
+            Prompt(str(row["item"]), text, str(row["label"]), tuple(str(pool.loc[i, "item"]) for i in picked))
+        )
     return prompts
 
 

@@ -48,8 +48,16 @@ def test_generation_is_seeded_and_answers_follow_the_kind():
     assert first == again and generate_problems(40, 4) != first
     for problem in first:
         a, b, *rest = problem.numbers
-        expected = {"add": a + b, "class": a + b, "pages": a + b, "sub": a - b, "mul": a * b, "div": a / b,
-                    "two_step": a + b - (rest[0] if rest else 0), "bags": a * b + (rest[0] if rest else 0)}[problem.kind]
+        expected = {
+            "add": a + b,
+            "class": a + b,
+            "pages": a + b,
+            "sub": a - b,
+            "mul": a * b,
+            "div": a / b,
+            "two_step": a + b - (rest[0] if rest else 0),
+            "bags": a * b + (rest[0] if rest else 0),
+        }[problem.kind]
         assert problem.answer == expected and problem.answer >= 0
         assert f"The answer is {problem.answer}." in problem.chain()
         assert all(n % 10 != 1 or n % 100 == 11 for n in problem.numbers)
@@ -69,21 +77,35 @@ def test_every_language_renders_every_number():
         render(problem, "xx")
 
 
-@pytest.mark.parametrize("n,form", [(2, "яблока"), (4, "яблока"), (5, "яблок"), (11, "яблок"), (12, "яблок"),
-                                    (22, "яблока"), (21, "яблоко"), (111, "яблок")])
+@pytest.mark.parametrize(
+    "n,form",
+    [
+        (2, "яблока"),
+        (4, "яблока"),
+        (5, "яблок"),
+        (11, "яблок"),
+        (12, "яблок"),
+        (22, "яблока"),
+        (21, "яблоко"),
+        (111, "яблок"),
+    ],
+)
 def test_russian_plural(n, form):
     assert _ru_plural(n, ("яблоко", "яблока", "яблок")) == form
 
 
-@pytest.mark.parametrize("text,number", [
-    ("25 + 2 = 27, 27 - 18 = 9. The answer is 9.", 9.0),
-    ("答えは１２個です。", 12.0),
-    ("Jibu ni 14.\n\nSwali jingine: 3 + 3", 14.0),
-    ("\n\nThe total is 1,200 apples.", 1200.0),
-    ("It is 2.5 each", 2.5),
-    ("no digits here", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "text,number",
+    [
+        ("25 + 2 = 27, 27 - 18 = 9. The answer is 9.", 9.0),
+        ("答えは１２個です。", 12.0),
+        ("Jibu ni 14.\n\nSwali jingine: 3 + 3", 14.0),
+        ("\n\nThe total is 1,200 apples.", 1200.0),
+        ("It is 2.5 each", 2.5),
+        ("no digits here", None),
+        ("", None),
+    ],
+)
 def test_extract_number(text, number):
     assert extract_number(text) == number
 
@@ -101,7 +123,9 @@ def test_probe_runs_on_a_tiny_model_and_resumes(tmp_path):
     expected = table["output"].map(extract_number)
     assert (table["correct"] == [p is not None and p == a for p, a in zip(expected, table["answer"])]).all()
     again = run_arithmetic(backend, problems, batch_size=2, max_new_tokens=4, run=store.run(run.prov), progress=False)
-    pd.testing.assert_frame_equal(again.sort_values("item").reset_index(drop=True), table.sort_values("item").reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        again.sort_values("item").reset_index(drop=True), table.sort_values("item").reset_index(drop=True)
+    )
 
 
 def test_load_problems_errors(tmp_path):

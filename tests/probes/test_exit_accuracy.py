@@ -11,7 +11,7 @@ import torch
 from probes.backend.errors import TokenizerVocabularyError
 from probes.backend.models import load_hf
 from probes.backend.store import ResultsStore
-from probes.exit_accuracy import COLUMNS, exit_accuracy
+from probes.exit_accuracy import COLUMNS, exit_accuracy, exit_run
 from probes.inputs.tasks import (
     TASKS,
     TaskData,
@@ -28,15 +28,31 @@ from tests.conftest import embedded, tiny_backend, tiny_hf_model, tiny_tokenizer
 HUB_FIXTURES = "tests/fixtures/hub"
 
 # answers that are single tokens of the tiny test tokenizer
-TINY_SPEC = TaskSpec("tiny", "classify", {"a": " the", "b": " river", "c": " white"},
-                     {"en": Template("Pick a word.", "Text", "Label")})
-TINY_TEXTS = ["the cloud is white", "le nuage est blanc", "die Wolke ist weiß", "облако белое", "云是白色的",
-              "the river is long", "la rivière est longue", "der Fluss ist lang", "река длинная"]
+TINY_SPEC = TaskSpec(
+    "tiny", "classify", {"a": " the", "b": " river", "c": " white"}, {"en": Template("Pick a word.", "Text", "Label")}
+)
+TINY_TEXTS = [
+    "the cloud is white",
+    "le nuage est blanc",
+    "die Wolke ist weiß",
+    "облако белое",
+    "云是白色的",
+    "the river is long",
+    "la rivière est longue",
+    "der Fluss ist lang",
+    "река длинная",
+]
 
 
 def tiny_data() -> TaskData:
-    frame = pd.DataFrame({"item": [f"x{i}" for i in range(len(TINY_TEXTS))], "lang": "en", "text": TINY_TEXTS,
-                          "label": [["a", "b", "c"][i % 3] for i in range(len(TINY_TEXTS))]})
+    frame = pd.DataFrame(
+        {
+            "item": [f"x{i}" for i in range(len(TINY_TEXTS))],
+            "lang": "en",
+            "text": TINY_TEXTS,
+            "label": [["a", "b", "c"][i % 3] for i in range(len(TINY_TEXTS))],
+        }
+    )
     return TaskData(TINY_SPEC, validate(TINY_SPEC, frame, "tiny"), "tiny")
 
 
@@ -49,10 +65,17 @@ def own_predictions(model, tokenizer, prompts, answer_ids: list[int], labels: li
             probs = torch.softmax(model(input_ids=ids).logits[0, -1].float(), -1)
         top = probs.topk(2)
         option = labels[int(probs[answer_ids].argmax())]
-        rows.append({"item": prompt.item, "pred_id": int(top.indices[0]), "top_prob": float(top.values[0]),
-                     "gap": float(top.values[0] - top.values[1]), "pred_option": option,
-                     "correct": int(top.indices[0]) == answer_ids[labels.index(prompt.gold)],
-                     "correct_options": option == prompt.gold})
+        rows.append(
+            {
+                "item": prompt.item,
+                "pred_id": int(top.indices[0]),
+                "top_prob": float(top.values[0]),
+                "gap": float(top.values[0] - top.values[1]),
+                "pred_option": option,
+                "correct": int(top.indices[0]) == answer_ids[labels.index(prompt.gold)],
+                "correct_options": option == prompt.gold,
+            }
+        )
     return pd.DataFrame(rows).set_index("item")
 
 
@@ -94,6 +117,10 @@ def test_interrupted_run_resumes_with_the_missing_items(tmp_path, monkeypatch):
     fresh = exit_accuracy(tiny_backend("llama"), "tiny", "en", shots=1, data=data, batch_size=3, progress=False)
     backend = tiny_backend("llama")
     store = ResultsStore(tmp_path)
+
+    def run():
+        return exit_run(store, backend, data, "en", shots=1, n=100, seed=0)
+
     calls = {"n": 0}
     lens = backend.lens
 
@@ -105,12 +132,14 @@ def test_interrupted_run_resumes_with_the_missing_items(tmp_path, monkeypatch):
 
     monkeypatch.setattr(backend, "lens", failing_lens)
     with pytest.raises(KeyboardInterrupt):
-        exit_accuracy(backend, "tiny", "en", shots=1, data=data, batch_size=3, store=store, progress=False)
+        exit_accuracy(backend, "tiny", "en", shots=1, data=data, batch_size=3, run=run(), progress=False)
     calls["n"] = 10  # no more failures; count the batches of the second run
-    resumed = exit_accuracy(backend, "tiny", "en", shots=1, data=data, batch_size=3, store=store, progress=False)
+    resumed = exit_accuracy(backend, "tiny", "en", shots=1, data=data, batch_size=3, run=run(), progress=False)
     assert calls["n"] == 10 + 2  # 9 items in batches of 3: one was stored, two remained
-    pd.testing.assert_frame_equal(resumed.drop(columns=["n_tokens"]), fresh.drop(columns=["n_tokens"]), check_dtype=False)
-    again = exit_accuracy(backend, "tiny", "en", shots=1, data=data, batch_size=3, store=store, progress=False)
+    pd.testing.assert_frame_equal(
+        resumed.drop(columns=["n_tokens"]), fresh.drop(columns=["n_tokens"]), check_dtype=False
+    )
+    again = exit_accuracy(backend, "tiny", "en", shots=1, data=data, batch_size=3, run=run(), progress=False)
     assert calls["n"] == 12 and len(again) == len(fresh)
 
 

@@ -34,8 +34,11 @@ def _batch_losses(model, batches) -> float:
     with torch.no_grad():
         for batch in batches:
             logits = model(**batch.enc.model_inputs()).logits
-            total += float(torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
-                                                             batch.labels[:, 1:].reshape(-1), ignore_index=-100))
+            total += float(
+                torch.nn.functional.cross_entropy(
+                    logits[:, :-1].reshape(-1, logits.shape[-1]), batch.labels[:, 1:].reshape(-1), ignore_index=-100
+                )
+            )
     return total
 
 
@@ -45,8 +48,9 @@ def _signed(model, batches) -> dict[str, torch.Tensor]:
     model.zero_grad()
     for batch in batches:
         logits = model(**batch.enc.model_inputs()).logits
-        torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), batch.labels[:, 1:].reshape(-1),
-                                          ignore_index=-100).backward()
+        torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), batch.labels[:, 1:].reshape(-1), ignore_index=-100
+        ).backward()
     return {n: (p.detach() * p.grad).clone() for n, p in params.items() if p.grad is not None}
 
 
@@ -61,8 +65,11 @@ def test_importance_equals_the_central_difference_of_the_summed_loss(backend_nam
     params = dict(reference.named_parameters())
     h = 1e-2  # eager attention's softmax runs in float32, so steps much smaller than this are noise
     checked = 0
-    for name in ("model.layers.0.self_attn.q_proj.weight", "model.layers.2.mlp.down_proj.weight",
-                 "model.layers.1.input_layernorm.weight"):
+    for name in (
+        "model.layers.0.self_attn.q_proj.weight",
+        "model.layers.2.mlp.down_proj.weight",
+        "model.layers.1.input_layernorm.weight",
+    ):
         for flat_index in imap.importance[name].reshape(-1).topk(2).indices.tolist():
             entry = params[name].data.view(-1)
             theta = float(entry[flat_index])
@@ -116,7 +123,10 @@ def test_sum_then_abs_and_abs_per_batch_follow_their_definitions():
         torch.testing.assert_close(after_sum.importance[name], expected_sum[name].abs(), rtol=1e-4, atol=1e-9)
         torch.testing.assert_close(per_batch.importance[name], expected_per_batch[name], rtol=1e-4, atol=1e-9)
     # the triangle inequality: the absolute value after the sum never exceeds the sum of absolutes
-    assert all(bool((after_sum.importance[n] <= per_batch.importance[n] * (1 + 1e-5) + 1e-9).all()) for n in after_sum.importance)
+    assert all(
+        bool((after_sum.importance[n] <= per_batch.importance[n] * (1 + 1e-5) + 1e-9).all())
+        for n in after_sum.importance
+    )
     assert any(bool((after_sum.importance[n] < per_batch.importance[n] - 1e-7).any()) for n in after_sum.importance)
 
 
@@ -187,14 +197,18 @@ def test_removing_the_top_region_hurts_far_more_than_a_random_one_on_the_real_mo
 
     backend = embedded("gemma-3-270m")
     corpus = load_corpus()
-    imap = accumulate_importance(backend, corpus.texts("en", "accumulation")[:8], batch_size=8, max_tokens=32, progress=False)
+    imap = accumulate_importance(
+        backend, corpus.texts("en", "accumulation")[:8], batch_size=8, max_tokens=32, progress=False
+    )
     heldout = corpus.texts("en", "heldout")[:8]
     base = language_perplexity(backend, heldout, max_tokens=32)["perplexity"]
     measured = {}
     for selection in ("top", "random"):
         with region_removed(backend.named_parameters(), select(imap.importance, 0.01, selection, seed=0)):
             measured[selection] = language_perplexity(backend, heldout, max_tokens=32)["perplexity"]
-    assert language_perplexity(backend, heldout, max_tokens=32)["perplexity"] == pytest.approx(base, rel=1e-6)  # restored
+    assert language_perplexity(backend, heldout, max_tokens=32)["perplexity"] == pytest.approx(
+        base, rel=1e-6
+    )  # restored
     assert measured["top"] > 10 * base
     assert measured["random"] < 2 * base
     assert (measured["top"] - base) > 20 * abs(measured["random"] - base)

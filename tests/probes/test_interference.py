@@ -24,7 +24,9 @@ FIXTURE = FIXTURES / "parallel_instructions.csv"
 
 
 def _pairs(backend, lang_a="en", lang_b="fr", k=2, pairing="independent", batch_size=3):
-    return instruction_pairs(backend, load_instructions(FIXTURE), lang_a, lang_b, k=k, batch_size=batch_size, pairing=pairing)
+    return instruction_pairs(
+        backend, load_instructions(FIXTURE), lang_a, lang_b, k=k, batch_size=batch_size, pairing=pairing
+    )
 
 
 def _manual_grads(model, batch, layer=None, alpha=0.0) -> dict[str, torch.Tensor]:
@@ -36,8 +38,12 @@ def _manual_grads(model, batch, layer=None, alpha=0.0) -> dict[str, torch.Tensor
     else:
         hidden = model(**batch.enc.model_inputs(), output_hidden_states=True).hidden_states[layer + 1]
         logits = model.lm_head(model.model.norm(hidden))
-        loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), batch.labels[:, 1:].reshape(-1),
-                               ignore_index=-100, label_smoothing=alpha)
+        loss = F.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]),
+            batch.labels[:, 1:].reshape(-1),
+            ignore_index=-100,
+            label_smoothing=alpha,
+        )
     loss.backward()
     return {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()}
 
@@ -69,7 +75,9 @@ def test_per_layer_cosines_match_a_manual_torch_computation(kind):
             got = rows[(rows["layer"] == layer) & (rows["module"] == "all")]["cosine"].item()
             assert got == pytest.approx(_cos([grads_a[n] for n in names], [grads_b[n] for n in names]), abs=1e-5)
             q = f"model.layers.{layer}.self_attn.q_proj.weight"
-            got_q = rows[(rows["layer"] == layer) & (rows["module"] == "q") & (rows["scope"] == "module")]["cosine"].item()
+            got_q = rows[(rows["layer"] == layer) & (rows["module"] == "q") & (rows["scope"] == "module")][
+                "cosine"
+            ].item()
             assert got_q == pytest.approx(_cos([grads_a[q]], [grads_b[q]]), abs=1e-5)
             if pair.index == 0:
                 per_tensor = [_cos([grads_a[n]], [grads_b[n]]) for n in names]
@@ -90,7 +98,9 @@ def test_pivoted_readout_matches_manual_and_upper_layers_get_no_gradient():
     layers = table[table["module"] == "all"].set_index("layer")
     for layer in (0, 1):
         names = [n for n in grads_a if n.startswith(f"model.layers.{layer}.")]
-        assert layers.at[layer, "cosine"] == pytest.approx(_cos([grads_a[n] for n in names], [grads_b[n] for n in names]), abs=1e-5)
+        assert layers.at[layer, "cosine"] == pytest.approx(
+            _cos([grads_a[n] for n in names], [grads_b[n] for n in names]), abs=1e-5
+        )
         norm = torch.cat([grads_a[n].flatten() for n in names]).norm()
         assert layers.at[layer, "norm_a"] == pytest.approx(0.1 * float(norm), rel=1e-4)  # lambda scales the gradient
     assert layers.at[2, "norm_a"] == 0 and layers.at[2, "cosine"] == 0 and layers.at[2, "norm_b"] > 0
@@ -109,7 +119,10 @@ def test_weights_scale_dots_but_not_cosines_and_reductions_differ():
 
 
 def test_backends_agree():
-    tables = [run_interference(b, _pairs(b, k=1), progress=False) for b in (tiny_backend("gemma3"), tiny_backend("gemma3", backend="nnsight"))]
+    tables = [
+        run_interference(b, _pairs(b, k=1), progress=False)
+        for b in (tiny_backend("gemma3"), tiny_backend("gemma3", backend="nnsight"))
+    ]
     assert (tables[0]["cosine"] - tables[1]["cosine"]).abs().max() < 1e-6
 
 
@@ -132,9 +145,15 @@ def test_parameter_subsets_and_layers():
 def test_parameter_names_map_to_layers_and_modules():
     assert classify("model.layers.3.self_attn.q_proj.weight", "model.layers", "model.norm", "lm_head") == (3, "q")
     assert classify("model.layers.3.mlp.down_proj.weight", "model.layers", "model.norm", "lm_head") == (3, "down")
-    assert classify("model.layers.0.post_feedforward_layernorm.weight", "model.layers", "model.norm", "lm_head") == (0, "norms")
+    assert classify("model.layers.0.post_feedforward_layernorm.weight", "model.layers", "model.norm", "lm_head") == (
+        0,
+        "norms",
+    )
     assert classify("model.layers.0.self_attn.k_norm.weight", "model.layers", "model.norm", "lm_head") == (0, "norms")
-    assert classify("transformer.h.1.attn.c_attn.weight", "transformer.h", "transformer.ln_f", "lm_head") == (1, "attn.c_attn")
+    assert classify("transformer.h.1.attn.c_attn.weight", "transformer.h", "transformer.ln_f", "lm_head") == (
+        1,
+        "attn.c_attn",
+    )
     assert classify("model.norm.weight", "model.layers", "model.norm", "lm_head") == (None, "final_norm")
     assert classify("model.embed_tokens.weight", "model.layers", "model.norm", "lm_head") == (None, "embed")
     assert classify("lm_head.weight", "model.layers", "model.norm", "lm_head") == (None, "head")
@@ -147,7 +166,9 @@ def test_finished_pairs_are_stored_and_skipped_on_a_rerun(tmp_path, monkeypatch)
     run_interference(backend, pairs[:1], run=run, progress=False)  # "interrupted" after one pair
     calls = []
     original = type(backend).grad_stream
-    monkeypatch.setattr(type(backend), "grad_stream", lambda self, *a, **kw: calls.append(1) or original(self, *a, **kw))
+    monkeypatch.setattr(
+        type(backend), "grad_stream", lambda self, *a, **kw: calls.append(1) or original(self, *a, **kw)
+    )
     table = run_interference(backend, pairs, run=run, progress=False)
     assert len(calls) == 2  # one pair (two batches) computed, the stored one skipped
     assert sorted(table["batch"].unique()) == [0, 1]
@@ -164,7 +185,12 @@ def test_embedded_last_layers(name):
     self_pair = instruction_pairs(backend, table, "en", "en", k=1, batch_size=2, pairing="parallel", max_length=64)
     same = run_interference(backend, self_pair, params="blocks", layers=last, progress=False)
     assert (same["cosine"] - 1).abs().max() < 1e-4
-    cross = run_interference(backend, instruction_pairs(backend, table, "en", "sw", k=1, batch_size=2, max_length=64),
-                             params="blocks", layers=last, progress=False)
+    cross = run_interference(
+        backend,
+        instruction_pairs(backend, table, "en", "sw", k=1, batch_size=2, max_length=64),
+        params="blocks",
+        layers=last,
+        progress=False,
+    )
     layer_rows = cross[cross["module"] == "all"]
     assert len(layer_rows) == 2 and layer_rows["cosine"].between(-1, 1).all() and (layer_rows["cosine"] < 0.99).all()

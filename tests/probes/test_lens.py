@@ -36,7 +36,9 @@ def _direct(model, tokenizer, prompt, target_ids, latent_ids):
             normed = h if layer == model.config.num_hidden_layers - 1 else model.model.norm(h)
             probs = torch.softmax(model.lm_head(normed), -1)
             best = probs[list(target_ids)].max()
-            rows.append((float(probs[list(target_ids)].sum()), float(probs[list(latent_ids)].sum()), int((probs > best).sum())))
+            rows.append(
+                (float(probs[list(target_ids)].sum()), float(probs[list(latent_ids)].sum()), int((probs > best).sum()))
+            )
     return rows
 
 
@@ -52,7 +54,9 @@ def test_probe_equals_direct_computation(backend_name):
         rows = table[table["concept"] == prompt.concept].sort_values("layer")
         if rows.empty:
             continue
-        direct = _direct(reference, backend.tokenizer, prompt, sets.ids(prompt.target_word), sets.ids(prompt.latent_word))
+        direct = _direct(
+            reference, backend.tokenizer, prompt, sets.ids(prompt.target_word), sets.ids(prompt.latent_word)
+        )
         assert rows["p_target"].to_numpy() == pytest.approx([d[0] for d in direct], abs=1e-5)
         assert rows["p_en"].to_numpy() == pytest.approx([d[1] for d in direct], abs=1e-5)
         assert list(rows["target_rank"]) == [d[2] for d in direct]
@@ -98,7 +102,9 @@ def test_agrees_with_transformer_lens_builtin_logit_lens_on_single_token_targets
 
     backend = embedded("gemma-3-270m")
     sets = TokenSets(backend.tokenizer)
-    words = pd.DataFrame({"concept": ["book", "water"], "en": ["book", "water"], "fr": ["livre", "eau"], "de": ["Buch", "Wasser"]})
+    words = pd.DataFrame(
+        {"concept": ["book", "water"], "en": ["book", "water"], "fr": ["livre", "eau"], "de": ["Buch", "Wasser"]}
+    )
     prompts = translation_prompts(words, "fr", "de", shots=1)
     table = run_lens(backend, prompts, progress=False, word_prob="prefix")
     for prompt in prompts:

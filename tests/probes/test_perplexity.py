@@ -45,8 +45,12 @@ def test_table_has_one_row_per_language_and_resumes(tmp_path):
     run = ResultsStore(tmp_path).run(provenance("perplexity", {"test": 1}, backend.describe()))
     table = run_perplexity(backend, texts, run=run, progress=False)
     assert list(table.columns) == list(PERPLEXITY_COLUMNS) and table["lang"].tolist() == ["en", "ru"]
-    assert table.set_index("lang").loc["en", "perplexity"] == pytest.approx(language_perplexity(backend, texts["en"])["perplexity"])
-    again = run_perplexity(backend, {**texts, "fr": TEXTS[1:2]}, run=ResultsStore(tmp_path).run(run.prov), progress=False)
+    assert table.set_index("lang").loc["en", "perplexity"] == pytest.approx(
+        language_perplexity(backend, texts["en"])["perplexity"]
+    )
+    again = run_perplexity(
+        backend, {**texts, "fr": TEXTS[1:2]}, run=ResultsStore(tmp_path).run(run.prov), progress=False
+    )
     assert sorted(again["lang"]) == ["en", "fr", "ru"]
 
 

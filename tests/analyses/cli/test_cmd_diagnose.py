@@ -17,22 +17,49 @@ from tests.analyses.report.browser import draw, figures_in, needs_chromium
 @pytest.mark.slow
 @needs_chromium
 def test_diagnose_writes_every_section_and_reuses_the_store(tmp_path):
-    args = ["--model", "smollm2-135m", "--out", str(tmp_path / "out"), "--results", str(tmp_path / "store"),
-            "diagnose", "--lang", "fr", "--quick"]
+    args = [
+        "--model",
+        "smollm2-135m",
+        "--out",
+        str(tmp_path / "out"),
+        "--results",
+        str(tmp_path / "store"),
+        "diagnose",
+        "--lang",
+        "fr",
+        "--quick",
+    ]
     start = time.perf_counter()
     first = CliRunner().invoke(app, args)
     first_seconds = time.perf_counter() - start
     assert first.exit_code == 0, first.output
     path = tmp_path / "out" / "report_fr.html"
     page = path.read_text()
-    for title in ("Latent language", "exit accuracy", "Gradient interference", "linguistic regions", "Language confusion"):
+    for title in (
+        "Latent language",
+        "exit accuracy",
+        "Gradient interference",
+        "linguistic regions",
+        "Language confusion",
+    ):
         assert title in page
     tables = {p.name for p in (tmp_path / "out" / "fr").glob("*.csv")}
-    assert {"smollm2-135m__lambda.csv", "smollm2-135m__exit_layers.csv", "smollm2-135m__interference_layers.csv",
-            "smollm2-135m__region_layers.csv", "smollm2-135m__confusion_metrics.csv", "verdicts.csv",
-            "timings.csv"} <= tables
-    assert set(pd.read_csv(tmp_path / "out" / "fr" / "verdicts.csv")["section"].str[:5]) >= {"Laten", "Layer", "Gradi",
-                                                                                             "Which", "Langu"}
+    assert {
+        "smollm2-135m__lambda.csv",
+        "smollm2-135m__exit_layers.csv",
+        "smollm2-135m__interference_layers.csv",
+        "smollm2-135m__region_layers.csv",
+        "smollm2-135m__confusion_metrics.csv",
+        "verdicts.csv",
+        "timings.csv",
+    } <= tables
+    assert set(pd.read_csv(tmp_path / "out" / "fr" / "verdicts.csv")["section"].str[:5]) >= {
+        "Laten",
+        "Layer",
+        "Gradi",
+        "Which",
+        "Langu",
+    }
     n_figures = figures_in(path)
     assert n_figures >= 5  # at least one per section
     drawn = draw(path, tmp_path / "profile")

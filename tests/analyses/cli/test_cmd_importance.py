@@ -29,7 +29,9 @@ LINES = {
 @pytest.fixture
 def setup(tmp_path, monkeypatch, tiny_model_folder):
     # HTML only: a PNG export starts a browser (seconds per figure) and tests nothing more
-    monkeypatch.setattr("analyses.cli.cmd_importance.save_figure", lambda fig, path: save_figure(fig, path, static=False))
+    monkeypatch.setattr(
+        "analyses.cli.cmd_importance.save_figure", lambda fig, path: save_figure(fig, path, static=False)
+    )
     corpus = tmp_path / "sentences.csv"
     with corpus.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
@@ -37,12 +39,21 @@ def setup(tmp_path, monkeypatch, tiny_model_folder):
         for i in range(30):
             for lang, line in LINES.items():
                 words = line.split()
-                writer.writerow([str(i), lang, " ".join(words[i % len(words):] + words[: i % len(words)])])
+                writer.writerow([str(i), lang, " ".join(words[i % len(words) :] + words[: i % len(words)])])
     return tiny_model_folder, corpus, tmp_path
 
 
 def _invoke(folder, tmp_path, *args):
-    base = ["--model", str(folder), "--out", str(tmp_path / "out"), "--results", str(tmp_path / "store"), "--batch-size", "4"]
+    base = [
+        "--model",
+        str(folder),
+        "--out",
+        str(tmp_path / "out"),
+        "--results",
+        str(tmp_path / "store"),
+        "--batch-size",
+        "4",
+    ]
     result = runner.invoke(app, [*base, *args])
     assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
     return tmp_path / "out"
@@ -58,11 +69,27 @@ def test_importance_and_regions_write_tables_masks_and_figures(setup):
     assert set(files) == {"en", "ru", "zh"}
     assert (out / "importance_map.html").is_file()
 
-    out = _invoke(folder, tmp_path, "regions", "--langs", "en,ru,zh,ar", "--core-langs", "ru,zh,ar", "--fraction", "0.05",
-                  "--n-heldout", "3", "--structure-langs", "en", *common)
+    out = _invoke(
+        folder,
+        tmp_path,
+        "regions",
+        "--langs",
+        "en,ru,zh,ar",
+        "--core-langs",
+        "ru,zh,ar",
+        "--fraction",
+        "0.05",
+        "--n-heldout",
+        "3",
+        "--structure-langs",
+        "en",
+        *common,
+    )
     removal = pd.read_csv(out / "removal.csv", keep_default_na=False)
     assert {"region", "fraction", "removed_lang", "lang", "perplexity"} <= set(removal.columns)
-    expected = {"none", "core-top", "core-bottom", "core-random"} | {f"mono-{s}-{lang}" for s in ("top", "random") for lang in LINES}
+    expected = {"none", "core-top", "core-bottom", "core-random"} | {
+        f"mono-{s}-{lang}" for s in ("top", "random") for lang in LINES
+    }
     assert set(removal["region"]) == expected
     assert len(removal) == len(expected) * len(LINES)
     assert set(removal.loc[removal["scope"] == "core", "removed_lang"]) == {"ru+zh+ar"}
@@ -75,8 +102,16 @@ def test_importance_and_regions_write_tables_masks_and_figures(setup):
     assert meta["removed_lang"] == "en" and meta["fraction"] == 0.05 and masks
     for name in ("structured_removal", "dimension_perturbation", "region_concentration", "region_dimensions"):
         assert not pd.read_csv(out / f"{name}.csv").empty
-    for name in ("importance_map", "region_masks", "region_concentration", "region_dimensions", "removal_core",
-                 "removal_monolingual", "structured_removal", "dimension_perturbation"):
+    for name in (
+        "importance_map",
+        "region_masks",
+        "region_concentration",
+        "region_dimensions",
+        "removal_core",
+        "removal_monolingual",
+        "structured_removal",
+        "dimension_perturbation",
+    ):
         assert (out / f"{name}.html").is_file()
         assert "cdn.plot.ly" in (out / f"{name}.html").read_text()
     assert not (out / "plotly.min.js").exists()
@@ -85,9 +120,29 @@ def test_importance_and_regions_write_tables_masks_and_figures(setup):
 
 def test_region_freeze_keeps_the_frozen_region(setup):
     folder, corpus, tmp_path = setup
-    out = _invoke(folder, tmp_path, "region-freeze", "--train-lang", "en", "--langs", "en,ru", "--core-langs", "ru,zh",
-                  "--corpus", str(corpus), "--n-sentences", "4", "--n-heldout", "2", "--max-tokens", "16", "--steps", "2",
-                  "--learning-rate", "0.01")
+    out = _invoke(
+        folder,
+        tmp_path,
+        "region-freeze",
+        "--train-lang",
+        "en",
+        "--langs",
+        "en,ru",
+        "--core-langs",
+        "ru,zh",
+        "--corpus",
+        str(corpus),
+        "--n-sentences",
+        "4",
+        "--n-heldout",
+        "2",
+        "--max-tokens",
+        "16",
+        "--steps",
+        "2",
+        "--learning-rate",
+        "0.01",
+    )
     table = pd.read_csv(out / "freeze_demo.csv")
     assert set(table["stage"]) == {"before", "free", "frozen"} and set(table["lang"]) == {"en", "ru"}
     drift = table.groupby("stage")["region_drift"].max()

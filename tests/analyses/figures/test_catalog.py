@@ -19,8 +19,9 @@ def test_regenerates_from_a_stored_table_and_names_what_is_missing(tmp_path):
     source = RESULTS / "interference" / "smollm2-135m" / "summary_layer.csv"
     (root / "interference" / "smollm2-135m").mkdir(parents=True)
     shutil.copy(source, root / "interference" / "smollm2-135m" / "summary_layer.csv")
-    manifest = regenerate(root, "smollm2-135m", tmp_path / "figs", names=["interference", "prom_fig3", "lens"],
-                          compute=False, formats=())
+    manifest = regenerate(
+        root, "smollm2-135m", tmp_path / "figs", names=["interference", "prom_fig3", "lens"], compute=False, formats=()
+    )
     ok = manifest[manifest["status"] == "ok"].iloc[0]
     assert ok["family"] == "interference" and ok["paper"] == CATALOG["interference"].paper
     assert ok["data_sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
@@ -28,7 +29,9 @@ def test_regenerates_from_a_stored_table_and_names_what_is_missing(tmp_path):
     assert "cos" in html and "plotly" in html
     status = dict(zip(manifest["family"], manifest["status"]))
     assert status["prom_fig3"].startswith("missing: needs fine-tuning")
-    assert status["lens"].startswith("missing: pivotlens --model smollm2-135m") and "lambda --langs all" in status["lens"]
+    assert (
+        status["lens"].startswith("missing: pivotlens --model smollm2-135m") and "lambda --langs all" in status["lens"]
+    )
     assert (tmp_path / "figs" / "manifest.json").is_file()
 
 

@@ -58,15 +58,24 @@ class _StopAt(TrainerCallback):
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_a_few_steps_lower_the_loss_and_write_a_loadable_folder(base, tmp_path, method):
     examples = _examples()
-    config = FinetuneConfig(method=method, max_steps=12, batch_size=4, learning_rate=1e-2 if method == "lora" else 2e-3,
-                            logging_steps=4, save_steps=100)
+    config = FinetuneConfig(
+        method=method,
+        max_steps=12,
+        batch_size=4,
+        learning_rate=1e-2 if method == "lora" else 2e-3,
+        logging_steps=4,
+        save_steps=100,
+    )
     result = finetune(base, examples, tmp_path / "out", config, progress=False)
     assert _mean_loss(result.model_dir, examples) < _mean_loss(base, examples) - 0.3
     log = result.log
     assert list(log.columns)[:3] == ["step", "loss", "lr"] and log["step"].max() == 12
     assert (tmp_path / "out" / "training_log.csv").is_file() and (tmp_path / "out" / "tokenizer_config.json").is_file()
     assert json.loads((tmp_path / "out" / "finetune.json").read_text())["config"]["method"] == method
-    assert not any(k.startswith("base_model") or "lora" in k for k in AutoModelForCausalLM.from_pretrained(result.model_dir).state_dict())
+    assert not any(
+        k.startswith("base_model") or "lora" in k
+        for k in AutoModelForCausalLM.from_pretrained(result.model_dir).state_dict()
+    )
 
 
 def test_an_interrupted_run_resumes_to_the_same_model(base, tmp_path):
@@ -89,8 +98,16 @@ def test_an_interrupted_run_resumes_to_the_same_model(base, tmp_path):
 
 @pytest.mark.parametrize("pivot_head", ["own", "separate"])
 def test_pivoted_run_logs_both_terms(base, tmp_path, pivot_head):
-    config = FinetuneConfig(objective="pivoted", method="lora", max_steps=4, batch_size=2, learning_rate=1e-2, logging_steps=1,
-                            pivot=PivotedObjective(layer=1, alpha=0.1, lam=0.5), pivot_head=pivot_head)
+    config = FinetuneConfig(
+        objective="pivoted",
+        method="lora",
+        max_steps=4,
+        batch_size=2,
+        learning_rate=1e-2,
+        logging_steps=1,
+        pivot=PivotedObjective(layer=1, alpha=0.1, lam=0.5),
+        pivot_head=pivot_head,
+    )
     result = finetune(base, _examples(), tmp_path / "out", config, progress=False)
     log = result.log
     assert log[["loss_target", "loss_pivot"]].notna().all().all()
@@ -111,18 +128,52 @@ def test_data_errors_are_clear(base, tmp_path):
     with pytest.raises(DataFormatError, match=r"bad.jsonl:1, column 2"):
         load_jsonl(bad)
     with pytest.raises(DataFormatError, match="needs a pivot counterpart"):
-        finetune(base, [("a prompt", "a response")], tmp_path / "x", FinetuneConfig(objective="pivoted"), progress=False)
+        finetune(
+            base, [("a prompt", "a response")], tmp_path / "x", FinetuneConfig(objective="pivoted"), progress=False
+        )
     with pytest.raises(ValueError, match="unknown objective"):
         finetune(base, [("a", "b")], tmp_path / "y", FinetuneConfig(objective="pivot"), progress=False)
 
 
 def test_cli_trains_from_a_jsonl_file(base, tmp_path):
     data = tmp_path / "train.jsonl"
-    data.write_text("\n".join(json.dumps({"prompt": e.prompt, "response": e.response, "pivot_prompt": e.pivot_prompt,
-                                          "pivot_response": e.pivot_response}) for e in _examples()), encoding="utf-8")
+    data.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "prompt": e.prompt,
+                    "response": e.response,
+                    "pivot_prompt": e.pivot_prompt,
+                    "pivot_response": e.pivot_response,
+                }
+            )
+            for e in _examples()
+        ),
+        encoding="utf-8",
+    )
     out = tmp_path / "model"
-    result = CliRunner().invoke(app, ["--model", str(base), "--out", str(out), "finetune", "--data", str(data), "--objective",
-                                      "pivoted", "--layer", "1", "--steps", "2", "--train-batch-size", "2", "--logging-steps", "1"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "--model",
+            str(base),
+            "--out",
+            str(out),
+            "finetune",
+            "--data",
+            str(data),
+            "--objective",
+            "pivoted",
+            "--layer",
+            "1",
+            "--steps",
+            "2",
+            "--train-batch-size",
+            "2",
+            "--logging-steps",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "trained 2 steps" in result.output and (out / "config.json").is_file()
 
@@ -142,10 +193,24 @@ def test_embedded_gemma_pivoted_lora_steps(tmp_path):
 def test_fig3_driver_trains_both_objectives_and_measures_three_models(base, tmp_path):
     from analyses.pipelines.prom_fig3 import run_fig3
 
-    config = FinetuneConfig(max_steps=2, batch_size=2, learning_rate=1e-2, logging_steps=1, pivot=PivotedObjective(layer=1))
-    results = run_fig3(tmp_path / "fig3", base=str(base), data=FIXTURE, target="fr", pivot="en", config=config, k=1,
-                       batch_size=2, max_length=64, progress=False)
+    config = FinetuneConfig(
+        max_steps=2, batch_size=2, learning_rate=1e-2, logging_steps=1, pivot=PivotedObjective(layer=1)
+    )
+    results = run_fig3(
+        tmp_path / "fig3",
+        base=str(base),
+        data=FIXTURE,
+        target="fr",
+        pivot="en",
+        config=config,
+        k=1,
+        batch_size=2,
+        max_length=64,
+        progress=False,
+    )
     assert results.summary["model"].tolist() == ["base", "after plain", "after pivoted"]
-    assert set(results.logs["run"]) == {"plain", "pivoted"} and set(results.curves["model"]) == set(results.summary["model"])
+    assert set(results.logs["run"]) == {"plain", "pivoted"} and set(results.curves["model"]) == set(
+        results.summary["model"]
+    )
     for name in ("fig3_pivot_probability.html", "fig3_interference.html", "summary.csv", "pivoted/config.json"):
         assert (tmp_path / "fig3" / name).is_file(), name

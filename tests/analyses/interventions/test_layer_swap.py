@@ -34,6 +34,7 @@ N_LAYERS = 6
 
 # ---- the reference: Algorithm 1, read literally (line 5 corrected), one tensor at a time -------------
 
+
 def algorithm1_origin(layer: int, L: int, b: int, u: int, tb: int, tu: int) -> str:
     """'lang', 'task' or 'avg' for block ``layer``, transcribed from the slide."""
     if layer < b or layer > L - 1 - u:  # line 3
@@ -59,9 +60,13 @@ def reference_swap(task: Path, lang: Path, L: int, cfg: SwapConfig) -> dict[str,
         if match is None:  # embeddings, final norm, head
             w_t, w_l = {"average": (cfg.w_task, cfg.w_lang), "task": (1.0, 0.0), "lang": (0.0, 1.0)}[cfg.non_layer]
         else:
-            origin = algorithm1_origin(int(match.group(1)), L, cfg.bottom, cfg.top, cfg.transition_bottom, cfg.transition_top)
+            origin = algorithm1_origin(
+                int(match.group(1)), L, cfg.bottom, cfg.top, cfg.transition_bottom, cfg.transition_top
+            )
             w_t, w_l = {"lang": (0.0, 1.0), "task": (1.0, 0.0), "avg": (cfg.w_task, cfg.w_lang)}[origin]
-        merged[name] = t if w_l == 0 else theta_lang[name] if w_t == 0 else (w_t * t + w_l * theta_lang[name]) / (w_t + w_l)
+        merged[name] = (
+            t if w_l == 0 else theta_lang[name] if w_t == 0 else (w_t * t + w_l * theta_lang[name]) / (w_t + w_l)
+        )
     return merged
 
 
@@ -83,9 +88,20 @@ def experts(request, tmp_path_factory) -> tuple[Path, Path, str]:
 # ---- zones ---------------------------------------------------------------------------------------------
 
 CASES = [  # (L, b, u, t_b, t_u)
-    (18, 0, 0, 0, 0), (18, 2, 1, 1, 1), (18, 0, 2, 1, 0), (18, 3, 0, 0, 2), (18, 0, 0, 2, 2),
-    (32, 4, 1, 1, 1), (32, 5, 2, 2, 2), (8, 2, 2, 2, 2), (8, 3, 3, 1, 1), (8, 4, 4, 0, 0), (4, 4, 0, 0, 0),
-    (6, 1, 1, 2, 2), (1, 0, 0, 0, 0), (1, 1, 0, 0, 0),
+    (18, 0, 0, 0, 0),
+    (18, 2, 1, 1, 1),
+    (18, 0, 2, 1, 0),
+    (18, 3, 0, 0, 2),
+    (18, 0, 0, 2, 2),
+    (32, 4, 1, 1, 1),
+    (32, 5, 2, 2, 2),
+    (8, 2, 2, 2, 2),
+    (8, 3, 3, 1, 1),
+    (8, 4, 4, 0, 0),
+    (4, 4, 0, 0, 0),
+    (6, 1, 1, 2, 2),
+    (1, 0, 0, 0, 0),
+    (1, 1, 0, 0, 0),
 ]
 
 
@@ -99,15 +115,25 @@ def test_zones_follow_algorithm_1(L, b, u, tb, tu):
         for layer in range(zone.start, zone.end):
             expected = algorithm1_origin(layer, L, b, u, tb, tu)
             assert {"lang_bottom": "lang", "lang_top": "lang", "task": "task"}.get(zone.name, "avg") == expected
-    sizes = {name: sum(z.end - z.start for z in plan if z.name == name) for name in
-             ("lang_bottom", "transition_bottom", "task", "transition_top", "lang_top")}
-    assert sizes == {"lang_bottom": b, "transition_bottom": tb, "task": L - b - u - tb - tu, "transition_top": tu, "lang_top": u}
+    sizes = {
+        name: sum(z.end - z.start for z in plan if z.name == name)
+        for name in ("lang_bottom", "transition_bottom", "task", "transition_top", "lang_top")
+    }
+    assert sizes == {
+        "lang_bottom": b,
+        "transition_bottom": tb,
+        "task": L - b - u - tb - tu,
+        "transition_top": tu,
+        "lang_top": u,
+    }
 
 
 def test_zone_boundaries_by_hand():
     names = {"lang_bottom": "L", "transition_bottom": "t", "task": "T", "transition_top": "t", "lang_top": "L"}
+
     def row(L, *args):
         return "".join(names[layer_zone(layer, L, SwapConfig(*args))] for layer in range(L))
+
     assert row(18, 2, 1, 1, 1) == "LLtTTTTTTTTTTTTTtL"
     assert row(18, 0, 0, 0, 0) == "T" * 18
     assert row(18, 0, 0, 1, 1) == "t" + "T" * 16 + "t"
@@ -120,8 +146,11 @@ def test_zone_boundaries_by_hand():
 def test_the_slides_or_would_drop_the_transitions():
     """With line 5 read as 'or', every non-swapped block goes to the task expert: the reason for the correction."""
     L, b, u, tb, tu = 18, 2, 1, 1, 1
-    literal = ["task" if (layer > b - 1 + tb or layer < L - u - tu) else "avg"
-               for layer in range(L) if not (layer < b or layer > L - 1 - u)]
+    literal = [
+        "task" if (layer > b - 1 + tb or layer < L - u - tu) else "avg"
+        for layer in range(L)
+        if not (layer < b or layer > L - 1 - u)
+    ]
     assert "avg" not in literal
     assert sum(layer_zone(layer, L, SwapConfig(b, u, tb, tu)).startswith("transition") for layer in range(L)) == 2
 
@@ -133,13 +162,16 @@ def test_depth_scaling():
     assert depth_scaled(30, bottom=3, top=0, transition_bottom=0, transition_top=2) == SwapConfig(3, 0, 0, 2)
 
 
-@pytest.mark.parametrize("cfg,needle", [
-    (SwapConfig(10, 5, 2, 2), "overlap or exceed the depth"),
-    (SwapConfig(19, 0), "overlap or exceed the depth"),
-    (SwapConfig(-1, 0), "bottom must be a whole number"),
-    (SwapConfig(2, 1, 1, 1, w_task=0, w_lang=0), "positive sum"),
-    (SwapConfig(2, 1, non_layer="embeddings"), "non_layer must be one of"),
-])
+@pytest.mark.parametrize(
+    "cfg,needle",
+    [
+        (SwapConfig(10, 5, 2, 2), "overlap or exceed the depth"),
+        (SwapConfig(19, 0), "overlap or exceed the depth"),
+        (SwapConfig(-1, 0), "bottom must be a whole number"),
+        (SwapConfig(2, 1, 1, 1, w_task=0, w_lang=0), "positive sum"),
+        (SwapConfig(2, 1, non_layer="embeddings"), "non_layer must be one of"),
+    ],
+)
 def test_bad_zones_give_one_line_errors(cfg, needle):
     with pytest.raises(SwapConfigError) as err:
         zones(18, cfg)
@@ -148,12 +180,16 @@ def test_bad_zones_give_one_line_errors(cfg, needle):
 
 # ---- the merge against the reference --------------------------------------------------------------------
 
-@pytest.mark.parametrize("cfg", [
-    SwapConfig(1, 1, 1, 1, w_task=2.0, w_lang=1.0),
-    SwapConfig(2, 0, 0, 2, non_layer="lang"),
-    SwapConfig(0, 1, 2, 0, w_task=1.0, w_lang=3.0, non_layer="task"),
-    SwapConfig(2, 2, 1, 1),  # zones touch: no task layer
-])
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        SwapConfig(1, 1, 1, 1, w_task=2.0, w_lang=1.0),
+        SwapConfig(2, 0, 0, 2, non_layer="lang"),
+        SwapConfig(0, 1, 2, 0, w_task=1.0, w_lang=3.0, non_layer="task"),
+        SwapConfig(2, 2, 1, 1),  # zones touch: no task layer
+    ],
+)
 def test_merge_matches_algorithm_1(experts, cfg, tmp_path):
     task, lang, _ = experts
     out = swap(task, lang, tmp_path / "merged", cfg, progress=False)
@@ -183,9 +219,17 @@ def test_no_swap_gives_the_task_expert_exactly(experts, tmp_path):
 def test_transition_tensors_are_the_weighted_average(experts, tmp_path):
     task, lang, _ = experts
     cfg = SwapConfig(1, 1, 2, 1, w_task=3.0, w_lang=1.0)
-    merged, theta_task, theta_lang = _tensors(swap(task, lang, tmp_path / "m", cfg, progress=False)), _tensors(task), _tensors(lang)
+    merged, theta_task, theta_lang = (
+        _tensors(swap(task, lang, tmp_path / "m", cfg, progress=False)),
+        _tensors(task),
+        _tensors(lang),
+    )
     transition_layers = [1, 2, 4]
-    names = [n for n in merged if re.search(r"\.layers\.(\d+)\.", n) and int(re.search(r"\.layers\.(\d+)\.", n).group(1)) in transition_layers]
+    names = [
+        n
+        for n in merged
+        if re.search(r"\.layers\.(\d+)\.", n) and int(re.search(r"\.layers\.(\d+)\.", n).group(1)) in transition_layers
+    ]
     assert len(names) > 10
     for name in names:
         torch.testing.assert_close(merged[name], 0.75 * theta_task[name] + 0.25 * theta_lang[name])
@@ -208,7 +252,13 @@ def test_merged_folder_reloads_runs_and_is_recorded(experts, tmp_path):
     record = json.loads((out / RECORD).read_text())
     assert record["config"]["bottom"] == 1 and record["n_layers"] == N_LAYERS
     assert [r["zone"] for r in record["layers"]] == [
-        "lang_bottom", "transition_bottom", "task", "task", "transition_top", "lang_top"]
+        "lang_bottom",
+        "transition_bottom",
+        "task",
+        "task",
+        "transition_top",
+        "lang_top",
+    ]
     assert record["layers"][1]["share_task"] == pytest.approx(2 / 3)
     assert record["non_layer"]["share_lang"] == pytest.approx(1 / 3)
     config = yaml.safe_load((out / MERGEKIT_YAML).read_text())
@@ -229,6 +279,7 @@ def test_soup_is_the_weighted_average(experts, tmp_path):
 
 
 # ---- bad inputs -----------------------------------------------------------------------------------------
+
 
 def _one_line(err: pytest.ExceptionInfo, *needles: str) -> None:
     message = str(err.value)
@@ -268,7 +319,12 @@ def test_bad_experts_give_one_line_errors(tmp_path):
         swap(llama, empty, tmp_path / "x", SwapConfig(1, 1))
     _one_line(err, "no *.safetensors")
     with pytest.raises(SwapConfigError) as err:
-        swap(llama, _save(tiny_hf_model("llama", n_layers=4, seed=2), tmp_path / "other"), tmp_path / "x", SwapConfig(3, 1, 1, 0))
+        swap(
+            llama,
+            _save(tiny_hf_model("llama", n_layers=4, seed=2), tmp_path / "other"),
+            tmp_path / "x",
+            SwapConfig(3, 1, 1, 0),
+        )
     _one_line(err, "overlap or exceed", "> 4 layers")
     with pytest.raises(PivotlensError) as err:
         soup([llama], tmp_path / "x")
@@ -291,6 +347,7 @@ def test_refuses_to_overwrite_a_foreign_folder(experts, tmp_path):
 
 # ---- command line ---------------------------------------------------------------------------------------
 
+
 def test_swap_and_soup_commands(experts, tmp_path):
     from typer.testing import CliRunner
 
@@ -298,8 +355,25 @@ def test_swap_and_soup_commands(experts, tmp_path):
 
     task, lang, _ = experts
     runner = CliRunner()
-    args = ["swap", "--task-expert", str(task), "--lang-expert", str(lang), "--bottom", "1", "--top", "1",
-            "--transition-bottom", "1", "--w-task", "3", "--non-layer", "task", "--out", str(tmp_path / "swapped")]
+    args = [
+        "swap",
+        "--task-expert",
+        str(task),
+        "--lang-expert",
+        str(lang),
+        "--bottom",
+        "1",
+        "--top",
+        "1",
+        "--transition-bottom",
+        "1",
+        "--w-task",
+        "3",
+        "--non-layer",
+        "task",
+        "--out",
+        str(tmp_path / "swapped"),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     cfg = SwapConfig(1, 1, 1, 0, w_task=3.0, non_layer="task")

@@ -30,8 +30,12 @@ def _formula(model, target, pivot, layer, alpha, lam) -> torch.Tensor:
     inputs = {k: v for k, v in pivot.items() if k != "labels"}
     hidden = model(**inputs, output_hidden_states=True).hidden_states[layer + 1]  # output of block `layer`
     logits = model.lm_head(model.model.norm(hidden))
-    loss_e = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), pivot["labels"][:, 1:].reshape(-1),
-                             ignore_index=-100, label_smoothing=alpha)
+    loss_e = F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]),
+        pivot["labels"][:, 1:].reshape(-1),
+        ignore_index=-100,
+        label_smoothing=alpha,
+    )
     return lam * loss_e + loss_t
 
 
@@ -77,7 +81,10 @@ def test_separate_head_starts_equal_and_takes_the_pivot_gradient(kind):
     head = PivotHead(model)
     target, pivot = _batch("fr", ["0", "1"]), _batch("en", ["0", "1"])
     objective = PivotedObjective(layer=1)
-    own, separate = pivoted_loss(model, target, pivot, objective), pivoted_loss(model, target, pivot, objective, head=head)
+    own, separate = (
+        pivoted_loss(model, target, pivot, objective),
+        pivoted_loss(model, target, pivot, objective, head=head),
+    )
     assert float(own.total.detach()) == pytest.approx(float(separate.total.detach()), rel=1e-6)
     model.zero_grad()
     separate.pivot.backward()
@@ -90,8 +97,17 @@ def test_separate_head_starts_equal_and_takes_the_pivot_gradient(kind):
 
 def test_fig2_comparison_has_three_settings_on_shared_batches(tmp_path):
     backend = tiny_backend("llama")
-    table = fig2_comparison(backend, FIXTURE, "fr", "en", objective=PivotedObjective(layer=1), k=2, batch_size=3,
-                            store=ResultsStore(tmp_path), progress=False)
+    table = fig2_comparison(
+        backend,
+        FIXTURE,
+        "fr",
+        "en",
+        objective=PivotedObjective(layer=1),
+        k=2,
+        batch_size=3,
+        store=ResultsStore(tmp_path),
+        progress=False,
+    )
     table["setting"] = fig2_setting(table)
     assert set(table["setting"]) == {"target only", "target + en", "pivoted"}
     per_setting = table[table["scope"] == "model"].set_index(["setting", "batch"])
@@ -100,6 +116,8 @@ def test_fig2_comparison_has_three_settings_on_shared_batches(tmp_path):
         losses = {per_setting.at[(s, batch), "loss_b"] for s in ("target only", "target + en", "pivoted")}
         assert max(losses) - min(losses) < 1e-6
     pivoted = table[(table["setting"] == "pivoted") & (table["module"] == "all")]
-    assert (pivoted[pivoted["layer"] == 2]["norm_a"] == 0).all() and (pivoted[pivoted["layer"] <= 1]["norm_a"] > 0).all()
+    assert (pivoted[pivoted["layer"] == 2]["norm_a"] == 0).all() and (
+        pivoted[pivoted["layer"] <= 1]["norm_a"] > 0
+    ).all()
     with pytest.raises(ValueError, match="independent"):
         fig2_comparison(backend, FIXTURE, "fr", pairing="parallel")

@@ -58,8 +58,12 @@ def pairs(records):
     return [(r.part, r.prompt, r.response) for r in records]
 
 
-PLUG_1 = "English instruction: Name a color.\n\nEnglish response: Red is a color.\n\nSpanish response: El rojo es un color."
-PLUG_2 = "English instruction: Count to three.\n\nEnglish response: One, two, three.\n\nSpanish response: Uno, dos, tres."
+PLUG_1 = (
+    "English instruction: Name a color.\n\nEnglish response: Red is a color.\n\nSpanish response: El rojo es un color."
+)
+PLUG_2 = (
+    "English instruction: Count to three.\n\nEnglish response: One, two, three.\n\nSpanish response: Uno, dos, tres."
+)
 EXPECTED = {
     "pivot-only": [
         ("x_p->y_p", "Name a color.", "Red is a color."),
@@ -109,9 +113,13 @@ def test_recipe_output_by_hand(two_items, recipe):
 
 
 def test_pivot_pairs_enter_once_for_several_targets(two_items):
-    extra = pd.DataFrame([("1", "fr", "Nomme une couleur.", "Le rouge est une couleur."),
-                          ("2", "fr", "Compte jusqu'à trois.", "Un, deux, trois.")],
-                         columns=["id", "lang", "instruction", "response"])
+    extra = pd.DataFrame(
+        [
+            ("1", "fr", "Nomme une couleur.", "Le rouge est une couleur."),
+            ("2", "fr", "Compte jusqu'à trois.", "Un, deux, trois."),
+        ],
+        columns=["id", "lang", "instruction", "response"],
+    )
     table = pd.concat([two_items, extra], ignore_index=True)
     records = build_recipe("mono", parallel_items(table, ["es", "fr"]))
     assert [r.part for r in records].count("x_p->y_p") == 2
@@ -131,8 +139,11 @@ EN_A = "Red is a primary color that is widely used in art."
     [
         (f"English instruction: {EN_Q}\n\nEnglish response: {EN_A}\n\nSpanish response: {ES}", ES, "tagged"),
         (f"**English instruction:** {EN_Q}\n**English Response :** {EN_A}\n**spanish response：** {ES}", ES, "tagged"),
-        (f"English instruction: {EN_Q}\n\nEnglish response: {EN_A}\n\nSpanish response: {ES}\n\nEnglish instruction: {EN_Q}",
-         ES, "tagged"),
+        (
+            f"English instruction: {EN_Q}\n\nEnglish response: {EN_A}\n\nSpanish response: {ES}\n\nEnglish instruction: {EN_Q}",
+            ES,
+            "tagged",
+        ),
         (f"English instruction: {EN_Q}\n\nEnglish response: {EN_A}\n\n{ES}", ES, "lid"),
         (f"{EN_Q} {EN_A}\n{ES}", ES, "lid"),
         (f"{EN_A} {ES}", ES, "lid"),
@@ -149,14 +160,24 @@ def test_strip_pivot_on_hand_made_answers(answer, text, how):
 
 @pytest.mark.parametrize("lang", ["es", "zh", "sw", "ru"])
 def test_strip_pivot_inverts_the_plug_format(lang):
-    target = {"es": ES, "zh": "红色是一种原色，在艺术中使用得很广泛。", "sw": "Nyekundu ni rangi ya msingi inayotumika sana katika sanaa.",
-              "ru": "Красный — это основной цвет, который широко используется в искусстве."}[lang]
+    target = {
+        "es": ES,
+        "zh": "红色是一种原色，在艺术中使用得很广泛。",
+        "sw": "Nyekundu ni rangi ya msingi inayotumika sana katika sanaa.",
+        "ru": "Красный — это основной цвет, который широко используется в искусстве.",
+    }[lang]
     assert strip_pivot(plug_response(EN_Q, EN_A, target, lang), lang).text == target
 
 
 # ---- training through the driver ------------------------------------------------------------
-SHORT = [("the cloud", "le nuage"), ("the river", "la rivière"), ("white", "blanc"), ("long", "longue"),
-         ("the river is long", "la rivière est longue"), ("the cloud is white", "le nuage est blanc")]
+SHORT = [
+    ("the cloud", "le nuage"),
+    ("the river", "la rivière"),
+    ("white", "blanc"),
+    ("long", "longue"),
+    ("the river is long", "la rivière est longue"),
+    ("the cloud is white", "le nuage est blanc"),
+]
 
 
 @pytest.fixture
@@ -174,14 +195,26 @@ def mean_loss(model, tokenizer, examples) -> float:
     enc, labels = collate(tokenize_pairs(tokenizer, examples), pad_id(tokenizer))
     with torch.no_grad():
         logits = model(**enc.model_inputs()).logits
-    return float(torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                                                   ignore_index=-100))
+    return float(
+        torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
+        )
+    )
 
 
 def test_a_few_plug_steps_lower_the_loss(tiny_model_folder, tiny_data, tmp_path):
     out = tmp_path / "plug-model"
-    config = FinetuneConfig(method="full", max_steps=12, batch_size=4, learning_rate=3e-3, warmup_ratio=0.0,
-                            scheduler="constant", logging_steps=1, save_steps=100, max_length=120)
+    config = FinetuneConfig(
+        method="full",
+        max_steps=12,
+        batch_size=4,
+        learning_rate=3e-3,
+        warmup_ratio=0.0,
+        scheduler="constant",
+        logging_steps=1,
+        save_steps=100,
+        max_length=120,
+    )
     result = train_recipe(tiny_model_folder, "plug", ["fr"], out, config, data=tiny_data, n_held_out=1, progress=False)
     table = load_instructions(tiny_data)
     train = table[table["id"] != "5"]  # the last id is held out
@@ -200,19 +233,41 @@ def test_a_few_plug_steps_lower_the_loss(tiny_model_folder, tiny_data, tmp_path)
 # ---- CLI and JSONL --------------------------------------------------------------------------
 def test_cli_recipes_writes_jsonl_the_driver_reads(tiny_data, tmp_path):
     out = tmp_path / "cs.jsonl"
-    result = CliRunner().invoke(app, ["recipes", "--recipe", "code-switch", "--langs", "fr", "--data", str(tiny_data),
-                                      "--held-out", "0", "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "recipes",
+            "--recipe",
+            "code-switch",
+            "--langs",
+            "fr",
+            "--data",
+            str(tiny_data),
+            "--held-out",
+            "0",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(records) == 4 * len(SHORT)
-    assert records[2] == {"id": "0", "recipe": "code-switch", "part": "x_p->y_t", "lang": "fr", "prompt": "say the cloud",
-                          "response": "le nuage"}
+    assert records[2] == {
+        "id": "0",
+        "recipe": "code-switch",
+        "part": "x_p->y_t",
+        "lang": "fr",
+        "prompt": "say the cloud",
+        "response": "le nuage",
+    }
     assert [(e.prompt, e.response) for e in load_jsonl(out)] == [(r["prompt"], r["response"]) for r in records]
 
 
 def test_cli_recipes_rejects_an_unknown_recipe(tiny_data, tmp_path):
-    result = CliRunner().invoke(app, ["recipes", "--recipe", "plugg", "--langs", "fr", "--data", str(tiny_data),
-                                      "--out", str(tmp_path / "x.jsonl")])
+    result = CliRunner().invoke(
+        app,
+        ["recipes", "--recipe", "plugg", "--langs", "fr", "--data", str(tiny_data), "--out", str(tmp_path / "x.jsonl")],
+    )
     assert result.exit_code != 0
     assert "unknown recipe 'plugg'" in str(result.exception)
 
@@ -223,8 +278,10 @@ def test_prompt_ids_are_the_training_prefix_and_answers_run():
     row = tokenize_pairs(backend.tokenizer, [("say white", "blanc")])[0]
     prefix = prompt_ids(backend, "say white")
     assert row.input_ids[: len(prefix)] == prefix and row.labels[len(prefix)] != -100
-    table = pd.DataFrame([("0", "fr", "dis blanc", "blanc"), ("1", "fr", "dis long", "longue")],
-                         columns=["id", "lang", "instruction", "response"])
+    table = pd.DataFrame(
+        [("0", "fr", "dis blanc", "blanc"), ("1", "fr", "dis long", "longue")],
+        columns=["id", "lang", "instruction", "response"],
+    )
     answers = run_answers(backend, table, ["fr"], ["0", "1"], max_new_tokens=5, batch_size=2, progress=False)
     assert set(answers["item"]) == {"fr|0", "fr|1"}
     assert (answers["n_new_tokens"] <= 5).all()
@@ -232,12 +289,22 @@ def test_prompt_ids_are_the_training_prefix_and_answers_run():
 
 
 def answers_frame() -> pd.DataFrame:
-    refs = {"1": "El rojo es un color primario que se usa mucho en el arte.",
-            "2": "Uno, dos y tres son los primeros números que aprendemos a contar."}
+    refs = {
+        "1": "El rojo es un color primario que se usa mucho en el arte.",
+        "2": "Uno, dos y tres son los primeros números que aprendemos a contar.",
+    }
     rows = []
     for i, ref in refs.items():
-        rows.append({"model": "plug", "recipe": "plug", "lang": "es", "id": i, "reference": ref,
-                     "completion": f"English instruction: x\n\nEnglish response: {EN_A}\n\nSpanish response: {ref}"})
+        rows.append(
+            {
+                "model": "plug",
+                "recipe": "plug",
+                "lang": "es",
+                "id": i,
+                "reference": ref,
+                "completion": f"English instruction: x\n\nEnglish response: {EN_A}\n\nSpanish response: {ref}",
+            }
+        )
         rows.append({"model": "mono", "recipe": "mono", "lang": "es", "id": i, "reference": ref, "completion": EN_A})
     return pd.DataFrame(rows)
 
@@ -263,10 +330,16 @@ def test_scores_comparison_and_table1():
 
 
 def test_win_loss_counts_ties_within_the_margin():
-    scored = pd.DataFrame({
-        "model": ["a"] * 4 + ["b"] * 4, "recipe": ["x"] * 4 + ["y"] * 4, "lang": "es", "id": list("1234") * 2,
-        "shown": True, "chrf": [50, 50, 40, 10, 49.5, 30, 45, 10],
-    })
+    scored = pd.DataFrame(
+        {
+            "model": ["a"] * 4 + ["b"] * 4,
+            "recipe": ["x"] * 4 + ["y"] * 4,
+            "lang": "es",
+            "id": list("1234") * 2,
+            "shown": True,
+            "chrf": [50, 50, 40, 10, 49.5, 30, 45, 10],
+        }
+    )
     row = win_loss(scored, tie_margin=1.0, n_boot=0).query("model_a == 'a' and lang == 'es'").iloc[0]
     assert (row["win"], row["loss"], row["tie"]) == (25.0, 25.0, 50.0)
 
@@ -305,9 +378,30 @@ def test_gemma_is_asked_in_the_training_format():
 
 def test_cli_finetune_recipe_writes_a_loadable_model_with_its_card(tiny_model_folder, tiny_data, tmp_path):
     out = tmp_path / "mono-model"
-    result = CliRunner().invoke(app, ["--model", str(tiny_model_folder), "--out", str(out), "finetune", "--recipe", "mono",
-                                      "--langs", "fr", "--data", str(tiny_data), "--held-out", "1", "--steps", "5",
-                                      "--max-length", "64", "--logging-steps", "5"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "--model",
+            str(tiny_model_folder),
+            "--out",
+            str(out),
+            "finetune",
+            "--recipe",
+            "mono",
+            "--langs",
+            "fr",
+            "--data",
+            str(tiny_data),
+            "--held-out",
+            "1",
+            "--steps",
+            "5",
+            "--max-length",
+            "64",
+            "--logging-steps",
+            "5",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert read_recipe_card(out)["recipe"] == "mono"
     assert AutoModelForCausalLM.from_pretrained(out).config.num_hidden_layers == 3
@@ -317,14 +411,42 @@ def test_cli_finetune_recipe_writes_a_loadable_model_with_its_card(tiny_model_fo
 def test_cli_recipe_eval_writes_tables_and_figures(tiny_model_folder, tiny_data, tmp_path):
     out = tmp_path / "eval"
     models = f"base={tiny_model_folder},plug={tiny_model_folder}"
-    result = CliRunner().invoke(app, ["--results", str(tmp_path / "store"), "--batch-size", "2", "recipe-eval", "--models",
-                                      models, "--langs", "fr", "--data", str(tiny_data), "--held-out", "2", "--out",
-                                      str(out), "--no-inside", "--max-new-tokens", "6", "--plug-max-new-tokens", "6",
-                                      "--n-boot", "20", "--no-png"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "--results",
+            str(tmp_path / "store"),
+            "--batch-size",
+            "2",
+            "recipe-eval",
+            "--models",
+            models,
+            "--langs",
+            "fr",
+            "--data",
+            str(tiny_data),
+            "--held-out",
+            "2",
+            "--out",
+            str(out),
+            "--no-inside",
+            "--max-new-tokens",
+            "6",
+            "--plug-max-new-tokens",
+            "6",
+            "--n-boot",
+            "20",
+            "--no-png",
+        ],
+    )
     assert result.exit_code == 0, result.output
     comparison = pd.read_csv(out / "comparison.csv")
     assert {"model", "recipe", "lang", "lpr", "wpr", "chrf"} <= set(comparison.columns)
-    assert set(zip(comparison["model"], comparison["variant"])) == {("base", "full"), ("plug", "full"), ("plug", "stripped")}
+    assert set(zip(comparison["model"], comparison["variant"])) == {
+        ("base", "full"),
+        ("plug", "full"),
+        ("plug", "stripped"),
+    }
     answers = pd.read_csv(out / "answers.csv", keep_default_na=False)
     assert sorted(set(answers["id"])) == [4, 5]  # the two held-out ids
     fr = answers[(answers["model"] == "base")].sort_values("id")
@@ -339,15 +461,42 @@ def test_cli_recipe_eval_writes_tables_and_figures(tiny_model_folder, tiny_data,
 def test_cli_recipe_eval_inside_the_model(tiny_model_folder, tmp_path):
     rows = []
     for i in range(24):  # the interference batches come from the 20 held-out ids
-        rows += [(str(i), "en", f"say the cloud {i}", f"the cloud is white {i}"),
-                 (str(i), "fr", f"dis le nuage {i}", f"le nuage est blanc {i}")]
+        rows += [
+            (str(i), "en", f"say the cloud {i}", f"the cloud is white {i}"),
+            (str(i), "fr", f"dis le nuage {i}", f"le nuage est blanc {i}"),
+        ]
     data = tmp_path / "d24.csv"
     pd.DataFrame(rows, columns=["id", "lang", "instruction", "response"]).to_csv(data, index=False)
     out = tmp_path / "eval"
-    result = CliRunner().invoke(app, ["--results", str(tmp_path / "store"), "recipe-eval", "--models",
-                                      f"base={tiny_model_folder},mono={tiny_model_folder}", "--langs", "fr", "--data", str(data),
-                                      "--out", str(out), "--max-new-tokens", "4", "--lens-limit", "6", "--pairs", "2",
-                                      "--pair-batch", "2", "--n-boot", "20", "--reference", "mono", "--no-png"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "--results",
+            str(tmp_path / "store"),
+            "recipe-eval",
+            "--models",
+            f"base={tiny_model_folder},mono={tiny_model_folder}",
+            "--langs",
+            "fr",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--max-new-tokens",
+            "4",
+            "--lens-limit",
+            "6",
+            "--pairs",
+            "2",
+            "--pair-batch",
+            "2",
+            "--n-boot",
+            "20",
+            "--reference",
+            "mono",
+            "--no-png",
+        ],
+    )
     assert result.exit_code == 0, result.output
     curves = pd.read_csv(out / "lens_curves.csv")
     assert set(curves["model"]) == {"base", "mono"} and {"p_en", "p_target"} <= set(curves["quantity"])

@@ -93,8 +93,9 @@ def _train(model, steps: int, freeze: RegionFreeze | None) -> None:
     model.train()
     for _ in range(steps):
         logits = model(**enc.model_inputs()).logits
-        loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                                                 ignore_index=-100)
+        loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
+        )
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -129,8 +130,9 @@ def test_freeze_callback_holds_the_region_in_the_finetuning_driver(tiny_model_fo
     original = {n: p.detach().clone() for n, p in model.named_parameters()}
     masks = _region(model, 0.2)
     examples = [Example(text[:10], text[10:]) for text in CORPUS[:8]]
-    config = FinetuneConfig(method="full", template="plain", max_steps=3, batch_size=4, learning_rate=1e-2,
-                            logging_steps=1, save_steps=100)
+    config = FinetuneConfig(
+        method="full", template="plain", max_steps=3, batch_size=4, learning_rate=1e-2, logging_steps=1, save_steps=100
+    )
     results = {}
     for label, callbacks in (("free", []), ("frozen", [RegionFreezeCallback(masks)])):
         out = finetune(tiny_model_folder, examples, tmp_path / label, config, callbacks=callbacks, progress=False)
@@ -143,7 +145,9 @@ def test_freeze_callback_holds_the_region_in_the_finetuning_driver(tiny_model_fo
 
 def test_write_modified_model_gives_a_folder_the_loader_takes(tiny_model_folder, tmp_path):
     base = load(tiny_model_folder)
-    masks = select({n: p.detach().abs() for n, p in base.named_parameters().items() if n.startswith("model.layers.")}, 0.3, "top")
+    masks = select(
+        {n: p.detach().abs() for n, p in base.named_parameters().items() if n.startswith("model.layers.")}, 0.3, "top"
+    )
     folder = write_modified_model(tiny_model_folder, masks, tmp_path / "removed")
     removed = load(folder)
     name = "model.layers.0.mlp.down_proj.weight"
@@ -151,4 +155,6 @@ def test_write_modified_model_gives_a_folder_the_loader_takes(tiny_model_folder,
     assert (params[name][masks[name]] == 0).all() and (params[name][~masks[name]] != 0).any()
     assert (folder / "pivotlens-intervention.json").is_file()
     texts = CORPUS[:5]
-    assert language_perplexity(removed, texts)["perplexity"] != pytest.approx(language_perplexity(base, texts)["perplexity"], rel=1e-3)
+    assert language_perplexity(removed, texts)["perplexity"] != pytest.approx(
+        language_perplexity(base, texts)["perplexity"], rel=1e-3
+    )

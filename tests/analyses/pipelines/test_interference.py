@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 from typer.testing import CliRunner
 
 from analyses.cli import app
 from analyses.figures.interference import cosine_figure, fig2_figure, module_figure, pivot_probability_figure
 from analyses.pipelines.interference import instruction_split
-from analyses.stats.interference import mean_ci, summarize
+from analyses.stats.interference import summarize
 from tests import FIXTURES
 from tests.conftest import tiny_hf_model, tiny_tokenizer
 
@@ -25,17 +24,19 @@ def _table() -> pd.DataFrame:
         for batch in range(5):
             for layer in range(3):
                 for module, scope in (("q", "module"), ("all", "layer")):
-                    rows.append({"lang_a": "en", "lang_b": "fr", "objective": objective, "batch": batch, "layer": layer,
-                                 "module": module, "scope": scope, "cosine": float(rng.normal(0.1 * layer, 0.05))})
+                    rows.append(
+                        {
+                            "lang_a": "en",
+                            "lang_b": "fr",
+                            "objective": objective,
+                            "batch": batch,
+                            "layer": layer,
+                            "module": module,
+                            "scope": scope,
+                            "cosine": float(rng.normal(0.1 * layer, 0.05)),
+                        }
+                    )
     return pd.DataFrame(rows)
-
-
-def test_mean_ci_is_a_student_t_interval():
-    values = pd.Series([0.1, 0.3, 0.2, 0.5])
-    mean, low, high = mean_ci(values)
-    half = stats.t.ppf(0.975, 3) * values.std(ddof=1) / 2
-    assert mean == pytest.approx(0.275) and low == pytest.approx(0.275 - half) and high == pytest.approx(0.275 + half)
-    assert mean_ci(pd.Series([0.4])) == (0.4, 0.4, 0.4)
 
 
 def test_summaries_and_figures_come_from_tables():
@@ -53,13 +54,22 @@ def test_summaries_and_figures_come_from_tables():
 
 
 def test_pivot_probability_figure_has_a_curve_per_model_and_quantity():
-    rows = [{"lang": "sw", "layer": layer, "quantity": q, "mean": 0.1, "ci_low": 0.0, "ci_high": 0.2, "n": 3, "model": m}
-            for m in ("base", "after pivoted") for q in ("p_en", "p_target") for layer in range(3)]
+    rows = [
+        {"lang": "sw", "layer": layer, "quantity": q, "mean": 0.1, "ci_low": 0.0, "ci_high": 0.2, "n": 3, "model": m}
+        for m in ("base", "after pivoted")
+        for q in ("p_en", "p_target")
+        for layer in range(3)
+    ]
     assert len(pivot_probability_figure(pd.DataFrame(rows), lang="sw").data) == 8
 
 
 def test_splits_hold_out_the_last_ids():
-    assert sorted(set(instruction_split(FIXTURE, "train")["id"]), key=int) == ["0", "1", "2", "3"]  # 24 ids, 20 held out
+    assert sorted(set(instruction_split(FIXTURE, "train")["id"]), key=int) == [
+        "0",
+        "1",
+        "2",
+        "3",
+    ]  # 24 ids, 20 held out
     assert instruction_split(FIXTURE, "held_out")["id"].nunique() == 20
     assert len(instruction_split(FIXTURE)) == 72
     with pytest.raises(ValueError, match="unknown split"):
@@ -71,8 +81,23 @@ def test_cli_writes_table_summaries_and_figures(tmp_path):
     tiny_hf_model("llama").save_pretrained(model)
     tiny_tokenizer().save_pretrained(model)
     out = tmp_path / "out"
-    args = ["--model", str(model), "--batch-size", "2", "--out", str(out), "--results", str(tmp_path / "store"),
-            "interference", "--langs", "en,fr,de", "--batches", "2", "--data", str(FIXTURE)]
+    args = [
+        "--model",
+        str(model),
+        "--batch-size",
+        "2",
+        "--out",
+        str(out),
+        "--results",
+        str(tmp_path / "store"),
+        "interference",
+        "--langs",
+        "en,fr,de",
+        "--batches",
+        "2",
+        "--data",
+        str(FIXTURE),
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     table = pd.read_parquet(out / "interference.parquet")

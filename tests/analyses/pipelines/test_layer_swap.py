@@ -54,8 +54,13 @@ def test_grid_contains_the_default_and_fits():
 
 def test_accuracy_table_bootstrap():
     rng = np.random.default_rng(0)
-    results = pd.DataFrame({"setting": ["a"] * 200 + ["b"] * 50, "lang": "sw",
-                            "correct": np.r_[rng.random(200) < 0.3, np.ones(50, dtype=bool)]})
+    results = pd.DataFrame(
+        {
+            "setting": ["a"] * 200 + ["b"] * 50,
+            "lang": "sw",
+            "correct": np.r_[rng.random(200) < 0.3, np.ones(50, dtype=bool)],
+        }
+    )
     table = accuracy_table(results, by=("setting", "lang")).set_index("setting")
     a = table.loc["a"]
     assert a["n"] == 200 and a["ci_low"] < a["accuracy"] < a["ci_high"]
@@ -73,19 +78,31 @@ def test_summary_builds_table1_and_ranks_the_suggestion():
 
     default, better, worse = SwapConfig(2, 1, 1, 1), SwapConfig(1, 0, 1, 1), SwapConfig(3, 2, 1, 1)
     suggested = SwapConfig(2, 2, 1, 1)  # outside the grid
-    results = pd.concat([
-        rows("base", [0, 0, 0, 1]), rows("language expert", [0, 0, 1, 1]), rows("task expert", [0, 1, 1, 1]),
-        rows("soup", [0, 1, 0, 1]),
-        rows("swap", [1, 1, 0, 1], config_label(default), suggested=False),
-        rows("swap", [1, 1, 1, 1], config_label(better), suggested=False),
-        rows("swap", [0, 0, 0, 0], config_label(worse), suggested=False),
-        rows("swap", [1, 0, 0, 1], config_label(suggested), suggested=True),
-    ], ignore_index=True)
-    summary = summarise(results, grid_labels=[config_label(c) for c in (default, better, worse)],
-                        default_label=config_label(default))
+    results = pd.concat(
+        [
+            rows("base", [0, 0, 0, 1]),
+            rows("language expert", [0, 0, 1, 1]),
+            rows("task expert", [0, 1, 1, 1]),
+            rows("soup", [0, 1, 0, 1]),
+            rows("swap", [1, 1, 0, 1], config_label(default), suggested=False),
+            rows("swap", [1, 1, 1, 1], config_label(better), suggested=False),
+            rows("swap", [0, 0, 0, 0], config_label(worse), suggested=False),
+            rows("swap", [1, 0, 0, 1], config_label(suggested), suggested=True),
+        ],
+        ignore_index=True,
+    )
+    summary = summarise(
+        results, grid_labels=[config_label(c) for c in (default, better, worse)], default_label=config_label(default)
+    )
     table1 = summary["table1"].set_index("setting")["accuracy"]
-    assert table1.to_dict() == {"base": 0.25, "language expert": 0.5, "task expert": 0.75, "soup": 0.5,
-                                "swap (default)": 0.75, "swap (best of grid)": 1.0}
+    assert table1.to_dict() == {
+        "base": 0.25,
+        "language expert": 0.5,
+        "task expert": 0.75,
+        "soup": 0.5,
+        "swap (default)": 0.75,
+        "swap (best of grid)": 1.0,
+    }
     assert summary["table1"].set_index("setting").loc["swap (best of grid)", "config"] == config_label(better)
     grid = summary["grid"].set_index("config")["rank"]
     assert grid[config_label(better)] == 1 and grid[config_label(default)] == 2 and grid[config_label(worse)] == 3
@@ -96,14 +113,27 @@ def test_summary_builds_table1_and_ranks_the_suggestion():
 def test_figures_come_from_the_tables():
     from analyses.figures.layer_swap import grid_figure, table1_figure, zones_figure
 
-    table1 = pd.DataFrame({"lang": ["sw", "sw", "ja", "ja"], "setting": ["base", "soup"] * 2, "config": "",
-                           "accuracy": [0.1, 0.3, 0.2, 0.4], "ci_low": [0.05, 0.2, 0.1, 0.3], "ci_high": [0.2, 0.4, 0.3, 0.5],
-                           "n": 100})
+    table1 = pd.DataFrame(
+        {
+            "lang": ["sw", "sw", "ja", "ja"],
+            "setting": ["base", "soup"] * 2,
+            "config": "",
+            "accuracy": [0.1, 0.3, 0.2, 0.4],
+            "ci_low": [0.05, 0.2, 0.1, 0.3],
+            "ci_high": [0.2, 0.4, 0.3, 0.5],
+            "n": 100,
+        }
+    )
     fig = table1_figure(table1)
     assert [t.name for t in fig.data] == ["base", "soup"] and list(fig.data[1].y) == pytest.approx([30.0, 40.0])
     assert list(fig.data[0].error_y.array) == pytest.approx([10.0, 10.0])
-    grid = pd.DataFrame({"lang": "sw", "config": [config_label(SwapConfig(b, u, 1, 1)) for b in (1, 2) for u in (0, 1)],
-                         "accuracy": [0.1, 0.2, 0.3, 0.4]})
+    grid = pd.DataFrame(
+        {
+            "lang": "sw",
+            "config": [config_label(SwapConfig(b, u, 1, 1)) for b in (1, 2) for u in (0, 1)],
+            "accuracy": [0.1, 0.2, 0.3, 0.4],
+        }
+    )
     fig = grid_figure(grid)
     np.testing.assert_allclose(np.array(fig.data[0].z), [[10.0, 20.0], [30.0, 40.0]])
     fig = zones_figure({"a": SwapConfig(2, 1, 1, 1)}, 6)
@@ -114,25 +144,33 @@ def test_monolingual_region_evidence(tmp_path):
     # 4 blocks of 100 parameters (one tensor each) and an embedding of 400 outside the blocks;
     # the region selects 30, 10, 10, 20 and 10 of them: 80 of 800 overall (10%)
     params = [f"model.layers.{i}.mlp.up_proj.weight" for i in range(4)] + ["model.embed_tokens.weight"]
-    sizes = pd.DataFrame({"region": "mono-top-zh", "param": params, "numel": [100, 100, 100, 100, 400],
-                          "selected": [30, 10, 10, 20, 10]})
+    sizes = pd.DataFrame(
+        {"region": "mono-top-zh", "param": params, "numel": [100, 100, 100, 100, 400], "selected": [30, 10, 10, 20, 10]}
+    )
     sizes = pd.concat([sizes, sizes.assign(region="core-top")], ignore_index=True)
     path = tmp_path / "region_sizes.csv"
     sizes.to_csv(path, index=False)
     enrichment = region_enrichment(path, "zh")
     np.testing.assert_allclose(enrichment["enrichment"], [3.0, 1.0, 1.0, 2.0])
-    assert region_evidence(enrichment) == {"region_layers": "0 3", "region_leading_layers": 1, "region_trailing_layers": 1}
+    assert region_evidence(enrichment) == {
+        "region_layers": "0 3",
+        "region_leading_layers": 1,
+        "region_trailing_layers": 1,
+    }
     assert region_enrichment(path, "sw") is None and region_enrichment(tmp_path / "missing.csv", "zh") is None
     assert region_evidence(None)["region_leading_layers"] == -1
 
 
 def test_paired_differences_against_the_reference():
     ids = [str(i) for i in range(6)]
-    results = pd.concat([
-        pd.DataFrame({"setting": "task expert", "lang": "sw", "id": ids, "correct": [1, 1, 0, 0, 1, 0]}),
-        pd.DataFrame({"setting": "soup", "lang": "sw", "id": ids[::-1], "correct": [1, 1, 1, 1, 1, 1]}),
-        pd.DataFrame({"setting": "swap", "lang": "sw", "id": ids, "correct": [1, 1, 0, 0, 1, 0], "config": "b=1"}),
-    ], ignore_index=True)
+    results = pd.concat(
+        [
+            pd.DataFrame({"setting": "task expert", "lang": "sw", "id": ids, "correct": [1, 1, 0, 0, 1, 0]}),
+            pd.DataFrame({"setting": "soup", "lang": "sw", "id": ids[::-1], "correct": [1, 1, 1, 1, 1, 1]}),
+            pd.DataFrame({"setting": "swap", "lang": "sw", "id": ids, "correct": [1, 1, 0, 0, 1, 0], "config": "b=1"}),
+        ],
+        ignore_index=True,
+    )
     table = paired_differences(results).set_index("setting")
     assert table.loc["soup", "difference"] == pytest.approx(0.5) and table.loc["soup", "n"] == 6
     # identical answers on every problem: the paired interval collapses to 0

@@ -19,20 +19,27 @@ from tests.conftest import tiny_backend
 def test_two_languages_two_models(tmp_path):
     backends = [tiny_backend("llama"), tiny_backend("gemma3")]
     store, out = ResultsStore(tmp_path / "store"), tmp_path / "out"
-    paths = diagnose(backends, ["fr", "de"], out, store=store, sections=["lens"], quick=True, batch_size=8,
-                     progress=False)
+    paths = diagnose(
+        backends, ["fr", "de"], out, store=store, sections=["lens"], quick=True, batch_size=8, progress=False
+    )
     assert [p.name for p in paths] == ["report_fr.html", "report_de.html"]
     for lang in ("fr", "de"):
         page = (out / f"report_{lang}.html").read_text()
         assert "<h2>tiny-llama</h2>" in page and "<h2>tiny-gemma3</h2>" in page
         summary = page.split("<h2>Summary</h2>")[1].split("</table>")[0]  # one row per question, a column per model
-        assert "<th>tiny-llama</th>" in summary and "<th>tiny-gemma3</th>" in summary and "<th>model</th>" not in summary
+        assert (
+            "<th>tiny-llama</th>" in summary and "<th>tiny-gemma3</th>" in summary and "<th>model</th>" not in summary
+        )
         verdicts = pd.read_csv(out / lang / "verdicts.csv")
         for model in ("tiny-llama", "tiny-gemma3"):
             lambdas = pd.read_csv(out / lang / f"{model}__lambda.csv")
             assert set(lambdas["lang"]) == {lang}
-            answer = verdicts.loc[(verdicts["model"] == model) & verdicts["question"].str.contains("lambda"), "answer"].item()
-            assert answer == f"lambda = {lambdas['lambda'].item():g}" + (" (borderline)" if lambdas["borderline"].item() else "")
+            answer = verdicts.loc[
+                (verdicts["model"] == model) & verdicts["question"].str.contains("lambda"), "answer"
+            ].item()
+            assert answer == f"lambda = {lambdas['lambda'].item():g}" + (
+                " (borderline)" if lambdas["borderline"].item() else ""
+            )
         assert summary.count("<tr") == 1 + verdicts["question"].nunique()
         assert list(verdicts.columns) == list(VERDICT_COLUMNS)
         assert set(verdicts["model"]) == {"tiny-llama", "tiny-gemma3"} and set(verdicts["lang"]) == {lang}

@@ -14,8 +14,15 @@ from tests.analyses.report.browser import draw, figures_in, needs_chromium
 
 def _lens_table() -> pd.DataFrame:
     rows = [
-        {"lang": "sw", "latent": "en", "concept": f"c{i}", "layer": layer, "p_en": 0.1 * (layer == 2) + 0.01 * i,
-         "p_target": 0.2 * (layer == 3), "entropy_bits": 5.0 - layer}
+        {
+            "lang": "sw",
+            "latent": "en",
+            "concept": f"c{i}",
+            "layer": layer,
+            "p_en": 0.1 * (layer == 2) + 0.01 * i,
+            "p_target": 0.2 * (layer == 3),
+            "entropy_bits": 5.0 - layer,
+        }
         for i in range(5)
         for layer in range(4)
     ]

@@ -11,11 +11,17 @@ from tests.conftest import tiny_backend
 
 
 def test_region_by_layer_sums_entries_per_block():
-    sizes = pd.DataFrame({
-        "param": ["model.layers.0.mlp.up_proj.weight", "model.layers.0.self_attn.q_proj.weight",
-                  "model.layers.1.mlp.up_proj.weight"],
-        "selected": [3, 1, 0], "numel": [100, 100, 50],
-    })
+    sizes = pd.DataFrame(
+        {
+            "param": [
+                "model.layers.0.mlp.up_proj.weight",
+                "model.layers.0.self_attn.q_proj.weight",
+                "model.layers.1.mlp.up_proj.weight",
+            ],
+            "selected": [3, 1, 0],
+            "numel": [100, 100, 50],
+        }
+    )
     table = region_by_layer(sizes, "model.layers")
     assert table.to_dict("list") == {"layer": [0, 1], "n_region": [4, 0], "numel": [200, 50], "share": [0.02, 0.0]}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,15 +26,15 @@ from analyses.stats.early_exit import (
     is_test_item,
     run_strategies,
     strategy_table,
-    wilson,
     with_depth,
 )
-from analyses.stats.flops import DecoderShape
-from probes.backend.errors import PivotlensError
+from analyses.stats.flops import DecoderShape, Uncounted, flops_model
 
 # A hand-checkable decoder: 2 layers, h=4, i=6, 2 query heads and 1 kv head of dim 2, V=10,
 # layer 0 with a sliding window of 2, layer 1 with full attention.
-TOY = DecoderShape(n_layers=2, hidden=4, intermediate=6, n_heads=2, n_kv_heads=1, head_dim=2, vocab=10, windows=(2, None))
+TOY = DecoderShape(
+    n_layers=2, hidden=4, intermediate=6, n_heads=2, n_kv_heads=1, head_dim=2, vocab=10, windows=(2, None)
+)
 
 
 def deep(n_layers: int) -> DecoderShape:
@@ -55,8 +57,15 @@ def test_flops_worked_example_by_hand():
 
 
 def test_flops_reduce_to_the_spec_formula_for_llama2_7b():
-    config = {"model_type": "llama", "num_hidden_layers": 32, "hidden_size": 4096, "intermediate_size": 11008,
-              "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 32000}
+    config = {
+        "model_type": "llama",
+        "num_hidden_layers": 32,
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "vocab_size": 32000,
+    }
     shape = DecoderShape.from_config(config)
     # spec: 4h^2 + 3hi = 67,108,864 + 135,266,304 = 202,375,168 parameters per layer (~202.4M);
     # per token 2x that, plus 4*s^2*h = 16,384 for the attention scores at s = 1
@@ -65,9 +74,18 @@ def test_flops_reduce_to_the_spec_formula_for_llama2_7b():
 
 
 def test_flops_shape_from_a_gemma3_config_uses_real_head_shapes():
-    config = {"model_type": "gemma3_text", "num_hidden_layers": 3, "hidden_size": 640, "intermediate_size": 2048,
-              "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256, "vocab_size": 100,
-              "sliding_window": 512, "layer_types": ["sliding_attention", "sliding_attention", "full_attention"]}
+    config = {
+        "model_type": "gemma3_text",
+        "num_hidden_layers": 3,
+        "hidden_size": 640,
+        "intermediate_size": 2048,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 1,
+        "head_dim": 256,
+        "vocab_size": 100,
+        "sliding_window": 512,
+        "layer_types": ["sliding_attention", "sliding_attention", "full_attention"],
+    }
     shape = DecoderShape.from_config({"text_config": config})
     assert shape.windows == (512, 512, None)
     d_q, d_kv = 1024, 256  # != hidden
@@ -75,16 +93,45 @@ def test_flops_shape_from_a_gemma3_config_uses_real_head_shapes():
     expected = 2 * s * (640 * d_q + 2 * 640 * d_kv + d_q * 640) + 2 * s * 3 * 640 * 2048
     assert shape.block(s, 0) == expected + 4 * s * 512 * d_q
     assert shape.block(s, 2) == expected + 4 * s * s * d_q
-    with pytest.raises(PivotlensError, match="intermediate_size"):
-        DecoderShape.from_config({"model_type": "gpt2", "num_hidden_layers": 2, "hidden_size": 8,
-                                  "num_attention_heads": 2, "vocab_size": 5})
 
 
-def test_wilson_matches_scipy():
-    low, high = wilson(np.array([8, 0, 30]), np.array([10, 5, 30]))
-    for i, (k, n) in enumerate([(8, 10), (0, 5), (30, 30)]):
-        ci = binomtest(k, n).proportion_ci(method="wilson")
-        assert low[i] == pytest.approx(ci.low, abs=1e-9) and high[i] == pytest.approx(ci.high, abs=1e-9)
+def test_flops_of_plain_mlp_fused_qkv_and_aliases():
+    from transformers import GPT2Config
+
+    shape = DecoderShape.from_config(GPT2Config(n_layer=2, n_embd=8, n_head=2, vocab_size=5))  # n_inner None: 4h
+    assert (shape.n_layers, shape.hidden, shape.intermediate, shape.mlp_matrices) == (2, 8, 32, 2)
+    s = 3
+    assert shape.block(s, 0) == 2 * s * 4 * 8 * 8 + 2 * s * 2 * 8 * 32 + 4 * s * s * 8
+    falcon = DecoderShape.from_config(
+        {"model_type": "falcon", "hidden_size": 8, "num_attention_heads": 2, "num_hidden_layers": 1, "vocab_size": 5}
+    )  # Falcon-7B: multi-query
+    assert falcon.n_kv_heads == 1 and falcon.intermediate == 32 and falcon.mlp_matrices == 2
+
+
+def test_flops_of_a_mixture_of_experts_count_the_routed_experts():
+    config = {
+        "model_type": "mixtral",
+        "num_hidden_layers": 1,
+        "hidden_size": 8,
+        "intermediate_size": 16,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "vocab_size": 5,
+        "num_local_experts": 8,
+        "num_experts_per_tok": 2,
+    }
+    shape = DecoderShape.from_config(config)
+    dense = DecoderShape.from_config(
+        {k: v for k, v in config.items() if "experts" not in k} | {"model_type": "mistral"}
+    )
+    # two routed experts' gated MLPs instead of one, plus the router's 8 scores per token
+    assert shape.block(3, 0) - dense.block(3, 0) == 2 * 3 * 3 * 8 * 16 + 2 * 3 * 8 * 8
+
+
+def test_an_uncountable_config_says_why_and_gives_nan():
+    shape = flops_model({"model_type": "qwen2_moe", "num_hidden_layers": 1, "shared_expert_intermediate_size": 4})
+    assert isinstance(shape, Uncounted) and "shared_expert_intermediate_size" in shape.reason
+    assert math.isnan(shape.full(3)) and math.isnan(shape.exit(3, 0))
 
 
 def _table(correct: list[list[bool]], gaps: list[list[float]], n_tokens: int = 3, task="t", lang="en", model="toy"):
@@ -92,9 +139,23 @@ def _table(correct: list[list[bool]], gaps: list[list[float]], n_tokens: int = 3
     rows = []
     for i, (c_row, g_row) in enumerate(zip(correct, gaps)):
         for layer, (c, g) in enumerate(zip(c_row, g_row)):
-            rows.append({"model": model, "task": task, "lang": lang, "item": f"i{i}", "shots": 0, "layer": layer,
-                         "n_tokens": n_tokens, "correct": c, "correct_options": c, "gap": g, "top_prob": g,
-                         "gap_options": g, "top_prob_options": g})
+            rows.append(
+                {
+                    "model": model,
+                    "task": task,
+                    "lang": lang,
+                    "item": f"i{i}",
+                    "shots": 0,
+                    "layer": layer,
+                    "n_tokens": n_tokens,
+                    "correct": c,
+                    "correct_options": c,
+                    "gap": g,
+                    "top_prob": g,
+                    "gap_options": g,
+                    "top_prob_options": g,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -176,7 +237,7 @@ def test_fitted_rule_and_static_layer_follow_the_train_split():
     static = StaticLayer(tolerance=0.0).fit(table, variant)
     layer = round(static.depth * 11)
     by_layer = table.groupby("layer")["correct"].mean()
-    assert by_layer[layer] >= by_layer[11] and (by_layer[:layer - 1] < by_layer[11]).all()
+    assert by_layer[layer] >= by_layer[11] and (by_layer[: layer - 1] < by_layer[11]).all()
     exits, _ = evaluate(static, table, variant, deep(12))
     assert (exits["stop_layer"] == layer).all()
     # the same relative depth on a model twice as deep
@@ -196,7 +257,9 @@ def test_split_keeps_translations_together_and_is_seeded():
 
 def test_run_strategies_covers_the_generalisation_settings():
     combos = [(task, lang, model) for task in ("a", "b") for lang in ("en", "fr") for model in ("m1", "m2")]
-    parts = [_synthetic(40, 6, seed=s, task=task, lang=lang, model=model) for s, (task, lang, model) in enumerate(combos)]
+    parts = [
+        _synthetic(40, 6, seed=s, task=task, lang=lang, model=model) for s, (task, lang, model) in enumerate(combos)
+    ]
     items = pd.concat(parts, ignore_index=True)
     shape = deep(6)
     exits, decisions = run_strategies(items, "m1", shape, variants=("full",))
@@ -218,3 +281,15 @@ def test_depth_is_relative_to_each_models_depth():
     depth = with_depth(items)
     assert depth[depth["model"] == "short"]["depth"].unique().tolist() == [0, 0.5, 1]
     assert depth[depth["model"] == "deep"]["depth"].unique().tolist() == [0, 0.25, 0.5, 0.75, 1]
+
+
+def test_exit_report_without_a_flops_count_says_why_and_keeps_the_rest():
+    from analyses.pipelines.exit import exit_report
+
+    items = pd.concat([_synthetic(30, 4, seed=s, lang=lang) for s, lang in enumerate(("en", "fr"))], ignore_index=True)
+    model = items["model"].iloc[0]
+    report = exit_report(items, Uncounted("config of model type 'x' lacks intermediate_size"), model)
+    for name in ("strategies", "generalisation", "static"):
+        table = report.tables[name]
+        assert table["flops_ratio"].isna().all() and (table["flops_note"].str.contains("intermediate_size")).all()
+    assert report.tables["layers"]["accuracy"].notna().all() and "tradeoff_full" in report.figures

@@ -9,14 +9,25 @@ from analyses.stats.latent import layer_curves, pivot_summary
 from analyses.stats.prom_lambda import lambda_table, prom_layer
 
 
-def _table(p_en: dict[str, list[float]], p_target: dict[str, list[float]], layer: int = 2, n_layers: int = 4) -> pd.DataFrame:
+def _table(
+    p_en: dict[str, list[float]], p_target: dict[str, list[float]], layer: int = 2, n_layers: int = 4
+) -> pd.DataFrame:
     rows = []
     for lang, en_values in p_en.items():
         for i, (e, t) in enumerate(zip(en_values, p_target[lang])):
             for l in range(n_layers):
                 on = l == layer
-                rows.append({"lang": lang, "latent": "en", "concept": f"c{i}", "layer": l,
-                             "p_en": e if on else 0.0, "p_target": t if on else 1.0 - l / 10, "entropy_bits": 1.0})
+                rows.append(
+                    {
+                        "lang": lang,
+                        "latent": "en",
+                        "concept": f"c{i}",
+                        "layer": l,
+                        "p_en": e if on else 0.0,
+                        "p_target": t if on else 1.0 - l / 10,
+                        "entropy_bits": 1.0,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -35,7 +46,11 @@ def test_rule_and_borderline_flag():
     assert not result.loc["yy", "pivot"] and result.loc["yy", "lambda"] == 0.0
     assert result.loc["zz", "borderline"]  # mean difference 0: the data cannot decide
     assert result.loc["xx", "mean_p_en"] == np.mean([0.6, 0.5, 0.7, 0.65])
-    assert result.loc["xx", "diff_ci_low"] < result.loc["xx", "mean_p_en"] - result.loc["xx", "mean_p_target"] < result.loc["xx", "diff_ci_high"]
+    assert (
+        result.loc["xx", "diff_ci_low"]
+        < result.loc["xx", "mean_p_en"] - result.loc["xx", "mean_p_target"]
+        < result.loc["xx", "diff_ci_high"]
+    )
 
 
 def test_default_layer_follows_depth():

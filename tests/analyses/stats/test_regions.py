@@ -59,7 +59,11 @@ def test_top_and_bottom_take_the_extremes_of_each_tensor():
 
 def test_random_selection_is_seeded_and_independent_of_the_other_tensors():
     scores = _scores()
-    one, again, other = select(scores, 0.1, "random", seed=1), select(scores, 0.1, "random", seed=1), select(scores, 0.1, "random", seed=2)
+    one, again, other = (
+        select(scores, 0.1, "random", seed=1),
+        select(scores, 0.1, "random", seed=1),
+        select(scores, 0.1, "random", seed=2),
+    )
     assert all(torch.equal(one[n], again[n]) for n in scores)
     assert not torch.equal(one["a.weight"], other["a.weight"])
     alone = select({"a.weight": scores["a.weight"]}, 0.1, "random", seed=1)
@@ -93,21 +97,28 @@ def test_core_score_sums_absolute_importance_per_language():
 
 def test_monolingual_region_is_own_top_minus_every_other_languages_top():
     generator = torch.Generator().manual_seed(0)
-    tops = {lang: {n: torch.rand(shape, generator=generator) < 0.3 for n, shape in SHAPES.items()} for lang in ("ar", "ru", "zh")}
+    tops = {
+        lang: {n: torch.rand(shape, generator=generator) < 0.3 for n, shape in SHAPES.items()}
+        for lang in ("ar", "ru", "zh")
+    }
     for lang in tops:
         mono = monolingual(tops, lang)
         for name in SHAPES:
             own = set(tops[lang][name].reshape(-1).nonzero().squeeze(1).tolist())
-            others = set().union(*(set(tops[o][name].reshape(-1).nonzero().squeeze(1).tolist()) for o in tops if o != lang))
+            others = set().union(
+                *(set(tops[o][name].reshape(-1).nonzero().squeeze(1).tolist()) for o in tops if o != lang)
+            )
             assert set(mono[name].reshape(-1).nonzero().squeeze(1).tolist()) == own - others
     with pytest.raises(KeyError, match="regions exist for"):
         monolingual(tops, "ko")
 
 
 def test_monolingual_on_hand_made_masks():
-    tops = {"a": {"w": torch.tensor([1, 1, 1, 0, 0], dtype=torch.bool)},
-            "b": {"w": torch.tensor([0, 1, 0, 1, 0], dtype=torch.bool)},
-            "c": {"w": torch.tensor([0, 0, 1, 0, 1], dtype=torch.bool)}}
+    tops = {
+        "a": {"w": torch.tensor([1, 1, 1, 0, 0], dtype=torch.bool)},
+        "b": {"w": torch.tensor([0, 1, 0, 1, 0], dtype=torch.bool)},
+        "c": {"w": torch.tensor([0, 0, 1, 0, 1], dtype=torch.bool)},
+    }
     assert monolingual(tops, "a")["w"].tolist() == [True, False, False, False, False]
     assert monolingual(tops, "b")["w"].tolist() == [False, False, False, True, False]
     assert monolingual(tops, "c")["w"].tolist() == [False, False, False, False, True]
@@ -173,9 +184,11 @@ def test_dimension_counts_sum_reads_writes_and_norms():
 
 def test_structured_region_takes_whole_slices_with_the_most_entries():
     d = 8
-    region = {"m.self_attn.q_proj.weight": torch.zeros(5, d, dtype=torch.bool),
-              "m.mlp.down_proj.weight": torch.zeros(d, 12, dtype=torch.bool),
-              "m.input_layernorm.weight": torch.zeros(d, dtype=torch.bool)}
+    region = {
+        "m.self_attn.q_proj.weight": torch.zeros(5, d, dtype=torch.bool),
+        "m.mlp.down_proj.weight": torch.zeros(d, 12, dtype=torch.bool),
+        "m.input_layernorm.weight": torch.zeros(d, dtype=torch.bool),
+    }
     region["m.self_attn.q_proj.weight"][:, 6] = True
     region["m.self_attn.q_proj.weight"][:2, 2] = True
     region["m.mlp.down_proj.weight"][5, :] = True
@@ -192,10 +205,18 @@ def test_structured_region_takes_whole_slices_with_the_most_entries():
 
 def test_dimension_region_marks_one_hidden_dimension_everywhere():
     d = 8
-    template = {"m.0.self_attn.q_proj.weight": torch.zeros(5, d), "m.0.self_attn.o_proj.weight": torch.zeros(d, 5),
-                "m.0.post_attention_layernorm.weight": torch.zeros(d), "m.0.self_attn.q_norm.weight": torch.zeros(3)}
+    template = {
+        "m.0.self_attn.q_proj.weight": torch.zeros(5, d),
+        "m.0.self_attn.o_proj.weight": torch.zeros(d, 5),
+        "m.0.post_attention_layernorm.weight": torch.zeros(d),
+        "m.0.self_attn.q_norm.weight": torch.zeros(3),
+    }
     masks = dimension_region(template, [3], d)
-    assert set(masks) == {"m.0.self_attn.q_proj.weight", "m.0.self_attn.o_proj.weight", "m.0.post_attention_layernorm.weight"}
+    assert set(masks) == {
+        "m.0.self_attn.q_proj.weight",
+        "m.0.self_attn.o_proj.weight",
+        "m.0.post_attention_layernorm.weight",
+    }
     assert masks["m.0.self_attn.q_proj.weight"][:, 3].all() and int(masks["m.0.self_attn.q_proj.weight"].sum()) == 5
     assert masks["m.0.self_attn.o_proj.weight"][3, :].all() and int(masks["m.0.self_attn.o_proj.weight"].sum()) == 5
     assert masks["m.0.post_attention_layernorm.weight"].nonzero().squeeze(1).tolist() == [3]

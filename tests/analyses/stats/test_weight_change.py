@@ -17,8 +17,15 @@ from probes.backend.checkpoint import CheckpointMismatchError
 from probes.backend.errors import PivotlensError, UnsupportedArchitectureError
 from tests.conftest import tiny_hf_model
 
-HF_NAMES = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
-            "gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj"}
+HF_NAMES = {
+    "q": "self_attn.q_proj",
+    "k": "self_attn.k_proj",
+    "v": "self_attn.v_proj",
+    "o": "self_attn.o_proj",
+    "gate": "mlp.gate_proj",
+    "up": "mlp.up_proj",
+    "down": "mlp.down_proj",
+}
 
 
 def _save(model, folder: Path) -> Path:
@@ -43,7 +50,10 @@ def pair(tmp_path_factory) -> tuple[Path, Path, dict[tuple[int, str], tuple[np.n
                 scale = 0.0 if (layer, module) == (1, "k") else 0.01 * (1 + layer) * (1 + i) ** 1.5
                 delta = scale * torch.randn(weight.shape, generator=generator)
                 weight.add_(delta)
-                matrices[(layer, module)] = (w0.numpy().astype(np.float64), (weight.detach() - w0).numpy().astype(np.float64))
+                matrices[(layer, module)] = (
+                    w0.numpy().astype(np.float64),
+                    (weight.detach() - w0).numpy().astype(np.float64),
+                )
         base.model.norm.weight.add_(1.0)  # outside the seven modules: must not enter the maps
     _save(base, root / "tuned")
     return root / "base", root / "tuned", matrices
@@ -61,8 +71,12 @@ def test_relative_metrics_equal_the_hand_computation(pair):
     assert list(table.columns[:4]) == ["layer", "module", "metric", "value"]
     assert len(table) == 3 * 7 * 2
     for (layer, module), (w0, delta) in matrices.items():
-        assert _value(table, layer, module, "rel_mean_abs") == pytest.approx(np.abs(delta).mean() / np.abs(w0).mean(), rel=1e-5, abs=1e-9)
-        assert _value(table, layer, module, "rel_frobenius") == pytest.approx(np.linalg.norm(delta) / np.linalg.norm(w0), rel=1e-5, abs=1e-9)
+        assert _value(table, layer, module, "rel_mean_abs") == pytest.approx(
+            np.abs(delta).mean() / np.abs(w0).mean(), rel=1e-5, abs=1e-9
+        )
+        assert _value(table, layer, module, "rel_frobenius") == pytest.approx(
+            np.linalg.norm(delta) / np.linalg.norm(w0), rel=1e-5, abs=1e-9
+        )
     assert _value(table, 1, "k", "rel_frobenius") == 0.0
 
 
@@ -98,7 +112,9 @@ def test_top_fraction_is_exact_inside_one_bin(tmp_path):
         for (layer, module), delta in deltas.items():
             base.get_parameter(f"model.layers.{layer}.{HF_NAMES[module]}.weight").copy_(delta)
     _save(base, tmp_path / "tuned")
-    table = weight_change(tmp_path / "base", tmp_path / "tuned", metrics=["top_fraction"], top_percent=20, progress=False)
+    table = weight_change(
+        tmp_path / "base", tmp_path / "tuned", metrics=["top_fraction"], top_percent=20, progress=False
+    )
     pooled = torch.cat([d.ravel() for d in deltas.values()]).double().numpy()
     k = math.ceil(0.2 * pooled.size)
     tau = np.sort(pooled)[::-1][k - 1]
@@ -125,8 +141,15 @@ def test_gpt2_fused_attention_is_split(tmp_path):
 
 
 def test_unsupported_and_mismatched_checkpoints(tmp_path):
-    config = Phi3Config(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=2,
-                        num_key_value_heads=2, vocab_size=50, pad_token_id=0)
+    config = Phi3Config(
+        num_hidden_layers=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        vocab_size=50,
+        pad_token_id=0,
+    )
     phi = AutoModelForCausalLM.from_config(config)
     phi.config.architectures = ["Phi3ForCausalLM"]
     _save(phi, tmp_path / "phi_a")
@@ -154,7 +177,9 @@ def test_figure_and_profile_come_from_the_table(pair):
     np.testing.assert_allclose(np.array(fig.data[2].z), grid / 2)
     profile = change_profile(table, "rel_frobenius")
     rows = table[(table["metric"] == "rel_frobenius") & (table["layer"] == 0)]
-    assert profile.loc[profile["layer"] == 0, "value"].item() == pytest.approx((rows["value"] * rows["n_params"]).sum() / rows["n_params"].sum())
+    assert profile.loc[profile["layer"] == 0, "value"].item() == pytest.approx(
+        (rows["value"] * rows["n_params"]).sum() / rows["n_params"].sum()
+    )
 
 
 def test_weight_change_command(pair, tmp_path):
@@ -164,8 +189,26 @@ def test_weight_change_command(pair, tmp_path):
 
     base, tuned, matrices = pair
     out = tmp_path / "maps"
-    result = CliRunner().invoke(app, ["weight-change", "--base", str(base), "--tuned", str(tuned), "--tuned", str(base),
-                                      "--label", "tuned", "--label", "same", "--metric", "rel_mean_abs", "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "weight-change",
+            "--base",
+            str(base),
+            "--tuned",
+            str(tuned),
+            "--tuned",
+            str(base),
+            "--label",
+            "tuned",
+            "--label",
+            "same",
+            "--metric",
+            "rel_mean_abs",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "weight_change.csv")
     assert {"layer", "module", "metric", "value", "expert"} <= set(table.columns)

@@ -116,14 +116,28 @@ def test_generation_records_per_step_statistics():
     assert (gen.nucleus_size >= 1).all()
 
 
+def test_plain_generation_returns_the_same_ids_without_statistics():
+    backend = tiny_backend("llama")
+    enc = backend.encode(PROMPTS)
+    plain = backend.generate(enc, max_new_tokens=6, statistics=False)
+    assert torch.equal(plain.new_ids, backend.generate(enc, max_new_tokens=6).new_ids)
+    assert plain.entropy_bits is None and plain.top_ids is None
+
+
 def test_beam_search_statistics_follow_the_returned_beam():
     backend = tiny_backend("llama")
     enc = backend.encode(PROMPTS[:1])
     gen = backend.generate(enc, max_new_tokens=6, num_beams=3, top_k=3)
     model = backend._hf_model()
-    plain = model.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask, max_new_tokens=6, num_beams=3,
-                           do_sample=False, pad_token_id=backend.pad_id)
-    assert torch.equal(gen.new_ids, plain[:, enc.input_ids.shape[1]:])
+    plain = model.generate(
+        input_ids=enc.input_ids,
+        attention_mask=enc.attention_mask,
+        max_new_tokens=6,
+        num_beams=3,
+        do_sample=False,
+        pad_token_id=backend.pad_id,
+    )
+    assert torch.equal(gen.new_ids, plain[:, enc.input_ids.shape[1] :])
     # independent check: re-run the model on prompt + the first t returned tokens; the recorded
     # entropy at step t is that of the distribution the t-th returned token was chosen from
     for t in range(gen.new_ids.shape[1]):
@@ -202,3 +216,38 @@ def test_nucleus_size_matches_a_full_sort(temperature):
     probs = torch.softmax(torch.randn(8, 5000) * temperature, -1)
     full = (probs.sort(-1, descending=True).values.cumsum(-1) < 0.75).sum(-1) + 1
     assert torch.equal(nucleus_size(probs, 0.75, candidates=64), full)
+
+
+def test_a_missing_part_is_refused_naming_it():
+    from probes.backend.errors import UnsupportedArchitectureError
+
+    model = tiny_hf_model("llama")
+    model.model.final_norm_renamed = model.model.norm
+    del model.model.norm
+    with pytest.raises(UnsupportedArchitectureError, match=r"LlamaForCausalLM: .*final norm \(model\.\{norm, ln_f"):
+        tiny_wrap(model, "nnsight")
+
+
+def test_an_unknown_logit_scaling_is_refused_not_reported_wrong():
+    """A model whose forward scales its logits in a way pivotlens does not know (here, like Cohere's
+    logit_scale under another model type) is refused when wrapped, on either backend."""
+    from probes.backend.errors import UnsupportedArchitectureError
+
+    for backend in ("transformer-lens", "nnsight"):
+        model = tiny_hf_model("llama")
+        forward = model.forward
+
+        def scaled(*args, forward=forward, **kwargs):
+            out = forward(*args, **kwargs)
+            out.logits = out.logits * 0.0625
+            return out
+
+        model.forward = scaled
+        with pytest.raises(UnsupportedArchitectureError, match="differs from the model's logits"):
+            tiny_wrap(model, backend)
+
+
+def tiny_wrap(model, backend: str):
+    from probes.backend import wrap
+
+    return wrap(model, tiny_tokenizer(), backend=backend, model_name="tiny")

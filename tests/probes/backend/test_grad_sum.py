@@ -9,7 +9,11 @@ from probes.backend.grad_sum import add_loss_grads
 from probes.inputs.lm_corpus import lm_batches
 from tests.conftest import CORPUS, tiny_backend
 
-NAMES = ["model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight", "model.layers.2.input_layernorm.weight"]
+NAMES = [
+    "model.layers.0.self_attn.q_proj.weight",
+    "model.layers.1.mlp.down_proj.weight",
+    "model.layers.2.input_layernorm.weight",
+]
 
 
 @pytest.mark.parametrize("backend_name", ["transformer-lens", "nnsight"])

@@ -15,7 +15,9 @@ def test_parts_resume_and_finish_with_provenance(tmp_path):
     assert run.done_items() == set()
     run.append(pd.DataFrame({"item": ["a", "a"], "layer": [0, 1], "p": [0.1, 0.2]}))
     # a second process after an interruption sees the finished batch
-    again = ResultsStore(tmp_path / "results").run(provenance("lens", {"task": "translation"}, {"model": "m", "weights_hash": "h"}, [data], seed=1))
+    again = ResultsStore(tmp_path / "results").run(
+        provenance("lens", {"task": "translation"}, {"model": "m", "weights_hash": "h"}, [data], seed=1)
+    )
     assert again.folder == run.folder and again.done_items() == {"a"}
     again.append(pd.DataFrame({"item": ["b"], "layer": [0], "p": [0.3]}))
     df = again.finish()

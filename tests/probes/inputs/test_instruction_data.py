@@ -109,7 +109,10 @@ def test_truncation_keeps_a_response_token_or_fails_clearly():
 
 def test_collate_left_pads_inputs_and_labels():
     tok = tiny_tokenizer()
-    rows = [tokenize_pair(tok, "the cloud", "is white"), tokenize_pair(tok, "le nuage est", "blanc et la rivière est longue")]
+    rows = [
+        tokenize_pair(tok, "the cloud", "is white"),
+        tokenize_pair(tok, "le nuage est", "blanc et la rivière est longue"),
+    ]
     enc, labels = collate(rows, pad=0)
     width = max(len(r.input_ids) for r in rows)
     assert enc.input_ids.shape == labels.shape == (2, width)

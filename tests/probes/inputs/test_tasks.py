@@ -63,8 +63,14 @@ def test_unlabelled_split_is_refused(tmp_path):
     ],
 )
 def test_malformed_task_files_name_the_line(tmp_path, edit, message):
-    frame = pd.DataFrame({"item": ["1", "2", "3"], "lang": "en", "text": ["good", "fine", "bad"],
-                          "label": ["positive", "positive", "negative"]})
+    frame = pd.DataFrame(
+        {
+            "item": ["1", "2", "3"],
+            "lang": "en",
+            "text": ["good", "fine", "bad"],
+            "label": ["positive", "positive", "negative"],
+        }
+    )
     path = tmp_path / "sentiment.csv"
     edit(frame).to_csv(path, index=False)
     with pytest.raises(DataFormatError, match=message):
@@ -72,8 +78,11 @@ def test_malformed_task_files_name_the_line(tmp_path, edit, message):
 
 
 def _parallel_csv(tmp_path):
-    rows = [{"item": f"{i:03d}", "lang": lang, "text": f"{lang} text {i}", "label": ["positive", "negative"][i % 2]}
-            for i in range(12) for lang in ("en", "fr")]
+    rows = [
+        {"item": f"{i:03d}", "lang": lang, "text": f"{lang} text {i}", "label": ["positive", "negative"][i % 2]}
+        for i in range(12)
+        for lang in ("en", "fr")
+    ]
     path = tmp_path / "sentiment.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     return load_task("sentiment", path)
