@@ -59,9 +59,9 @@ sweep: setup
 	  $(BIN)/pivotlens --model $$model --out results/lens/$$model lambda --langs all || exit 1; \
 	done
 
-# Diagnosis reports: both embedded models side by side, seven languages, full samples
+# Diagnosis reports: both embedded models side by side, the seven first languages and PROM's nine, full samples
 # (results/reports/README.md: what each page holds and how long it takes).
-REPORT_LANGS ?= fr,de,es,ru,zh,ja,sw
+REPORT_LANGS ?= fr,de,es,ru,zh,ja,sw,ar,ta,ml,te,th,el,mr,bn
 reports: setup
 	$(BIN)/pivotlens --out results/reports diagnose --lang $(REPORT_LANGS) --models gemma-3-270m,smollm2-135m
 

@@ -18,7 +18,9 @@ Offline substitutes for what the benchmark downloads, and what they change:
   ``unidic-lite`` (UniDic 2.1.2, installed from PyPI) rather than the full ``unidic`` 3.1
   that the benchmark downloads at run time; a few compounds split differently.
 * **English words.** The benchmark's ``words`` file is ``/usr/share/dict/words`` of an older
-  Debian/Ubuntu ``wamerican`` (99,171 lines). We read Debian's current ``wamerican`` list
+  Debian/Ubuntu ``wamerican`` (99,171 lines). When the user has the benchmark (``--lcb``,
+  ``--words``), its own ``words`` file is read (:func:`read_en_words`) and the semantics are the
+  benchmark's exactly; otherwise we read Debian's current ``wamerican`` list
   (``/usr/share/dict/words``, 104,334 lines, 83,010 entries after the benchmark's filter,
   against 81,995), the same SCOWL-derived list, or a file named by ``$PIVOTLENS_EN_WORDS``.
 """
@@ -134,7 +136,11 @@ def en_words_path() -> Path:
 
 
 @functools.cache
-def _en_words_from(path: Path) -> frozenset[str]:
+def read_en_words(path: Path) -> frozenset[str]:
+    """The benchmark's filter over a word list (one word a line): entries that are lower case
+    and longer than 3 characters."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such word list; pass a file with one English word per line")
     words = (line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines())
     return frozenset(w for w in words if w.islower() and len(w) > 3)
 
@@ -142,7 +148,7 @@ def _en_words_from(path: Path) -> frozenset[str]:
 def en_words() -> frozenset[str]:
     """The benchmark's ``en_words``: entries that are lower case and longer than 3 characters
     (so matching is case-sensitive: "Python" and "AI" are never English-word errors)."""
-    return _en_words_from(en_words_path())
+    return read_en_words(en_words_path())
 
 
 @dataclass(frozen=True)

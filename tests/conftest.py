@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -119,4 +121,17 @@ def tiny_model_folder(tmp_path):
     folder = tmp_path / "tiny-llama"
     tiny_hf_model("llama").save_pretrained(folder)
     tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
+LCB_COPY = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lcb"
+
+
+@pytest.fixture(scope="session")
+def lcb_folder() -> Path:
+    """The Language Confusion Benchmark's files (test_sets.zip, words) beside the repository
+    (``../shared/data/lcb``; ``$PIVOTLENS_LCB`` wins); never vendored into the repository."""
+    folder = Path(os.environ.get("PIVOTLENS_LCB") or LCB_COPY).resolve()
+    if not (folder / "test_sets.zip").is_file() or not (folder / "words").is_file():
+        pytest.skip(f"no copy of the Language Confusion Benchmark at {folder} (test_sets.zip and words)")
     return folder

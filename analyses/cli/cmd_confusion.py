@@ -11,10 +11,42 @@ from rich.console import Console
 from rich.table import Table
 
 from analyses.cli.settings import Settings, check_writable
-from analyses.stats.confusion_metrics import METRIC_COLUMNS, read_completions, score_completions
+from analyses.stats.confusion_metrics import METRIC_COLUMNS, paper_table, read_completions, score_completions
 from probes.backend.errors import PivotlensError
 from probes.backend.languages import parse_languages
-from probes.inputs.confusion_data import TASKS, Task
+from probes.inputs.confusion_data import LCB_ENV, TASKS, LcbDownload, Task, locate_lcb
+from probes.language_id import en_words_path, read_en_words
+
+LCB_HELP = (
+    "A download of the Language Confusion Benchmark (folder with test_sets.zip or test_sets/, and words); "
+    f"default ${LCB_ENV}."
+)
+
+
+def _word_list(words: Path | None, download: LcbDownload | None) -> tuple[frozenset[str], str]:
+    """The English word list of the word-level check and a line saying which one it is."""
+    if words is not None and download is not None:
+        raise PivotlensError("give --words or --lcb, not both (--lcb reads the benchmark's own words file)")
+    if download is not None:
+        path, what = download.words, "the benchmark's own list"
+    elif words is not None:
+        path, what = words, "the list given with --words"
+    else:
+        path, what = en_words_path(), "Debian's wamerican list (not the benchmark's; pass --lcb or --words for it)"
+    try:
+        vocabulary = read_en_words(path)
+    except FileNotFoundError as exc:
+        raise PivotlensError(str(exc)) from None
+    return vocabulary, f"English word list: {path}, {what}; {len(vocabulary)} words after the benchmark's filter"
+
+
+def _paper_tables(metrics: pd.DataFrame) -> str:
+    """LPR, WPR and LCPR in the layout of Marchisio et al.'s Table 3 (a row per task and model)."""
+    blocks = [
+        f"{m.upper()} (%), Table 3 layout\n{paper_table(metrics, m).to_string(index=False)}"
+        for m in ("lpr", "wpr", "lcpr")
+    ]
+    return "\n\n".join(blocks)
 
 
 def _metrics_table(metrics: pd.DataFrame, title: str) -> Table:
@@ -39,11 +71,17 @@ def confusion_metrics(
         "--out",
         help="Write the metrics (task, model, source, language, n, lpr, wpr, lcpr; fractions in [0, 1]) to this CSV.",
     ),
+    words: Path | None = typer.Option(
+        None, "--words", help="English word list of the word-level check, one word a line (e.g. the benchmark's words)."
+    ),
+    lcb: Path | None = typer.Option(None, "--lcb", help=LCB_HELP + " Its words file is used."),
 ) -> None:
     """Score completions with the Language Confusion Benchmark's LPR, WPR and LCPR."""
     if out is not None:
         check_writable(out.parent, "--out")
-    metrics = score_completions(read_completions(completions))
+    vocabulary, which = _word_list(words, None if lcb is None else locate_lcb(lcb))
+    typer.echo(which)
+    metrics = score_completions(read_completions(completions), words=vocabulary)
     Console().print(_metrics_table(metrics, f"language confusion: {completions.name}"))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -72,11 +110,28 @@ def _floats(spec: str, name: str) -> list[float]:
         raise PivotlensError(f"--{name} takes comma-separated numbers, e.g. 0,0.3,0.7 (got {spec!r})") from None
 
 
+def _source(
+    benchmark: str, lcb: Path | None, langs: str | None, n: int, per_language: int | None
+) -> tuple[LcbDownload | None, list[str] | None, int | None]:
+    """The prompt source: ``(download or None, languages, prompts per language)``."""
+    if benchmark == "authored":
+        if lcb is not None or per_language is not None:
+            raise PivotlensError("--lcb and --per-language read the real benchmark; add --benchmark lcb")
+        if langs is None:
+            raise PivotlensError("--langs is needed with the authored prompts, e.g. --langs fr,de,ja,zh")
+        return None, parse_languages(langs), n
+    if benchmark != "lcb":
+        raise PivotlensError(f"unknown --benchmark {benchmark!r}; use authored or lcb")
+    return locate_lcb(lcb), None if langs is None else parse_languages(langs), per_language
+
+
 def confusion(
     ctx: typer.Context,
-    langs: str = typer.Option(..., "--langs", help="Comma-separated ISO 639-1 codes, e.g. fr,de,ja,zh."),
+    langs: str | None = typer.Option(
+        None, "--langs", help="Comma-separated ISO 639-1 codes, e.g. fr,de,ja,zh (default with --benchmark lcb: all)."
+    ),
     task: str = typer.Option("both", "--task", help="monolingual, crosslingual or both."),
-    n: int = typer.Option(10, "--n", min=1, help="Prompts per language (the first n of the file)."),
+    n: int = typer.Option(10, "--n", min=1, help="Authored prompts per language (the first n of the file)."),
     temperature: float = typer.Option(0.3, "--temperature", min=0.0, help="Sampling temperature; 0 = greedy."),
     top_p: float = typer.Option(0.75, "--top-p", min=0.0, max=1.0, help="Nucleus sampling p."),
     shots: int = typer.Option(0, "--shots", min=0, help="Few-shot demonstrations (Marchisio et al. 2024, Table 11)."),
@@ -90,10 +145,18 @@ def confusion(
         help="Also look for confusion points in word-error completions (default: line errors only, Nie et al.).",
     ),
     lens: bool = typer.Option(True, "--lens/--no-lens", help="Logit lens at the confusion points."),
-    benchmark: Path | None = typer.Option(
+    benchmark: str = typer.Option(
+        "authored", "--benchmark", help="authored (data/confusion) or lcb (the real benchmark, from --lcb)."
+    ),
+    lcb: Path | None = typer.Option(None, "--lcb", help=LCB_HELP),
+    datasets: str | None = typer.Option(
         None,
-        "--benchmark",
-        help="The real benchmark's test_sets folder (default: the authored prompts in data/confusion).",
+        "--datasets",
+        help="LCB datasets (monolingual: aya, dolly, okapi, native; cross-lingual: okapi, sharegpt, complex_prompts); "
+        "default all.",
+    ),
+    per_language: int | None = typer.Option(
+        None, "--per-language", min=1, help="LCB prompts drawn per dataset and language (seeded; default all)."
     ),
     n_boot: int = typer.Option(1000, "--n-boot", min=10, help="Bootstrap resamples for the 95% intervals."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
@@ -112,7 +175,13 @@ def confusion(
     from probes.confusion import run_confusion_lens
 
     settings: Settings = ctx.obj
-    prompts, files = choose_prompts(_tasks(task), parse_languages(langs), n, benchmark)
+    download, chosen_langs, count = _source(benchmark, lcb, langs, n, per_language)
+    names = None if datasets is None else [d.strip() for d in datasets.split(",") if d.strip()]
+    if names is not None and download is None:
+        raise PivotlensError("--datasets selects datasets of the real benchmark; add --benchmark lcb --lcb PATH")
+    prompts, files = choose_prompts(_tasks(task), chosen_langs, count, download, names)
+    vocabulary, which = _word_list(None, download)
+    typer.echo(f"{len(prompts)} prompts; {which}")
     backend = settings.load_backend()
     cp_types = ("full_error", "partial_error", "word_error") if word_cps else ("full_error", "partial_error")
     generation = GenerationSettings(
@@ -129,11 +198,14 @@ def confusion(
         backend, prompts, ResultsStore(settings.results), files, generation, seed=seed, batch_size=settings.batch_size
     )
     lens_table = run_confusion_lens(backend, steps, prompt_format=prompt_format) if lens else None  # type: ignore[arg-type]
-    results = analyse(steps, lens_table, n_boot=n_boot, seed=seed)
-    out = settings.out_dir / "confusion" / backend.model_name.replace("/", "_")
+    results = analyse(steps, lens_table, words=vocabulary, n_boot=n_boot, seed=seed)
+    folder = backend.model_name.replace("/", "_")
+    out = settings.out_dir / "confusion" / (folder if download is None else f"lcb/{folder}")
     written = write_outputs(results, out)
     overall = results.metrics[(results.metrics["source"] == "all")]
-    Console().print(_metrics_table(overall, f"language confusion: {backend.model_name}"))
+    console = Console()
+    console.print(_metrics_table(overall, f"language confusion: {backend.model_name}"))
+    typer.echo(_paper_tables(results.metrics))
     n_cp = int(steps["is_confusion_point"].sum())
     typer.echo(f"{len(results.completions)} completions, {n_cp} confusion points; wrote {len(written)} files to {out}")
 

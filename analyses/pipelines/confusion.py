@@ -14,7 +14,7 @@ import pandas as pd
 
 from analyses.figures import save_figure
 from analyses.figures.confusion import cp_distribution_figure, lens_at_cp_figure, pass_rate_figure, sweep_figure
-from analyses.stats.confusion_metrics import METRIC_COLUMNS, compute_all_metrics, judge_completions
+from analyses.stats.confusion_metrics import METRIC_COLUMNS, compute_all_metrics, judge_completions, paper_table
 from analyses.stats.confusion_points import completions_table, cp_contrast, cp_statistics, lens_summary, table7
 from probes.backend import Backend
 from probes.backend.errors import DataFormatError
@@ -25,36 +25,59 @@ from probes.inputs.confusion_data import (
     FEW_SHOT,
     MONOLINGUAL,
     ConfusionPrompt,
+    LcbDownload,
     Task,
-    load_benchmark,
+    load_lcb,
     load_prompts,
     select,
 )
 
 
+def lcb_datasets(download: LcbDownload, tasks: list[Task], datasets: list[str] | None) -> dict[Task, list[str] | None]:
+    """Which of ``datasets`` each task reads (None: all of its datasets); a name that no task
+    of the benchmark has is refused with the list of those it has."""
+    if datasets is None:
+        return {task: None for task in tasks}
+    have = {task: list(download.dataset_files(task)) for task in tasks}
+    unknown = [d for d in datasets if not any(d in names for names in have.values())]
+    if unknown:
+        listing = "; ".join(f"{task}: {', '.join(names)}" for task, names in have.items())
+        raise DataFormatError(f"the benchmark has no dataset {', '.join(map(repr, unknown))}; it has {listing}")
+    return {task: [d for d in datasets if d in have[task]] for task in tasks}
+
+
 def choose_prompts(
-    tasks: list[Task], langs: list[str] | None, n: int | None, benchmark: str | Path | None = None
+    tasks: list[Task],
+    langs: list[str] | None,
+    n: int | None,
+    lcb: LcbDownload | None = None,
+    datasets: list[str] | None = None,
 ) -> tuple[list[ConfusionPrompt], list[str]]:
-    """The first ``n`` prompts per language (and source) of each task, and the data files they
-    come from (for provenance): the authored files, or the real benchmark's ``test_sets``."""
+    """The prompts of each task and the data files they come from (for provenance). Authored
+    prompts: the first ``n`` per language. The real benchmark (``lcb``): every dataset (or
+    ``datasets``) and language (or ``langs``), ``n`` drawn per dataset and language
+    (:func:`probes.inputs.confusion_data.load_lcb`; all when None)."""
     prompts: list[ConfusionPrompt] = []
     files: list[str] = [str(FEW_SHOT)]
+    available: set[str] = set()
+    chosen_datasets = lcb_datasets(lcb, tasks, datasets) if lcb is not None else {}
     for task in tasks:
-        if benchmark is None:
+        if lcb is None:
             path = MONOLINGUAL if task == "monolingual" else CROSSLINGUAL
-            loaded = load_prompts(path, task)
+            loaded = select(load_prompts(path, task), None, n)
             files.append(str(path))
+        elif chosen_datasets[task] == []:
+            continue  # e.g. --datasets aya asks nothing of the cross-lingual task
         else:
-            loaded = load_benchmark(benchmark, task)
-            files += [str(p) for p in sorted((Path(benchmark) / task).glob("*/*.csv"))]
+            loaded = load_lcb(lcb, task, datasets=chosen_datasets[task], per_language=n)
+            files += lcb.files
+        available |= {p.language for p in loaded}
         usable = None if langs is None else [lang for lang in langs if lang in {p.language for p in loaded}]
-        prompts += select(loaded, usable, n)  # e.g. no English in the cross-lingual set
+        prompts += select(loaded, usable)  # e.g. no English in the cross-lingual set
     missing = sorted(set(langs or ()) - {p.language for p in prompts})
     if missing:
-        raise DataFormatError(
-            f"no {'/'.join(tasks)} prompts in {missing}; the data has {sorted({p.language for p in loaded})}"
-        )
-    return prompts, files
+        raise DataFormatError(f"no {'/'.join(tasks)} prompts in {missing}; the data has {sorted(available)}")
+    return prompts, list(dict.fromkeys(files))
 
 
 @dataclass
@@ -70,11 +93,17 @@ class ConfusionResults:
 
 
 def analyse(
-    steps: pd.DataFrame, lens: pd.DataFrame | None = None, *, n_boot: int = 1000, seed: int = 0
+    steps: pd.DataFrame,
+    lens: pd.DataFrame | None = None,
+    *,
+    words: frozenset[str] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> ConfusionResults:
-    """Every table and figure of one confusion run (one model)."""
+    """Every table and figure of one confusion run (one model); ``words`` is the English word
+    list of the pass rates (default: :func:`probes.language_id.en_words`)."""
     completions = completions_table(steps)
-    metrics = compute_all_metrics(judge_completions(completions), n_boot=n_boot, seed=seed)
+    metrics = compute_all_metrics(judge_completions(completions, words), n_boot=n_boot, seed=seed)
     stats = cp_statistics(steps, n_boot=n_boot, seed=seed)
     results = ConfusionResults(steps, completions, metrics, stats, cp_contrast(steps, n_boot=n_boot, seed=seed))
     results.figures["pass_rates"] = pass_rate_figure(metrics)
@@ -100,6 +129,8 @@ def write_outputs(results: ConfusionResults, out: str | Path) -> list[Path]:
     csv(results.completions[["id", "model", "completion", "task", "source", "language"]], "completions.csv")
     csv(results.metrics[list(METRIC_COLUMNS)], "metrics.csv")
     csv(results.metrics, "metrics_with_ci.csv")
+    for metric in ("lpr", "wpr", "lcpr"):
+        csv(paper_table(results.metrics, metric), f"table3_{metric}.csv")
     csv(results.cp_stats, "cp_statistics.csv")
     csv(table7(results.cp_stats), "cp_table7.csv")
     csv(results.contrast, "cp_contrast.csv")

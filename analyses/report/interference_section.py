@@ -27,7 +27,9 @@ def interference_section(ctx: ReportContext) -> SectionResult:
         lang_b=ctx.lang,
         k=2 if ctx.quick else 6,
         batch_size=4,
-        max_length=128,
+        # SmolLM2 spends up to 260 tokens on one Malayalam or Telugu instruction (its byte-level
+        # vocabulary is English-centric); 128 left no response token there and stopped the report
+        max_length=384,
         split="train",
         params="blocks",
         store=ctx.store,

@@ -28,6 +28,7 @@ WPR is averaged only where it exists. ``n`` counts completions (skipped ones inc
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -76,10 +77,13 @@ def read_completions(path: str | Path) -> pd.DataFrame:
     return table
 
 
-def judge_completions(outputs: pd.DataFrame) -> pd.DataFrame:
+def judge_completions(outputs: pd.DataFrame, words: frozenset[str] | None = None) -> pd.DataFrame:
     """One row per completion with the benchmark's judgement: ``error_type``, ``skipped``,
-    ``line_error``, ``word_error``, ``n_lines``, ``line_errors``."""
-    judgements = [judge(str(text), str(lang)) for text, lang in zip(outputs["completion"], outputs["language"])]
+    ``line_error``, ``word_error``, ``n_lines``, ``line_errors``. ``words``: the English word
+    list of the word-level check (default: :func:`probes.language_id.en_words`)."""
+    judgements = [
+        judge(str(text), str(lang), words=words) for text, lang in zip(outputs["completion"], outputs["language"])
+    ]
     judged = outputs.copy()
     judged["error_type"] = [j.error_type for j in judgements]
     judged["skipped"] = [j.skipped for j in judgements]
@@ -205,6 +209,71 @@ def compute_all_metrics(judged: pd.DataFrame, *, n_boot: int = 0, seed: int = 0,
     return pd.DataFrame.from_records(records)
 
 
-def score_completions(outputs: pd.DataFrame, *, n_boot: int = 0, seed: int = 0) -> pd.DataFrame:
+def score_completions(
+    outputs: pd.DataFrame, *, words: frozenset[str] | None = None, n_boot: int = 0, seed: int = 0
+) -> pd.DataFrame:
     """Judge and aggregate completions in the benchmark's output format."""
-    return compute_all_metrics(judge_completions(outputs), n_boot=n_boot, seed=seed)
+    return compute_all_metrics(judge_completions(outputs, words), n_boot=n_boot, seed=seed)
+
+
+def paper_table(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One metric in the layout of Marchisio et al.'s Table 3: a row per ``(task, model)``,
+    columns ``task, model, avg`` and then one per language, in percent. ``avg`` is the
+    ``(all, all)`` row (the mean of the per-language means) and each language the
+    ``(all, language)`` row (the mean over that language's datasets); a language the task
+    does not have, or where the metric is undefined (WPR in Latin-script languages), is NaN."""
+    per_language = metrics[metrics["source"] == ALL]
+    table = per_language.pivot_table(index=["task", "model"], columns="language", values=metric, dropna=False)
+    languages = sorted(c for c in table.columns if c != ALL)
+    table = (100 * table[[ALL, *languages]]).rename(columns={ALL: "avg"}).round(1)
+    return table.reset_index().rename_axis(columns=None)
+
+
+def read_paper_table3(text: str, source: str) -> pd.DataFrame:
+    """The released numbers of Marchisio et al.'s Table 3 (LPR per language, monolingual and
+    cross-lingual) and Table 4 (average WPR) from the paper's text, as a long table ``model,
+    task, metric, language, value, source`` (percent; ``language`` 'avg' for the average).
+    Rows are the tab-separated lines after the ``Monolingual``/``Cross-lingual`` headers."""
+    records, header, task = [], [], ""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("## Line-level pass rate (LPR)"))
+    for line in lines[start:]:
+        cells = [re.sub(r"</?b>", "", c).strip() for c in line.strip("\n").split("\t")]
+        if line.startswith("Table 3:"):
+            break
+        if cells[0] == "" and len(cells) > 2 and cells[1] == "avg":
+            header = cells[1:]
+        elif cells[0] == "" and len(cells) > 1 and cells[1] in ("Monolingual", "Cross-lingual"):
+            task = "monolingual" if cells[1] == "Monolingual" else "crosslingual"
+        elif header and len(cells) == len(header) + 1:
+            for lang, value in zip(header, cells[1:]):
+                if lang != "-" and value != "-":
+                    records.append((cells[0], task, "lpr", lang, float(value), source))
+    wpr = next(i for i, line in enumerate(lines) if line.startswith("## Word-level pass rate (WPR)"))
+    for line in lines[wpr:]:
+        if line.startswith("Table 4:"):
+            break
+        cells = [re.sub(r"</?b>", "", c).strip() for c in line.split("\t")]
+        if len(cells) == 3 and cells[0]:
+            records += [(cells[0], t, "wpr", "avg", float(v), source) for t, v in zip(TASK_ORDER, cells[1:])]
+    return pd.DataFrame.from_records(records, columns=["model", "task", "metric", "language", "value", "source"])
+
+
+TASK_ORDER = ("monolingual", "crosslingual")
+
+
+def compare_with_paper(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Our models' averages beside the paper's rows: ``task, model, lpr_avg, wpr_avg``
+    (percent), the paper's models first, in its order. ``ours`` holds ``compute_all_metrics``
+    rows; the paper's WPR is its Table 4 average over non-Latin-script languages, ours the
+    benchmark's average over the languages where WPR is defined (the same set)."""
+    rows = []
+    for task in TASK_ORDER:
+        for model in dict.fromkeys(paper["model"]):
+            mine = paper[(paper["model"] == model) & (paper["task"] == task) & (paper["language"] == "avg")]
+            values = dict(zip(mine["metric"], mine["value"]))
+            rows.append((task, model, values.get("lpr", np.nan), values.get("wpr", np.nan), "paper"))
+        overall = ours[(ours["task"] == task) & (ours["source"] == ALL) & (ours["language"] == ALL)]
+        for row in overall.itertuples(index=False):
+            rows.append((task, row.model, round(100 * row.lpr, 1), round(100 * row.wpr, 1), "pivotlens"))
+    return pd.DataFrame.from_records(rows, columns=["task", "model", "lpr_avg", "wpr_avg", "from"])

@@ -8,9 +8,12 @@ Two layouts, the benchmark's own, read by one loader:
   template). The real files write the placeholder ``{language_requested}``, the authored ones
   ``{language}``; both are accepted and normalised to ``{language}``.
 
-Sources: the authored prompts in ``data/confusion/`` (see its CONFUSION.md) and, for users who
-have them, the real benchmark files ``test_sets/{monolingual,crosslingual}/<source>/<lang>.csv``
-(:func:`load_benchmark`). Few-shot prompting follows the benchmark's code: the demonstrations for a target
+Sources: the authored prompts in ``data/confusion/`` (see its CONFUSION.md) and the real
+benchmark, read from a user's download of for-ai/language-confusion (:func:`locate_lcb`: the
+repository folder, or a folder with ``test_sets.zip`` or ``test_sets/`` plus ``words``; or
+``$PIVOTLENS_LCB``): ``test_sets/{monolingual,crosslingual}/<dataset>/<lang>.csv``, read from
+the folder or straight from the zip (:func:`load_lcb`). pivotlens never
+ships a copy. Few-shot prompting follows the benchmark's code: the demonstrations for a target
 language are in *other* languages, each answered in its own language (monolingual), or English
 requests asking for another language, answered in it (cross-lingual); turns are rendered as
 ``Q: ...\\nA: ...`` by :func:`turns_to_prompt`.
@@ -20,8 +23,11 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import random
+import zipfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -41,6 +47,14 @@ COLUMNS: dict[Task, tuple[str, ...]] = {
     "crosslingual": ("prompt", "location", "phrasing", "language", "source"),
 }
 LOCATIONS = ("Start", "Middle", "End")
+# the benchmark's datasets per task (Marchisio et al. 2024, Table 1)
+LCB_DATASETS: dict[Task, tuple[str, ...]] = {
+    "monolingual": ("aya", "dolly", "okapi", "native"),
+    "crosslingual": ("okapi", "sharegpt", "complex_prompts"),
+}
+LCB_ENV = "PIVOTLENS_LCB"
+LCB_URL = "https://github.com/for-ai/language-confusion"
+Source = Path | zipfile.Path
 FEW_SHOT_COLUMNS = ("language", "question", "question_en", "answer")
 # instructions of the cross-lingual demonstrations, used in turn
 DEMO_INSTRUCTIONS = (
@@ -72,11 +86,12 @@ class ConfusionPrompt:
 
 
 def read_records(
-    path: Path, what: str = "a CSV with the benchmark's columns"
+    path: Source, what: str = "a CSV with the benchmark's columns"
 ) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header and ``(line, row)`` records of a UTF-8 CSV (a BOM is allowed); ``line`` is the
-    physical line where each record starts, so multi-line cells do not shift later numbers.
-    Non-UTF-8 bytes, an empty file and malformed or oversized fields are errors naming the line."""
+    """Header and ``(line, row)`` records of a UTF-8 CSV (a BOM is allowed), from a file or a
+    member of a zip file (:class:`zipfile.Path`); ``line`` is the physical line where each record
+    starts, so multi-line cells do not shift later numbers. Non-UTF-8 bytes, an empty file and
+    malformed or oversized fields are errors naming the line."""
     if not path.is_file():
         raise DataFormatError(f"{path}: no such file; pass {what}")
     raw = path.read_bytes()
@@ -121,12 +136,12 @@ def _task_of(header: list[str], path: Path, task: Task | None) -> Task:
     return task
 
 
-def load_prompts(path: str | Path, task: Task | None = None) -> list[ConfusionPrompt]:
+def load_prompts(path: str | Source, task: Task | None = None) -> list[ConfusionPrompt]:
     """Read one file of either layout (detected from the header unless ``task`` is given).
 
     Raises :class:`DataFormatError` naming the file, line and column of the first problem.
     """
-    path = Path(path)
+    path = Path(path) if isinstance(path, str) else path
     header, records = read_records(path)
     task = _task_of(header, path, task)
     index = {name: header.index(name) for name in COLUMNS[task]}
@@ -177,14 +192,107 @@ def load_authored(task: Task) -> list[ConfusionPrompt]:
     return load_prompts(MONOLINGUAL if task == "monolingual" else CROSSLINGUAL, task)
 
 
-def load_benchmark(root: str | Path, task: Task) -> list[ConfusionPrompt]:
-    """The real benchmark's prompts of one task from its ``test_sets`` folder (unzipped
-    ``test_sets.zip`` of for-ai/language-confusion): every ``<task>/<source>/<lang>.csv``."""
-    folder = Path(root) / task
-    files = sorted(folder.glob("*/*.csv"))
+@dataclass(frozen=True)
+class LcbDownload:
+    """Where a user's copy of the Language Confusion Benchmark keeps its two parts:
+    ``test_sets`` (a folder, or the ``test_sets/`` tree inside ``test_sets.zip``) and ``words``
+    (the English word list of its word-level check)."""
+
+    test_sets: Source
+    words: Path
+    archive: Path | None = None  # test_sets.zip, when the test sets are read from it
+
+    @property
+    def files(self) -> list[str]:
+        """The files the prompts and the word list come from (for provenance)."""
+        return [str(self.archive or self.test_sets), str(self.words)]
+
+    def dataset_files(self, task: Task) -> dict[str, list[Source]]:
+        """``{dataset: [<lang>.csv, ...]}`` of one task, datasets and files sorted by name."""
+        folder = self.test_sets / task
+        datasets = sorted((d for d in folder.iterdir() if d.is_dir()), key=lambda d: d.name) if folder.is_dir() else []
+        return {
+            d.name: sorted((f for f in d.iterdir() if f.name.endswith(".csv")), key=lambda f: f.name) for d in datasets
+        }
+
+
+def locate_lcb(path: str | Path | None = None) -> LcbDownload:
+    """The benchmark download at ``path`` (default ``$PIVOTLENS_LCB``): the repository folder
+    of for-ai/language-confusion, or any folder holding ``test_sets/`` or ``test_sets.zip``
+    beside ``words``. One :class:`DataFormatError` names whatever is missing."""
+    if path is None:
+        path = os.environ.get(LCB_ENV)
+        if not path:
+            raise DataFormatError(
+                f"--benchmark lcb needs the benchmark's files: pass --lcb PATH or set ${LCB_ENV} to a download of "
+                f"{LCB_URL} (the folder with test_sets.zip and words)"
+            )
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise DataFormatError(f"{root}: no such folder; download the Language Confusion Benchmark from {LCB_URL}")
+    folder, archive = root / "test_sets", root / "test_sets.zip"
+    missing = []
+    if folder.is_dir():
+        test_sets: Source | None = folder
+    elif archive.is_file():
+        test_sets = zipfile.Path(archive, "test_sets/")
+    else:
+        test_sets = None
+        missing.append("test_sets/ or test_sets.zip (the prompts)")
+    if not (root / "words").is_file():
+        missing.append("words (the English word list of the word-level check)")
+    if missing:
+        raise DataFormatError(
+            f"{root}: missing {' and '.join(missing)}; download both from {LCB_URL} (its repository folder has them)"
+        )
+    assert test_sets is not None
+    return LcbDownload(test_sets, root / "words", None if folder.is_dir() else archive)
+
+
+def _subsample(prompts: list[ConfusionPrompt], n: int, seed: int) -> list[ConfusionPrompt]:
+    """``n`` prompts of one ``(task, dataset, language)`` file drawn with a seed of their own
+    (so adding a language or a dataset leaves the others' draws alone), in file order."""
+    if n >= len(prompts):
+        return prompts
+    key = f"{seed}|{prompts[0].task}|{prompts[0].source}|{prompts[0].language}"
+    chosen = set(random.Random(key).sample(range(len(prompts)), n))
+    return [p for i, p in enumerate(prompts) if i in chosen]
+
+
+def load_lcb(
+    download: LcbDownload,
+    task: Task,
+    *,
+    datasets: Sequence[str] | None = None,
+    langs: Sequence[str] | None = None,
+    per_language: int | None = None,
+    seed: int = 0,
+) -> list[ConfusionPrompt]:
+    """The benchmark's prompts of one task, keeping its structure: ``source`` is the dataset
+    (aya, dolly, okapi, native; okapi, sharegpt, complex_prompts) and ``row`` the prompt's row in
+    its ``<dataset>/<lang>.csv``. ``per_language`` draws that many prompts per dataset and
+    language, deterministically from ``seed``. A dataset the benchmark does not have is refused
+    with the list of those it has."""
+    files = download.dataset_files(task)
     if not files:
-        raise DataFormatError(f"{folder}: no <source>/<lang>.csv files; point at the benchmark's test_sets folder")
-    return [p for file in files for p in load_prompts(file, task)]
+        raise DataFormatError(
+            f"{download.archive or download.test_sets}: no {task}/<dataset>/<lang>.csv test sets; "
+            f"download the benchmark from {LCB_URL}"
+        )
+    chosen = list(files) if datasets is None else list(datasets)
+    unknown = [d for d in chosen if d not in files]
+    if unknown:
+        raise DataFormatError(
+            f"the benchmark has no {task} dataset {', '.join(map(repr, unknown))}; it has {', '.join(files)}"
+        )
+    prompts = []
+    for dataset in chosen:
+        for file in files[dataset]:
+            if langs is not None and file.name.removesuffix(".csv") not in langs:
+                continue
+            loaded = [replace(p, source=dataset) for p in load_prompts(file, task)]  # e.g. aya_human_annotated -> aya
+            prompts += loaded if per_language is None else _subsample(loaded, per_language, seed)
+    return prompts
 
 
 def select(

@@ -82,6 +82,15 @@ def _mcqa_templates() -> dict[str, Template]:
         "de": ("Beantworte jede Multiple-Choice-Frage mit dem Buchstaben der richtigen Option.", "Frage"),
         "ru": ("Ответь на каждый вопрос буквой правильного варианта.", "Вопрос"),
         "zh": ("用正确选项的字母回答每道选择题。", "问题"),
+        "ta": ("ஒவ்வொரு பல்தேர்வு கேள்விக்கும் சரியான விடையின் எழுத்தைக் கொண்டு பதிலளியுங்கள்.", "கேள்வி"),
+        "ar": ("أجب عن كل سؤال اختيار من متعدد بحرف الخيار الصحيح.", "السؤال"),
+        "sw": ("Jibu kila swali la kuchagua kwa herufi ya chaguo sahihi.", "Swali"),
+        "el": ("Απάντησε σε κάθε ερώτηση πολλαπλής επιλογής με το γράμμα της σωστής επιλογής.", "Ερώτηση"),
+        "th": ("ตอบคำถามแบบเลือกตอบแต่ละข้อด้วยตัวอักษรของตัวเลือกที่ถูกต้อง", "คำถาม"),
+        "bn": ("প্রতিটি বহুনির্বাচনী প্রশ্নের উত্তর সঠিক বিকল্পের অক্ষর দিয়ে দিন।", "প্রশ্ন"),
+        "mr": ("प्रत्येक बहुपर्यायी प्रश्नाचे उत्तर योग्य पर्यायाच्या अक्षराने द्या.", "प्रश्न"),
+        "ml": ("ഓരോ ബഹുവികല്പ ചോദ്യത്തിനും ശരിയായ ഉത്തരത്തിന്റെ അക്ഷരം ഉപയോഗിച്ച് മറുപടി നൽകുക.", "ചോദ്യം"),
+        "te": ("ప్రతి బహుళైచ్ఛిక ప్రశ్నకు సరైన ఎంపిక యొక్క అక్షరంతో సమాధానం ఇవ్వండి.", "ప్రశ్న"),
     }
     # the answer field is the language registry's word for "Answer"
     return {lang: Template(text, field, get_language(lang).answer) for lang, (text, field) in instructions.items()}
@@ -99,6 +108,15 @@ TASKS: dict[str, TaskSpec] = {
             "de": Template("Bestimme die Stimmung jeder Rezension: positive oder negative.", "Rezension", "Stimmung"),
             "ru": Template("Определи тональность каждого отзыва: positive или negative.", "Отзыв", "Тональность"),
             "zh": Template("判断每条评论的情感：positive 或 negative。", "评论", "情感"),
+            "ta": Template("ஒவ்வொரு விமர்சனத்தின் உணர்வையும் வகைப்படுத்துங்கள்: positive அல்லது negative.", "விமர்சனம்", "உணர்வு"),
+            "ar": Template("صنّف المشاعر في كل مراجعة: positive أو negative.", "المراجعة", "المشاعر"),
+            "sw": Template("Ainisha hisia za kila maoni: positive au negative.", "Maoni", "Hisia"),
+            "el": Template("Ταξινόμησε το συναίσθημα κάθε κριτικής: positive ή negative.", "Κριτική", "Συναίσθημα"),
+            "th": Template("จำแนกความรู้สึกของแต่ละรีวิว: positive หรือ negative", "รีวิว", "ความรู้สึก"),
+            "bn": Template("প্রতিটি রিভিউয়ের অনুভূতি শ্রেণিবদ্ধ করুন: positive অথবা negative।", "রিভিউ", "অনুভূতি"),
+            "mr": Template("प्रत्येक परीक्षणाची भावना वर्गीकृत करा: positive किंवा negative.", "परीक्षण", "भावना"),
+            "ml": Template("ഓരോ അവലോകനത്തിന്റെയും വികാരം തരംതിരിക്കുക: positive അല്ലെങ്കിൽ negative.", "അവലോകനം", "വികാരം"),
+            "te": Template("ప్రతి సమీక్షలోని భావాన్ని వర్గీకరించండి: positive లేదా negative.", "సమీక్ష", "భావం"),
         },
         "sentiment.csv",
     ),
@@ -119,6 +137,19 @@ TASKS: dict[str, TaskSpec] = {
             ),
             "ru": Template("Определи тему каждой новости: world, sports, business или science.", "Новость", "Тема"),
             "zh": Template("判断每篇新闻的主题：world、sports、business 或 science。", "新闻", "主题"),
+            "ta": Template(
+                "ஒவ்வொரு செய்தியின் தலைப்பையும் வகைப்படுத்துங்கள்: world, sports, business அல்லது science.", "செய்தி", "தலைப்பு"
+            ),
+            "ar": Template("صنّف موضوع كل مقال إخباري: world أو sports أو business أو science.", "المقال", "الموضوع"),
+            "sw": Template("Ainisha mada ya kila habari: world, sports, business au science.", "Habari", "Mada"),
+            "el": Template("Ταξινόμησε το θέμα κάθε είδησης: world, sports, business ή science.", "Είδηση", "Θέμα"),
+            "th": Template("จำแนกหัวข้อของแต่ละข่าว: world, sports, business หรือ science", "ข่าว", "หัวข้อ"),
+            "bn": Template("প্রতিটি সংবাদের বিষয় শ্রেণিবদ্ধ করুন: world, sports, business অথবা science।", "সংবাদ", "বিষয়"),
+            "mr": Template("प्रत्येक बातमीचा विषय वर्गीकृत करा: world, sports, business किंवा science.", "बातमी", "विषय"),
+            "ml": Template(
+                "ഓരോ വാർത്തയുടെയും വിഷയം തരംതിരിക്കുക: world, sports, business അല്ലെങ്കിൽ science.", "വാർത്ത", "വിഷയം"
+            ),
+            "te": Template("ప్రతి వార్త యొక్క అంశాన్ని వర్గీకరించండి: world, sports, business లేదా science.", "వార్త", "అంశం"),
         },
         "topic.csv",
     ),

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from analyses.cli import app
-from probes.backend.errors import DataFormatError
+from probes.backend.errors import DataFormatError, PivotlensError
 
 ROWS = [
     (0, "m", "Le ciel est bleu à cause de la diffusion de la lumière.", "monolingual", "a", "fr"),
@@ -54,3 +54,30 @@ def test_a_file_without_the_language_column_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(app, ["confusion-metrics", "--completions", str(path)])
     assert isinstance(result.exception, DataFormatError)
     assert "bad.csv:1: missing column(s) language" in str(result.exception)
+
+
+def test_confusion_metrics_says_which_word_list_it_used(completions, lcb_folder):
+    default = CliRunner().invoke(app, ["confusion-metrics", "--completions", str(completions)])
+    assert default.exit_code == 0 and "Debian's wamerican list (not the benchmark's" in default.output
+    own = CliRunner().invoke(app, ["confusion-metrics", "--completions", str(completions), "--lcb", str(lcb_folder)])
+    assert own.exit_code == 0, own.output
+    assert f"English word list: {lcb_folder / 'words'}, the benchmark's own list; 81995 words" in own.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--benchmark", "lcb", "--lcb", "{empty}"], "missing test_sets/ or test_sets.zip"),
+        (
+            ["--benchmark", "lcb", "--lcb", "{lcb}", "--datasets", "okapi,wiki"],
+            "no dataset 'wiki'; it has monolingual: aya",
+        ),
+        (["--benchmark", "mmlu", "--langs", "fr"], "unknown --benchmark 'mmlu'; use authored or lcb"),
+        (["--langs", "fr", "--per-language", "2"], "--lcb and --per-language read the real benchmark"),
+    ],
+)
+def test_confusion_bad_benchmark_input_fails_before_any_model_loads(tmp_path, lcb_folder, args, message):
+    args = [a.format(empty=tmp_path, lcb=lcb_folder) for a in args]
+    result = CliRunner().invoke(app, ["--model", "/nonexistent-model", "confusion", *args])
+    assert isinstance(result.exception, PivotlensError), result.output  # the CLI's main turns it into exit code 2
+    assert message in str(result.exception)

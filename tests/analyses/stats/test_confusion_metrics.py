@@ -4,6 +4,7 @@ then the benchmark's aggregation on a constructed table, checked against a hand 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,10 +15,11 @@ from analyses.stats.confusion_metrics import (
     group_metrics,
     judge_completions,
     lcpr,
+    paper_table,
     read_completions,
 )
 from probes.backend.errors import DataFormatError
-from probes.language_id import en_words, judge, langid, normalize, predict_language, tokenize_line
+from probes.language_id import en_words, judge, langid, normalize, predict_language, read_en_words, tokenize_line
 
 FR_1 = "Le ciel est bleu à cause de la diffusion de la lumière."
 FR_2 = "Les petites longueurs d'onde sont dispersées davantage par l'air."
@@ -251,3 +253,96 @@ def test_reading_completions_names_file_line_and_column(tmp_path):
     )
     with pytest.raises(DataFormatError, match=r"empty.csv:4, column 6 \(language\): empty cell"):
         read_completions(empty_lang)
+
+
+HAND_CHECKED = Path(__file__).resolve().parents[2] / "fixtures" / "lcb_hand_checked.csv"
+
+
+@pytest.fixture(scope="module")
+def hand_checked() -> pd.DataFrame:
+    return pd.read_csv(HAND_CHECKED)
+
+
+def test_hand_checked_completions_cover_every_lcb_language(hand_checked, lcb_folder):
+    from probes.inputs.confusion_data import load_lcb, locate_lcb
+
+    download = locate_lcb(lcb_folder)
+    lcb_langs = {
+        p.language for task in ("monolingual", "crosslingual") for p in load_lcb(download, task, per_language=1)
+    }
+    assert set(hand_checked["language"]) == lcb_langs and len(lcb_langs) == 15
+
+
+def test_hand_checked_judgements_under_both_word_lists(hand_checked, lcb_folder):
+    """Each completion's error type, read by hand, under the benchmark's ``words`` and under
+    Debian's list; the rows where they differ are words only one list holds."""
+    benchmark = read_en_words(lcb_folder / "words")
+    for row in hand_checked.itertuples():
+        assert judge(row.completion, row.language, words=benchmark).error_type == row.expected_lcb, row.why
+        assert judge(row.completion, row.language).error_type == row.expected_debian, row.why
+    differ = hand_checked[hand_checked["expected_lcb"] != hand_checked["expected_debian"]]
+    assert set(differ["language"]) >= {"zh", "ko", "ru", "ja", "hi", "ar"}
+    for row in differ.itertuples():
+        word = next(w for w in row.why.split() if w.isascii() and w.islower())
+        assert (word in benchmark) != (word in en_words()), row.why
+
+
+def test_the_word_list_changes_wpr_as_counted_by_hand(hand_checked, lcb_folder):
+    outputs = hand_checked[["id", "model", "completion", "task", "source", "language"]].astype(str)
+    with_lcb = compute_all_metrics(judge_completions(outputs, read_en_words(lcb_folder / "words"))).set_index(
+        ["task", "source", "language"]
+    )
+    with_debian = compute_all_metrics(judge_completions(outputs)).set_index(["task", "source", "language"])
+    # Korean: 3 completions without a line error; 'walking' in both lists, 'apps' in Debian's only
+    assert with_lcb.loc[("monolingual", "native", "ko"), "wpr"] == pytest.approx(2 / 3)
+    assert with_debian.loc[("monolingual", "native", "ko"), "wpr"] == pytest.approx(1 / 3)
+    # Chinese cross-lingual: one English line (LPR 1/2); 'cypher' only in the benchmark's list
+    assert with_lcb.loc[("crosslingual", "okapi", "zh"), "lpr"] == pytest.approx(0.5)
+    assert with_lcb.loc[("crosslingual", "okapi", "zh"), "wpr"] == 0.0
+    assert with_debian.loc[("crosslingual", "okapi", "zh"), "wpr"] == 1.0
+    # Latin-script languages have no WPR whatever the list
+    assert with_lcb.loc[("monolingual", "okapi", "fr"), ["wpr"]].isna().all()
+
+
+def test_paper_table_is_the_per_language_rows_in_percent(table):
+    metrics = compute_all_metrics(table)
+    layout = paper_table(metrics, "lpr")
+    assert list(layout.columns[:3]) == ["task", "model", "avg"]
+    per_language = metrics[metrics["source"] == "all"].set_index(["task", "model", "language"])
+    for record in layout.itertuples(index=False):
+        row = record._asdict()
+        assert row["avg"] == pytest.approx(round(100 * per_language.loc[(row["task"], row["model"], "all"), "lpr"], 1))
+        for lang in layout.columns[3:]:
+            expected = per_language["lpr"].get((row["task"], row["model"], lang), np.nan)
+            assert (math.isnan(row[lang]) and math.isnan(expected)) or row[lang] == pytest.approx(
+                round(100 * expected, 1)
+            )
+
+
+PAPER_CSV = Path(__file__).resolve().parents[3] / "results" / "confusion" / "lcb" / "paper_table3.csv"
+PAPER_TEXT = Path(__file__).resolve().parents[3] / ".." / "shared" / "specs" / "seeds" / "003_0cc41d05341dc272.txt"
+
+
+def test_paper_numbers_are_consistent_with_their_own_averages():
+    """Each released LPR average is the mean of the same row's languages (to the paper's
+    rounding), except one row of the paper's own Table 3: Llama 3.1 70B-I cross-lingual
+    prints 81.4 where its 14 languages average 82.1."""
+    paper = pd.read_csv(PAPER_CSV)
+    lpr = paper[paper["metric"] == "lpr"]
+    off = {}
+    for (model, task), rows in lpr.groupby(["model", "task"]):
+        per_language = rows[rows["language"] != "avg"]["value"]
+        assert len(per_language) == (15 if task == "monolingual" else 14), (model, task)
+        printed = float(rows[rows["language"] == "avg"]["value"].iloc[0])
+        if abs(per_language.mean() - printed) > 0.1:
+            off[(model, task)] = round(per_language.mean(), 1)
+    assert off == {("Llama 3.1 70B-I", "crosslingual"): 82.1}
+
+
+@pytest.mark.skipif(not PAPER_TEXT.is_file(), reason=f"the paper's text is not beside the repository ({PAPER_TEXT})")
+def test_paper_csv_is_what_the_paper_text_says():
+    from analyses.stats.confusion_metrics import read_paper_table3
+
+    paper = pd.read_csv(PAPER_CSV)
+    extracted = read_paper_table3(PAPER_TEXT.read_text(encoding="utf-8"), paper["source"].iloc[0])
+    pd.testing.assert_frame_equal(extracted, paper)

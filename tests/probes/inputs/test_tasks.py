@@ -146,6 +146,7 @@ def test_authored_tasks_load_with_templates_for_every_language():
         assert data.source == str(TASKS_DIR / spec.file)
         counts = data.frame.groupby("lang").size()
         assert set(counts.index) <= set(spec.templates), f"{name}: languages without a template"
-        assert (counts >= 100).all() and len(counts) >= 6, counts.to_dict()
+        # six languages hold every item; the others a balanced subset of at least 16 (data/tasks/TASKS.md)
+        assert (counts >= 16).all() and (counts >= 100).sum() >= 6, counts.to_dict()
         for lang in counts.index:
             assert len(build_prompts(data, lang, shots=3, n=3)) == 3
