@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from analyses.cli import app
+from analyses.cli.settings import Settings
 from probes.backend.errors import DataFormatError, PivotlensError
 
 ROWS = [
@@ -76,8 +77,12 @@ def test_confusion_metrics_says_which_word_list_it_used(completions, lcb_folder)
         (["--langs", "fr", "--per-language", "2"], "--lcb and --per-language read the real benchmark"),
     ],
 )
-def test_confusion_bad_benchmark_input_fails_before_any_model_loads(tmp_path, lcb_folder, args, message):
+def test_confusion_bad_benchmark_input_fails_before_any_model_loads(tmp_path, lcb_folder, monkeypatch, args, message):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the input was checked")
+
+    monkeypatch.setattr(Settings, "load_backend", refuse)
     args = [a.format(empty=tmp_path, lcb=lcb_folder) for a in args]
-    result = CliRunner().invoke(app, ["--model", "/nonexistent-model", "confusion", *args])
+    result = CliRunner().invoke(app, ["--model", "gemma-3-270m", "confusion", *args])
     assert isinstance(result.exception, PivotlensError), result.output  # the CLI's main turns it into exit code 2
     assert message in str(result.exception)
