@@ -23,6 +23,7 @@ from analyses.figures.explore import COLORS, explorer_figure, explorer_page
 from probes.backend import Backend, LensRequest
 from probes.backend.errors import PromptError, TokenizerVocabularyError, UnknownLensError
 from probes.backend.languages import get_language
+from probes.backend.lenses import load_lens
 from probes.backend.store import write_text_atomic
 from probes.backend.tokensets import TokenSets
 from probes.inputs.words import CONCEPTS, load_concepts
@@ -41,9 +42,9 @@ EXPLORE_COLUMNS = {
     "or 'other' (no letters, or several scripts)",
 }
 
-# The lens kinds the explorer offers; a fitted lens the Backend's ``lens(..., lens=name)`` knows
-# is added here and appears in the widget's dropdown and the CLI's --lens.
-LENSES: tuple[str, ...] = ("logit",)
+# The lenses the explorer offers (the widget's dropdown, the CLI's --lens): the logit lens and the
+# fitted lenses of ``pivotlens fit-lens`` (a lens not fitted for the model names that command).
+LENSES: tuple[str, ...] = ("logit", "linear", "linear-en", "tuned")
 # Logits one Backend.lens call may hold at once (128 MB of float32): long prompts are read in
 # windows of positions, so the peak does not grow with the prompt.
 MAX_LOGITS = 1 << 25
@@ -113,18 +114,16 @@ def _positions(n_tokens: int, positions: Sequence[int] | range | None) -> list[i
     return out
 
 
-def _readout(backend: Backend, enc, request: LensRequest, positions: list[int], lens: str):
-    """The Backend's lens at every layer and ``positions`` (the default lens is the logit lens)."""
-    if lens == "logit":
-        return backend.lens(enc, request, positions=positions)
-    return backend.lens(enc, request, positions=positions, lens=lens)
-
-
 def _lens_grid(backend: Backend, ids: list[int], request: LensRequest, positions: list[int], lens: str) -> dict:
-    """Entropy, top-k and word probabilities ``[layer, position, ...]``, read in position windows."""
+    """Entropy, top-k and word probabilities ``[layer, position, ...]``, read in position windows
+    through the Backend's lens (``lens``: the logit lens or a fitted one, :func:`load_lens`)."""
     enc = backend.encode([ids])
     window = max(1, MAX_LOGITS // backend.vocab_size)
-    parts = [_readout(backend, enc, request, positions[i : i + window], lens) for i in range(0, len(positions), window)]
+    reader = load_lens(backend, lens)
+    parts = [
+        backend.lens(enc, request, positions=positions[i : i + window], lens=reader)
+        for i in range(0, len(positions), window)
+    ]
     grid = {
         "entropy_bits": torch.cat([p.entropy_bits[:, 0] for p in parts], 1),
         "top_ids": torch.cat([p.top_ids[:, 0] for p in parts], 1),

@@ -124,3 +124,26 @@ def test_a_thousand_token_prompt_opens_on_a_window_with_a_scroll_slider():
         steps[0].args[0]["xaxis.range"] == [-0.5, WINDOW - 0.5] and len(steps) == -(-(n - WINDOW) // (WINDOW // 2)) + 1
     )
     assert fig.data[0].z.shape == (backend.n_layers, n)
+
+
+def test_a_fitted_lens_draws_the_grid_through_that_lens(tmp_path, monkeypatch):
+    from probes.backend.lenses import Lens, LensNotFittedError, load_lens, save_lens
+
+    monkeypatch.setenv("PIVOTLENS_CACHE", str(tmp_path))
+    backend = tiny_backend("llama")
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.eye(backend.d_model) + 0.3 * torch.randn(
+        backend.n_layers, backend.d_model, backend.d_model, generator=generator
+    )
+    save_lens(Lens("linear", "linear", weight, torch.zeros(backend.n_layers, backend.d_model)), backend.weights_hash)
+    found = explore(backend, PROMPT, lens="linear", top_k=3)
+    ids = backend.tokenize(PROMPT)
+    full = backend.lens(
+        backend.encode([ids]), LensRequest(full=True), positions=[len(ids) - 1], lens=load_lens(backend, "linear")
+    ).probs[:, 0, 0]
+    last = found.table[found.table.position == len(ids) - 1].sort_values("layer")
+    assert last["top_probs"].map(lambda p: p[0]).tolist() == pytest.approx(full.max(-1).values.tolist(), rel=1e-4)
+    logit = explore(backend, PROMPT, top_k=3).table
+    assert not logit["top_probs"].equals(found.table["top_probs"])  # the translator changed the reading
+    with pytest.raises(LensNotFittedError, match="fit-lens"):
+        explore(backend, PROMPT, lens="tuned")
