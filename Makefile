@@ -37,12 +37,14 @@ lint: setup
 	$(BIN)/lint-imports
 
 # Everything: the tests (with the real embedded models) and the notebooks.
+# Everything, slow tests on the real embedded models and the notebooks included: two workers,
+# one torch thread each (two model jobs share this machine's two cores).
 test: setup
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2
 
 # The tests that need no embedded model, without the notebooks (2 workers).
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow" -n 2 tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not slow" -n 2 tests
 
 # Render every catalogued figure of the committed results twice: the HTML must be byte-identical.
 rerender-check: setup
