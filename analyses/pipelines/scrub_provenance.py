@@ -29,12 +29,11 @@ def scrub_text(text: str, root: Path = ROOT, cache: Path | None = None) -> str:
     """``text`` with every absolute path replaced by a portable label."""
     cache = cache or cache_dir()
 
+    for base, prefix in ((cache, "<cache>/"), (root, "")):
+        text = re.sub(re.escape(base.as_posix().rstrip("/") + "/") + r"(?=[^\s\"'|,;:])", prefix, text)
+
     def label(match: re.Match[str]) -> str:
-        path = Path(match.group(0))
-        for base, prefix in ((root, ""), (cache, "<cache>/")):
-            if path.is_relative_to(base):
-                return prefix + path.relative_to(base).as_posix()
-        return "/".join(path.parts[-2:])
+        return "/".join(Path(match.group(0)).parts[-2:])
 
     return _ABSOLUTE.sub(label, text)
 

@@ -40,3 +40,10 @@ def test_folder_json_and_parquet_metadata_are_rewritten(tmp_path):
     pd.testing.assert_frame_equal(stored, table)
     assert str(ROOT) not in (tmp_path / "provenance.json").read_text()
     assert scrub_folder(tmp_path) == []
+
+
+def test_checkout_anywhere_is_made_relative(tmp_path):
+    root = tmp_path.parent / "check" / "work" / "main"
+    text = json.dumps({"data": {f"{root}/data/concepts.csv": "abc"}, "dir": f"{root}/results/x"})
+    clean = json.loads(scrub_text(text, root=root, cache=tmp_path / "cache"))
+    assert clean == {"data": {"data/concepts.csv": "abc"}, "dir": "results/x"}
