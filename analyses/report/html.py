@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import json
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -112,7 +111,8 @@ def _provenance_html(provenance: dict[str, object]) -> str:
         f"{html.escape(str(info.get('device')))}"
         for name, info in models.items()
     ]
-    lines.append("code: " + ", ".join(f"{k} {html.escape(str(v))}" for k, v in code.items()))
+    shown = {k: v for k, v in code.items() if k != "git_commit"}  # the commit stays in provenance.json
+    lines.append("code: " + ", ".join(f"{k} {html.escape(str(v))}" for k, v in shown.items()))
     return "".join(f"<p class='meta'>{line}</p>" for line in lines)
 
 
@@ -144,7 +144,7 @@ def render_report(
         f"<title>pivotlens diagnosis: {html.escape(lang)}</title><style>{_STYLE}</style>"
         f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
         f"<h1>How do these models handle {html.escape(lang)}?</h1>"
-        f"<p class='meta'>pivotlens diagnosis report, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Tables: <a "
+        f"<p class='meta'>pivotlens diagnosis report. Tables: <a "
         f"href='{html.escape(lang)}/'>{html.escape(lang)}/</a>.</p>"
         f"{_provenance_html(provenance)}{_summary_html(verdicts)}"
         f"<div class='models' style='--n: {len(per_model)}'>{columns}</div></body></html>"
