@@ -39,6 +39,7 @@ from analyses.figures.recipes import recipe_figures
 from analyses.interventions.recipes import PIVOT, RECIPES, read_recipe_card, strip_pivot
 from analyses.pipelines.interference import measure
 from analyses.pipelines.lens import run_languages
+from analyses.stats.chrf import corpus_chrf
 from analyses.stats.confusion_metrics import ALL, compute_all_metrics, judge_completions
 from analyses.stats.intervals import percentile_interval
 from analyses.stats.recipes import ModelInternals, inside_tables
@@ -239,18 +240,6 @@ def score_answers(answers: pd.DataFrame, pivot: str = PIVOT) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
-
-
-def corpus_chrf(
-    hypotheses: Sequence[str], references: Sequence[str], *, n_boot: int = 1000, seed: int = 0
-) -> tuple[float, np.ndarray]:
-    """Corpus chrF and ``n_boot`` bootstrap replicates over sentences (resampling sentence
-    statistics, the route of sacrebleu's own paired bootstrap); no replicates for ``n_boot = 0``."""
-    metric = CHRF()
-    stats = np.asarray(metric._extract_corpus_statistics(list(hypotheses), [list(references)]))
-    point = metric._compute_score_from_stats(list(stats.sum(0))).score
-    draws = np.random.default_rng(seed).integers(0, len(stats), size=(n_boot, len(stats)))
-    return point, np.array([metric._compute_score_from_stats(list(stats[d].sum(0))).score for d in draws])
 
 
 def _interval(point: float, boot: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:

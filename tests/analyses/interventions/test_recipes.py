@@ -28,7 +28,6 @@ from analyses.interventions.recipes import (
 )
 from analyses.pipelines.recipes import (
     comparison_table,
-    corpus_chrf,
     model_entries,
     score_answers,
     strip_counts,
@@ -343,13 +342,6 @@ def test_win_loss_counts_ties_within_the_margin():
     )
     row = win_loss(scored, tie_margin=1.0, n_boot=0).query("model_a == 'a' and lang == 'es'").iloc[0]
     assert (row["win"], row["loss"], row["tie"]) == (25.0, 25.0, 50.0)
-
-
-def test_corpus_chrf_matches_sacrebleu():
-    hyps, refs = ["hola mundo", "el gato negro", "tres"], ["hola mundo!", "un gato negro", "dos"]
-    point, boot = corpus_chrf(hyps, refs, n_boot=200, seed=1)
-    assert point == pytest.approx(CHRF().corpus_score(hyps, [refs]).score)
-    assert boot.shape == (200,) and boot.min() <= point <= boot.max()
 
 
 def test_model_entries_find_the_recipe(tmp_path):
