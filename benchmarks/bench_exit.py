@@ -27,7 +27,7 @@ from probes.backend.architecture import ModelParts
 from probes.backend.base import encode_ids
 from probes.backend.models import load_hf
 from probes.exit_accuracy import exit_accuracy
-from probes.inputs.tasks import answer_token_ids, build_prompts, load_task
+from probes.inputs.tasks import answer_token_ids, load_task, task_prompts
 
 
 def floor(model, parts: ModelParts, rows: list[list[int]], pad_id: int, answer_ids: torch.Tensor, batch_size: int):
@@ -69,7 +69,7 @@ def main() -> None:
     model, _, _, _ = load_hf(args.model)
     parts = ModelParts.locate(model)
     data = load_task(args.task)
-    prompts = build_prompts(data, args.lang, shots=args.shots, n=args.n)
+    prompts = task_prompts(data, args.lang, shots=args.shots, n=args.n)
     answer_ids = torch.tensor(list(answer_token_ids(data.spec, tl.tokenizer, args.lang).values()))
     # the probe batches prompts by length; the floor gets the same batches
     rows = sorted((tl.tokenize(p.text) for p in prompts), key=len, reverse=True)

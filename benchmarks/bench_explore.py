@@ -16,13 +16,13 @@ from rich.table import Table
 
 from analyses.pipelines.explore import explore
 from probes.backend import load
-from probes.inputs.prompts import build_prompts
+from probes.inputs.prompts import lens_prompts
 from probes.inputs.words import load_concepts
 
 
 def prompt_of(backend, n_tokens: int) -> str:
     """French -> Chinese translation prompts, one after the other, cut to ``n_tokens`` tokens."""
-    text = "\n".join(p.text for p in build_prompts("translation", load_concepts(), "zh")[:10])
+    text = "\n".join(p.text for p in lens_prompts("translation", load_concepts(), "zh")[:10])
     special = len(backend.tokenize(""))  # <bos> on Gemma, nothing on SmolLM2
     return backend.tokenizer.decode(backend.tokenize(text, add_special_tokens=False)[: n_tokens - special])
 

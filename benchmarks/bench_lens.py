@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from probes.backend import LensRequest, load
-from probes.inputs.prompts import build_prompts
+from probes.inputs.prompts import lens_prompts
 from probes.inputs.words import load_concepts
 from probes.lens import run_lens
 
@@ -77,7 +77,7 @@ def main() -> None:
     tl = load(args.model)
     nn = load(args.model, backend="nnsight")
     model = load(args.model, backend="nnsight")._hf_model()  # a plain copy for the floor
-    prompts = build_prompts("translation", load_concepts(), "zh")[: args.n]
+    prompts = lens_prompts("translation", load_concepts(), "zh")[: args.n]
     batches = [prompts[i : i + args.batch_size] for i in range(0, len(prompts), args.batch_size)]
     encs = [tl.encode([p.text for p in b]) for b in batches]
     ids = [torch.randint(0, tl.vocab_size, (e.batch_size, 8)) for e in encs]
@@ -90,7 +90,7 @@ def main() -> None:
     mem.add_column("peak RSS above the loaded models (MB)")
     concepts = load_concepts()
     for n in (args.n, 2 * args.n, 4 * args.n):
-        more = [p for lang in ("zh", "ja", "ru", "de") for p in build_prompts("translation", concepts, lang)][:n]
+        more = [p for lang in ("zh", "ja", "ru", "de") for p in lens_prompts("translation", concepts, lang)][:n]
         run_lens(tl, more, batch_size=args.batch_size, progress=False)
         mem.add_row(str(len(more)), f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - loaded:.0f}")
     Console().print(mem)

@@ -24,7 +24,7 @@ from probes.backend import load
 from probes.backend.lens_fit import activations, fit_linear, fit_tuned, fitting_tokens, tokens_needed
 from probes.backend.lenses import LOGIT
 from probes.inputs.lens_corpus import balanced_rows, fitting_texts
-from probes.inputs.prompts import build_prompts
+from probes.inputs.prompts import lens_prompts
 from probes.inputs.words import load_concepts
 from probes.lens import run_lens
 
@@ -95,7 +95,7 @@ def main() -> None:
     )
     Console().print(fit)
 
-    prompts = build_prompts("translation", load_concepts(), "zh")[: args.n]
+    prompts = lens_prompts("translation", load_concepts(), "zh")[: args.n]
     probe = {
         name: seconds(lambda lens=lens: run_lens(backend, prompts, batch_size=16, progress=False, lens=lens))[0]
         for name, lens in (("logit", LOGIT), ("logit (again)", LOGIT), ("linear", linear), ("tuned", tuned))

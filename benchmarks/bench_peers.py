@@ -39,7 +39,7 @@ from transformer_lens.tools.analysis.logit_lens import logit_lens
 
 from probes.backend import load
 from probes.backend.tokensets import TokenSets, overlapping
-from probes.inputs.prompts import build_prompts
+from probes.inputs.prompts import lens_prompts
 from probes.inputs.words import load_concepts
 from probes.lens import run_lens
 
@@ -53,7 +53,7 @@ PEER_ENVS = {
 def kept_prompts(backend, n: int):
     """The first ``n`` zh translation prompts the lens probe keeps, with their token sets."""
     sets, kept = TokenSets(backend.tokenizer), []
-    for prompt in build_prompts("translation", load_concepts(), "zh"):
+    for prompt in lens_prompts("translation", load_concepts(), "zh"):
         target, latent = sets.ids(prompt.target_word), sets.ids(prompt.latent_word)
         if target and latent and not overlapping(target, latent):
             kept.append((prompt, backend.tokenize(prompt.text), sorted(target), sorted(latent)))

@@ -24,7 +24,7 @@ from probes.backend import Backend, LensRequest
 from probes.backend.lenses import LOGIT, Lens
 from probes.backend.resume import collect
 from probes.backend.store import ResultsStore, Run, provenance
-from probes.inputs.tasks import Prompt, TaskData, TaskSpec, answer_token_ids, build_prompts, load_task
+from probes.inputs.tasks import Prompt, TaskData, TaskSpec, answer_token_ids, load_task, task_prompts
 from probes.registry import register_probe
 
 COLUMNS = {
@@ -151,7 +151,7 @@ def exit_accuracy(
     spec = data.spec
     labels = spec.labels
     answer_ids = _answer_ids(backend, spec, lang)
-    prompts = build_prompts(data, lang, shots=shots, n=n, seed=seed)
+    prompts = task_prompts(data, lang, shots=shots, n=n, seed=seed)
     tokens = {p.item: backend.tokenize(p.text) for p in prompts}
     longest_first = sorted(prompts, key=lambda p: -len(tokens[p.item]))
     decoded: dict[int, str] = {}

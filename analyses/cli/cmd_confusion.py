@@ -14,7 +14,7 @@ from analyses.cli.settings import Settings, check_writable
 from analyses.stats.confusion_metrics import METRIC_COLUMNS, paper_table, read_completions, score_completions
 from probes.backend.errors import PivotlensError
 from probes.backend.languages import parse_languages
-from probes.inputs.confusion_data import LCB_ENV, TASKS, LcbDownload, Task, locate_lcb
+from probes.inputs.confusion_data import LCB_ENV, TASKS, ConfusionTask, LcbDownload, locate_lcb
 from probes.language_id import en_words_path, read_en_words
 
 LCB_HELP = (
@@ -89,7 +89,7 @@ def confusion_metrics(
         typer.echo(f"wrote {out}")
 
 
-def _tasks(task: str) -> list[Task]:
+def _tasks(task: str) -> list[ConfusionTask]:
     if task == "both":
         return list(TASKS)
     if task not in TASKS:

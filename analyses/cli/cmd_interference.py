@@ -13,7 +13,7 @@ from analyses.figures import save_figure
 from analyses.figures.interference import cosine_figure, fig2_figure, module_figure
 from analyses.interventions.pivoted_loss import PivotedObjective
 from analyses.pipelines.interference import fig2_comparison, measure
-from analyses.stats.interference import fig2_setting, last_layer_table, summarize
+from analyses.stats.interference import fig2_setting, last_layer_table, summarise_cosines
 from probes.backend.languages import parse_languages
 from probes.backend.store import ResultsStore, write_text_atomic
 from probes.inputs.instruction_data import INSTRUCTIONS
@@ -60,7 +60,7 @@ def write_tables(table: pd.DataFrame, out: Path, summary_layer: pd.DataFrame) ->
     table.to_parquet(written[1], index=False)
     write_text_atomic(summary_layer.to_csv(index=False), written[2])
     write_text_atomic(
-        summarize(
+        summarise_cosines(
             table,
             "module",
             by=[c for c in summary_layer.columns if c in ("target", "setting", "lang_a", "lang_b", "objective")],
@@ -122,7 +122,7 @@ def interference(
         for other in codes[1:]
     ]
     table = pd.concat(tables, ignore_index=True)
-    summary = summarize(table)
+    summary = summarise_cosines(table)
     out = settings.out_dir
     written = write_tables(table, out, summary)
     n_at = pivot.at(backend.n_layers) if objective == "pivoted" else None
@@ -139,7 +139,7 @@ def interference(
     )
     for other in codes[1:]:
         fig = module_figure(
-            summarize(table, "module"),
+            summarise_cosines(table, "module"),
             codes[0],
             other,
             objective,
@@ -182,7 +182,7 @@ def interference_fig2(
     )
     table["setting"] = fig2_setting(table)
     table["target"] = table["lang_b"]
-    summary = summarize(table, by=["target", "setting", "lang_a", "lang_b", "objective"])
+    summary = summarise_cosines(table, by=["target", "setting", "lang_a", "lang_b", "objective"])
     out = settings.out_dir
     written = write_tables(table, out, summary)
     for target in codes:

@@ -30,7 +30,7 @@ LAMBDA_VIEW = [
     "n",
     "n_dropped_copy",
     "n_dropped_degenerate",
-    "mean_p_en",
+    "mean_p_latent",
     "mean_p_target",
     "verdict",
 ]

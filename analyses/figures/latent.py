@@ -54,13 +54,20 @@ def lens_figure(curves: pd.DataFrame, lang: str, *, title: str | None = None) ->
     return fig
 
 
+def latent_label(lambdas: pd.DataFrame) -> str:
+    """The latent language(s) of a lambda table, for axis titles."""
+    return ", ".join(sorted(set(lambdas["latent"]))) if "latent" in lambdas else "en"
+
+
 def lambda_figure(table: pd.DataFrame, *, title: str | None = None, model: str = "") -> go.Figure:
-    """Per language at PROM's layer n: mean P(en) - mean P(target) with its bootstrap 95% CI;
-    above 0 the model pivots through English and PROM keeps lambda. Grey: undecided, the lens
-    is empty at layer n (both means below the floor). The title names task, shots and source."""
-    data = table.sort_values("mean_p_en", ascending=False)
+    """Per language at PROM's layer n: mean P(latent) - mean P(target) with its bootstrap 95% CI
+    (the latent language is English by default); above 0 the model pivots through it and PROM
+    keeps lambda. Grey: undecided, the lens is empty at layer n (both means below the floor). The
+    title names task, shots and source."""
+    data = table.sort_values("mean_p_latent", ascending=False)
     colors = ["#7f7f7f" if p is None or pd.isna(p) else ("#2ca02c" if p else "#d62728") for p in data["pivot"]]
-    diff = data["mean_p_en"] - data["mean_p_target"]
+    diff = data["mean_p_latent"] - data["mean_p_target"]
+    difference = f"mean P({latent_label(data)}) - mean P(target)"
     fig = go.Figure(
         go.Scatter(
             x=data["lang"],
@@ -75,7 +82,7 @@ def lambda_figure(table: pd.DataFrame, *, title: str | None = None, model: str =
                 "color": "grey",
             },
             text=[verdict(row) for _, row in data.iterrows()],
-            name="mean P(en) - mean P(target)",
+            name=difference,
         )
     )
     fig.add_hline(y=0, line_dash="dash", line_color="grey")
@@ -90,7 +97,7 @@ def lambda_figure(table: pd.DataFrame, *, title: str | None = None, model: str =
             "pivot (green, lambda > 0), no pivot (red, lambda = 0), lens empty (grey, undecided); 95% bootstrap CI"
         ),
         xaxis_title="target language",
-        yaxis_title="mean P(en) - mean P(target)",
+        yaxis_title=difference,
         template="simple_white",
         width=900,
         height=480,

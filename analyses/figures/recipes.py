@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analyses.figures.interference import PALETTE, loss_figure, pivot_probability_figure
+from analyses.figures.latent import latent_label
 from analyses.figures.style import add_curve
 from analyses.stats.recipes import ModelInternals
 
@@ -96,7 +97,7 @@ def cosine_by_model_figure(
     summary: pd.DataFrame, lang: str, *, pivot: str = "en", title: str | None = None
 ) -> go.Figure:
     """Gradient cosine between ``lang`` and ``pivot`` batches per layer, one curve per model,
-    95% bands over batch pairs (a summary from :func:`analyses.stats.interference.summarize` with a
+    95% bands over batch pairs (a summary from :func:`analyses.stats.interference.summarise_cosines` with a
     ``model`` column)."""
     data = summary[(summary["lang_a"] == pivot) & (summary["lang_b"] == lang) & (summary["module"] == "all")]
     data = data[data["layer"].notna()]
@@ -120,11 +121,11 @@ def cosine_by_model_figure(
 
 
 def lambda_by_model_figure(lambdas: pd.DataFrame, *, title: str | None = None) -> go.Figure:
-    """PROM's rule per model and language: mean P(en) − mean P(target) at layer n with its
+    """PROM's rule per model and language: mean P(latent) − mean P(target) at layer n with its
     bootstrap 95% interval; above 0 the model pivots through English (lambda kept)."""
     fig = go.Figure()
     for i, (model, group) in enumerate(lambdas.groupby("model", sort=False)):
-        diff = group["mean_p_en"] - group["mean_p_target"]
+        diff = group["mean_p_latent"] - group["mean_p_target"]
         fig.add_trace(
             go.Scatter(
                 x=group["lang"],
@@ -154,7 +155,7 @@ def lambda_by_model_figure(lambdas: pd.DataFrame, *, title: str | None = None) -
         legend={"title": "model"},
         title=title or f"PROM rule at layer {layer} per recipe (circle: pivot, lambda > 0; x: lambda = 0; 95% CI)",
         xaxis_title="target language",
-        yaxis_title="mean P(en) − mean P(target)",
+        yaxis_title=f"mean P({latent_label(lambdas)}) − mean P(target)",
     )
     return fig
 

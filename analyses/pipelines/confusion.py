@@ -25,15 +25,17 @@ from probes.inputs.confusion_data import (
     FEW_SHOT,
     MONOLINGUAL,
     ConfusionPrompt,
+    ConfusionTask,
     LcbDownload,
-    Task,
     load_lcb,
     load_prompts,
     select,
 )
 
 
-def lcb_datasets(download: LcbDownload, tasks: list[Task], datasets: list[str] | None) -> dict[Task, list[str] | None]:
+def lcb_datasets(
+    download: LcbDownload, tasks: list[ConfusionTask], datasets: list[str] | None
+) -> dict[ConfusionTask, list[str] | None]:
     """Which of ``datasets`` each task reads (None: all of its datasets); a name that no task
     of the benchmark has is refused with the list of those it has."""
     if datasets is None:
@@ -47,7 +49,7 @@ def lcb_datasets(download: LcbDownload, tasks: list[Task], datasets: list[str] |
 
 
 def choose_prompts(
-    tasks: list[Task],
+    tasks: list[ConfusionTask],
     langs: list[str] | None,
     n: int | None,
     lcb: LcbDownload | None = None,

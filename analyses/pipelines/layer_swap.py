@@ -423,7 +423,7 @@ def replay(
         tables += [evaluate_swap(lang, config, plans[lang]) for lang in langs if config not in (default, plans[lang])]
     results = pd.concat(tables, ignore_index=True)
     write_parquet_atomic(results, out / "accuracy_items.parquet", provenance("swap_replay", asdict(settings)))
-    summary = summarise(results, grid_labels=[config_label(c) for c in grid], default_label=config_label(default))
+    summary = summarise_swaps(results, grid_labels=[config_label(c) for c in grid], default_label=config_label(default))
     suggestions_table = pd.DataFrame(suggestions)
     suggestions_table = suggestions_table.merge(summary["suggestion_rank"], on="lang", how="left")
     for name, table in {
@@ -440,7 +440,9 @@ def replay(
     )
 
 
-def summarise(results: pd.DataFrame, *, grid_labels: Sequence[str], default_label: str) -> dict[str, pd.DataFrame]:
+def summarise_swaps(
+    results: pd.DataFrame, *, grid_labels: Sequence[str], default_label: str
+) -> dict[str, pd.DataFrame]:
     """Accuracy per (setting, config, lang); the grid ranked per language; Table 1 (base, language
     expert, task expert, soup, default swap, best swap of the grid); the suggestion's rank."""
     rows = results.assign(config=results.get("config", pd.Series(index=results.index, dtype=object)).fillna(""))

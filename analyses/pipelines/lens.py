@@ -19,7 +19,7 @@ from analyses.stats.prom_lambda import LensResults, protocol
 from probes.backend import Backend
 from probes.backend.lenses import LOGIT, Lens
 from probes.backend.store import ResultsStore, provenance, write_parquet_atomic, write_text_atomic
-from probes.inputs.prompts import SHOTS, LensPrompt, Task, build_prompts, check_request
+from probes.inputs.prompts import SHOTS, LensPrompt, LensTask, check_request, lens_prompts
 from probes.inputs.words import CLOZE, CONCEPTS, load_cloze, load_concepts
 from probes.lens import WordProb, run_lens
 
@@ -31,7 +31,7 @@ def data_languages(words: str | Path = CONCEPTS) -> list[str]:
 def language_prompts(
     lang: str,
     *,
-    task: Task = "cloze",
+    task: LensTask = "cloze",
     src: str | None = None,
     latent: str = "en",
     words: str | Path = CONCEPTS,
@@ -41,14 +41,14 @@ def language_prompts(
     """The prompts :func:`run_languages` runs for ``lang`` with the same settings (the report's
     explorer pages find their example items among them)."""
     cloze = load_cloze(CLOZE) if task == "cloze" else None
-    return build_prompts(task, load_concepts(words), lang, src=src, latent=latent, cloze=cloze, shots=shots, seed=seed)
+    return lens_prompts(task, load_concepts(words), lang, src=src, latent=latent, cloze=cloze, shots=shots, seed=seed)
 
 
 def run_languages(
     backend: Backend,
     langs: list[str],
     *,
-    task: Task = "cloze",
+    task: LensTask = "cloze",
     src: str | None = None,
     latent: str = "en",
     words: str | Path = CONCEPTS,

@@ -18,7 +18,7 @@ from analyses.figures.interference import cosine_figure, loss_figure, pivot_prob
 from analyses.interventions.finetune import FinetuneConfig, examples_from_instructions, finetune
 from analyses.pipelines.interference import instruction_split, measure
 from analyses.pipelines.lens import run_languages
-from analyses.stats.interference import summarize
+from analyses.stats.interference import summarise_cosines
 from analyses.stats.latent import latent_column, layer_curves
 from probes.backend import load
 from probes.backend.store import ResultsStore, write_text_atomic
@@ -28,7 +28,7 @@ from probes.inputs.instruction_data import INSTRUCTIONS
 @dataclass
 class Fig3Results:
     curves: pd.DataFrame  # layer_curves of the lens table, with a ``model`` column
-    interference: pd.DataFrame  # summarize() of the interference table, with a ``model`` column
+    interference: pd.DataFrame  # summarise_cosines() of the interference table, with a ``model`` column
     summary: pd.DataFrame  # one row per model
     logs: pd.DataFrame  # training logs, with a ``run`` column
 
@@ -80,7 +80,7 @@ def run_fig3(
             store=store,
             progress=progress,
         )
-        summary = summarize(table)
+        summary = summarise_cosines(table)
         summaries.append(summary.assign(model=label))
         layer = config.pivot.at(backend.n_layers)
         at_n = lens[lens["layer"] == layer]

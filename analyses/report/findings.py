@@ -56,7 +56,7 @@ def lambda_sentence(lambdas: pd.DataFrame) -> str:
     """``At layer 13 (...): lambda = 0.1 for ar, bn; lambda = 0 for es; ...``."""
     layers = sorted(set(lambdas["layer"]))
     groups = "; ".join(f"{key}: {_langs(langs)}" for key, langs in sorted(_decisions(lambdas).items()))
-    larger = lambdas[["mean_p_en", "mean_p_target"]].max(axis=1)
+    larger = lambdas[["mean_p_latent", "mean_p_target"]].max(axis=1)
     low, high = lambdas.loc[larger.idxmin()], lambdas.loc[larger.idxmax()]
     return (
         f"PROM's rule at layer n = {', '.join(map(str, layers))} on {_protocol(lambdas)}: {groups}. "

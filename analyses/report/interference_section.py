@@ -6,7 +6,7 @@ from __future__ import annotations
 from analyses.figures.interference import cosine_figure
 from analyses.pipelines.interference import instruction_split, measure
 from analyses.report.sections import ReportContext, SectionResult, Verdict, register_section
-from analyses.stats.interference import last_layer_table, summarize
+from analyses.stats.interference import last_layer_table, summarise_cosines
 from probes.inputs.instruction_data import INSTRUCTIONS
 
 
@@ -35,7 +35,7 @@ def interference_section(ctx: ReportContext) -> SectionResult:
         store=ctx.store,
         progress=False,
     )
-    summary = summarize(table)
+    summary = summarise_cosines(table)
     blocks = summary[(summary["module"] == "all") & summary["layer"].notna()]
     last = last_layer_table(summary)
     last = last[last["module"] == "all"].iloc[0]

@@ -50,13 +50,14 @@ def explorer_pages(ctx: ReportContext, lens) -> tuple[list[Page], list[str]]:
 def _pivot_answer(row, lang: str) -> str:
     if pd.isna(row["lambda"]):
         return (
-            f"{verdict(row)}: at layer {row['layer']} mean P(en) = {row['mean_p_en']:.3g} and mean P({lang}) = "
-            f"{row['mean_p_target']:.3g} are both below the floor; an empty lens is not evidence of a pivot"
+            f"{verdict(row)}: at layer {row['layer']} mean P({row['latent']}) = {row['mean_p_latent']:.3g} and "
+            f"mean P({lang}) = {row['mean_p_target']:.3g} are both below the floor; an empty lens is not evidence of "
+            "a pivot"
         )
     borderline = " (borderline)" if row["borderline"] else ""
     return (
-        f"{'yes' if row['pivot'] else 'no'}{borderline}: at layer {row['layer']} mean P(en) = {row['mean_p_en']:.3g} "
-        f"vs mean P({lang}) = {row['mean_p_target']:.3g}"
+        f"{'yes' if row['pivot'] else 'no'}{borderline}: at layer {row['layer']} mean P({row['latent']}) = "
+        f"{row['mean_p_latent']:.3g} vs mean P({lang}) = {row['mean_p_target']:.3g}"
     )
 
 
@@ -140,7 +141,7 @@ def _lens_dependence(ctx: ReportContext) -> tuple[Verdict, object]:
     )
     row = agreement.iloc[0]
     each = "; ".join(
-        f"{r.lens}: {decision(r.pivot)} ({r.mean_p_en:.3g} vs {r.mean_p_target:.3g})" for r in lambdas.itertuples()
+        f"{r.lens}: {decision(r.pivot)} ({r.mean_p_latent:.3g} vs {r.mean_p_target:.3g})" for r in lambdas.itertuples()
     )
     alone = f"; the decision of {row['only_under']} holds under that lens only" if row["only_under"] else ""
     verdict = Verdict(

@@ -11,7 +11,7 @@ import pandas as pd
 from analyses.stats.intervals import t_interval
 
 
-def summarize(
+def summarise_cosines(
     table: pd.DataFrame, scope: str = "layer", by: Sequence[str] = ("lang_a", "lang_b", "objective")
 ) -> pd.DataFrame:
     """Per group, layer and module of ``scope``: ``mean``, ``ci_low``, ``ci_high`` (95%) of the

@@ -46,16 +46,16 @@ LAMBDA_COLUMNS = {
     "n": "prompts at layer n",
     "n_dropped_copy": "prompts dropped because the answer could be copied from the prompt",
     "n_dropped_degenerate": "prompts dropped because the target and latent words cannot be told apart",
-    "mean_p_en": "mean P(latent word) at layer n (English unless the latent column says otherwise)",
+    "mean_p_latent": "mean P(latent word) at layer n, the latent language named in the latent column (en by default)",
     "mean_p_target": "mean P(target word) at layer n",
-    "diff_ci_low": "95% bootstrap interval of mean P(en) - mean P(target), low end",
+    "diff_ci_low": "95% bootstrap interval of mean P(latent) - mean P(target), low end",
     "diff_ci_high": "high end",
-    "pivot": "mean P(en) >= mean P(target); empty when the lens is empty",
+    "pivot": "mean P(latent) >= mean P(target); empty when the lens is empty",
     "lambda": "PROM's lambda: lambda0 where the model pivots, 0 where not, empty when the lens is empty",
     "borderline": "the interval contains 0",
     "decided": "the lens is not empty at layer n and the interval excludes 0",
     "src_lang": "source language of the prompts (the target itself for cloze)",
-    "latent": "latent language of mean_p_en",
+    "latent": "latent language of mean_p_latent",
     "share_chain": "share of the prompts whose words were scored by their chain probability",
     "nonempty_layer": "when the lens is empty at n: the nearest layer where a mean reaches the floor (-1: none)",
 }
@@ -102,9 +102,9 @@ def lambda_table(
         group = everything[everything["layer"] == at]
         diff = (group[latent] - group["p_target"]).to_numpy()
         low, high = bootstrap_mean_interval(diff, n_boot=n_boot, seed=seed)
-        mean_en, mean_target = float(group[latent].mean()), float(group["p_target"].mean())
-        empty = max(mean_en, mean_target) < floor
-        pivot = None if empty else bool(not mean_en < mean_target)
+        mean_latent, mean_target = float(group[latent].mean()), float(group["p_target"].mean())
+        empty = max(mean_latent, mean_target) < floor
+        pivot = None if empty else bool(not mean_latent < mean_target)
         borderline = bool(low <= 0 <= high)
         means = everything.groupby("layer")[[latent, "p_target"]].mean()
         rows.append(
@@ -116,7 +116,7 @@ def lambda_table(
                 "n": len(group),
                 "n_dropped_copy": int(_first(group, "n_dropped_copy", 0)),
                 "n_dropped_degenerate": int(_first(group, "n_dropped_degenerate", 0)),
-                "mean_p_en": mean_en,
+                "mean_p_latent": mean_latent,
                 "mean_p_target": mean_target,
                 "diff_ci_low": low,
                 "diff_ci_high": high,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analyses.stats.interference import summarize
+from analyses.stats.interference import summarise_cosines
 from analyses.stats.latent import layer_curves, pivot_summary
 from analyses.stats.prom_lambda import lambda_table
 
@@ -35,5 +35,5 @@ def inside_tables(
         curves=layer_curves(lens, by=by),
         pivots=pivot_summary(lens, by=by),
         lambdas=pd.concat(lambdas, ignore_index=True),
-        interference=summarize(inter, scope="layer", by=("model", "recipe", "lang_a", "lang_b", "objective")),
+        interference=summarise_cosines(inter, scope="layer", by=("model", "recipe", "lang_a", "lang_b", "objective")),
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from analyses.pipelines.explore import explore
 from probes.backend import load
-from probes.inputs.prompts import build_prompts
+from probes.inputs.prompts import lens_prompts
 from probes.inputs.words import load_cloze, load_concepts
 
 HERE = Path(__file__).resolve().parent
@@ -25,7 +25,7 @@ MODELS = ("gemma-3-270m", "smollm2-135m")
 
 def chinese_prompt(task: str):
     cloze = load_cloze() if task == "cloze" else None
-    return next(p for p in build_prompts(task, load_concepts(), "zh", cloze=cloze) if p.concept == "cloud")
+    return next(p for p in lens_prompts(task, load_concepts(), "zh", cloze=cloze) if p.concept == "cloud")
 
 
 def screenshot(page: Path, png: Path, width: int, height: int) -> None:

@@ -40,15 +40,15 @@ MONOLINGUAL = CONFUSION_DIR / "monolingual.csv"
 CROSSLINGUAL = CONFUSION_DIR / "crosslingual.csv"
 FEW_SHOT = CONFUSION_DIR / "few_shot.csv"
 
-Task = Literal["monolingual", "crosslingual"]
-TASKS: tuple[Task, ...] = ("monolingual", "crosslingual")
-COLUMNS: dict[Task, tuple[str, ...]] = {
+ConfusionTask = Literal["monolingual", "crosslingual"]
+TASKS: tuple[ConfusionTask, ...] = ("monolingual", "crosslingual")
+COLUMNS: dict[ConfusionTask, tuple[str, ...]] = {
     "monolingual": ("prompt", "source", "language"),
     "crosslingual": ("prompt", "location", "phrasing", "language", "source"),
 }
 LOCATIONS = ("Start", "Middle", "End")
 # the benchmark's datasets per task (Marchisio et al. 2024, Table 1)
-LCB_DATASETS: dict[Task, tuple[str, ...]] = {
+LCB_DATASETS: dict[ConfusionTask, tuple[str, ...]] = {
     "monolingual": ("aya", "dolly", "okapi", "native"),
     "crosslingual": ("okapi", "sharegpt", "complex_prompts"),
 }
@@ -71,7 +71,7 @@ class ConfusionPrompt:
     """One benchmark prompt; ``row`` is its 0-based index among the rows of the same
     ``(task, source, language)`` in its file, the ``id`` of the benchmark's output format."""
 
-    task: Task
+    task: ConfusionTask
     source: str
     language: str
     prompt: str
@@ -120,7 +120,7 @@ def read_records(
     return [h.strip() for h in header], records
 
 
-def _task_of(header: list[str], path: Path, task: Task | None) -> Task:
+def _task_of(header: list[str], path: Path, task: ConfusionTask | None) -> ConfusionTask:
     matches = [t for t in TASKS if set(COLUMNS[t]) <= set(header)]
     if task is not None and task not in matches:
         raise DataFormatError(
@@ -136,7 +136,7 @@ def _task_of(header: list[str], path: Path, task: Task | None) -> Task:
     return task
 
 
-def load_prompts(path: str | Source, task: Task | None = None) -> list[ConfusionPrompt]:
+def load_prompts(path: str | Source, task: ConfusionTask | None = None) -> list[ConfusionPrompt]:
     """Read one file of either layout (detected from the header unless ``task`` is given).
 
     Raises :class:`DataFormatError` naming the file, line and column of the first problem.
@@ -187,7 +187,7 @@ def load_prompts(path: str | Source, task: Task | None = None) -> list[Confusion
     return prompts
 
 
-def load_authored(task: Task) -> list[ConfusionPrompt]:
+def load_authored(task: ConfusionTask) -> list[ConfusionPrompt]:
     """The prompts authored for pivotlens (``data/confusion/<task>.csv``)."""
     return load_prompts(MONOLINGUAL if task == "monolingual" else CROSSLINGUAL, task)
 
@@ -207,7 +207,7 @@ class LcbDownload:
         """The files the prompts and the word list come from (for provenance)."""
         return [str(self.archive or self.test_sets), str(self.words)]
 
-    def dataset_files(self, task: Task) -> dict[str, list[Source]]:
+    def dataset_files(self, task: ConfusionTask) -> dict[str, list[Source]]:
         """``{dataset: [<lang>.csv, ...]}`` of one task, datasets and files sorted by name."""
         folder = self.test_sets / task
         datasets = sorted((d for d in folder.iterdir() if d.is_dir()), key=lambda d: d.name) if folder.is_dir() else []
@@ -261,7 +261,7 @@ def _subsample(prompts: list[ConfusionPrompt], n: int, seed: int) -> list[Confus
 
 def load_lcb(
     download: LcbDownload,
-    task: Task,
+    task: ConfusionTask,
     *,
     datasets: Sequence[str] | None = None,
     langs: Sequence[str] | None = None,

@@ -22,7 +22,7 @@ from probes.backend.errors import TaskRequestError
 from probes.backend.languages import get_language
 from probes.inputs.words import CLOZE
 
-Task = Literal["translation", "repetition", "cloze"]
+LensTask = Literal["translation", "repetition", "cloze"]
 SHOTS = 5  # PROM footnote 3: Wendler's cloze task, 5-shot
 
 
@@ -161,8 +161,8 @@ def check_request(task: str, langs: list[str], *, src: str | None = None, cloze:
             )
 
 
-def build_prompts(
-    task: Task,
+def lens_prompts(
+    task: LensTask,
     concepts: pd.DataFrame,
     lang: str,
     *,

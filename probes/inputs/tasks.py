@@ -368,7 +368,7 @@ def select_items(data: TaskData, lang: str, n: int | None, seed: int = 0) -> pd.
     return rows.set_index("item").loc[chosen].reset_index()
 
 
-def build_prompts(data: TaskData, lang: str, *, shots: int = 0, n: int | None = None, seed: int = 0) -> list[Prompt]:
+def task_prompts(data: TaskData, lang: str, *, shots: int = 0, n: int | None = None, seed: int = 0) -> list[Prompt]:
     """Zero- or K-shot prompts for ``n`` items of ``lang``.
 
     Demonstrations are drawn per item with a seeded generator from the *other* items of the same

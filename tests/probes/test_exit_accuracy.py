@@ -18,8 +18,8 @@ from probes.inputs.tasks import (
     TaskSpec,
     Template,
     answer_token_ids,
-    build_prompts,
     load_hub_task,
+    task_prompts,
     validate,
 )
 from probes.registry import get_probe
@@ -98,7 +98,7 @@ def test_last_layer_accuracy_is_the_models_own(tiny_kind, backend_name):
     assert len(table) == len(TINY_TEXTS) * backend.n_layers
     labels = TINY_SPEC.labels
     answer_ids = [answer_token_ids(TINY_SPEC, tiny_tokenizer(), "en")[label] for label in labels]
-    prompts = build_prompts(data, "en", shots=2, seed=0)
+    prompts = task_prompts(data, "en", shots=2, seed=0)
     reference = own_predictions(tiny_hf_model(tiny_kind), tiny_tokenizer(), prompts, answer_ids, labels)
     assert_last_layer_is_the_model(table, reference)
 
@@ -165,5 +165,5 @@ def test_last_layer_accuracy_is_the_models_own_on_gemma(task):
     model, tokenizer, _, _ = plain_gemma()
     spec = TASKS[task]
     answer_ids = [answer_token_ids(spec, tokenizer, "en")[label] for label in spec.labels]
-    reference = own_predictions(model, tokenizer, build_prompts(data, "en", shots=2), answer_ids, spec.labels)
+    reference = own_predictions(model, tokenizer, task_prompts(data, "en", shots=2), answer_ids, spec.labels)
     assert_last_layer_is_the_model(table, reference, atol=1e-3)

@@ -14,7 +14,7 @@ from probes.backend.errors import TaskRequestError
 from probes.backend.languages import get_language
 from probes.backend.models import ensure_embedded
 from probes.backend.tokensets import TokenSets
-from probes.inputs.prompts import build_prompts, check_request, default_source, translation_prompts
+from probes.inputs.prompts import check_request, default_source, lens_prompts, translation_prompts
 from probes.inputs.words import load_cloze, load_concepts
 from probes.lens import _prepare, run_lens
 from tests.conftest import embedded, tiny_backend, tiny_hf_model
@@ -53,7 +53,7 @@ def _direct(model, tokenizer, prompt, target_ids, latent_ids):
 def test_probe_equals_direct_computation(backend_name):
     backend = tiny_backend("llama", backend=backend_name)
     reference = tiny_hf_model("llama")
-    prompts = build_prompts("translation", WORDS, "ru", src="fr", shots=2)
+    prompts = lens_prompts("translation", WORDS, "ru", src="fr", shots=2)
     table = run_lens(backend, prompts, progress=False, batch_size=3, word_prob="prefix")
     sets = TokenSets(backend.tokenizer)
     assert set(table["concept"]) <= set(WORDS["concept"]) and len(table) == len(set(table["concept"])) * 3
@@ -76,7 +76,7 @@ def test_probe_equals_direct_computation(backend_name):
 def test_chain_probability_is_the_product_of_teacher_forced_token_probabilities():
     backend = tiny_backend("llama")
     reference = tiny_hf_model("llama")
-    prompt = build_prompts("repetition", WORDS, "fr", shots=2)[0]
+    prompt = lens_prompts("repetition", WORDS, "fr", shots=2)[0]
     table = run_lens(backend, [prompt], word_prob="chain", progress=False)
     chain = TokenSets(backend.tokenizer).chain(prompt.target_word)
     ids = backend.tokenize(prompt.text) + chain
@@ -93,7 +93,7 @@ def test_resume_skips_finished_batches(tmp_path):
     from probes.backend.store import ResultsStore, provenance
 
     backend = tiny_backend("llama")
-    prompts = build_prompts("repetition", WORDS, "de")
+    prompts = lens_prompts("repetition", WORDS, "de")
     store = ResultsStore(tmp_path)
     prov = provenance("lens", {"t": 1}, backend.describe())
     first = store.run(prov)
@@ -144,7 +144,7 @@ def test_no_kept_translation_prompt_can_copy_its_source_word(model):
     sets = TokenSets(backend.tokenizer)
     vocabularies = {code: list(concepts[code]) for code in ("en", "fr", "es", "it", "pt")}
     for target in ("es", "it", "pt"):
-        prompts = build_prompts("translation", concepts, target, src="fr")
+        prompts = lens_prompts("translation", concepts, target, src="fr")
         kept, dropped = _prepare(backend, prompts, "auto", vocabularies=vocabularies)
         assert dropped["copy"] > 0 and len(kept) + sum(dropped.values()) == len(prompts)
         for example in kept:
@@ -162,7 +162,7 @@ def test_no_kept_translation_prompt_can_copy_its_source_word(model):
 
 
 def test_cloze_prompts_are_five_shot_without_a_demonstration_that_starts_like_the_answer():
-    prompts = build_prompts("cloze", load_concepts(), "sw", cloze=load_cloze())
+    prompts = lens_prompts("cloze", load_concepts(), "sw", cloze=load_cloze())
     assert len(prompts) >= 43 and {p.shots for p in prompts} == {5}
     for prompt in prompts:
         assert prompt.text.count('Jibu: "') == 6 and prompt.text.endswith('Jibu: "')
@@ -174,8 +174,8 @@ def test_bad_requests_are_refused_before_any_model():
     with pytest.raises(TaskRequestError, match=r"no cloze sentences for 'fa' in .*cloze.csv.*--task translation"):
         check_request("cloze", ["fa"], cloze=cloze)
     with pytest.raises(TaskRequestError, match="use --task repetition if repetition is meant"):
-        build_prompts("translation", concepts, "de", src="de")
-    assert build_prompts("repetition", concepts, "de")[0].task == "repetition"
+        lens_prompts("translation", concepts, "de", src="de")
+    assert lens_prompts("repetition", concepts, "de")[0].task == "repetition"
 
 
 def test_default_source_never_shares_the_target_script():

@@ -19,7 +19,7 @@ import pytest
 
 from probes.importance import run_importance
 from probes.inputs.instruction_data import load_instructions
-from probes.inputs.prompts import build_prompts
+from probes.inputs.prompts import lens_prompts
 from probes.interference import instruction_pairs, run_interference
 from probes.lens import run_lens
 from probes.perplexity import run_perplexity
@@ -39,7 +39,7 @@ WORDS = pd.DataFrame(
 
 
 def _lens():
-    return run_lens(tiny_backend("llama"), build_prompts("translation", WORDS, "de", src="fr"), progress=False)
+    return run_lens(tiny_backend("llama"), lens_prompts("translation", WORDS, "de", src="fr"), progress=False)
 
 
 def _importance():

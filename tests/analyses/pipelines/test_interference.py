@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from analyses.cli import app
 from analyses.figures.interference import cosine_figure, fig2_figure, module_figure, pivot_probability_figure
 from analyses.pipelines.interference import instruction_split
-from analyses.stats.interference import summarize
+from analyses.stats.interference import summarise_cosines
 from tests import FIXTURES
 from tests.conftest import tiny_hf_model, tiny_tokenizer
 
@@ -41,16 +41,16 @@ def _table() -> pd.DataFrame:
 
 def test_summaries_and_figures_come_from_tables():
     table = _table()
-    summary = summarize(table)
+    summary = summarise_cosines(table)
     assert set(summary["module"]) == {"all"} and summary["n"].eq(5).all() and len(summary) == 6
     row = summary[(summary["objective"] == "plain") & (summary["layer"] == 2)].iloc[0]
     picked = table[(table["objective"] == "plain") & (table["layer"] == 2) & (table["scope"] == "layer")]["cosine"]
     assert row["mean"] == pytest.approx(picked.mean())
     assert len(cosine_figure(summary, pivot_layer=1).data) == 4  # two groups: band + line each
-    assert module_figure(summarize(table, "module"), "en", "fr").data[0].z.shape == (1, 3)
+    assert module_figure(summarise_cosines(table, "module"), "en", "fr").data[0].z.shape == (1, 3)
     assert len(fig2_figure(summary.assign(setting=summary["objective"])).data) == 8
     with pytest.raises(ValueError, match="no rows of scope"):
-        summarize(table, "tensor")
+        summarise_cosines(table, "tensor")
 
 
 def test_pivot_probability_figure_has_a_curve_per_model_and_quantity():

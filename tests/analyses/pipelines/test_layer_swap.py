@@ -16,7 +16,7 @@ from analyses.pipelines.layer_swap import (
     region_enrichment,
     region_evidence,
     suggest_swap,
-    summarise,
+    summarise_swaps,
     swap_grid,
 )
 
@@ -92,7 +92,7 @@ def test_summary_builds_table1_and_ranks_the_suggestion():
         ],
         ignore_index=True,
     )
-    summary = summarise(
+    summary = summarise_swaps(
         results, grid_labels=[config_label(c) for c in (default, better, worse)], default_label=config_label(default)
     )
     table1 = summary["table1"].set_index("setting")["accuracy"]

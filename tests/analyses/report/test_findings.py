@@ -45,7 +45,7 @@ def test_decisions_name_undecided_languages():
             "src_lang": ["xx", "yy"],
             "layer": 22,
             "n": 10,
-            "mean_p_en": [1e-7, 0.2],
+            "mean_p_latent": [1e-7, 0.2],
             "mean_p_target": [2e-7, 0.1],
             "lambda": [float("nan"), 0.1],
             "borderline": [True, False],

@@ -53,10 +53,10 @@ def test_rule_and_borderline_flag():
     assert result.loc["xx", "pivot"] and result.loc["xx", "lambda"] == 0.1 and not result.loc["xx", "borderline"]
     assert not result.loc["yy", "pivot"] and result.loc["yy", "lambda"] == 0.0
     assert result.loc["zz", "borderline"]  # mean difference 0: the data cannot decide
-    assert result.loc["xx", "mean_p_en"] == np.mean([0.6, 0.5, 0.7, 0.65])
+    assert result.loc["xx", "mean_p_latent"] == np.mean([0.6, 0.5, 0.7, 0.65])
     assert (
         result.loc["xx", "diff_ci_low"]
-        < result.loc["xx", "mean_p_en"] - result.loc["xx", "mean_p_target"]
+        < result.loc["xx", "mean_p_latent"] - result.loc["xx", "mean_p_target"]
         < result.loc["xx", "diff_ci_high"]
     )
 
@@ -76,7 +76,7 @@ def test_curves_and_summary():
 
 
 REQUIRED = (
-    "lang, task, shots, layer, n, n_dropped_copy, n_dropped_degenerate, mean_p_en, mean_p_target, "
+    "lang, task, shots, layer, n, n_dropped_copy, n_dropped_degenerate, mean_p_latent, mean_p_target, "
     "diff_ci_low, diff_ci_high, pivot, lambda, borderline, decided"
 ).split(", ")
 
@@ -134,3 +134,15 @@ def test_floor_must_be_positive_and_the_default_is_small():
 def test_nearest_nonempty_layer_without_any():
     means = pd.DataFrame({"p_en": [0.0, 0.0], "p_target": [0.0, 0.0]}, index=[0, 1])
     assert nearest_nonempty_layer(means, 1, 1e-3) == -1
+
+
+def test_a_french_latent_is_named_as_such():
+    """With ``--latent fr`` the lens table has ``p_fr``; the lambda table's column and figure say latent, not en."""
+    from analyses.figures.latent import lambda_figure
+
+    table = _table({"xx": [0.6, 0.5, 0.7, 0.65] * 5}, {"xx": [0.1, 0.2, 0.1, 0.1] * 5})
+    table = table.rename(columns={"p_en": "p_fr"}).assign(latent="fr")
+    row = lambda_table(table, layer=2).iloc[0]
+    assert row["latent"] == "fr" and row["mean_p_latent"] == np.mean([0.6, 0.5, 0.7, 0.65])
+    assert not any("en" in c.split("_") for c in lambda_table(table, layer=2).columns)
+    assert lambda_figure(lambda_table(table, layer=2)).layout.yaxis.title.text == "mean P(fr) - mean P(target)"

@@ -22,7 +22,7 @@ import torch
 
 from probes.backend import models
 from probes.backend.store import ResultsStore, provenance
-from probes.inputs.prompts import build_prompts
+from probes.inputs.prompts import lens_prompts
 from probes.lens import run_lens
 from tests.conftest import tiny_backend
 from tests.probes.backend.test_models import fake_embedded  # noqa: F401 (fixture)
@@ -83,7 +83,7 @@ def backend():
 
 
 def _lens(backend, store_root, batch_size: int = 4) -> pd.DataFrame:
-    prompts = build_prompts("translation", WORDS, "de", src="fr")
+    prompts = lens_prompts("translation", WORDS, "de", src="fr")
     run = ResultsStore(store_root).run(provenance("lens", {"lang": "de"}, backend.describe(), seed=0))
     return run.load() if run.finished else run_lens(backend, prompts, batch_size=batch_size, run=run, progress=False)
 

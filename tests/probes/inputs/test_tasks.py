@@ -10,10 +10,10 @@ from probes.inputs.tasks import (
     TASKS,
     TASKS_DIR,
     answer_token_ids,
-    build_prompts,
     load_hub_task,
     load_task,
     select_items,
+    task_prompts,
 )
 from tests.conftest import EMBEDDED_MODELS, embedded
 
@@ -90,7 +90,7 @@ def _parallel_csv(tmp_path):
 
 def test_k_shot_prompts_draw_other_items_with_a_seed(tmp_path):
     data = _parallel_csv(tmp_path)
-    prompts = build_prompts(data, "fr", shots=3, n=5, seed=1)
+    prompts = task_prompts(data, "fr", shots=3, n=5, seed=1)
     assert len(prompts) == 5
     for prompt in prompts:
         assert len(prompt.demos) == 3 and prompt.item not in prompt.demos
@@ -98,18 +98,18 @@ def test_k_shot_prompts_draw_other_items_with_a_seed(tmp_path):
         assert prompt.text.count("\nSentiment: ") == 3 and prompt.text.endswith("\nSentiment:")
         assert f"Avis: fr text {int(prompt.item)}\nSentiment:" in prompt.text
         assert "en text" not in prompt.text
-    assert prompts == build_prompts(data, "fr", shots=3, n=5, seed=1)
-    assert [p.demos for p in prompts] != [p.demos for p in build_prompts(data, "fr", shots=3, n=5, seed=2)]
+    assert prompts == task_prompts(data, "fr", shots=3, n=5, seed=1)
+    assert [p.demos for p in prompts] != [p.demos for p in task_prompts(data, "fr", shots=3, n=5, seed=2)]
     # the same items in every language of a parallel data set
-    assert [p.item for p in prompts] == [p.item for p in build_prompts(data, "en", shots=3, n=5, seed=1)]
+    assert [p.item for p in prompts] == [p.item for p in task_prompts(data, "en", shots=3, n=5, seed=1)]
     # a prompt does not depend on which other items run
-    subset = {p.item: p for p in build_prompts(data, "fr", shots=3, n=None, seed=1)}
+    subset = {p.item: p for p in task_prompts(data, "fr", shots=3, n=None, seed=1)}
     assert all(subset[p.item] == p for p in prompts)
 
 
 def test_zero_shot_prompt_and_mcqa_layout():
     data = load_hub_task("mcqa", f"{HUB}/mmlu.parquet")
-    prompt = build_prompts(data, "en", shots=0)[1]
+    prompt = task_prompts(data, "en", shots=0)[1]
     assert prompt.demos == ()
     assert prompt.text == (
         "Answer each multiple-choice question with the letter of the correct option.\n\n"
@@ -120,13 +120,13 @@ def test_zero_shot_prompt_and_mcqa_layout():
 def test_bad_requests_are_refused(tmp_path):
     data = _parallel_csv(tmp_path)
     with pytest.raises(DataFormatError, match="no sentiment items in 'de'"):
-        build_prompts(data, "de")
+        task_prompts(data, "de")
     with pytest.raises(UnknownLanguageError):
-        build_prompts(data, "xx")
+        task_prompts(data, "xx")
     with pytest.raises(DataFormatError, match="no prompt template for 'it'"):
         TASKS["sentiment"].template("it")
     with pytest.raises(ValueError, match="shots must be between 0 and 11"):
-        build_prompts(data, "en", shots=12)
+        task_prompts(data, "en", shots=12)
     assert len(select_items(data, "en", 100)) == 12
 
 
@@ -149,4 +149,4 @@ def test_authored_tasks_load_with_templates_for_every_language():
         # six languages hold every item; the others a balanced subset of at least 16 (data/tasks/TASKS.md)
         assert (counts >= 16).all() and (counts >= 100).sum() >= 6, counts.to_dict()
         for lang in counts.index:
-            assert len(build_prompts(data, lang, shots=3, n=3)) == 3
+            assert len(task_prompts(data, lang, shots=3, n=3)) == 3
