@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from analyses.cli.settings import Settings, check_writable
+from analyses.cli.settings import Settings
 from analyses.stats.confusion_metrics import METRIC_COLUMNS, paper_table, read_completions, score_completions
 from probes.backend.errors import PivotlensError
 from probes.backend.languages import parse_languages
@@ -61,32 +61,27 @@ def _metrics_table(metrics: pd.DataFrame, title: str) -> Table:
 
 
 def confusion_metrics(
+    ctx: typer.Context,
     completions: Path = typer.Option(
         ...,
         "--completions",
         help="CSV in the benchmark's output format (id, model, completion, task, source, language).",
-    ),
-    out: Path | None = typer.Option(
-        None,
-        "--out",
-        help="Write the metrics (task, model, source, language, n, lpr, wpr, lcpr; fractions in [0, 1]) to this CSV.",
     ),
     words: Path | None = typer.Option(
         None, "--words", help="English word list of the word-level check, one word a line (e.g. the benchmark's words)."
     ),
     lcb: Path | None = typer.Option(None, "--lcb", help=LCB_HELP + " Its words file is used."),
 ) -> None:
-    """Score completions with the Language Confusion Benchmark's LPR, WPR and LCPR."""
-    if out is not None:
-        check_writable(out.parent, "--out")
+    """Score completions with the Language Confusion Benchmark's LPR, WPR and LCPR, written to
+    confusion_metrics.csv in --out (task, model, source, language, n, lpr, wpr, lcpr; fractions in [0, 1])."""
+    settings: Settings = ctx.obj
     vocabulary, which = _word_list(words, None if lcb is None else locate_lcb(lcb))
     typer.echo(which)
     metrics = score_completions(read_completions(completions), words=vocabulary)
     Console().print(_metrics_table(metrics, f"language confusion: {completions.name}"))
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        metrics[list(METRIC_COLUMNS)].to_csv(out, index=False)
-        typer.echo(f"wrote {out}")
+    out = settings.out_dir / "confusion_metrics.csv"
+    metrics[list(METRIC_COLUMNS)].to_csv(out, index=False)
+    typer.echo(f"wrote {out}")
 
 
 def _tasks(task: str) -> list[ConfusionTask]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from analyses.cli.settings import Settings
@@ -21,11 +19,9 @@ def explore_command(
     lens: str = typer.Option("logit", help=f"Lens: {', '.join(available_lenses())}."),
     color: str = typer.Option("prob", help=f"Cell colour: {', '.join(COLORS)} (top-1 probability, entropy, language)."),
     top_k: int = typer.Option(5, min=1, help="Tokens shown when hovering a cell."),
-    out: Path = typer.Option(
-        Path("explore.html"), "--out", help="The HTML page to write (plotly inlined: works offline)."
-    ),
 ) -> None:
-    """What every layer would predict at every position of PROMPT: a standalone page."""
+    """What every layer would predict at every position of PROMPT: a standalone page, explore.html in
+    --out (plotly inlined: works offline)."""
     check_request(prompt, lens, color)  # before the model loads
     get_language(latent)
     settings: Settings = ctx.obj
@@ -40,7 +36,7 @@ def explore_command(
         latent_word=latent_word,
     )
     typer.echo(
-        f"wrote {found.write_html(out)} ({found.table['position'].nunique()} positions x "
+        f"wrote {found.write_html(settings.out_dir / 'explore.html')} ({found.table['position'].nunique()} positions x "
         f"{found.table['layer'].nunique()} layers)"
     )
 

@@ -4,10 +4,13 @@ prom-fig3`` (fine-tune plain vs pivoted, then re-measure pivot probability and i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from analyses.cli.options import options
 from analyses.cli.settings import Settings
 from analyses.interventions.finetune import FinetuneConfig, examples_from_instructions, finetune, load_jsonl
 from analyses.interventions.pivoted_loss import PivotedObjective
@@ -18,139 +21,127 @@ from probes.backend.store import ResultsStore
 from probes.inputs.instruction_data import HELD_OUT, INSTRUCTIONS, load_instructions, split_held_out
 
 
-def _config(
-    settings: Settings,
-    objective: str,
-    method: str,
-    steps: int,
-    train_batch_size: int,
-    grad_accum: int,
-    lr: float,
-    seed: int,
-    max_length: int,
-    layer: int | None,
-    alpha: float,
-    lam: float,
-    pivot_head: str,
-    lora_r: int,
-    save_steps: int,
-    logging_steps: int,
-) -> FinetuneConfig:
-    return FinetuneConfig(
-        objective=objective,
-        method=method,
-        max_steps=steps,
-        batch_size=train_batch_size,
-        grad_accum=grad_accum,
-        learning_rate=lr,
-        seed=seed,
-        max_length=max_length,
-        pivot=PivotedObjective(layer, alpha, lam),
-        pivot_head=pivot_head,
-        lora_r=lora_r,
-        lora_alpha=2 * lora_r,
-        save_steps=save_steps,
-        logging_steps=logging_steps,
-        device=settings.device,
-        dtype=settings.dtype,
-    )
+@dataclass(frozen=True, kw_only=True)
+class TrainingOptions:
+    """The training options of ``finetune`` and ``prom-fig3``."""
+
+    data: Annotated[str, typer.Option(help="Instruction CSV (id,lang,instruction,response).")] = str(INSTRUCTIONS)
+    method: Annotated[str, typer.Option(help="lora (merged into the weights at the end) or full.")] = "lora"
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps (per run).")] = 300
+    train_batch_size: Annotated[int, typer.Option(min=1, help="Examples per step (per side for pivoted).")] = 4
+    lr: Annotated[float, typer.Option(help="Peak learning rate (PROM, full fine-tuning: 2e-5).")] = 2e-4
+    seed: Annotated[int, typer.Option(help="Seed (data order, LoRA init).")] = 0
+    max_length: Annotated[int, typer.Option(help="Tokens per example.")] = 256
+    layer: Annotated[
+        int | None, typer.Option(help="Pivoted: 0-based read-out layer n (default three quarters of the depth).")
+    ] = None
+    alpha: Annotated[float, typer.Option(help="Pivoted: label smoothing of L_{n,e}.")] = 0.1
+    lam: Annotated[float, typer.Option(help="Pivoted: weight lambda of L_{n,e}.")] = 0.1
+    save_steps: Annotated[int, typer.Option(help="Checkpoint every this many steps.")] = 50
+
+    def config(self, settings: Settings, **more: object) -> FinetuneConfig:
+        """The :class:`FinetuneConfig` of these options (``more``: further fields of it)."""
+        return FinetuneConfig(
+            method=self.method,
+            max_steps=self.steps,
+            batch_size=self.train_batch_size,
+            learning_rate=self.lr,
+            seed=self.seed,
+            max_length=self.max_length,
+            pivot=PivotedObjective(self.layer, self.alpha, self.lam),
+            save_steps=self.save_steps,
+            device=settings.device,
+            dtype=settings.dtype,
+            **more,  # type: ignore[arg-type]
+        )
 
 
-_OBJECTIVE = typer.Option("plain", help="plain (every pair at the output) or pivoted (lambda * L_{n,e} + L_{N,t}).")
-_METHOD = typer.Option("lora", help="lora (merged into the weights at the end) or full.")
+@dataclass(frozen=True, kw_only=True)
+class FinetuneOptions(TrainingOptions):
+    data: Annotated[
+        str,
+        typer.Option(
+            help="Instruction CSV (id,lang,instruction,response) or JSONL "
+            "(prompt, response[, pivot_prompt, pivot_response])."
+        ),
+    ] = str(INSTRUCTIONS)
+    lang: Annotated[str, typer.Option(help="CSV: target language.")] = "sw"
+    pivot: Annotated[
+        str | None,
+        typer.Option(
+            help="CSV: pivot language paired with each target example (e.g. en); plain adds "
+            "its pairs as ordinary examples (t+e), pivoted reads them out at layer n. "
+            "--recipe: the pivot language (default en)."
+        ),
+    ] = None
+    recipe: Annotated[
+        str | None,
+        typer.Option(
+            help=f"CSV: train on this cross-lingual data recipe (PLUG, Zhang et al. 2023): "
+            f"{', '.join(RECIPES)}; the model folder gets a recipe.json."
+        ),
+    ] = None
+    langs: Annotated[str | None, typer.Option(help="--recipe: comma-separated target languages, e.g. es,sw,zh.")] = None
+    held_out: Annotated[
+        int, typer.Option(min=0, help="CSV: the last N ids are held out for evaluation and never trained on.")
+    ] = HELD_OUT
+    objective: Annotated[
+        str, typer.Option(help="plain (every pair at the output) or pivoted (lambda * L_{n,e} + L_{N,t}).")
+    ] = "plain"
+    grad_accum: Annotated[int, typer.Option(min=1, help="Gradient accumulation steps.")] = 1
+    pivot_head: Annotated[
+        str, typer.Option(help="Pivoted: own (the model's final norm + head) or separate (a trainable copy).")
+    ] = "own"
+    lora_r: Annotated[int, typer.Option(help="LoRA rank (alpha = 2 r).")] = 8
+    logging_steps: Annotated[int, typer.Option(help="Log every this many steps.")] = 10
+    resume: Annotated[
+        bool, typer.Option(help="Continue an interrupted run from its last checkpoint (--no-resume: start over).")
+    ] = True
+
+    def finetune_config(self, settings: Settings) -> FinetuneConfig:
+        return self.config(
+            settings,
+            objective=self.objective,
+            grad_accum=self.grad_accum,
+            pivot_head=self.pivot_head,
+            lora_r=self.lora_r,
+            lora_alpha=2 * self.lora_r,
+            logging_steps=self.logging_steps,
+        )
 
 
-def finetune_cmd(
-    ctx: typer.Context,
-    data: str = typer.Option(
-        str(INSTRUCTIONS),
-        help="Instruction CSV (id,lang,instruction,response) or JSONL "
-        "(prompt, response[, pivot_prompt, pivot_response]).",
-    ),
-    lang: str = typer.Option("sw", help="CSV: target language."),
-    pivot: str = typer.Option(
-        None,
-        help="CSV: pivot language paired with each target example (e.g. en); plain adds "
-        "its pairs as ordinary examples (t+e), pivoted reads them out at layer n. "
-        "--recipe: the pivot language (default en).",
-    ),
-    recipe: str = typer.Option(
-        None,
-        help=f"CSV: train on this cross-lingual data recipe (PLUG, Zhang et al. 2023): "
-        f"{', '.join(RECIPES)}; the model folder gets a recipe.json.",
-    ),
-    langs: str = typer.Option(None, help="--recipe: comma-separated target languages, e.g. es,sw,zh."),
-    held_out: int = typer.Option(
-        HELD_OUT, min=0, help="CSV: the last N ids are held out for evaluation and never trained on."
-    ),
-    objective: str = _OBJECTIVE,
-    method: str = _METHOD,
-    steps: int = typer.Option(300, min=1, help="Optimizer steps."),
-    train_batch_size: int = typer.Option(4, min=1, help="Examples per step (per side for pivoted)."),
-    grad_accum: int = typer.Option(1, min=1, help="Gradient accumulation steps."),
-    lr: float = typer.Option(2e-4, help="Peak learning rate (PROM, full fine-tuning: 2e-5)."),
-    seed: int = typer.Option(0, help="Seed (data order, LoRA init)."),
-    max_length: int = typer.Option(256, help="Tokens per example."),
-    layer: int = typer.Option(None, help="Pivoted: 0-based read-out layer n (default three quarters of the depth)."),
-    alpha: float = typer.Option(0.1, help="Pivoted: label smoothing of L_{n,e}."),
-    lam: float = typer.Option(0.1, help="Pivoted: weight lambda of L_{n,e}."),
-    pivot_head: str = typer.Option(
-        "own", help="Pivoted: own (the model's final norm + head) or separate (a trainable copy)."
-    ),
-    lora_r: int = typer.Option(8, help="LoRA rank (alpha = 2 r)."),
-    save_steps: int = typer.Option(50, help="Checkpoint every this many steps."),
-    logging_steps: int = typer.Option(10, help="Log every this many steps."),
-    resume: bool = typer.Option(
-        True, help="Continue an interrupted run from its last checkpoint (--no-resume: start over)."
-    ),
-) -> None:
+@options(FinetuneOptions)
+def finetune_cmd(ctx: typer.Context, opts: FinetuneOptions) -> None:
     """Fine-tune --model and write a model folder (with tokenizer), training_log.csv and
     checkpoints to --out (with --recipe also recipe.json)."""
     settings: Settings = ctx.obj
-    config = _config(
-        settings,
-        objective,
-        method,
-        steps,
-        train_batch_size,
-        grad_accum,
-        lr,
-        seed,
-        max_length,
-        layer,
-        alpha,
-        lam,
-        pivot_head,
-        lora_r,
-        save_steps,
-        logging_steps,
-    )
-    if recipe is not None:
-        if recipe not in RECIPES:
-            raise PivotlensError(f"unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}")
-        if not langs or data.endswith(".jsonl") or objective != "plain":
+    config = opts.finetune_config(settings)
+    if opts.recipe is not None:
+        if opts.recipe not in RECIPES:
+            raise PivotlensError(f"unknown recipe {opts.recipe!r}; use one of {', '.join(RECIPES)}")
+        if not opts.langs or opts.data.endswith(".jsonl") or opts.objective != "plain":
             raise PivotlensError("--recipe needs --langs, an instruction CSV as --data and --objective plain")
         result = train_recipe(
             settings.model,
-            recipe,
-            parse_languages(langs),
+            opts.recipe,
+            parse_languages(opts.langs),
             Path(settings.out),
             config,
-            data=data,
-            pivot=pivot or PIVOT,
-            n_held_out=held_out,
-            resume=resume,
+            data=opts.data,
+            pivot=opts.pivot or PIVOT,
+            n_held_out=opts.held_out,
+            resume=opts.resume,
         )
     else:
-        if data.endswith(".jsonl"):
-            examples = load_jsonl(data)
+        if opts.data.endswith(".jsonl"):
+            examples = load_jsonl(opts.data)
         else:
-            parse_languages([lang] + ([pivot] if pivot else []))
-            table = load_instructions(data)
+            parse_languages([opts.lang] + ([opts.pivot] if opts.pivot else []))
+            table = load_instructions(opts.data)
             examples = examples_from_instructions(
-                split_held_out(table, held_out)[0] if held_out else table, lang, pivot
+                split_held_out(table, opts.held_out)[0] if opts.held_out else table, opts.lang, opts.pivot
             )
-        result = finetune(settings.model, examples, Path(settings.out), config, resume=resume)
+        result = finetune(settings.model, examples, Path(settings.out), config, resume=opts.resume)
     log = result.log
     typer.echo(
         f"trained {int(log['step'].max())} steps in {result.seconds:.0f} s (resumed from {result.resumed_from}); "
@@ -159,59 +150,34 @@ def finetune_cmd(
     typer.echo(f"model folder: {result.model_dir}")
 
 
-def prom_fig3(
-    ctx: typer.Context,
-    target: str = typer.Option("sw", help="Target language."),
-    pivot: str = typer.Option("en", help="Pivot language."),
-    data: str = typer.Option(str(INSTRUCTIONS), help="Instruction CSV."),
-    method: str = _METHOD,
-    steps: int = typer.Option(300, min=1, help="Optimizer steps per run."),
-    train_batch_size: int = typer.Option(4, min=1, help="Examples per step (per side for pivoted)."),
-    lr: float = typer.Option(2e-4, help="Peak learning rate."),
-    seed: int = typer.Option(0, help="Seed."),
-    max_length: int = typer.Option(128, help="Tokens per example."),
-    layer: int = typer.Option(None, help="0-based read-out layer n (default three quarters of the depth)."),
-    alpha: float = typer.Option(0.1, help="Label smoothing of L_{n,e}."),
-    lam: float = typer.Option(0.1, help="Weight lambda of L_{n,e}."),
-    batches: int = typer.Option(4, "--batches", min=1, help="Interference: batch pairs (held-out instructions)."),
-    params: str = typer.Option("blocks", help="Interference: all, blocks or matrices."),
-    save_steps: int = typer.Option(50, help="Checkpoint every this many steps."),
-) -> None:
+@dataclass(frozen=True, kw_only=True)
+class Fig3Options(TrainingOptions):
+    target: Annotated[str, typer.Option(help="Target language.")] = "sw"
+    pivot: Annotated[str, typer.Option(help="Pivot language.")] = "en"
+    max_length: Annotated[int, typer.Option(help="Tokens per example.")] = 128
+    batches: Annotated[int, typer.Option(min=1, help="Interference: batch pairs (held-out instructions).")] = 4
+    params: Annotated[str, typer.Option(help="Interference: all, blocks or matrices.")] = "blocks"
+
+
+@options(Fig3Options)
+def prom_fig3(ctx: typer.Context, opts: Fig3Options) -> None:
     """PROM Fig. 3, short: fine-tune plain (t+e) and pivoted, then the pivot probability and the
     interference of the base and both fine-tuned models, tables and figures in --out."""
     from analyses.pipelines.prom_fig3 import run_fig3
 
     settings: Settings = ctx.obj
-    parse_languages([target, pivot])
-    config = _config(
-        settings,
-        "plain",
-        method,
-        steps,
-        train_batch_size,
-        1,
-        lr,
-        seed,
-        max_length,
-        layer,
-        alpha,
-        lam,
-        "own",
-        8,
-        save_steps,
-        10,
-    )
+    parse_languages([opts.target, opts.pivot])
     results = run_fig3(
         settings.out,
         base=settings.model,
-        data=data,
-        target=target,
-        pivot=pivot,
-        config=config,
-        k=batches,
+        data=opts.data,
+        target=opts.target,
+        pivot=opts.pivot,
+        config=opts.config(settings),
+        k=opts.batches,
         batch_size=settings.batch_size,
-        max_length=max_length,
-        params=params,
+        max_length=opts.max_length,
+        params=opts.params,
         store=ResultsStore(settings.results),
     )
     typer.echo(results.summary.to_string(index=False))

@@ -28,18 +28,21 @@ _HELD_OUT = typer.Option(
 
 
 def recipes(
+    ctx: typer.Context,
     recipe: str = typer.Option(..., "--recipe", help=f"One of {', '.join(RECIPES)}."),
     langs: str = typer.Option(..., "--langs", help="Comma-separated target languages, e.g. es,sw,zh."),
-    out: Path = typer.Option(..., "--out", help="JSONL file to write (id, recipe, part, lang, prompt, response)."),
     data: Path = typer.Option(INSTRUCTIONS, "--data", help="Parallel instructions CSV: id,lang,instruction,response."),
     pivot: str = typer.Option(PIVOT, "--pivot", help="Pivot language (the paper: en)."),
     held_out: int = _HELD_OUT,
 ) -> None:
-    """Write the training set of one recipe, for inspection or to train elsewhere."""
+    """Write the training set of one recipe to --out as <recipe>.jsonl (id, recipe, part, lang, prompt,
+    response), for inspection or to train elsewhere."""
+    settings: Settings = ctx.obj
     if recipe not in RECIPES:
         raise PivotlensError(f"unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}")
     codes = parse_languages(langs)
     records = recipe_training_set(recipe, codes, data, pivot, held_out)
+    out = settings.out_dir / f"{recipe}.jsonl"
     write_jsonl(records, out)
     parts = pd.Series([r.part for r in records]).value_counts()
     view = Table(title=f"{recipe}: {len(records)} pairs ({', '.join(codes)}; pivot {pivot})")
@@ -60,7 +63,6 @@ def recipe_eval(
         "include the base model (e.g. gemma-3-270m) to compare against it.",
     ),
     langs: str = typer.Option(..., "--langs", help="Comma-separated target languages."),
-    out: Path = typer.Option(..., "--out", help="Folder for the tables and figures."),
     data: Path = typer.Option(INSTRUCTIONS, "--data", help="Parallel instructions CSV (its held-out ids are asked)."),
     held_out: int = typer.Option(
         HELD_OUT, "--held-out", min=1, help="The last N ids of --data are asked (the ids training left out)."
@@ -81,7 +83,8 @@ def recipe_eval(
     png: bool = typer.Option(True, "--png/--no-png", help="Also write each figure as PNG (needs kaleido's browser)."),
 ) -> None:
     """Compare fine-tuned models (and the base): answer language (LPR, WPR), chrF, the pairwise
-    win/loss table (chrF as the judge), and lens, lambda and interference inside each model."""
+    win/loss table (chrF as the judge), and lens, lambda and interference inside each model; tables
+    and figures in --out."""
     settings: Settings = ctx.obj
     entries = model_entries([m for m in models.split(",") if m.strip()])
     codes = parse_languages(langs)
@@ -103,7 +106,7 @@ def recipe_eval(
     )
     measurements = measure_models(entries, codes, config, store=ResultsStore(settings.results))
     result = analyse(measurements, entries, reference=reference, config=config)
-    written = write_outputs(result, out, png=png)
+    written = write_outputs(result, settings.out_dir, png=png)
     view = Table(title="answers to held-out instructions (lang = all: mean over languages)")
     for column in ("model", "recipe", "variant", "lang", "LPR %", "WPR %", "chrF"):
         view.add_column(column)
@@ -113,7 +116,7 @@ def recipe_eval(
     Console().print(view)
     if result.table1 is not None:
         typer.echo(result.table1.to_string())
-    typer.echo(f"wrote {len(written)} files to {out}")
+    typer.echo(f"wrote {len(written)} files to {settings.out_dir}")
 
 
 def register(app: typer.Typer) -> None:

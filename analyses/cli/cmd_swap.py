@@ -1,8 +1,6 @@
 """``pivotlens weight-change``, ``pivotlens swap`` and ``pivotlens soup``: weight-change maps of
 fine-tuned checkpoints, and merges by layer swapping (Bandarkar et al., ICLR 2025) or averaging.
-
-``--out`` may follow the command (as here) or precede it (the global option); for ``swap`` and
-``soup`` it is the merged model's folder.
+For ``swap`` and ``soup`` the global ``--out`` is the merged model's folder.
 """
 
 from __future__ import annotations
@@ -20,14 +18,8 @@ from analyses.stats.weight_change import METRICS, weight_change
 from probes.backend.errors import PivotlensError
 from probes.backend.store import provenance, write_parquet_atomic
 
-OUT_HELP = "Output folder (overrides the global --out)."
 ALL_METRICS = list(METRICS)
 METRIC_HELP = f"Metric(s): {', '.join(METRICS)}; the heatmap shows the first."
-
-
-def _out(ctx: typer.Context, out: str | None) -> Path:
-    settings: Settings = ctx.obj
-    return Path(out) if out else Path(settings.out)
 
 
 def weight_change_command(
@@ -39,7 +31,6 @@ def weight_change_command(
     label: list[str] = typer.Option(None, help="A name per --tuned for the panels (default: the folder names)."),
     metric: list[str] = typer.Option(ALL_METRICS, help=METRIC_HELP),
     top_percent: float = typer.Option(1.0, help="top_fraction: the share x% of the largest |ΔW| entries."),
-    out: str = typer.Option(None, "--out", help=OUT_HELP),
 ) -> None:
     """Weight-change map per (layer, q/k/v/o/gate/up/down) of each --tuned against --base: a tidy
     table (weight_change.csv/.parquet: layer, module, metric, value, ...) and the heatmap."""
@@ -49,8 +40,8 @@ def weight_change_command(
     bad = [m for m in metric if m not in METRICS]
     if bad:
         raise PivotlensError(f"unknown metric {bad[0]!r}; use one of {', '.join(METRICS)}")
-    folder = _out(ctx, out)
-    folder.mkdir(parents=True, exist_ok=True)
+    settings: Settings = ctx.obj
+    folder = settings.out_dir
     maps: dict[str, pd.DataFrame] = {}
     for i, checkpoint in enumerate(tuned):
         table = weight_change(base, checkpoint, metrics=metric, top_percent=top_percent)
@@ -79,13 +70,12 @@ def swap_command(
     w_lang: float = typer.Option(1.0, help="Weight of the language expert in the transition zones."),
     non_layer: str = typer.Option("average", help=f"Embeddings, final norm, head: {', '.join(NON_LAYER)}."),
     dtype: str = typer.Option(None, help="Compute/output dtype (default: the experts')."),
-    out: str = typer.Option(None, "--out", help=OUT_HELP),
 ) -> None:
     """Layer swapping (Algorithm 1, line 5 with 'and'): a model folder with the merged weights,
     tokenizer, mergekit_config.yml and merge_record.json."""
     settings: Settings = ctx.obj
     config = SwapConfig(bottom, top, transition_bottom, transition_top, w_task, w_lang, non_layer)
-    folder = swap(task_expert, lang_expert, _out(ctx, out), config, dtype=dtype, device=settings.device)
+    folder = swap(task_expert, lang_expert, Path(settings.out), config, dtype=dtype, device=settings.device)
     typer.echo(f"merged model in {folder} (record: {folder / RECORD})")
 
 
@@ -94,7 +84,6 @@ def soup_command(
     models: list[str] = typer.Argument(..., help="Two or more checkpoints fine-tuned from the same base."),
     weights: str = typer.Option(None, help="Comma-separated weights, one per model (default: equal)."),
     dtype: str = typer.Option(None, help="Compute/output dtype (default: the inputs')."),
-    out: str = typer.Option(None, "--out", help=OUT_HELP),
 ) -> None:
     """Model soup: the weighted average of whole checkpoints, through the same mergekit path."""
     settings: Settings = ctx.obj
@@ -102,7 +91,7 @@ def soup_command(
         parsed = [float(w) for w in weights.split(",")] if weights else None
     except ValueError:
         raise PivotlensError(f"--weights must be comma-separated numbers, got {weights!r}") from None
-    folder = soup(models, _out(ctx, out), parsed, dtype=dtype, device=settings.device)
+    folder = soup(models, Path(settings.out), parsed, dtype=dtype, device=settings.device)
     typer.echo(f"soup in {folder} (record: {folder / RECORD})")
 
 

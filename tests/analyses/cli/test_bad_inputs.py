@@ -120,7 +120,7 @@ CASES = [
     ("confusion-metrics --completions {completions_big}", "check the quoting or shorten the field"),
     ("confusion-metrics --completions {completions_emptylang}", "column 6 (language): empty cell"),
     ("confusion-metrics --completions {words_latin1}", "save the file as UTF-8"),
-    ("confusion-metrics --completions {completions_xx} --out {a_file}/metrics.csv", "choose another --out"),
+    ("--out {a_file}/sub confusion-metrics --completions {completions_xx}", "choose another --out"),
 ]
 if not torch.cuda.is_available():
     CASES += [("--device cuda lens --target zh", "use --device cpu"), ("--device cuda:1 lambda", "use --device cpu")]

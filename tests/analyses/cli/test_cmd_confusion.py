@@ -33,8 +33,8 @@ def completions(tmp_path):
 
 
 def test_confusion_metrics_writes_the_documented_table(tmp_path, completions):
-    out = tmp_path / "metrics.csv"
-    result = CliRunner().invoke(app, ["confusion-metrics", "--completions", str(completions), "--out", str(out)])
+    out = tmp_path / "confusion_metrics.csv"
+    result = CliRunner().invoke(app, ["--out", str(tmp_path), "confusion-metrics", "--completions", str(completions)])
     assert result.exit_code == 0, result.output
     assert "LPR %" in result.output and "language confusion" in result.output
     table = pd.read_csv(out)

@@ -23,6 +23,8 @@ def test_explore_writes_an_offline_deterministic_page(tiny_model_folder, tmp_pat
             [
                 "--model",
                 str(tiny_model_folder),
+                "--out",
+                str(tmp_path / name),
                 "explore",
                 "--prompt",
                 "the cloud is white and the river is",
@@ -30,12 +32,10 @@ def test_explore_writes_an_offline_deterministic_page(tiny_model_folder, tmp_pat
                 "long",
                 "--color",
                 "lang",
-                "--out",
-                str(tmp_path / name),
             ],
         )
         assert result.exit_code == 0, result.output
-        pages.append((tmp_path / name).read_bytes())
+        pages.append((tmp_path / name / "explore.html").read_bytes())
     assert pages[0] == pages[1]
     page = pages[0].decode()
     assert f'id="{DIV_ID}"' in page
@@ -54,8 +54,6 @@ def test_bad_input_is_one_line_and_exit_code_2_before_loading(tiny_model_folder,
             "explore",
             "--prompt",
             " ",
-            "--out",
-            "x.html",
         ],
         capture_output=True,
         text=True,

@@ -356,6 +356,8 @@ def test_swap_and_soup_commands(experts, tmp_path):
     task, lang, _ = experts
     runner = CliRunner()
     args = [
+        "--out",
+        str(tmp_path / "swapped"),
         "swap",
         "--task-expert",
         str(task),
@@ -371,8 +373,6 @@ def test_swap_and_soup_commands(experts, tmp_path):
         "3",
         "--non-layer",
         "task",
-        "--out",
-        str(tmp_path / "swapped"),
     ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -385,7 +385,7 @@ def test_swap_and_soup_commands(experts, tmp_path):
     souped, a, b = _tensors(tmp_path / "souped"), _tensors(task), _tensors(lang)
     for name in a:
         torch.testing.assert_close(souped[name], (a[name] + 3 * b[name]) / 4, rtol=1e-6, atol=1e-7)
-    result = runner.invoke(app, ["soup", str(task), str(lang), "--weights", "1,x", "--out", str(tmp_path / "bad")])
+    result = runner.invoke(app, ["--out", str(tmp_path / "bad"), "soup", str(task), str(lang), "--weights", "1,x"])
     assert isinstance(result.exception, PivotlensError) and "comma-separated numbers" in str(result.exception)
-    result = runner.invoke(app, args[:-1] + [str(tmp_path / "deep")] + ["--top", "9"])
+    result = runner.invoke(app, ["--out", str(tmp_path / "deep"), *args[2:], "--top", "9"])
     assert isinstance(result.exception, SwapConfigError) and "overlap or exceed" in str(result.exception)

@@ -232,10 +232,12 @@ def test_a_few_plug_steps_lower_the_loss(tiny_model_folder, tiny_data, tmp_path)
 
 # ---- CLI and JSONL --------------------------------------------------------------------------
 def test_cli_recipes_writes_jsonl_the_driver_reads(tiny_data, tmp_path):
-    out = tmp_path / "cs.jsonl"
+    out = tmp_path / "code-switch.jsonl"
     result = CliRunner().invoke(
         app,
         [
+            "--out",
+            str(tmp_path),
             "recipes",
             "--recipe",
             "code-switch",
@@ -245,8 +247,6 @@ def test_cli_recipes_writes_jsonl_the_driver_reads(tiny_data, tmp_path):
             str(tiny_data),
             "--held-out",
             "0",
-            "--out",
-            str(out),
         ],
     )
     assert result.exit_code == 0, result.output
@@ -266,7 +266,7 @@ def test_cli_recipes_writes_jsonl_the_driver_reads(tiny_data, tmp_path):
 def test_cli_recipes_rejects_an_unknown_recipe(tiny_data, tmp_path):
     result = CliRunner().invoke(
         app,
-        ["recipes", "--recipe", "plugg", "--langs", "fr", "--data", str(tiny_data), "--out", str(tmp_path / "x.jsonl")],
+        ["--out", str(tmp_path), "recipes", "--recipe", "plugg", "--langs", "fr", "--data", str(tiny_data)],
     )
     assert result.exit_code != 0
     assert "unknown recipe 'plugg'" in str(result.exception)
@@ -411,6 +411,8 @@ def test_cli_recipe_eval_writes_tables_and_figures(tiny_model_folder, tiny_data,
             str(tmp_path / "store"),
             "--batch-size",
             "2",
+            "--out",
+            str(out),
             "recipe-eval",
             "--models",
             models,
@@ -420,8 +422,6 @@ def test_cli_recipe_eval_writes_tables_and_figures(tiny_model_folder, tiny_data,
             str(tiny_data),
             "--held-out",
             "2",
-            "--out",
-            str(out),
             "--no-inside",
             "--max-new-tokens",
             "6",
@@ -466,6 +466,8 @@ def test_cli_recipe_eval_inside_the_model(tiny_model_folder, tmp_path):
         [
             "--results",
             str(tmp_path / "store"),
+            "--out",
+            str(out),
             "recipe-eval",
             "--models",
             f"base={tiny_model_folder},mono={tiny_model_folder}",
@@ -473,8 +475,6 @@ def test_cli_recipe_eval_inside_the_model(tiny_model_folder, tmp_path):
             "fr",
             "--data",
             str(data),
-            "--out",
-            str(out),
             "--max-new-tokens",
             "4",
             "--lens-limit",

@@ -192,6 +192,8 @@ def test_weight_change_command(pair, tmp_path):
     result = CliRunner().invoke(
         app,
         [
+            "--out",
+            str(out),
             "weight-change",
             "--base",
             str(base),
@@ -205,8 +207,6 @@ def test_weight_change_command(pair, tmp_path):
             "same",
             "--metric",
             "rel_mean_abs",
-            "--out",
-            str(out),
         ],
     )
     assert result.exit_code == 0, result.output

@@ -1,0 +1,54 @@
+"""Command options declared once, as a dataclass: each field is one option, its type, default and
+help in one place (``steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 300``),
+and the command receives the filled-in dataclass instead of one parameter per option.
+
+Typer reads a command's options from its signature; :func:`options` gives the command the
+signature ``(ctx, <one parameter per field>)`` and calls it with ``(ctx, Options(**values))``.
+Fields without a default are required options (declare the dataclass ``kw_only=True`` so they may
+follow defaulted ones). Dataclasses inherit fields, so commands that share options share one
+declaration and one help text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+
+import typer
+
+
+def option_parameters(cls: type) -> list[inspect.Parameter]:
+    """One keyword parameter per field of the dataclass ``cls``, annotated as declared."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return [
+        inspect.Parameter(
+            field.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=hints[field.name],
+            default=inspect.Parameter.empty if field.default is dataclasses.MISSING else field.default,
+        )
+        for field in dataclasses.fields(cls)
+        if field.init
+    ]
+
+
+def options(cls: type) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``@options(Options)`` on ``def command(ctx: typer.Context, options: Options)``: typer sees
+    one option per field of ``Options`` (and the context)."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+        parameters = [context, *option_parameters(cls)]
+
+        @functools.wraps(command)
+        def run(ctx: typer.Context, **values: object) -> None:
+            command(ctx, cls(**values))
+
+        run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in parameters}
+        return run
+
+    return decorate

@@ -1,0 +1,88 @@
+"""Command options from a dataclass, and one ``--out`` rule for every command."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+import typer.main
+from typer.testing import CliRunner
+
+from analyses.cli import _command_index, _LazyCommands, app
+from analyses.cli.options import options
+
+
+@dataclass(frozen=True, kw_only=True)
+class Shared:
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 300
+    layer: Annotated[int | None, typer.Option(help="Read-out layer.")] = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Extended(Shared):
+    lang: Annotated[str, typer.Option(help="Target language.")]  # no default: required
+    resume: Annotated[bool, typer.Option(help="Resume.")] = True
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 7  # a command's own default
+
+
+def _settings_callback(ctx: typer.Context) -> None:
+    ctx.obj = "settings"
+
+
+def _app(seen: list) -> typer.Typer:
+    @options(Extended)
+    def command(ctx: typer.Context, opts: Extended) -> None:
+        """Train something."""
+        seen.append((ctx.obj, opts))
+
+    commands = typer.Typer()
+    commands.callback()(_settings_callback)
+    commands.command("train")(command)
+    return commands
+
+
+def test_fields_become_options_and_the_command_gets_the_dataclass():
+    seen: list = []
+    result = CliRunner().invoke(_app(seen), ["train", "--lang", "sw", "--layer", "3", "--no-resume"])
+    assert result.exit_code == 0, result.output
+    assert seen == [("settings", Extended(steps=7, layer=3, lang="sw", resume=False))]
+
+
+def test_help_defaults_and_checks_come_from_the_fields():
+    seen: list = []
+    help_text = CliRunner().invoke(_app(seen), ["train", "--help"], terminal_width=200).output
+    assert "Train something." in help_text and "Read-out layer." in help_text and "[default: 7]" in help_text
+    assert "--resume" in help_text and "--no-resume" in help_text and "--train-batch" not in help_text
+    missing = CliRunner().invoke(_app(seen), ["train"])
+    assert missing.exit_code == 2 and "--lang" in missing.output and not seen
+    too_few = CliRunner().invoke(_app(seen), ["train", "--lang", "sw", "--steps", "0"])
+    assert too_few.exit_code == 2 and "--steps" in too_few.output and not seen
+
+
+def test_no_command_has_an_out_of_its_own():
+    """The global --out is the one output folder: no command declares its own."""
+    group = typer.main.get_group(app)
+    assert isinstance(group, _LazyCommands)
+    own = {
+        name: [p.name for p in command.params if p.name == "out" or "--out" in getattr(p, "opts", [])]
+        for name in _command_index()
+        if (command := group.get_command(typer.Context(group), name)) is not None
+    }
+    assert len(own) == len(_command_index()) > 20
+    assert {name: params for name, params in own.items() if params} == {}
+
+
+def test_finetune_and_prom_fig3_share_one_declaration_of_their_training_options():
+    from analyses.cli.cmd_finetune import Fig3Options, FinetuneOptions, TrainingOptions
+
+    assert issubclass(FinetuneOptions, TrainingOptions) and issubclass(Fig3Options, TrainingOptions)
+    assert Fig3Options().max_length == 128 and FinetuneOptions().max_length == 256
+    config = FinetuneOptions(lora_r=4, layer=2).finetune_config(_settings())
+    assert (config.lora_r, config.lora_alpha, config.pivot.layer, config.max_steps) == (4, 8, 2, 300)
+
+
+def _settings():
+    from analyses.cli.settings import Settings
+
+    return Settings("m", "nnsight", "cpu", "float32", 1, "out", None)
