@@ -1,21 +1,28 @@
-"""``pivotlens weight-change``, ``pivotlens swap`` and ``pivotlens soup``: weight-change maps of
-fine-tuned checkpoints, and merges by layer swapping (Bandarkar et al., ICLR 2025) or averaging.
+"""``pivotlens weight-change``, ``pivotlens swap``, ``pivotlens soup`` and ``pivotlens swap-replay``:
+weight-change maps of fine-tuned checkpoints, merges by layer swapping (Bandarkar et al., ICLR
+2025) or averaging, and the replay of the paper's Table 1.
 For ``swap`` and ``soup`` the global ``--out`` is the merged model's folder.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import pandas as pd
+import torch
 import typer
 
+from analyses.cli.options import options
 from analyses.cli.settings import Settings
 from analyses.figures import save_figure
 from analyses.figures.weight_change import weight_change_figure
 from analyses.interventions.layer_swap import NON_LAYER, RECORD, SwapConfig, soup, swap
+from analyses.pipelines.layer_swap import ReplaySettings, replay, train_experts, write_figures
 from analyses.stats.weight_change import METRICS, weight_change
 from probes.backend.errors import PivotlensError
+from probes.backend.languages import parse_languages
 from probes.backend.store import provenance, write_parquet_atomic
 
 ALL_METRICS = list(METRICS)
@@ -95,7 +102,71 @@ def soup_command(
     typer.echo(f"soup in {folder} (record: {folder / RECORD})")
 
 
+def _numbers(text: str, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(value) for value in text.split(","))
+    except ValueError:
+        raise PivotlensError(f"{option} must be comma-separated integers, got {text!r}") from None
+
+
+def _joined(values: tuple[int, ...] | tuple[str, ...]) -> str:
+    return ",".join(map(str, values))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplayOptions:
+    """The options of ``swap-replay``; the defaults are :class:`ReplaySettings`'s."""
+
+    langs: Annotated[str, typer.Option(help="Languages of the language experts.")] = _joined(ReplaySettings.langs)
+    task_steps: Annotated[int, typer.Option(min=1, help="Steps of the task expert.")] = ReplaySettings.task_steps
+    lang_steps: Annotated[int, typer.Option(min=1, help="Steps of each language expert.")] = ReplaySettings.lang_steps
+    n_eval: Annotated[int, typer.Option(min=1, help="Evaluation problems per language.")] = ReplaySettings.n_eval
+    seed: Annotated[int, typer.Option(help="Seed of training and evaluation.")] = ReplaySettings.seed
+    grid_bottom: Annotated[str, typer.Option(help="Bottom values of the grid.")] = _joined(ReplaySettings.grid_bottom)
+    grid_top: Annotated[str, typer.Option(help="Top values of the grid.")] = _joined(ReplaySettings.grid_top)
+    english: Annotated[
+        bool, typer.Option(help="Also evaluate in English (--no-english: leave that to one process only).")
+    ] = ReplaySettings.english
+    threads: Annotated[int, typer.Option(min=1, help="Torch threads (1 is fastest on a busy machine).")] = 1
+    only_experts: Annotated[str | None, typer.Option(help="Train these experts (e.g. task,sw) and stop.")] = None
+    figures_only: Annotated[bool, typer.Option(help="Redraw the figures from the tables in --out and stop.")] = False
+
+    def settings(self, base: str) -> ReplaySettings:
+        return ReplaySettings(
+            base=base,
+            langs=tuple(parse_languages(self.langs)),
+            task_steps=self.task_steps,
+            lang_steps=self.lang_steps,
+            n_eval=self.n_eval,
+            seed=self.seed,
+            english=self.english,
+            grid_bottom=_numbers(self.grid_bottom, "--grid-bottom"),
+            grid_top=_numbers(self.grid_top, "--grid-top"),
+        )
+
+
+@options(ReplayOptions)
+def swap_replay(ctx: typer.Context, opts: ReplayOptions) -> None:
+    """Layer-swapping replay (Bandarkar et al. 2025, Table 1) on --model: experts, weight-change
+    maps, lens evidence, a suggested swap and its evaluation; tables and figures in --out."""
+    settings: Settings = ctx.obj
+    if opts.figures_only:
+        typer.echo("\n".join(str(path) for path in write_figures(settings.out)))
+        return
+    replay_settings = opts.settings(settings.model)
+    torch.set_num_threads(opts.threads)
+    if opts.only_experts:
+        for key, folder in train_experts(replay_settings, opts.only_experts.split(",")).items():
+            typer.echo(f"{key} {folder}")
+        return
+    results = replay(replay_settings, settings.out)
+    write_figures(settings.out)
+    typer.echo(results.table1.to_string(index=False))
+    typer.echo(results.suggestions.to_string(index=False))
+
+
 def register(app: typer.Typer) -> None:
     app.command("weight-change")(weight_change_command)
     app.command("swap")(swap_command)
     app.command("soup")(soup_command)
+    app.command("swap-replay")(swap_replay)

@@ -26,17 +26,15 @@ Small tables and figures go to ``--out``; evaluations and maps to the results st
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from analyses.interventions.finetune import FinetuneConfig, examples_from_instructions, finetune
 from analyses.interventions.layer_swap import SwapConfig, depth_scaled, soup, swap
@@ -546,58 +544,3 @@ def write_figures(out: str | Path, *, metrics: Sequence[str] = ("rel_frobenius",
         )
     written += save_figure(zones_figure(configs, n_layers), figures / "zones", plotlyjs="cdn")
     return written
-
-
-def main() -> None:
-    defaults = ReplaySettings()
-    parser = argparse.ArgumentParser(
-        description="Layer-swapping replay (Bandarkar et al. 2025, Table 1) on an embedded model."
-    )
-    parser.add_argument("--out", default="results/layer_swap")
-    parser.add_argument("--base", default=defaults.base)
-    parser.add_argument("--langs", default=",".join(defaults.langs))
-    parser.add_argument("--task-steps", type=int, default=defaults.task_steps)
-    parser.add_argument("--lang-steps", type=int, default=defaults.lang_steps)
-    parser.add_argument("--n-eval", type=int, default=defaults.n_eval)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument(
-        "--grid-bottom", default=",".join(map(str, defaults.grid_bottom)), help="bottom values of the grid"
-    )
-    parser.add_argument("--grid-top", default=",".join(map(str, defaults.grid_top)), help="top values of the grid")
-    parser.add_argument(
-        "--no-english", action="store_true", help="skip the English evaluations (run them in one process only)"
-    )
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy machine)")
-    parser.add_argument("--only-experts", default=None, help="train these experts (e.g. task,sw) and stop")
-    parser.add_argument(
-        "--figures-only", action="store_true", help="redraw the figures from the tables in --out and stop"
-    )
-    args = parser.parse_args()
-    if args.figures_only:
-        print("\n".join(str(path) for path in write_figures(args.out)))
-        return
-    torch.set_num_threads(args.threads)
-    settings = replace(
-        defaults,
-        base=args.base,
-        langs=tuple(args.langs.split(",")),
-        task_steps=args.task_steps,
-        lang_steps=args.lang_steps,
-        n_eval=args.n_eval,
-        seed=args.seed,
-        english=not args.no_english,
-        grid_bottom=tuple(int(b) for b in args.grid_bottom.split(",")),
-        grid_top=tuple(int(u) for u in args.grid_top.split(",")),
-    )
-    if args.only_experts:
-        for key, folder in train_experts(settings, args.only_experts.split(",")).items():
-            print(key, folder)
-        return
-    results = replay(settings, args.out)
-    write_figures(args.out)
-    print(results.table1.to_string(index=False))
-    print(results.suggestions.to_string(index=False))
-
-
-if __name__ == "__main__":
-    main()
