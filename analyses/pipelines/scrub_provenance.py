@@ -6,14 +6,13 @@ pivotlens cache becomes ``<cache>/...``, any other absolute path keeps only its 
 Table contents are not touched. New provenance holds no machine paths to begin with
 (``probes.backend.store.data_label``); this is for files written before.
 
-Usage: python -m analyses.pipelines.scrub_provenance [FOLDER]   (prints each file it rewrote)
+``pivotlens scrub-provenance [FOLDER]`` runs it and lists each file it rewrote.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -63,15 +62,3 @@ def scrub_folder(folder: Path) -> list[Path]:
     """Rewrite every JSON and Parquet file under ``folder`` that holds a machine path."""
     rewritten = [p for p in sorted(folder.rglob("*.json")) if scrub_json(p)]
     return rewritten + [p for p in sorted(folder.rglob("*.parquet")) if scrub_parquet(p)]
-
-
-def main() -> None:
-    folder = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "results")
-    rewritten = scrub_folder(folder)
-    for path in rewritten:
-        print(f"rewrote {path}")
-    print(f"{len(rewritten)} files rewritten under {folder}; no machine path left in their provenance")
-
-
-if __name__ == "__main__":
-    main()

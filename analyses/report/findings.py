@@ -6,16 +6,14 @@ A README states a finding between markers::
     ...generated text...
     <!-- /findings -->
 
-``python -m analyses.report.findings`` rewrites every such block of ``results/*/README.md``
-from the tables beside it; ``--check`` only lists the blocks that disagree with their tables
-(exit code 1), which is what the test suite runs. Prose outside the markers states no numbers.
+``pivotlens findings`` rewrites every such block of ``results/*/README.md`` from the tables
+beside it; ``--check`` only lists the blocks that disagree with their tables (exit code 1); the
+test suite checks that none does. Prose outside the markers states no numbers.
 """
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -157,20 +155,11 @@ def stale_blocks(readme: Path, results: Path = RESULTS) -> list[str]:
     return [m["key"] for m in BLOCK.finditer(text) if m["body"] != generate(m["key"], results)]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("readmes", nargs="*", type=Path, help="README files (default: results/*/README.md)")
-    parser.add_argument("--check", action="store_true", help="only list blocks that disagree with the tables")
-    args = parser.parse_args(argv)
-    readmes = args.readmes or sorted(RESULTS.glob("*/README.md"))
-    stale = {readme: stale_blocks(readme) for readme in readmes}
+def refresh(readmes: list[Path], *, check: bool = False, results: Path = RESULTS) -> dict[Path, list[str]]:
+    """Per README, the keys of its blocks that disagree with their tables; each such README is
+    rewritten unless ``check``."""
+    stale = {readme: stale_blocks(readme, results) for readme in readmes}
     for readme, keys in stale.items():
-        if keys and not args.check:
-            readme.write_text(render(readme), encoding="utf-8")
-        for key in keys:
-            print(f"{readme}: {key} {'disagrees with its tables' if args.check else 'rewritten'}")
-    return 1 if args.check and any(stale.values()) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        if keys and not check:
+            readme.write_text(render(readme, results), encoding="utf-8")
+    return stale

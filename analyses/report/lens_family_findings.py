@@ -1,12 +1,11 @@
 """The findings of ``results/lens_family/README.md``, generated from its tables.
 
-``python -m analyses.report.lens_family_findings results/lens_family`` rewrites the block between
-the README's findings markers; a test checks that the committed block is what the tables say.
+``pivotlens findings`` rewrites the block between the README's findings markers; a test checks
+that the committed block is what the tables say.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -88,7 +87,3 @@ def rewrite(readme: Path) -> None:
 
 def committed_block(readme: Path) -> str:
     return readme.read_text(encoding="utf-8").split(START, 1)[1].split(END, 1)[0].strip()
-
-
-if __name__ == "__main__":
-    rewrite(Path(sys.argv[1]) / "README.md")

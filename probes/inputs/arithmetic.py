@@ -24,7 +24,6 @@ probes.arithmetic`` from fixed seeds.
 
 from __future__ import annotations
 
-import argparse
 import random
 import re
 import unicodedata
@@ -373,7 +372,9 @@ def load_problems(
     first ``limit`` problems of each."""
     path = Path(path)
     if not path.is_file():
-        raise DataFormatError(f"{path}: no such file; write the data with `python -m probes.inputs.arithmetic`")
+        raise DataFormatError(
+            f"{path}: no such file; write the data with `pivotlens --out data/arithmetic arithmetic-data`"
+        )
     table = pd.read_csv(path, dtype={"id": str, "lang": str})
     missing = {"id", "lang", "question", "answer"} - set(table.columns)
     if missing:
@@ -416,17 +417,3 @@ def prompt_ids(tokenizer, question: str) -> list[int]:
         )
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])
     return list(tokenizer(question + PLAIN_SEPARATOR, add_special_tokens=True)["input_ids"])
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Write data/arithmetic/train.csv and eval.csv from the fixed seeds.")
-    parser.add_argument("--out", default=str(ARITHMETIC_DIR))
-    parser.add_argument("--n-train", type=int, default=2000)
-    parser.add_argument("--n-eval", type=int, default=200)
-    args = parser.parse_args()
-    for path in write_data(args.out, n_train=args.n_train, n_eval=args.n_eval):
-        print(path)
-
-
-if __name__ == "__main__":
-    main()

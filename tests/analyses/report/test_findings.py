@@ -6,8 +6,10 @@ import shutil
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
-from analyses.report.findings import BLOCK, RESULTS, generate, lambda_sentence, main, render, stale_blocks
+from analyses.cli import app
+from analyses.report.findings import BLOCK, RESULTS, generate, lambda_sentence, refresh, render, stale_blocks
 
 
 def test_every_results_readme_states_what_its_tables_say():
@@ -15,7 +17,9 @@ def test_every_results_readme_states_what_its_tables_say():
     checked = [m["key"] for readme in readmes for m in BLOCK.finditer(readme.read_text(encoding="utf-8"))]
     assert {"lens:gemma-3-270m", "lens:smollm2-135m", "reports:lambda"} <= set(checked)
     assert {str(readme): stale_blocks(readme) for readme in readmes} == {str(readme): [] for readme in readmes}
-    assert main(["--check"]) == 0
+    assert not any(refresh(readmes, check=True).values())
+    result = CliRunner().invoke(app, ["findings", "--check"])
+    assert result.exit_code == 0 and result.output == ""
 
 
 def test_a_number_typed_beside_the_tables_is_caught_and_rewritten(tmp_path):
@@ -34,6 +38,10 @@ def test_a_number_typed_beside_the_tables_is_caught_and_rewritten(tmp_path):
     readme.write_text(readme.read_text().replace(f"peaks at layer {peak} ", "peaks at layer 99 "), encoding="utf-8")
     assert stale_blocks(readme, results) == ["lens:gemma-3-270m"]
     assert render(readme, results).count(f"peaks at layer {peak} ") == 1
+    assert refresh([readme], check=True, results=results) == {readme: ["lens:gemma-3-270m"]}
+    assert "peaks at layer 99 " in readme.read_text()  # --check writes nothing
+    refresh([readme], results=results)
+    assert stale_blocks(readme, results) == [] and "peaks at layer 99 " not in readme.read_text()
 
 
 def test_decisions_name_undecided_languages():
