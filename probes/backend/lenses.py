@@ -26,14 +26,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import torch
 
 from probes.backend.base import translate_residuals
 from probes.backend.errors import PivotlensError
 
-LensKind = Literal["logit", "linear", "tuned"]
 KINDS: tuple[str, ...] = ("logit", "linear", "tuned")
 
 

@@ -23,7 +23,6 @@ import csv
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,8 +131,3 @@ def authored_files(root: Path) -> dict[str, DataFile]:
         "instructions": DataFile(data / "instructions.csv", "lang", ("instruction", "response")),
         "sentences": DataFile(data / "sentences.csv", "lang", ("text",)),
     }
-
-
-def check_all(files: dict[str, DataFile], langs: Sequence[str]) -> list[str]:
-    """Every problem of every file in every language of ``langs``."""
-    return [problem for data in files.values() for lang in langs for problem in check_rows(data, lang)]
