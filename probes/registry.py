@@ -28,7 +28,7 @@ import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 from probes.backend.errors import PivotlensError, UnknownNameError
 
@@ -94,14 +94,14 @@ class Shelf(Generic[PartT]):
     def parts(self) -> dict[str, PartT]:
         """Every registered part of this kind by name, after importing the modules that register them."""
         import_methods(self.package)
-        return dict(REGISTRY[self.kind])  # pyright: ignore[reportReturnType]  (the shelf only adds PartT)
+        return cast("dict[str, PartT]", dict(REGISTRY[self.kind]))  # only add() writes this kind
 
     def get(self, name: str) -> PartT:
         """The part called ``name``; an unknown name raises, listing the registered ones."""
         parts = REGISTRY[self.kind] if name in REGISTRY[self.kind] else self.parts()
         if name not in parts:
             raise UnknownNameError(f"no {self.kind} named {name!r}; registered: {', '.join(sorted(parts)) or 'none'}")
-        return parts[name]  # pyright: ignore[reportReturnType]
+        return cast("PartT", parts[name])
 
 
 def families() -> dict[str, dict[str, list[str]]]:

@@ -29,3 +29,14 @@ def test_a_second_probe_under_a_taken_name_is_refused():
     with pytest.raises(ValueError, match="a probe named 'lens' is already registered"):
         register_probe("lens", paper=lens.paper, columns=lens.columns, version=lens.version)(lambda backend: None)
     assert PROBES.get("lens") is lens
+
+
+def test_an_entry_point_that_cannot_be_imported_is_one_line_naming_it(tmp_path, monkeypatch):
+    dist = tmp_path / "broken_method-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-method\nVersion: 0.1\n", encoding="utf-8")
+    (dist / "entry_points.txt").write_text("[pivotlens.methods]\nbroken = no_such_module_here\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PivotlensError, match="entry point broken = 'no_such_module_here' cannot be imported") as error:
+        PROBES.parts()
+    assert "fix or uninstall" in str(error.value) and "\n" not in str(error.value)
