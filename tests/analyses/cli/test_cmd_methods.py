@@ -106,7 +106,20 @@ def test_a_method_from_outside_joins_the_registry_the_report_and_the_figures(
     # the data is missing, so `figures` runs the family's command in this process (a subprocess
     # would not find the example, which is on this process's sys.path only)
     results = tmp_path / "results"
-    invoke([*common, "--out", str(tmp_path / "figs"), "figures", "--results-dir", str(results), "--only", "entropy"])
+    invoke(
+        [
+            *common,
+            "--out",
+            str(tmp_path / "figs"),
+            "figures",
+            "--results-dir",
+            str(results),
+            "--only",
+            "entropy",
+            "--formats",
+            "",
+        ]
+    )
     manifest = pd.read_csv(tmp_path / "figs" / "manifest.csv")
     assert list(zip(manifest["family"], manifest["figure"], manifest["status"])) == [("entropy", "entropy", "ok")]
     assert (tmp_path / "figs" / "entropy__entropy.html").is_file()
