@@ -13,13 +13,14 @@ import typer
 from analyses.cli.options import options
 from analyses.cli.settings import Settings
 from analyses.report import lens_family_findings
-from analyses.report.findings import RESULTS, refresh
+from analyses.report.findings import RESULTS, refresh, stale_derived
 
 
 @dataclass(frozen=True, kw_only=True)
 class FindingsOptions:
     readmes: Annotated[
-        list[Path] | None, typer.Argument(help="README files (default: results/*/README.md).", show_default=False)
+        list[Path] | None,
+        typer.Argument(help="README files (default: every README under results/).", show_default=False),
     ] = None
     check: Annotated[bool, typer.Option(help="Only list the blocks that disagree with their tables (exit code 1).")] = (
         False
@@ -39,16 +40,21 @@ def _lens_family_stale(readme: Path, check: bool) -> list[str]:
 
 @options(FindingsOptions)
 def findings_command(ctx: typer.Context, opts: FindingsOptions) -> None:
-    """Rewrite the findings blocks of the results READMEs from the tables beside them (--check: only
-    list the blocks that disagree, exit code 1)."""
-    readmes = opts.readmes or sorted(RESULTS.glob("*/README.md"))
+    """Rewrite the findings blocks of the results READMEs from the tables beside them, and the tables
+    derived from other tables (--check: only list what disagrees, exit code 1)."""
+    readmes = opts.readmes or sorted(RESULTS.glob("**/README.md"))
+    derived = stale_derived()
+    for path, text in derived.items():
+        if not opts.check:
+            path.write_text(text, encoding="utf-8")
+        typer.echo(f"{path}: {'disagrees with its source tables' if opts.check else 'rewritten'}")
     stale = refresh(readmes, check=opts.check)
     for readme in readmes:
         stale[readme] = stale.get(readme, []) + _lens_family_stale(readme, opts.check)
     for readme, keys in stale.items():
         for key in keys:
             typer.echo(f"{readme}: {key} {'disagrees with its tables' if opts.check else 'rewritten'}")
-    if opts.check and any(stale.values()):
+    if opts.check and (derived or any(stale.values())):
         raise typer.Exit(1)
 
 
