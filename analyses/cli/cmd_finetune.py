@@ -10,10 +10,9 @@ from typing import Annotated
 
 import typer
 
-from analyses.cli.options import options
+from analyses.cli.options import PivotOptions, options
 from analyses.cli.settings import Settings
 from analyses.interventions.finetune import FinetuneConfig, examples_from_instructions, finetune, load_jsonl
-from analyses.interventions.pivoted_loss import PivotedObjective
 from analyses.interventions.recipes import PIVOT, RECIPES, train_recipe
 from probes.backend.errors import PivotlensError
 from probes.backend.languages import parse_languages
@@ -22,7 +21,7 @@ from probes.inputs.instruction_data import HELD_OUT, INSTRUCTIONS, load_instruct
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainingOptions:
+class TrainingOptions(PivotOptions):
     """The training options of ``finetune`` and ``prom-fig3``."""
 
     data: Annotated[str, typer.Option(help="Instruction CSV (id,lang,instruction,response).")] = str(INSTRUCTIONS)
@@ -32,11 +31,6 @@ class TrainingOptions:
     lr: Annotated[float, typer.Option(help="Peak learning rate (PROM, full fine-tuning: 2e-5).")] = 2e-4
     seed: Annotated[int, typer.Option(help="Seed (data order, LoRA init).")] = 0
     max_length: Annotated[int, typer.Option(help="Tokens per example.")] = 256
-    layer: Annotated[
-        int | None, typer.Option(help="Pivoted: 0-based read-out layer n (default three quarters of the depth).")
-    ] = None
-    alpha: Annotated[float, typer.Option(help="Pivoted: label smoothing of L_{n,e}.")] = 0.1
-    lam: Annotated[float, typer.Option(help="Pivoted: weight lambda of L_{n,e}.")] = 0.1
     save_steps: Annotated[int, typer.Option(help="Checkpoint every this many steps.")] = 50
 
     def config(self, settings: Settings, **more: object) -> FinetuneConfig:
@@ -48,7 +42,7 @@ class TrainingOptions:
             learning_rate=self.lr,
             seed=self.seed,
             max_length=self.max_length,
-            pivot=PivotedObjective(self.layer, self.alpha, self.lam),
+            pivot=self.pivoted_objective(),
             save_steps=self.save_steps,
             device=settings.device,
             dtype=settings.dtype,

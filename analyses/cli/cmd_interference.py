@@ -3,15 +3,17 @@ per layer (PROM Sec. 2.1), plain or under PROM's pivoted objective, and PROM's F
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import pandas as pd
 import typer
 
+from analyses.cli.options import PivotOptions, options
 from analyses.cli.settings import Settings
 from analyses.figures import save_figure
 from analyses.figures.interference import cosine_figure, fig2_figure, module_figure
-from analyses.interventions.pivoted_loss import PivotedObjective
 from analyses.pipelines.interference import fig2_comparison, measure
 from analyses.stats.interference import fig2_setting, last_layer_table, summarise_cosines
 from probes.backend.languages import parse_languages
@@ -19,31 +21,33 @@ from probes.backend.store import ResultsStore, write_text_atomic
 from probes.inputs.instruction_data import INSTRUCTIONS
 
 
-def _options(
-    settings: Settings,
-    batches: int,
-    pairing: str,
-    split: str,
-    params: str,
-    reduction: str,
-    fp32: bool,
-    aggregation: str,
-    max_length: int,
-    seed: int,
-) -> dict[str, object]:
-    return {
-        "k": batches,
-        "batch_size": settings.batch_size,
-        "pairing": pairing,
-        "split": split,
-        "params": params,
-        "reduction": reduction,
-        "fp32": fp32,
-        "aggregation": aggregation,
-        "max_length": max_length,
-        "seed": seed,
-        "store": ResultsStore(settings.results),
-    }
+@dataclass(frozen=True, kw_only=True)
+class BatchOptions(PivotOptions):
+    """The batch draw and gradient options of ``interference`` and ``interference-fig2``."""
+
+    batches: Annotated[
+        int, typer.Option(min=1, help="K: number of batch pairs (each side has --batch-size examples).")
+    ] = 8
+    data: Annotated[str, typer.Option(help="Parallel instruction CSV (id,lang,instruction,response).")] = str(
+        INSTRUCTIONS
+    )
+    split: Annotated[str, typer.Option(help="all, train (held-out ids excluded) or held_out.")] = "all"
+    params: Annotated[str, typer.Option(help="all, blocks or matrices.")] = "all"
+    max_length: Annotated[int, typer.Option(help="Tokens per example (cut from the right).")] = 256
+    seed: Annotated[int, typer.Option(help="Seed of the batch draw.")] = 0
+
+    def measure_options(self, settings: Settings, **more: object) -> dict[str, object]:
+        """Keyword arguments of :func:`measure` and :func:`fig2_comparison` (``more``: the rest)."""
+        return {
+            "k": self.batches,
+            "batch_size": settings.batch_size,
+            "split": self.split,
+            "params": self.params,
+            "max_length": self.max_length,
+            "seed": self.seed,
+            "store": ResultsStore(settings.results),
+            **more,
+        }
 
 
 def write_tables(table: pd.DataFrame, out: Path, summary_layer: pd.DataFrame) -> list[Path]:
@@ -71,53 +75,50 @@ def write_tables(table: pd.DataFrame, out: Path, summary_layer: pd.DataFrame) ->
     return written
 
 
-def interference(
-    ctx: typer.Context,
-    langs: str = typer.Option("en,sw", help="Comma-separated languages: the first is paired with each of the others."),
-    objective: str = typer.Option(
-        "plain", help="plain (both losses at the output) or pivoted (the first language read out at layer n)."
-    ),
-    batches: int = typer.Option(
-        8, "--batches", min=1, help="K: number of batch pairs (each side has --batch-size examples)."
-    ),
-    data: str = typer.Option(str(INSTRUCTIONS), help="Parallel instruction CSV (id,lang,instruction,response)."),
-    split: str = typer.Option("all", help="all, train (held-out ids excluded) or held_out."),
-    pairing: str = typer.Option(
-        "independent", help="independent (two different batches) or parallel (same ids, translated)."
-    ),
-    params: str = typer.Option("all", help="all, blocks or matrices."),
-    reduction: str = typer.Option("token_mean", help="token_mean or sequence_mean over response tokens."),
-    fp32: bool = typer.Option(True, help="Dot products and norms in float32 (else the model's dtype)."),
-    aggregation: str = typer.Option(
-        "concat", help="concat (cosine of the concatenation) or mean (of per-tensor cosines)."
-    ),
-    layer: int = typer.Option(None, help="Pivoted: 0-based read-out layer n (default three quarters of the depth)."),
-    alpha: float = typer.Option(0.1, help="Pivoted: label smoothing of L_{n,e}."),
-    lam: float = typer.Option(0.1, help="Pivoted: weight lambda of L_{n,e}."),
-    max_length: int = typer.Option(256, help="Tokens per example (cut from the right)."),
-    seed: int = typer.Option(0, help="Seed of the batch draw."),
-) -> None:
+@dataclass(frozen=True, kw_only=True)
+class InterferenceOptions(BatchOptions):
+    langs: Annotated[
+        str, typer.Option(help="Comma-separated languages: the first is paired with each of the others.")
+    ] = "en,sw"
+    objective: Annotated[
+        str, typer.Option(help="plain (both losses at the output) or pivoted (the first language read out at layer n).")
+    ] = "plain"
+    pairing: Annotated[
+        str, typer.Option(help="independent (two different batches) or parallel (same ids, translated).")
+    ] = "independent"
+    reduction: Annotated[str, typer.Option(help="token_mean or sequence_mean over response tokens.")] = "token_mean"
+    fp32: Annotated[bool, typer.Option(help="Dot products and norms in float32 (else the model's dtype).")] = True
+    aggregation: Annotated[
+        str, typer.Option(help="concat (cosine of the concatenation) or mean (of per-tensor cosines).")
+    ] = "concat"
+
+
+@options(InterferenceOptions)
+def interference(ctx: typer.Context, opts: InterferenceOptions) -> None:
     """Gradient cosine per layer between the first language and each other one: tidy table
     (interference.csv/.parquet), summaries and figures with 95% bands in --out."""
     settings: Settings = ctx.obj
-    codes = parse_languages(langs)
+    codes = parse_languages(opts.langs)
+    objective = opts.objective
     if len(codes) < 2:
         raise typer.BadParameter("give at least two languages, e.g. --langs en,sw")
     if objective not in ("plain", "pivoted"):
         raise typer.BadParameter(f"--objective must be plain or pivoted, not {objective!r}")
     backend = settings.load_backend()
-    pivot = PivotedObjective(layer, alpha, lam)
+    pivot = opts.pivoted_objective()
     readouts = pivot.readouts(backend.n_layers) if objective == "pivoted" else ()
-    options = _options(settings, batches, pairing, split, params, reduction, fp32, aggregation, max_length, seed)
+    measured = opts.measure_options(
+        settings, pairing=opts.pairing, reduction=opts.reduction, fp32=opts.fp32, aggregation=opts.aggregation
+    )
     tables = [
         measure(
             backend,
-            data,
+            opts.data,
             codes[0],
             other,
             objective=objective,
             **dict(zip(("readout_a", "readout_b"), readouts)),
-            **options,
+            **measured,
         )
         for other in codes[1:]
     ]
@@ -131,7 +132,7 @@ def interference(
             summary,
             pivot_layer=n_at,
             title=(
-                f"{backend.model_name}: gradient cosine per layer, {objective} objective ({batches} batch pairs, "
+                f"{backend.model_name}: gradient cosine per layer, {objective} objective ({opts.batches} batch pairs, "
                 f"95% CI)"
             ),
         ),
@@ -154,30 +155,26 @@ def interference(
     typer.echo(f"wrote {len(written)} files to {out}")
 
 
-def interference_fig2(
-    ctx: typer.Context,
-    targets: str = typer.Option("sw", help="Comma-separated target languages."),
-    pivot_lang: str = typer.Option("en", "--pivot", help="Pivot language (PROM: English)."),
-    batches: int = typer.Option(8, "--batches", min=1, help="K: number of batch pairs per setting."),
-    data: str = typer.Option(str(INSTRUCTIONS), help="Parallel instruction CSV."),
-    split: str = typer.Option("all", help="all, train or held_out."),
-    params: str = typer.Option("all", help="all, blocks or matrices."),
-    layer: int = typer.Option(None, help="0-based read-out layer n (default three quarters of the depth)."),
-    alpha: float = typer.Option(0.1, help="Label smoothing of L_{n,e}."),
-    lam: float = typer.Option(0.1, help="Weight lambda of L_{n,e}."),
-    max_length: int = typer.Option(256, help="Tokens per example."),
-    seed: int = typer.Option(0, help="Seed of the batch draw."),
-) -> None:
+@dataclass(frozen=True, kw_only=True)
+class Fig2Options(BatchOptions):
+    targets: Annotated[str, typer.Option(help="Comma-separated target languages.")] = "sw"
+    pivot_lang: Annotated[str, typer.Option("--pivot", help="Pivot language (PROM: English).")] = "en"
+
+
+@options(Fig2Options)
+def interference_fig2(ctx: typer.Context, opts: Fig2Options) -> None:
     """PROM Fig. 2: per target, gradient cosine per layer for target only, target + English and
     the pivoted objective (same batches), with 95% bands."""
     settings: Settings = ctx.obj
-    codes = parse_languages(targets)
-    parse_languages([pivot_lang])
+    codes = parse_languages(opts.targets)
+    parse_languages([opts.pivot_lang])
     backend = settings.load_backend()
-    objective = PivotedObjective(layer, alpha, lam)
-    options = _options(settings, batches, "independent", split, params, "token_mean", True, "concat", max_length, seed)
+    objective = opts.pivoted_objective()
+    measured = opts.measure_options(
+        settings, pairing="independent", reduction="token_mean", fp32=True, aggregation="concat"
+    )
     table = pd.concat(
-        [fig2_comparison(backend, data, t, pivot_lang, objective=objective, **options) for t in codes],
+        [fig2_comparison(backend, opts.data, t, opts.pivot_lang, objective=objective, **measured) for t in codes],
         ignore_index=True,
     )
     table["setting"] = fig2_setting(table)
@@ -189,7 +186,7 @@ def interference_fig2(
         fig = fig2_figure(
             summary[summary["target"] == target],
             pivot_layer=objective.at(backend.n_layers),
-            title=f"{backend.model_name}: PROM Fig. 2, target {target} ({batches} batch pairs, 95% CI)",
+            title=f"{backend.model_name}: PROM Fig. 2, target {target} ({opts.batches} batch pairs, 95% CI)",
         )
         written += save_figure(fig, out / f"fig2_{target}")
     typer.echo(

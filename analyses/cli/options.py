@@ -16,8 +16,13 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from analyses.interventions.pivoted_loss import PivotedObjective
 
 
 def option_parameters(cls: type) -> list[inspect.Parameter]:
@@ -52,3 +57,21 @@ def options(cls: type) -> Callable[[Callable[..., None]], Callable[..., None]]:
         return run
 
     return decorate
+
+
+@dataclass(frozen=True, kw_only=True)
+class PivotOptions:
+    """PROM's pivoted objective (Sec. 2.3): the options of every command that reads a language out
+    at layer n (``finetune``, ``prom-fig3``, ``interference``, ``interference-fig2``)."""
+
+    layer: Annotated[
+        int | None,
+        typer.Option(help="Pivoted: 0-based read-out layer n (default three quarters of the depth)."),
+    ] = None
+    alpha: Annotated[float, typer.Option(help="Pivoted: label smoothing of L_{n,e}.")] = 0.1
+    lam: Annotated[float, typer.Option(help="Pivoted: weight lambda of L_{n,e}.")] = 0.1
+
+    def pivoted_objective(self) -> PivotedObjective:
+        from analyses.interventions.pivoted_loss import PivotedObjective
+
+        return PivotedObjective(self.layer, self.alpha, self.lam)
