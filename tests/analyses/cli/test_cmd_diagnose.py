@@ -1,6 +1,6 @@
 """``pivotlens diagnose`` end to end on a real embedded model: every section answers, the page and
 its tables are written, every figure of the real page draws in headless Chromium, and a re-run
-reuses the results store instead of computing again."""
+reuses the results store instead of computing again and renders byte-identical files."""
 
 from __future__ import annotations
 
@@ -12,6 +12,14 @@ from typer.testing import CliRunner
 
 from analyses.cli import app
 from tests.analyses.report.browser import draw, figures_in, needs_chromium
+
+
+def _files(folder) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "timings.csv"
+    }
 
 
 @pytest.mark.slow
@@ -66,9 +74,13 @@ def test_diagnose_writes_every_section_and_reuses_the_store(tmp_path):
     assert (drawn.figures, drawn.empty, drawn.errors) == (n_figures, 0, [])
 
     stored = sorted(p.name for p in (tmp_path / "store").rglob("*.parquet"))
+    rendered = _files(tmp_path / "out")
     start = time.perf_counter()
     second = CliRunner().invoke(app, args)
     assert second.exit_code == 0, second.output
+    again = _files(tmp_path / "out")  # re-rendered from the stored tables: byte-identical, timings aside
+    assert rendered.keys() == again.keys() and "report_fr.html" in again
+    assert [name for name in rendered if rendered[name] != again[name]] == []
     assert sorted(p.name for p in (tmp_path / "store").rglob("*.parquet")) == stored  # nothing new computed
     assert not pd.read_csv(tmp_path / "out" / "fr" / "timings.csv")["computed"].any()
     assert time.perf_counter() - start < first_seconds / 2
