@@ -250,7 +250,7 @@ def _group_rows(stats: pd.DataFrame, scope: str, aggregation: str) -> pd.DataFra
                     ]
                 )
             )
-        row = dict(zip(keys, key))
+        row: dict[str, object] = dict(zip(keys, key))
         row.update({"dot": dot, "sq_a": sq_a, "sq_b": sq_b, "n_params": int(group["n_params"].sum()), "cosine": cosine})
         rows.append(row)
     out = pd.DataFrame(rows)

@@ -29,6 +29,10 @@ from probes.backend.architecture import ModelParts
 from probes.backend.models import weights_origin
 
 if TYPE_CHECKING:
+    from typing import Any
+
+    from transformers import PreTrainedModel
+
     from probes.backend.lenses import Lens
 
 
@@ -111,6 +115,13 @@ class LensReadout:
     top_probs: torch.Tensor | None = None
     probs: torch.Tensor | None = None
     energy: torch.Tensor | None = None
+
+    def require(self, name: str) -> torch.Tensor:
+        """The readout ``name`` (``"top_ids"``, ...), which the :class:`LensRequest` must have asked for."""
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"the lens request did not ask for {name!r}")
+        return value
 
 
 def reduce_logits(logits: torch.Tensor, request: LensRequest) -> dict[str, torch.Tensor]:
@@ -369,7 +380,7 @@ class Backend(ABC):
         loss = self._loss(enc, labels.to(enc.input_ids.device))
         loss.backward()
         grads = {
-            n: named[n].grad.detach().clone() if named[n].grad is not None else torch.zeros_like(named[n])
+            n: grad.detach().clone() if (grad := named[n].grad) is not None else torch.zeros_like(named[n])
             for n in wanted
         }
         for p in named.values():
@@ -377,7 +388,7 @@ class Backend(ABC):
         return LossGrads(loss.detach().item(), grads, int((labels[:, 1:] != -100).sum()))
 
     @abstractmethod
-    def _hf_model(self):
+    def _hf_model(self) -> PreTrainedModel:
         """The underlying ``transformers`` model (for generation)."""
 
     def unembedding_gram(self, chunk: int = 16384) -> torch.Tensor:
@@ -456,7 +467,8 @@ class Backend(ABC):
             torch.manual_seed(seed)
         recorder = _StepRecorder(nucleus_p, top_k)
         processors = LogitsProcessorList([recorder] if statistics else [])
-        model = self._hf_model()
+        # (transformers types generate() and its result for its own checker, not for a PreTrainedModel)
+        model: Any = self._hf_model()
         kwargs = {"temperature": temperature, "top_p": top_p} if do_sample else {}
         if num_beams > 1:
             kwargs.update(num_beams=num_beams, return_dict_in_generate=True, output_scores=True)

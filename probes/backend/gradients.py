@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import torch
 
 from probes.backend.architecture import ModelParts
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 Reduction = Literal["token_mean", "sequence_mean"]
 REDUCTIONS: tuple[str, ...] = ("token_mean", "sequence_mean")
@@ -27,9 +30,11 @@ class _Stop(Exception):
     """Raised by the hook on the read-out block, so later blocks are never computed."""
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+def unwrap(model: torch.nn.Module) -> PreTrainedModel:
     """The ``transformers`` model inside a peft wrapper (LoRA layers stay injected in it)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = getattr(model, "get_base_model", None)
+    # torch types any attribute of a module as Tensor | Module; both are transformers models here
+    return cast("PreTrainedModel", base() if base is not None else model)
 
 
 def block_output(model: torch.nn.Module, inputs: Mapping[str, torch.Tensor], layer: int) -> torch.Tensor:

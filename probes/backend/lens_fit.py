@@ -85,8 +85,8 @@ class Moments:
 
     zz: torch.Tensor  # [L, d+1, d+1] float64
     zy: torch.Tensor  # [L, d+1, d]
+    y_sum: torch.Tensor  # [d]
     yy: float = 0.0  # sum ||y||^2
-    y_sum: torch.Tensor | None = None  # [d]
     n: int = 0
 
     @classmethod
@@ -200,6 +200,8 @@ def fit_tuned(
         )
     n_layers, n_tokens, d_model = acts.shape
     start = init or identity_lens("tuned", name, n_layers, d_model)
+    if start.weight is None or start.bias is None:
+        raise PivotlensError(f"tuned lens {name!r}: the starting lens {start.name!r} has no translator to train")
     weight = torch.nn.Parameter(start.weight.detach().clone().float().to(backend.device))
     bias = torch.nn.Parameter(start.bias.detach().clone().float().to(backend.device))
     trained = Lens("tuned", name, weight, bias)
