@@ -13,7 +13,7 @@ from probes.backend.models import DEFAULT_MODEL, EMBEDDED, load_hf, load_meta, w
 if TYPE_CHECKING:
     import torch
 
-    from probes.backend.base import Backend
+    from probes.backend.base import Backend, Encoded, Generation, LensReadout, LensRequest, LossGrads
 
 # imported on first use, so that importing pivotlens (and `pivotlens --help`) does not load torch
 _FROM_BASE = ("Backend", "Encoded", "Generation", "LensReadout", "LensRequest", "LossGrads")
