@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import torch
@@ -27,6 +29,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from probes.backend.architecture import ModelParts
 from probes.backend.models import weights_origin
+from probes.backend.scopes import ParameterScope, frozen_except, parameter_scopes
 
 if TYPE_CHECKING:
     from probes.backend.lenses import Lens
@@ -430,6 +433,21 @@ class Backend(ABC):
     def named_parameters(self) -> dict[str, torch.nn.Parameter]:
         """Parameters under their Hugging Face names."""
         return dict(self._hf_model().named_parameters())
+
+    @cached_property
+    def _scopes(self) -> dict[str, ParameterScope]:
+        return parameter_scopes(self._hf_model(), self.parts)
+
+    def parameter_scopes(self) -> dict[str, ParameterScope]:
+        """Block (``layer``), module and group of every parameter, under its Hugging Face name,
+        read from the module tree (:mod:`probes.backend.scopes`)."""
+        return dict(self._scopes)
+
+    def frozen_except(self, names: Collection[str]) -> AbstractContextManager[None]:
+        """``with backend.frozen_except(names): ...``: only the named parameters require
+        gradients inside (a backward pass then spends nothing on the others); every
+        ``requires_grad`` flag is restored on exit, even after an error."""
+        return frozen_except(self.named_parameters(), names)
 
     def generate(
         self,
