@@ -80,11 +80,11 @@ def scope_names(backend: Backend, scope: Scope = "layers") -> list[str]:
     """Parameter names in scope: inside the decoder blocks (``"layers"``) or all trainable ones."""
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}, not {scope!r}")
-    params = backend.named_parameters()
+    trainable = backend.trainable_parameters()
     return [
         name
         for name, where in backend.parameter_scopes().items()
-        if params[name].requires_grad and (scope == "all" or where.layer is not None)
+        if name in trainable and (scope == "all" or where.layer is not None)
     ]
 
 

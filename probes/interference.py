@@ -114,7 +114,7 @@ def select_params(
 ) -> dict[str, ParameterScope]:
     """The requested trainable tensors and their scopes (``Backend.parameter_scopes()``), in
     parameter order."""
-    named = {n: p for n, p in backend.named_parameters().items() if p.requires_grad}
+    named = backend.trainable_parameters()
     scopes = {n: where for n, where in backend.parameter_scopes().items() if n in named}
     if isinstance(params, str):
         if params not in SUBSETS:

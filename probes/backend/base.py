@@ -355,14 +355,14 @@ class Backend(ABC):
         """Differentiable mean next-token loss of a batch: the model's own logits."""
         return lm_loss(self._hf_model()(**enc.model_inputs(), use_cache=False).logits, labels)
 
-    def _trainable(self) -> dict[str, torch.nn.Parameter]:
-        """Trainable parameters under their Hugging Face names."""
+    def trainable_parameters(self) -> dict[str, torch.nn.Parameter]:
+        """Trainable parameters (``requires_grad``) under their Hugging Face names."""
         return {n: p for n, p in self.named_parameters().items() if p.requires_grad}
 
     def loss_and_grads(self, enc: Encoded, labels: torch.Tensor, params: Sequence[str] | None = None) -> LossGrads:
         """Mean next-token loss (``labels`` aligned with inputs, -100 ignored) and its gradient
         for the named parameters (Hugging Face names; all trainable ones when ``None``)."""
-        named = self._trainable()
+        named = self.trainable_parameters()
         wanted = list(named) if params is None else list(params)
         missing = [n for n in wanted if n not in named]
         if missing:
@@ -421,7 +421,7 @@ class Backend(ABC):
 
         return stream_grads(
             self._hf_model(),
-            self._trainable(),
+            self.trainable_parameters(),
             enc.model_inputs(),
             labels.to(enc.input_ids.device),
             params,
