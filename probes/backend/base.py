@@ -21,7 +21,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from typing import TYPE_CHECKING
 
 import torch
@@ -434,14 +433,10 @@ class Backend(ABC):
         """Parameters under their Hugging Face names."""
         return dict(self._hf_model().named_parameters())
 
-    @cached_property
-    def _scopes(self) -> dict[str, ParameterScope]:
-        return parameter_scopes(self._hf_model(), self.parts)
-
     def parameter_scopes(self) -> dict[str, ParameterScope]:
         """Block (``layer``), module and group of every parameter, under its Hugging Face name,
-        read from the module tree (:mod:`probes.backend.scopes`)."""
-        return dict(self._scopes)
+        read from the module tree as it is now (:mod:`probes.backend.scopes`)."""
+        return parameter_scopes(self._hf_model(), self.parts)
 
     def frozen_except(self, names: Collection[str]) -> AbstractContextManager[None]:
         """``with backend.frozen_except(names): ...``: only the named parameters require
