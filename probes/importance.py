@@ -44,8 +44,8 @@ from probes.registry import register_probe
 
 Mode = Literal["sum_then_abs", "abs_per_batch"]
 Scope = Literal["layers", "all"]
-MODES: tuple[str, ...] = ("sum_then_abs", "abs_per_batch")
-SCOPES: tuple[str, ...] = ("layers", "all")
+MODES: tuple[Mode, ...] = ("sum_then_abs", "abs_per_batch")
+SCOPES: tuple[Scope, ...] = ("layers", "all")
 IMPORTANCE_FILE = "importance.safetensors"
 
 IMPORTANCE_COLUMNS = {

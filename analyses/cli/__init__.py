@@ -39,6 +39,7 @@ def _command_index() -> dict[str, tuple[str, str]]:
                 and isinstance(call.func.func, ast.Attribute)
                 and call.func.func.attr == "command"
                 and call.func.args
+                and isinstance(call.func.args[0], ast.Constant)
                 and isinstance(call.args[0], ast.Name)
             ):
                 index[call.func.args[0].value] = (module, " ".join(docs.get(call.args[0].id, "").split()))
@@ -115,7 +116,7 @@ def main() -> None:
         typer.secho("aborted", err=True)
         sys.exit(1)
     except (PivotlensError, typer.TyperException) as exc:  # typer's usage errors: bad option values, unknown commands
-        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        message = exc.format_message() if isinstance(exc, typer.TyperException) else str(exc)
         typer.secho(f"error: {' '.join(message.split())}", fg=typer.colors.RED, err=True)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)

@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import typer
 
-from analyses.cli.settings import Settings
+from analyses.cli.settings import Settings, check_choice
 from analyses.figures import io as figures_io
 from analyses.figures.importance import (
     concentration_figure,
@@ -37,6 +37,7 @@ from analyses.pipelines.regions import (
 )
 from probes.backend.languages import parse_languages
 from probes.backend.store import ResultsStore
+from probes.importance import MODES, SCOPES
 from probes.inputs.lm_corpus import SENTENCES
 
 LANGS_HELP = "Comma-separated languages of the corpus (ISO 639-1)."
@@ -72,6 +73,8 @@ def importance(
     safetensors in the results store), its per-tensor summary and the layer x module map."""
     settings: Settings = ctx.obj
     codes = parse_languages(langs)
+    scope = check_choice(scope, SCOPES, "--scope")
+    mode = check_choice(mode, MODES, "--mode")
     backend = settings.load_backend()
     start = time.perf_counter()
     summary = importance_for(
@@ -82,7 +85,7 @@ def importance(
         scope=scope,
         mode=mode,
         store=ResultsStore(settings.results),
-    )  # type: ignore[arg-type]
+    )
     out = settings.out_dir
     _write(summary, out, "importance_summary")
     (out / "importance_files.json").write_text(

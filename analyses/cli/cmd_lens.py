@@ -79,8 +79,8 @@ def lens(
 ) -> None:
     """Lens (logit by default) for one target language: tidy table (lens.csv/.parquet) and figure."""
     settings: Settings = ctx.obj
-    check_choice(task, TASKS, "--task")
-    check_choice(word_prob, WORD_PROBS, "--word-prob")
+    task = check_choice(task, TASKS, "--task")
+    word_prob = check_choice(word_prob, WORD_PROBS, "--word-prob")
     langs = [check_languages(target, "--target")[0], check_languages(latent, "--latent")[0]]
     langs += [check_languages(source, "--source")[0]] if source else []
     _check_data(words, langs)
@@ -135,8 +135,8 @@ def lambda_(
     mean P(target) at layer n, undecided where the lens is empty there; with the lens curves
     and figures. With several lenses: each lens' decision and whether they agree."""
     settings: Settings = ctx.obj
-    check_choice(task, TASKS, "--task")
-    check_choice(word_prob, WORD_PROBS, "--word-prob")
+    task = check_choice(task, TASKS, "--task")
+    word_prob = check_choice(word_prob, WORD_PROBS, "--word-prob")
     codes = [c for c in data_languages(words) if c != "en"] if langs == "all" else check_languages(langs)
     codes_and_source = codes + ([check_languages(source, "--source")[0]] if source else [])
     _check_data(words, codes_and_source)

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import TypeVar
 
 import typer
 
 from probes.backend.errors import InputError
 
 BACKENDS = ("transformer-lens", "nnsight")
+Choice = TypeVar("Choice", bound=str)
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,8 @@ class Settings:
     def load_backend(self, model: str | None = None):
         from probes.backend import load
 
-        return load(model or self.model, backend=self.backend, device=self.device, dtype=self.dtype)
+        backend = check_choice(self.backend, BACKENDS, "--backend")
+        return load(model or self.model, backend=backend, device=self.device, dtype=self.dtype)
 
 
 def version_callback(value: bool) -> None:
@@ -83,7 +87,9 @@ def check_languages(spec: str, option: str = "--langs") -> list[str]:
     return codes
 
 
-def check_choice(value: str, choices: tuple[str, ...] | list[str], option: str) -> str:
-    if value not in choices:
-        raise InputError(f"unknown {option} {value!r}; use one of {', '.join(choices)}")
-    return value
+def check_choice(value: str, choices: Sequence[Choice], option: str) -> Choice:
+    """``value`` as the one of ``choices`` it equals (so typed as the choices are), else one line naming them."""
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise InputError(f"unknown {option} {value!r}; use one of {', '.join(choices)}")
