@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
 
 from analyses.figures import save_figure
 from analyses.figures.confusion import cp_distribution_figure, lens_at_cp_figure, pass_rate_figure, sweep_figure
@@ -89,7 +90,7 @@ class ConfusionResults:
     contrast: pd.DataFrame
     lens: pd.DataFrame | None = None
     lens_stats: pd.DataFrame | None = None
-    figures: dict[str, object] = field(default_factory=dict)
+    figures: dict[str, go.Figure] = field(default_factory=dict)
 
 
 def analyse(

@@ -57,7 +57,7 @@ def lambda_sentence(lambdas: pd.DataFrame) -> str:
     layers = sorted(set(lambdas["layer"]))
     groups = "; ".join(f"{key}: {_langs(langs)}" for key, langs in sorted(_decisions(lambdas).items()))
     larger = lambdas[["mean_p_en", "mean_p_target"]].max(axis=1)
-    low, high = lambdas.loc[larger.idxmin()], lambdas.loc[larger.idxmax()]
+    low, high = lambdas.iloc[larger.argmin()], lambdas.iloc[larger.argmax()]
     return (
         f"PROM's rule at layer n = {', '.join(map(str, layers))} on {_protocol(lambdas)}: {groups}. "
         f"There, the larger of mean P(en) and mean P(target) ranges from {larger.min():.2g} ({low['lang']}) "
@@ -74,7 +74,7 @@ def lens_findings(folder: Path) -> str:
     others = summary[summary["latent_peak_layer"] != mode]
     overtakes = summary[summary["overtake_layer"] >= 0]
     never = summary[summary["overtake_layer"] < 0]["lang"]
-    top = summary.loc[summary["final_p_target"].idxmax()]
+    top = summary.iloc[summary["final_p_target"].argmax()]
     lines = [
         f"- {len(summary)} target languages; {int(lambdas['n'].sum())} prompts at layer n.",
         f"- P(en) peaks at layer {mode} for {int(peaks.iloc[0])} of {len(summary)} languages"
@@ -158,7 +158,7 @@ def stale_blocks(readme: Path, results: Path = RESULTS) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("readmes", nargs="*", type=Path, help="README files (default: results/*/README.md)")
     parser.add_argument("--check", action="store_true", help="only list blocks that disagree with the tables")
     args = parser.parse_args(argv)
