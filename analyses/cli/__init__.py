@@ -39,7 +39,6 @@ def _command_index() -> dict[str, tuple[str, str]]:
                 and isinstance(call.func.func, ast.Attribute)
                 and call.func.func.attr == "command"
                 and call.func.args
-                and isinstance(call.func.args[0], ast.Constant)
                 and isinstance(call.args[0], ast.Name)
             ):
                 index[call.func.args[0].value] = (module, " ".join(docs.get(call.args[0].id, "").split()))

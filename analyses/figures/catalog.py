@@ -251,9 +251,9 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def compute_missing(command: str, root: Path, model: str, global_options: list[str]) -> None:
-    """Run an entry's command (the same CLI a user would) to write its missing data."""
-    args = shlex.split(command.format(root=root, model=model))
+def compute_missing(entry: PaperFigure, root: Path, model: str, global_options: list[str]) -> None:
+    """Run the entry's command (the same CLI a user would) to write its missing data."""
+    args = shlex.split(entry.command.format(root=root, model=model))  # type: ignore[union-attr]
     subprocess.run([sys.executable, "-m", "analyses.cli", "--model", model, *global_options, *args], check=True)
 
 
@@ -289,7 +289,7 @@ def regenerate(
             )
             continue
         if not path.is_file() and compute and entry.command is not None:
-            compute_missing(entry.command, root, model, global_options or [])
+            compute_missing(entry, root, model, global_options or [])
         if not path.is_file():
             how = (
                 f"pivotlens --model {model} " + entry.command.format(root=root, model=model)
