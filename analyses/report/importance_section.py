@@ -18,7 +18,7 @@ FRACTION = 0.01  # the paper's 1% per tensor
 def region_by_layer(sizes: pd.DataFrame, blocks: str) -> pd.DataFrame:
     """Share of each block's entries that lie in a region, from its :func:`region_table`
     (``layer, n_region, numel, share``; layer -1 for parameters outside the blocks)."""
-    layer = sizes["param"].map(lambda name: locate(str(name), blocks)[0])
+    layer = sizes["param"].map(lambda name: locate(name, blocks)[0])
     table = sizes.assign(layer=layer).groupby("layer", sort=True)[["selected", "numel"]].sum().reset_index()
     table = table.rename(columns={"selected": "n_region"})
     table["share"] = table["n_region"] / table["numel"]
