@@ -4,7 +4,6 @@ per layer (PROM Sec. 2.1), plain or under PROM's pivoted objective, and PROM's F
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypedDict
 
 import pandas as pd
 import typer
@@ -20,22 +19,6 @@ from probes.backend.store import ResultsStore, write_text_atomic
 from probes.inputs.instruction_data import INSTRUCTIONS
 
 
-class _MeasureOptions(TypedDict):
-    """The keyword arguments of :func:`measure` that the command's options set."""
-
-    k: int
-    batch_size: int
-    pairing: str
-    split: str
-    params: str
-    reduction: str
-    fp32: bool
-    aggregation: str
-    max_length: int
-    seed: int
-    store: ResultsStore
-
-
 def _options(
     settings: Settings,
     batches: int,
@@ -47,7 +30,7 @@ def _options(
     aggregation: str,
     max_length: int,
     seed: int,
-) -> _MeasureOptions:
+) -> dict[str, object]:
     return {
         "k": batches,
         "batch_size": settings.batch_size,
