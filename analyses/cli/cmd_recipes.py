@@ -97,7 +97,7 @@ def recipe_eval(
         inside=inside,
         n_boot=n_boot,
         tie_margin=tie_margin,
-        backend=settings.backend,
+        backend=settings.backend_name,
         device=settings.device,
         dtype=settings.dtype,
     )

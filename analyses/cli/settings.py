@@ -9,11 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
 from probes.backend.errors import InputError
+
+if TYPE_CHECKING:
+    from probes.backend import BackendName
 
 BACKENDS = ("transformer-lens", "nnsight")
 Choice = TypeVar("Choice", bound=str)
@@ -49,11 +52,15 @@ class Settings:
         if self.results:
             check_writable(self.results, "--results")
 
+    @property
+    def backend_name(self) -> BackendName:
+        """``--backend``, typed as one of :data:`BACKENDS` (an unknown name fails as in :meth:`check`)."""
+        return check_choice(self.backend, BACKENDS, "--backend")
+
     def load_backend(self, model: str | None = None):
         from probes.backend import load
 
-        backend = check_choice(self.backend, BACKENDS, "--backend")
-        return load(model or self.model, backend=backend, device=self.device, dtype=self.dtype)
+        return load(model or self.model, backend=self.backend_name, device=self.device, dtype=self.dtype)
 
 
 def version_callback(value: bool) -> None:
