@@ -113,7 +113,6 @@ CASES = [
     ("--model smollm2-135m lambda --layer 30", "use 0 to 29"),
     ("lambda --task close", "use one of cloze, translation, repetition"),
     ("importance --scope blocks", "use one of layers, all"),
-    ("importance --mode abs", "use one of sum_then_abs, abs_per_batch"),
     ("lambda --lambda0 high", "should be a valid number"),
     ("lense --target zh", "No such command 'lense'"),
     ("confusion-metrics --completions {a_file}/missing.csv", "no such file; pass a CSV of completions"),
