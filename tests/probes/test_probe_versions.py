@@ -23,7 +23,7 @@ from probes.inputs.prompts import build_prompts
 from probes.interference import instruction_pairs, run_interference
 from probes.lens import run_lens
 from probes.perplexity import run_perplexity
-from probes.registry import get_probe
+from probes.registry import PROBES
 from tests import FIXTURES
 from tests.conftest import CORPUS, tiny_backend
 
@@ -76,7 +76,7 @@ def table_digest(table: pd.DataFrame) -> str:
 @pytest.mark.parametrize("probe", sorted(RUNS))
 def test_numbers_change_only_with_the_version(probe):
     golden = json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else {}
-    version, digest = get_probe(probe).version, table_digest(RUNS[probe]())
+    version, digest = PROBES.get(probe).version, table_digest(RUNS[probe]())
     if os.environ.get("PIVOTLENS_REGENERATE_GOLDEN"):
         golden[probe] = {"version": version, "sha256": digest}
         GOLDEN.write_text(json.dumps(dict(sorted(golden.items())), indent=2) + "\n")
