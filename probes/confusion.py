@@ -274,6 +274,7 @@ def run_confusion(
     "confusion-lens",
     paper="logit lens at Marchisio et al.'s confusion points (Sec. 5; lens of Wendler et al. 2024)",
     columns=CONFUSION_LENS_COLUMNS,
+    family="confusion",
 )
 def run_confusion_lens(
     backend: Backend,

@@ -256,7 +256,7 @@ def load_importance(path: str | Path, dtype: torch.dtype = torch.float32) -> Imp
     )
 
 
-@register_probe("importance", paper="Zhang et al. 2024, Eq. 4", columns=IMPORTANCE_COLUMNS, version=3)
+@register_probe("importance", paper="Zhang et al. 2024, Eq. 4", columns=IMPORTANCE_COLUMNS, version=3, family="regions")
 def run_importance(
     backend: Backend,
     texts: Mapping[str, Sequence[str]],

@@ -25,7 +25,7 @@ def region_by_layer(sizes: pd.DataFrame, blocks: str) -> pd.DataFrame:
     return table
 
 
-@register_section("importance", order=40)
+@register_section("importance", order=40, family="regions")
 def importance_section(ctx: ReportContext) -> SectionResult:
     result = SectionResult("Which parameters carry the language (linguistic regions)")
     if ctx.lang == "en" or ctx.lang not in load_corpus().langs:

@@ -46,6 +46,13 @@ class UnknownLensError(PivotlensError, ValueError):
     """A lens kind that pivotlens does not know."""
 
 
+class UnknownNameError(PivotlensError, KeyError):
+    """A name that no registered probe, report section or figure family has."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
 class TaskRequestError(PivotlensError, ValueError):
     """A lens task that cannot be built as asked (no cloze data for a language, a translation
     whose source is its target)."""

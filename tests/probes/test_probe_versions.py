@@ -34,7 +34,7 @@ from probes.interference import instruction_pairs, run_interference
 from probes.lens import run_lens
 from probes.lens_eval import lens_eval
 from probes.perplexity import run_perplexity
-from probes.registry import get_probe, load_builtin_probes
+from probes.registry import PROBES
 from tests import FIXTURES
 from tests.conftest import CORPUS, tiny_backend, tiny_hf_model, tiny_tokenizer
 from tests.probes.test_exit_accuracy import tiny_data
@@ -170,7 +170,7 @@ RUNS = {
 
 
 def test_every_builtin_probe_has_a_golden_run():
-    builtin = {name for name, spec in load_builtin_probes().items() if spec.run.__module__.startswith("probes.")}
+    builtin = {name for name, spec in PROBES.parts().items() if spec.run.__module__.startswith("probes.")}
     assert builtin <= set(RUNS), f"add a run of {sorted(builtin - set(RUNS))} to RUNS and regenerate"
 
 
@@ -189,7 +189,7 @@ def table_digest(table: pd.DataFrame) -> str:
 @pytest.mark.parametrize("probe", sorted(RUNS))
 def test_numbers_change_only_with_the_version(probe):
     golden = json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else {}
-    version, digest = get_probe(probe).version, table_digest(RUNS[probe]())
+    version, digest = PROBES.get(probe).version, table_digest(RUNS[probe]())
     if os.environ.get("PIVOTLENS_REGENERATE_GOLDEN"):
         golden[probe] = {"version": version, "sha256": digest}
         GOLDEN.write_text(json.dumps(dict(sorted(golden.items())), indent=2) + "\n")
