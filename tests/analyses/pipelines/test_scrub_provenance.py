@@ -67,4 +67,4 @@ def test_committed_results_hold_no_machine_path():
     records += [(path, text) for path in folder.rglob("*.parquet") for text in parquet_records(path).values()]
     assert len(records) > 10
     left = sorted({str(path.relative_to(ROOT)) for path, text in records if scrub_text(text) != text})
-    assert not left, f"machine paths in {left}; run python -m analyses.pipelines.scrub_provenance"
+    assert not left, f"machine paths in {left}; rewrite them with analyses.pipelines.scrub_provenance.scrub_folder"
