@@ -148,7 +148,7 @@ def regions(
         core_langs=core,
         fraction=fraction,
         d_model=backend.d_model,
-        blocks=backend.parts.blocks,
+        scopes=backend.parameter_scopes(),
         masks_dir=masks_dir,
         seed=seed,
         metadata={"model": model, "weights_hash": backend.weights_hash, **use.describe()},

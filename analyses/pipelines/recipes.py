@@ -37,7 +37,7 @@ from sacrebleu.metrics import CHRF
 from analyses.figures import save_figure
 from analyses.figures.recipes import recipe_figures
 from analyses.interventions.recipes import PIVOT, RECIPES, read_recipe_card, strip_pivot
-from analyses.pipelines.interference import measure
+from analyses.pipelines.interference import InterferenceSetup, measure
 from analyses.pipelines.lens import run_languages
 from analyses.stats.confusion_metrics import ALL, compute_all_metrics, judge_completions
 from analyses.stats.intervals import percentile_interval
@@ -188,9 +188,7 @@ def measure_models(
             )
             lens.append(found.assign(**tag))
             for lang in langs:
-                found = measure(
-                    backend,
-                    config.data,
+                setup = InterferenceSetup(
                     config.pivot,
                     lang,
                     split="held_out",
@@ -198,9 +196,8 @@ def measure_models(
                     batch_size=config.interference_batch_size,
                     params=config.interference_params,
                     seed=config.seed,
-                    store=store,
-                    progress=progress,
                 )
+                found = measure(backend, setup, config.data, store=store, progress=progress)
                 interference.append(found.assign(**tag))
         del backend
     return Measurements(

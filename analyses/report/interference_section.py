@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from analyses.figures.interference import cosine_figure
-from analyses.pipelines.interference import instruction_split, measure
+from analyses.pipelines.interference import InterferenceSetup, instruction_split, measure
 from analyses.report.sections import ReportContext, SectionResult, Verdict, register_section
 from analyses.stats.interference import last_layer_table, summarize
 from probes.inputs.instruction_data import INSTRUCTIONS
@@ -21,10 +21,9 @@ def interference_section(ctx: ReportContext) -> SectionResult:
         return result
     # the blocks only: the per-block curves do not depend on it, and the tied embedding's
     # gradient (the largest tensor) stays out of memory
-    table = measure(
-        ctx.backend,
-        lang_a="en",
-        lang_b=ctx.lang,
+    setup = InterferenceSetup(
+        "en",
+        ctx.lang,
         k=2 if ctx.quick else 6,
         batch_size=4,
         # SmolLM2 spends up to 260 tokens on one Malayalam or Telugu instruction (its byte-level
@@ -32,9 +31,8 @@ def interference_section(ctx: ReportContext) -> SectionResult:
         max_length=384,
         split="train",
         params="blocks",
-        store=ctx.store,
-        progress=False,
     )
+    table = measure(ctx.backend, setup, store=ctx.store, progress=False)
     summary = summarize(table)
     blocks = summary[(summary["module"] == "all") & summary["layer"].notna()]
     last = last_layer_table(summary)

@@ -260,7 +260,7 @@ def concentration_table(regions: Mapping[str, Masks], layer_of, *, top: int = 5)
     (or columns) holding most of them. Compare a top region with its random control: uniform
     placement puts about ``top / n_slices`` (plus sampling noise) there.
 
-    ``layer_of(name) -> (layer, module)`` names the tensor (``probes.importance.locate``).
+    ``layer_of(name) -> (layer, module)`` names the tensor (from ``Backend.parameter_scopes()``).
     """
     rows = []
     for label, masks in regions.items():

@@ -18,6 +18,7 @@ from typing import Literal
 import torch
 
 from probes.backend.architecture import ModelParts
+from probes.backend.scopes import frozen_except
 
 Reduction = Literal["token_mean", "sequence_mean"]
 REDUCTIONS: tuple[str, ...] = ("token_mean", "sequence_mean")
@@ -158,18 +159,11 @@ def stream_grads(
     missing = [n for n in wanted if n not in trainable]
     if missing:
         raise KeyError(f"unknown parameters {missing[:3]}; use Hugging Face names such as {next(iter(trainable))!r}")
-    keep = set(wanted)
-    frozen = [p for n, p in trainable.items() if n not in keep]
     for p in trainable.values():
         p.grad = None
-    for p in frozen:
-        p.requires_grad_(False)
-    try:
+    with frozen_except(trainable, wanted):
         loss = lens_loss(model, inputs, labels, **loss_options)
         if loss.requires_grad:  # else no requested parameter lies before the read-out: all zeros
             loss.backward()
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
     n_tokens = int((labels[:, 1:] != -100).sum())
     return GradStream(loss.detach().item(), n_tokens, {n: trainable[n] for n in wanted})
