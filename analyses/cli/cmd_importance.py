@@ -35,6 +35,7 @@ from analyses.pipelines.regions import (
     removal_table,
     structure_table,
 )
+from analyses.stats.regions import check_fraction
 from probes.backend.languages import parse_languages
 from probes.backend.store import ResultsStore
 from probes.importance import MODES, SCOPES
@@ -123,6 +124,7 @@ def regions(
     core = parse_languages(core_langs) if core_langs else ([c for c in PAPER_LANGS if c in codes] or codes)
     evaluate = parse_languages(eval_langs) if eval_langs else codes
     dims_langs = parse_languages(structure_langs)
+    check_fraction(fraction)
     use = _use(corpus, n_sentences, n_heldout, max_tokens)
     backend = settings.load_backend()
     store = ResultsStore(settings.results)
@@ -245,6 +247,7 @@ def region_freeze(
 
     settings: Settings = ctx.obj
     train, codes, core = parse_languages([train_lang])[0], parse_languages(langs), parse_languages(core_langs)
+    check_fraction(fraction)
     use = _use(corpus, n_sentences, n_heldout, max_tokens)
     backend = settings.load_backend()
     summary = importance_for(backend, core, use, batch_size=settings.batch_size, store=ResultsStore(settings.results))

@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from analyses.cli.settings import Settings, check_choice, check_languages
+from analyses.cli.settings import Settings, check_choice, check_languages, check_layer
 from analyses.pipelines.lens import data_languages, run_languages, write_outputs
 from analyses.stats.prom_lambda import EMPTY_FLOOR, analyse, copy_costs, verdict
 from probes.backend.errors import InputError, TaskRequestError
@@ -48,11 +48,6 @@ def _check_data(words: str, langs: list[str]) -> None:
             f"{words} has no column for {', '.join(missing)}; it has {', '.join(have)}: "
             "choose among those or add the column"
         )
-
-
-def _check_layer(layer: int | None, depth: int | None, model: str) -> None:
-    if layer is not None and depth is not None and not 0 <= layer < depth:
-        raise InputError(f"--layer {layer} is outside {model}'s {depth} layers; use 0 to {depth - 1}")
 
 
 def _check_task(task: str, langs: list[str], source: str | None, floor: float | None = None) -> None:
@@ -141,10 +136,10 @@ def lambda_(
     codes_and_source = codes + ([check_languages(source, "--source")[0]] if source else [])
     _check_data(words, codes_and_source)
     _check_task(task, codes, source, floor)
-    _check_layer(layer, model_depth(settings.model), settings.model)
+    check_layer(layer, model_depth(settings.model), settings.model)
     names = parse_lens_names(lens_name, allow_all=True)
     backend = settings.load_backend()
-    _check_layer(layer, backend.n_layers, settings.model)  # a hub model's depth is known only now
+    check_layer(layer, backend.n_layers, settings.model)  # a hub model's depth is known only now
     options = {
         "task": task,
         "src": source,

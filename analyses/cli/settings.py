@@ -86,12 +86,19 @@ def check_languages(spec: str, option: str = "--langs") -> list[str]:
 
     with warnings.catch_warnings(record=True) as repeated:
         warnings.simplefilter("always")
-        codes = parse_languages(spec)
-    if not codes:
-        raise InputError(f"{option} is empty; give comma-separated language codes such as fr,zh")
+        try:
+            codes = parse_languages(spec)
+        except InputError as exc:
+            raise InputError(f"{option} {exc}") from None
     for warning in repeated:
         typer.secho(f"warning: {option} {spec}: {str(warning.message).split(': ', 1)[-1]}", err=True)
     return codes
+
+
+def check_layer(layer: int | None, depth: int | None, model: str, option: str = "--layer") -> None:
+    """A 0-based layer of the model (``depth`` None: not known before loading, not checked)."""
+    if layer is not None and depth is not None and not 0 <= layer < depth:
+        raise InputError(f"{option} {layer} is outside {model}'s {depth} layers; use 0 to {depth - 1}")
 
 
 def check_choice(value: str, choices: Sequence[Choice], option: str) -> Choice:
