@@ -35,6 +35,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from probes.backend import Backend
+from probes.backend.errors import InputError
 from probes.backend.grad_sum import add_loss_grads
 from probes.backend.scopes import ParameterScope
 from probes.backend.store import ResultsStore, provenance
@@ -43,8 +44,8 @@ from probes.registry import register_probe
 
 Mode = Literal["sum_then_abs", "abs_per_batch"]
 Scope = Literal["layers", "all"]
-MODES: tuple[str, ...] = ("sum_then_abs", "abs_per_batch")
-SCOPES: tuple[str, ...] = ("layers", "all")
+MODES: tuple[Mode, ...] = ("sum_then_abs", "abs_per_batch")
+SCOPES: tuple[Scope, ...] = ("layers", "all")
 IMPORTANCE_FILE = "importance.safetensors"
 
 IMPORTANCE_COLUMNS = {
@@ -79,7 +80,7 @@ class ImportanceMap:
 def scope_names(backend: Backend, scope: Scope = "layers") -> list[str]:
     """Parameter names in scope: inside the decoder blocks (``"layers"``) or all trainable ones."""
     if scope not in SCOPES:
-        raise ValueError(f"scope must be one of {SCOPES}, not {scope!r}")
+        raise InputError(f"scope must be one of {SCOPES}, not {scope!r}")
     trainable = backend.trainable_parameters()
     return [
         name
@@ -96,7 +97,7 @@ def _groups(
 ) -> Iterator[list[LMBatch]]:
     """Consecutive groups of ``group_size`` texts (corpus order), each cut into compute batches."""
     if group_size < 1:
-        raise ValueError(f"group_size must be >= 1 (got {group_size})")
+        raise InputError(f"group_size must be >= 1 (got {group_size})")
     for start in range(0, len(texts), group_size):
         batches = list(
             lm_batches(backend, texts[start : start + group_size], batch_size=batch_size, max_tokens=max_tokens)
@@ -133,7 +134,7 @@ def accumulate_importance(
     rounding). Gradients are summed in float32 as they arrive (``probes.backend.grad_sum``).
     """
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        raise InputError(f"mode must be one of {MODES}, not {mode!r}")
     names = scope_names(backend, scope)
     params = backend.named_parameters()
 

@@ -43,6 +43,7 @@ import pandas as pd
 import torch
 
 from probes.backend import Backend, Encoded
+from probes.backend.errors import InputError
 from probes.backend.gradients import REDUCTIONS
 from probes.backend.resume import collect
 from probes.backend.scopes import ParameterScope
@@ -118,7 +119,7 @@ def select_params(
     scopes = {n: where for n, where in backend.parameter_scopes().items() if n in named}
     if isinstance(params, str):
         if params not in SUBSETS:
-            raise ValueError(f"unknown parameter subset {params!r}; use one of {', '.join(SUBSETS)} or a list of names")
+            raise InputError(f"unknown parameter subset {params!r}; use one of {', '.join(SUBSETS)} or a list of names")
         chosen = [
             n
             for n, where in scopes.items()
@@ -229,7 +230,7 @@ def pair_rows(stats: pd.DataFrame, aggregation: str = "concat") -> pd.DataFrame:
     """All rows of one pair from its per-tensor statistics (``param, layer, module, dot, sq_a,
     sq_b, n_params``)."""
     if aggregation not in AGGREGATIONS:
-        raise ValueError(f"unknown aggregation {aggregation!r}; use one of {', '.join(AGGREGATIONS)}")
+        raise InputError(f"unknown aggregation {aggregation!r}; use one of {', '.join(AGGREGATIONS)}")
     tensors = stats.copy()
     tensors["cosine"] = [
         _cosine(d, math.sqrt(a), math.sqrt(b)) for d, a, b in zip(tensors["dot"], tensors["sq_a"], tensors["sq_b"])
@@ -266,9 +267,9 @@ def run_interference(
     labels the rows; ``readout_a``/``readout_b`` say where each side's loss is read. With ``run``,
     each finished pair is stored and skipped on a re-run."""
     if reduction not in REDUCTIONS:
-        raise ValueError(f"unknown reduction {reduction!r}; use one of {', '.join(REDUCTIONS)}")
+        raise InputError(f"unknown reduction {reduction!r}; use one of {', '.join(REDUCTIONS)}")
     if aggregation not in AGGREGATIONS:
-        raise ValueError(f"unknown aggregation {aggregation!r}; use one of {', '.join(AGGREGATIONS)}")
+        raise InputError(f"unknown aggregation {aggregation!r}; use one of {', '.join(AGGREGATIONS)}")
     chosen = select_params(backend, params, layers)
 
     def compute(batch: list[BatchPair]) -> pd.DataFrame:
@@ -309,7 +310,7 @@ def sample_ids(
     batch B is the translation of batch A, so only the language differs). The draw depends on
     ``seed`` only, not on the languages, so pairs of different language pairs share ids."""
     if pairing not in PAIRINGS:
-        raise ValueError(f"unknown pairing {pairing!r}; use one of {', '.join(PAIRINGS)}")
+        raise InputError(f"unknown pairing {pairing!r}; use one of {', '.join(PAIRINGS)}")
     need = batch_size * (2 if pairing == "independent" else 1)
     if need > len(ids):
         raise ValueError(f"{len(ids)} ids cannot fill a {pairing} pair of batches of {batch_size}; lower batch_size")

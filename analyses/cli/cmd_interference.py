@@ -9,15 +9,18 @@ from pathlib import Path
 import pandas as pd
 import typer
 
-from analyses.cli.settings import Settings
+from analyses.cli.settings import Settings, check_choice, check_layer
 from analyses.figures import save_figure
 from analyses.figures.interference import cosine_figure, fig2_figure, module_figure
 from analyses.interventions.pivoted_loss import PivotedObjective
-from analyses.pipelines.interference import InterferenceSetup, fig2_comparison, measure
+from analyses.pipelines.interference import SPLITS, InterferenceSetup, fig2_comparison, measure
 from analyses.stats.interference import fig2_setting, last_layer_table, summarize
+from probes.backend.gradients import REDUCTIONS
 from probes.backend.languages import parse_languages
+from probes.backend.models import model_depth
 from probes.backend.store import ResultsStore, write_text_atomic
 from probes.inputs.instruction_data import INSTRUCTIONS
+from probes.interference import AGGREGATIONS, PAIRINGS, SUBSETS
 
 
 def _setup(
@@ -101,6 +104,7 @@ def interference(
     (interference.csv/.parquet), summaries and figures with 95% bands in --out."""
     settings: Settings = ctx.obj
     codes = parse_languages(langs)
+    _check_options(settings, params, reduction, aggregation, pairing, split, layer)
     if len(codes) < 2:
         raise typer.BadParameter("give at least two languages, e.g. --langs en,sw")
     if objective not in ("plain", "pivoted"):
@@ -168,6 +172,7 @@ def interference_fig2(
     settings: Settings = ctx.obj
     codes = parse_languages(targets)
     parse_languages([pivot_lang])
+    _check_options(settings, params, "token_mean", "concat", "independent", split, layer)
     backend = settings.load_backend()
     objective = PivotedObjective(layer, alpha, lam)
     setup = _setup(settings, batches, "independent", split, params, "token_mean", True, "concat", max_length, seed)
@@ -194,6 +199,18 @@ def interference_fig2(
         )
     )
     typer.echo(f"wrote {len(written)} files to {out}")
+
+
+def _check_options(
+    settings: Settings, params: str, reduction: str, aggregation: str, pairing: str, split: str, layer: int | None
+) -> None:
+    """The option values, before the model loads."""
+    check_choice(params, SUBSETS, "--params")
+    check_choice(reduction, REDUCTIONS, "--reduction")
+    check_choice(aggregation, AGGREGATIONS, "--aggregation")
+    check_choice(pairing, PAIRINGS, "--pairing")
+    check_choice(split, SPLITS, "--split")
+    check_layer(layer, model_depth(settings.model), settings.model)
 
 
 def register(app: typer.Typer) -> None:

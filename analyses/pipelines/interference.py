@@ -12,6 +12,7 @@ import pandas as pd
 
 from analyses.interventions.pivoted_loss import PivotedObjective
 from probes.backend import Backend
+from probes.backend.errors import InputError
 from probes.backend.store import ResultsStore, provenance
 from probes.inputs.instruction_data import INSTRUCTIONS, Template, load_instructions, split_held_out
 from probes.interference import AT_OUTPUT, ParamSubset, Readout, instruction_pairs, run_interference
@@ -22,7 +23,7 @@ SPLITS: tuple[str, ...] = ("all", "train", "held_out")
 def instruction_split(data: str | Path, split: str = "all") -> pd.DataFrame:
     """The instruction table, or its training part, or its held-out ids."""
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+        raise InputError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     table = load_instructions(data)
     if split == "all":
         return table

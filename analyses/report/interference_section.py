@@ -46,7 +46,7 @@ def interference_section(ctx: ReportContext) -> SectionResult:
             if len(conflict)
             else "no significant conflict in any layer",
             f"last block ({int(last['layer'])}): mean cosine {last['mean']:.2f}; lowest block "
-            f"{int(blocks.loc[blocks['mean'].idxmin(), 'layer'])} ({blocks['mean'].min():.2f}); "
+            f"{int(blocks['layer'].iloc[blocks['mean'].argmin()])} ({blocks['mean'].min():.2f}); "
             f"{n_pairs} batch pairs of 4 instructions (mean loss over response tokens)",
             f"95% Student-t interval at the last block [{last['ci_low']:.2f}, {last['ci_high']:.2f}]; "
             f"conflict = the whole interval below 0; per-block intervals, not corrected for testing {len(blocks)} "

@@ -109,6 +109,6 @@ def load(
         backend=backend,
         model_name=name,
         source=source,
-        weights_hash=weights_fingerprint(source),
+        weights_hash=weights_fingerprint(source, getattr(hf_model.config, "_commit_hash", None)),
         remote=remote,
     )

@@ -414,19 +414,20 @@ def weights_origin(source: str, revision: str | None = None) -> str:
     return f"hub {source}" + (f" at revision {revision}" if revision else "")
 
 
-def weights_fingerprint(source: str) -> str:
+def weights_fingerprint(source: str, revision: str | None = None) -> str:
     """A cheap, stable fingerprint of a model's weights for provenance.
 
     For an embedded model: the GGUF file's sha256 recorded in the cache manifest. For a local
     folder: sha256 over each weight file's name, size and first and last MiB. For a hub id: the
-    id (plus the resolved commit where transformers reports one).
+    id and ``revision``, the commit transformers resolved (so new weights pushed under the same id
+    are a new run key).
     """
     folder = Path(source)
     manifest = folder / MANIFEST
     if manifest.is_file():
         return "gguf-sha256:" + json.loads(manifest.read_text())["gguf_sha256"]
     if not folder.is_dir():
-        return f"hub:{source}"
+        return f"hub:{source}" + (f"@{revision}" if revision else "")
     digest = hashlib.sha256()
     for file in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
         size = file.stat().st_size
