@@ -1,5 +1,10 @@
 """Floor 2: probes (model + data -> tidy DataFrame). Each probe is one module, registered by name."""
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the checker sees the names the lazy import below provides
+    from probes.registry import PROBES, ProbeSpec, register_probe
+
 __all__ = ["PROBES", "ProbeSpec", "register_probe"]
 
 

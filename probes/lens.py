@@ -142,6 +142,7 @@ def _chain_probability(
     positions = torch.arange(seq - width, seq).unsqueeze(0).expand(len(batch), -1)
     ids = _pad([[-1] * (width - n) + w for n, w in zip(lengths, words)])
     out = backend.lens(enc, LensRequest(token_ids=ids), positions=positions, lens=lens)
+    assert out.probs_at_ids is not None
     diagonal = out.probs_at_ids.diagonal(dim1=2, dim2=3)  # position j scores token j: [L, B, width]
     return torch.where(ids.unsqueeze(0) >= 0, diagonal, torch.ones_like(diagonal)).prod(-1)
 
@@ -158,6 +159,7 @@ def _batch_rows(
     is_target = columns < torch.tensor(n_target).unsqueeze(1)  # [B, n]
     request = LensRequest(token_ids=ids, rank_group=is_target, top_k=top_k, energy_gram=gram)
     readout = backend.lens(enc, request, positions=[-1], lens=lens)
+    assert readout.probs_at_ids is not None and readout.group_rank is not None and readout.top_ids is not None
     probs = readout.probs_at_ids[:, :, 0]  # [L, B, n]
     if word_prob == "prefix":
         p_target = (probs * is_target).sum(-1)
@@ -192,7 +194,7 @@ def _batch_rows(
                     "item": prompt.item,
                 }
             )
-            if gram is not None:
+            if readout.energy is not None:  # asked for with the gram
                 records[-1]["energy"] = float(readout.energy[li, b, 0])
     return pd.DataFrame.from_records(records)
 

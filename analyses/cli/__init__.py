@@ -15,6 +15,7 @@ import importlib
 import importlib.util
 import pkgutil
 import sys
+import warnings
 from pathlib import Path
 
 import typer
@@ -129,16 +130,24 @@ def _global(
     ctx.obj.check()
 
 
+def _one_line_warning(message: Warning | str, *args: object) -> str:
+    """A warning as the command line prints it: one line, without the source line."""
+    return f"warning: {' '.join(str(message).split())}\n"
+
+
 def main() -> None:
     """Entry point: pivotlens errors and usage errors become one clear line and exit code 2;
-    any other exception is a bug and keeps its traceback."""
+    any other exception is a bug and keeps its traceback. Warnings are one line each."""
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         code = app(standalone_mode=False)
     except typer.Abort:
         typer.secho("aborted", err=True)
         sys.exit(1)
     except (PivotlensError, typer.TyperException) as exc:  # typer's usage errors: bad option values, unknown commands
-        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        message = exc.format_message() if isinstance(exc, typer.TyperException) else str(exc)
         typer.secho(f"error: {' '.join(message.split())}", fg=typer.colors.RED, err=True)
         sys.exit(2)
+    finally:
+        warnings.formatwarning = formatwarning
     sys.exit(code if isinstance(code, int) else 0)

@@ -41,7 +41,7 @@ def figures(
     for column in ("family", "figure", "paper", "status"):
         table.add_column(column)
     for row in manifest.itertuples(index=False):
-        table.add_row(row.family, row.figure or "-", row.paper, row.status)
+        table.add_row(str(row.family), str(row.figure or "-"), str(row.paper), str(row.status))
     Console().print(table)
 
 

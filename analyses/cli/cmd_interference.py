@@ -3,51 +3,50 @@ per layer (PROM Sec. 2.1), plain or under PROM's pivoted objective, and PROM's F
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
 
 import pandas as pd
 import typer
 
-from analyses.cli.options import PivotOptions, options
-from analyses.cli.settings import Settings
+from analyses.cli.settings import Settings, check_choice, check_layer
 from analyses.figures import save_figure
 from analyses.figures.interference import cosine_figure, fig2_figure, module_figure
-from analyses.pipelines.interference import fig2_comparison, measure
+from analyses.interventions.pivoted_loss import PivotedObjective
+from analyses.pipelines.interference import SPLITS, InterferenceSetup, fig2_comparison, measure
 from analyses.stats.interference import fig2_setting, last_layer_table, summarise_cosines
+from probes.backend.gradients import REDUCTIONS
 from probes.backend.languages import parse_languages
+from probes.backend.models import model_depth
 from probes.backend.store import ResultsStore, write_text_atomic
 from probes.inputs.instruction_data import INSTRUCTIONS
+from probes.interference import AGGREGATIONS, PAIRINGS, SUBSETS
 
 
-@dataclass(frozen=True, kw_only=True)
-class BatchOptions(PivotOptions):
-    """The batch draw and gradient options of ``interference`` and ``interference-fig2``."""
-
-    batches: Annotated[
-        int, typer.Option(min=1, help="K: number of batch pairs (each side has --batch-size examples).")
-    ] = 8
-    data: Annotated[str, typer.Option(help="Parallel instruction CSV (id,lang,instruction,response).")] = str(
-        INSTRUCTIONS
+def _setup(
+    settings: Settings,
+    batches: int,
+    pairing: str,
+    split: str,
+    params: str,
+    reduction: str,
+    fp32: bool,
+    aggregation: str,
+    max_length: int,
+    seed: int,
+) -> InterferenceSetup:
+    return InterferenceSetup(
+        k=batches,
+        batch_size=settings.batch_size,
+        pairing=pairing,
+        split=split,
+        params=params,
+        reduction=reduction,
+        fp32=fp32,
+        aggregation=aggregation,
+        max_length=max_length,
+        seed=seed,
     )
-    split: Annotated[str, typer.Option(help="all, train (held-out ids excluded) or held_out.")] = "all"
-    params: Annotated[str, typer.Option(help="all, blocks or matrices.")] = "all"
-    max_length: Annotated[int, typer.Option(help="Tokens per example (cut from the right).")] = 256
-    seed: Annotated[int, typer.Option(help="Seed of the batch draw.")] = 0
-
-    def measure_options(self, settings: Settings, **more: object) -> dict[str, object]:
-        """Keyword arguments of :func:`measure` and :func:`fig2_comparison` (``more``: the rest)."""
-        return {
-            "k": self.batches,
-            "batch_size": settings.batch_size,
-            "split": self.split,
-            "params": self.params,
-            "max_length": self.max_length,
-            "seed": self.seed,
-            "store": ResultsStore(settings.results),
-            **more,
-        }
 
 
 def write_tables(table: pd.DataFrame, out: Path, summary_layer: pd.DataFrame) -> list[Path]:
@@ -75,53 +74,52 @@ def write_tables(table: pd.DataFrame, out: Path, summary_layer: pd.DataFrame) ->
     return written
 
 
-@dataclass(frozen=True, kw_only=True)
-class InterferenceOptions(BatchOptions):
-    langs: Annotated[
-        str, typer.Option(help="Comma-separated languages: the first is paired with each of the others.")
-    ] = "en,sw"
-    objective: Annotated[
-        str, typer.Option(help="plain (both losses at the output) or pivoted (the first language read out at layer n).")
-    ] = "plain"
-    pairing: Annotated[
-        str, typer.Option(help="independent (two different batches) or parallel (same ids, translated).")
-    ] = "independent"
-    reduction: Annotated[str, typer.Option(help="token_mean or sequence_mean over response tokens.")] = "token_mean"
-    fp32: Annotated[bool, typer.Option(help="Dot products and norms in float32 (else the model's dtype).")] = True
-    aggregation: Annotated[
-        str, typer.Option(help="concat (cosine of the concatenation) or mean (of per-tensor cosines).")
-    ] = "concat"
-
-
-@options(InterferenceOptions)
-def interference(ctx: typer.Context, opts: InterferenceOptions) -> None:
+def interference(
+    ctx: typer.Context,
+    langs: str = typer.Option("en,sw", help="Comma-separated languages: the first is paired with each of the others."),
+    objective: str = typer.Option(
+        "plain", help="plain (both losses at the output) or pivoted (the first language read out at layer n)."
+    ),
+    batches: int = typer.Option(
+        8, "--batches", min=1, help="K: number of batch pairs (each side has --batch-size examples)."
+    ),
+    data: str = typer.Option(str(INSTRUCTIONS), help="Parallel instruction CSV (id,lang,instruction,response)."),
+    split: str = typer.Option("all", help="all, train (held-out ids excluded) or held_out."),
+    pairing: str = typer.Option(
+        "independent", help="independent (two different batches) or parallel (same ids, translated)."
+    ),
+    params: str = typer.Option("all", help="all, blocks or matrices."),
+    reduction: str = typer.Option("token_mean", help="token_mean or sequence_mean over response tokens."),
+    fp32: bool = typer.Option(True, help="Dot products and norms in float32 (else the model's dtype)."),
+    aggregation: str = typer.Option(
+        "concat", help="concat (cosine of the concatenation) or mean (of per-tensor cosines)."
+    ),
+    layer: int = typer.Option(None, help="Pivoted: 0-based read-out layer n (default three quarters of the depth)."),
+    alpha: float = typer.Option(0.1, help="Pivoted: label smoothing of L_{n,e}."),
+    lam: float = typer.Option(0.1, help="Pivoted: weight lambda of L_{n,e}."),
+    max_length: int = typer.Option(256, help="Tokens per example (cut from the right)."),
+    seed: int = typer.Option(0, help="Seed of the batch draw."),
+) -> None:
     """Gradient cosine per layer between the first language and each other one: tidy table
     (interference.csv/.parquet), summaries and figures with 95% bands in --out."""
     settings: Settings = ctx.obj
-    codes = parse_languages(opts.langs)
-    objective = opts.objective
+    codes = parse_languages(langs)
+    _check_options(settings, params, reduction, aggregation, pairing, split, layer)
     if len(codes) < 2:
         raise typer.BadParameter("give at least two languages, e.g. --langs en,sw")
     if objective not in ("plain", "pivoted"):
         raise typer.BadParameter(f"--objective must be plain or pivoted, not {objective!r}")
     backend = settings.load_backend()
-    pivot = opts.pivoted_objective()
+    pivot = PivotedObjective(layer, alpha, lam)
     readouts = pivot.readouts(backend.n_layers) if objective == "pivoted" else ()
-    measured = opts.measure_options(
-        settings, pairing=opts.pairing, reduction=opts.reduction, fp32=opts.fp32, aggregation=opts.aggregation
+    setup = replace(
+        _setup(settings, batches, pairing, split, params, reduction, fp32, aggregation, max_length, seed),
+        lang_a=codes[0],
+        objective=objective,
+        **dict(zip(("readout_a", "readout_b"), readouts)),
     )
-    tables = [
-        measure(
-            backend,
-            opts.data,
-            codes[0],
-            other,
-            objective=objective,
-            **dict(zip(("readout_a", "readout_b"), readouts)),
-            **measured,
-        )
-        for other in codes[1:]
-    ]
+    store = ResultsStore(settings.results)
+    tables = [measure(backend, replace(setup, lang_b=other), data, store=store) for other in codes[1:]]
     table = pd.concat(tables, ignore_index=True)
     summary = summarise_cosines(table)
     out = settings.out_dir
@@ -132,7 +130,7 @@ def interference(ctx: typer.Context, opts: InterferenceOptions) -> None:
             summary,
             pivot_layer=n_at,
             title=(
-                f"{backend.model_name}: gradient cosine per layer, {objective} objective ({opts.batches} batch pairs, "
+                f"{backend.model_name}: gradient cosine per layer, {objective} objective ({batches} batch pairs, "
                 f"95% CI)"
             ),
         ),
@@ -155,26 +153,32 @@ def interference(ctx: typer.Context, opts: InterferenceOptions) -> None:
     typer.echo(f"wrote {len(written)} files to {out}")
 
 
-@dataclass(frozen=True, kw_only=True)
-class Fig2Options(BatchOptions):
-    targets: Annotated[str, typer.Option(help="Comma-separated target languages.")] = "sw"
-    pivot_lang: Annotated[str, typer.Option("--pivot", help="Pivot language (PROM: English).")] = "en"
-
-
-@options(Fig2Options)
-def interference_fig2(ctx: typer.Context, opts: Fig2Options) -> None:
+def interference_fig2(
+    ctx: typer.Context,
+    targets: str = typer.Option("sw", help="Comma-separated target languages."),
+    pivot_lang: str = typer.Option("en", "--pivot", help="Pivot language (PROM: English)."),
+    batches: int = typer.Option(8, "--batches", min=1, help="K: number of batch pairs per setting."),
+    data: str = typer.Option(str(INSTRUCTIONS), help="Parallel instruction CSV."),
+    split: str = typer.Option("all", help="all, train or held_out."),
+    params: str = typer.Option("all", help="all, blocks or matrices."),
+    layer: int = typer.Option(None, help="0-based read-out layer n (default three quarters of the depth)."),
+    alpha: float = typer.Option(0.1, help="Label smoothing of L_{n,e}."),
+    lam: float = typer.Option(0.1, help="Weight lambda of L_{n,e}."),
+    max_length: int = typer.Option(256, help="Tokens per example."),
+    seed: int = typer.Option(0, help="Seed of the batch draw."),
+) -> None:
     """PROM Fig. 2: per target, gradient cosine per layer for target only, target + English and
     the pivoted objective (same batches), with 95% bands."""
     settings: Settings = ctx.obj
-    codes = parse_languages(opts.targets)
-    parse_languages([opts.pivot_lang])
+    codes = parse_languages(targets)
+    parse_languages([pivot_lang])
+    _check_options(settings, params, "token_mean", "concat", "independent", split, layer)
     backend = settings.load_backend()
-    objective = opts.pivoted_objective()
-    measured = opts.measure_options(
-        settings, pairing="independent", reduction="token_mean", fp32=True, aggregation="concat"
-    )
+    objective = PivotedObjective(layer, alpha, lam)
+    setup = _setup(settings, batches, "independent", split, params, "token_mean", True, "concat", max_length, seed)
+    store = ResultsStore(settings.results)
     table = pd.concat(
-        [fig2_comparison(backend, opts.data, t, opts.pivot_lang, objective=objective, **measured) for t in codes],
+        [fig2_comparison(backend, data, t, pivot_lang, objective=objective, setup=setup, store=store) for t in codes],
         ignore_index=True,
     )
     table["setting"] = fig2_setting(table)
@@ -186,7 +190,7 @@ def interference_fig2(ctx: typer.Context, opts: Fig2Options) -> None:
         fig = fig2_figure(
             summary[summary["target"] == target],
             pivot_layer=objective.at(backend.n_layers),
-            title=f"{backend.model_name}: PROM Fig. 2, target {target} ({opts.batches} batch pairs, 95% CI)",
+            title=f"{backend.model_name}: PROM Fig. 2, target {target} ({batches} batch pairs, 95% CI)",
         )
         written += save_figure(fig, out / f"fig2_{target}")
     typer.echo(
@@ -195,6 +199,18 @@ def interference_fig2(ctx: typer.Context, opts: Fig2Options) -> None:
         )
     )
     typer.echo(f"wrote {len(written)} files to {out}")
+
+
+def _check_options(
+    settings: Settings, params: str, reduction: str, aggregation: str, pairing: str, split: str, layer: int | None
+) -> None:
+    """The option values, before the model loads."""
+    check_choice(params, SUBSETS, "--params")
+    check_choice(reduction, REDUCTIONS, "--reduction")
+    check_choice(aggregation, AGGREGATIONS, "--aggregation")
+    check_choice(pairing, PAIRINGS, "--pairing")
+    check_choice(split, SPLITS, "--split")
+    check_layer(layer, model_depth(settings.model), settings.model)
 
 
 def register(app: typer.Typer) -> None:

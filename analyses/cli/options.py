@@ -62,7 +62,7 @@ def options(cls: type) -> Callable[[Callable[..., None]], Callable[..., None]]:
 @dataclass(frozen=True, kw_only=True)
 class PivotOptions:
     """PROM's pivoted objective (Sec. 2.3): the options of every command that reads a language out
-    at layer n (``finetune``, ``prom-fig3``, ``interference``, ``interference-fig2``)."""
+    at layer n (``finetune``, ``prom-fig3``)."""
 
     layer: Annotated[
         int | None,

@@ -229,7 +229,7 @@ def _regions(path: Path, model: str) -> dict[str, go.Figure]:
 def _layer_swap(path: Path, model: str) -> dict[str, go.Figure]:
     folder = path.parent
     changes = pd.read_csv(folder / "weight_change.csv")
-    maps = {expert: rows for expert, rows in changes.groupby("expert", sort=False)}
+    maps = {str(expert): rows for expert, rows in changes.groupby("expert", sort=False)}
     figures = {
         "table1": table1_figure(pd.read_csv(path), title=f"{model}: layer swapping, accuracy per setting (95% CI)"),
         "weight_change": weight_change_figure(

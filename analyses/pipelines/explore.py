@@ -126,11 +126,11 @@ def _lens_grid(backend: Backend, ids: list[int], request: LensRequest, positions
     ]
     grid = {
         "entropy_bits": torch.cat([p.entropy_bits[:, 0] for p in parts], 1),
-        "top_ids": torch.cat([p.top_ids[:, 0] for p in parts], 1),
-        "top_probs": torch.cat([p.top_probs[:, 0] for p in parts], 1),
+        "top_ids": torch.cat([p.require("top_ids")[:, 0] for p in parts], 1),
+        "top_probs": torch.cat([p.require("top_probs")[:, 0] for p in parts], 1),
     }
     if request.token_ids is not None:
-        grid["probs_at_ids"] = torch.cat([p.probs_at_ids[:, 0] for p in parts], 1)
+        grid["probs_at_ids"] = torch.cat([p.require("probs_at_ids")[:, 0] for p in parts], 1)
     return grid
 
 

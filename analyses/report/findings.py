@@ -57,7 +57,7 @@ def lambda_sentence(lambdas: pd.DataFrame) -> str:
     layers = sorted(set(lambdas["layer"]))
     groups = "; ".join(f"{key}: {_langs(langs)}" for key, langs in sorted(_decisions(lambdas).items()))
     larger = lambdas[["mean_p_latent", "mean_p_target"]].max(axis=1)
-    low, high = lambdas.loc[larger.idxmin()], lambdas.loc[larger.idxmax()]
+    low, high = lambdas.iloc[larger.argmin()], lambdas.iloc[larger.argmax()]
     return (
         f"PROM's rule at layer n = {', '.join(map(str, layers))} on {_protocol(lambdas)}: {groups}. "
         f"There, the larger of mean P(en) and mean P(target) ranges from {larger.min():.2g} ({low['lang']}) "
@@ -74,7 +74,7 @@ def lens_findings(folder: Path) -> str:
     others = summary[summary["latent_peak_layer"] != mode]
     overtakes = summary[summary["overtake_layer"] >= 0]
     never = summary[summary["overtake_layer"] < 0]["lang"]
-    top = summary.loc[summary["final_p_target"].idxmax()]
+    top = summary.iloc[summary["final_p_target"].argmax()]
     lines = [
         f"- {len(summary)} target languages; {int(lambdas['n'].sum())} prompts at layer n.",
         f"- P(en) peaks at layer {mode} for {int(peaks.iloc[0])} of {len(summary)} languages"
@@ -157,7 +157,7 @@ def lcb_overall(folder: Path) -> str:
             row = metrics[(metrics["task"] == task) & (metrics["source"] == "all") & (metrics["language"] == "all")]
             row = row.iloc[0]
             short = per_language[(per_language["task"] == task) & (per_language["lpr"] < 1)].sort_values("language")
-            below = ", ".join(f"{r.language} {100 * r.lpr:.0f}" for r in short.itertuples()) or "none"
+            below = ", ".join(f"{r['language']} {100 * r['lpr']:.0f}" for r in short.to_dict("records")) or "none"
             lines.append(
                 f"| {task} | {row['model']} | {row['n']} | {_percent(row, 'lpr')} | {_percent(row, 'wpr')} | {below} |"
             )

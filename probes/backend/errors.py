@@ -34,6 +34,10 @@ class InputError(PivotlensError, ValueError):
     """An option value pivotlens cannot use (device, dtype, layer, output folder, ...)."""
 
 
+class LayerError(InputError, IndexError):
+    """A layer index outside the model's blocks."""
+
+
 class PromptError(PivotlensError, ValueError):
     """A prompt a model cannot read: empty, or longer than the model's context."""
 

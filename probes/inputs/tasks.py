@@ -20,6 +20,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 
@@ -377,7 +378,8 @@ def load_hub_task(
                 f"could not load {label} ({type(exc).__name__}: {str(exc).splitlines()[0]}); check the id, config and "
                 "split and that the hub is reachable, or pass a local .parquet/.csv/.json file in the hub's layout"
             ) from exc
-    frame = validate(spec, hub_frame(name, dataset.to_pandas(), label), label)
+    hub = cast(pd.DataFrame, dataset.to_pandas())  # an iterator only when batched=True
+    frame = validate(spec, hub_frame(name, hub, label), label)
     return TaskData(spec, frame, label, [str(local)] if local is not None else [])
 
 
