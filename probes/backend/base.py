@@ -86,7 +86,9 @@ def resolve_positions(positions: Sequence[int] | torch.Tensor, enc: Encoded) -> 
 class LensRequest:
     """What to keep of each per-layer next-token distribution (the rest is never stored).
 
-    ``token_ids`` is ``[batch, n]`` (``-1`` pads a row): their probabilities are returned.
+    ``token_ids`` is ``[batch, n]`` (``-1`` pads a row): their probabilities are returned, and with
+    ``log_probs`` their natural-log probabilities too (``0`` at padding), read off the
+    log-softmax itself, so a product of many small probabilities can be taken as a sum of logs.
     ``rank_group`` (``[batch, n]`` bool) marks ids whose best rank is wanted: the number of
     tokens more probable than the group's most probable member (one pass over the vocabulary).
     ``top_k`` keeps the top tokens, ``full`` the whole distribution (memory heavy).
@@ -96,6 +98,7 @@ class LensRequest:
     rank_group: torch.Tensor | None = None
     top_k: int = 0
     full: bool = False
+    log_probs: bool = False
     energy_gram: torch.Tensor | None = None  # from Backend.unembedding_gram(); adds "energy"
 
 
@@ -106,6 +109,7 @@ class LensReadout:
     layers: list[int]
     entropy_bits: torch.Tensor
     probs_at_ids: torch.Tensor | None = None
+    log_probs_at_ids: torch.Tensor | None = None
     group_rank: torch.Tensor | None = None
     top_ids: torch.Tensor | None = None
     top_probs: torch.Tensor | None = None
@@ -128,6 +132,8 @@ def reduce_logits(logits: torch.Tensor, request: LensRequest) -> dict[str, torch
         at_ids = probs.gather(-1, safe)
         valid = (ids >= 0).unsqueeze(1)
         out["probs_at_ids"] = torch.where(valid, at_ids, torch.zeros_like(at_ids))
+        if request.log_probs:
+            out["log_probs_at_ids"] = torch.where(valid, log_probs.gather(-1, safe), torch.zeros_like(at_ids))
         if request.rank_group is not None:
             member = (request.rank_group.to(logits.device) & (ids >= 0)).unsqueeze(1)
             best = torch.where(member, at_ids, torch.full_like(at_ids, -1.0)).max(-1, keepdim=True).values
@@ -347,6 +353,20 @@ class Backend(ABC):
         unembedding, and the logit scaling or soft-cap the model applies
         (:class:`probes.backend.architecture.FinalTransform`)."""
         return self.parts.logits(self._hf_model(), resid)
+
+    def chain_log_probs(
+        self, contexts: Sequence[Sequence[int]], words: Sequence[Sequence[int]], *, lens: Lens | None = None
+    ) -> torch.Tensor:
+        """``[layer, batch]`` natural-log chain probability of each word's tokens after its context:
+        the sum over the word's tokens of each token's lens log-probability, the earlier tokens of
+        the word appended to the context (teacher forcing). Summed in log space (float64), so a long
+        chain of small probabilities stays finite where their float32 product would underflow to 0."""
+        enc = self.encode([list(c) + list(w)[:-1] for c, w in zip(contexts, words)])
+        ids = encode_ids(words, pad_id=-1).input_ids  # [batch, width], left-padded with -1
+        seq, width = enc.input_ids.shape[1], ids.shape[1]
+        positions = torch.arange(seq - width, seq).unsqueeze(0).expand(len(words), -1)
+        out = self.lens(enc, LensRequest(token_ids=ids, log_probs=True), positions=positions, lens=lens)
+        return out.log_probs_at_ids.diagonal(dim1=2, dim2=3).double().sum(-1)  # position j scores token j
 
     def _loss(self, enc: Encoded, labels: torch.Tensor) -> torch.Tensor:
         """Differentiable mean next-token loss of a batch: the model's own logits."""
