@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from probes.backend import LensRequest
+from probes.backend.base import top_k
 from tests.conftest import EMBEDDED_MODELS, embedded, tiny_backend, tiny_hf_model, tiny_tokenizer
 
 PROMPTS = ["the cloud is", "le nuage est blanc et la", "облако"]
@@ -64,6 +65,17 @@ def test_lens_reductions_match_a_direct_computation():
     assert out.group_rank[1, 0, 0] == int((probs[1, 0, 0] > best).sum())
     assert out.group_rank[1, 2, 0] == int((probs[1, 2, 0] > probs[1, 2, 0, 7]).sum())
     assert out.group_rank[1, 1, 0] == probs.shape[-1]  # empty group: every token ranks above
+
+
+@pytest.mark.parametrize("n", [4096, 4100, 300, 70])
+@pytest.mark.parametrize("k", [1, 5])
+def test_blockwise_top_k_equals_a_full_top_k(n, k):
+    """Whole blocks only, a tail after them, a single block, too few blocks for k (a full top-k)."""
+    values = torch.randn(3, 7, n, generator=torch.Generator().manual_seed(n))
+    values[0, 0, -1] = 10.0  # the largest value in the tail
+    top, index = top_k(values, k)
+    expected = values.topk(k, dim=-1)
+    assert torch.equal(top, expected.values) and torch.equal(index, expected.indices)
 
 
 def _direct_token_log_probs(model, context: list[int], word: list[int]) -> torch.Tensor:
