@@ -30,11 +30,13 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: setup
 	$(BIN)/pivotlens --out out/demo lambda --langs es,de,ru,zh,ja,sw --limit 60
 
-# ruff's rules and formatting, and the house plan's import contracts (pyproject.toml [tool.importlinter])
+# ruff's rules and formatting, the house plan's import contracts (pyproject.toml [tool.importlinter])
+# and basedpyright in basic mode over probes/ and analyses/ (pyproject.toml [tool.basedpyright]), zero errors
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/basedpyright
 
 # Everything: the tests (with the real embedded models) and the notebooks.
 # Everything, slow tests on the real embedded models and the notebooks included: two workers,

@@ -90,9 +90,7 @@ def run_mode(mode: str, model_name: str, n: int, batch_size: int) -> dict[str, f
             p.requires_grad_(True)
 
     def primitive() -> None:
-        from probes.importance import _gradients_only_for
-
-        with _gradients_only_for(backend, names):
+        with backend.frozen_except(names):
             for batch in batches:
                 backend.loss_and_grads(batch.enc, batch.labels, params=names)
 

@@ -28,7 +28,10 @@ COLUMNS = {
 
 
 @register_probe(
-    "arithmetic", paper="Bandarkar et al., ICLR 2025 (layer swapping; MGSM-style accuracy)", columns=COLUMNS
+    "arithmetic",
+    paper="Bandarkar et al., ICLR 2025 (layer swapping; MGSM-style accuracy)",
+    columns=COLUMNS,
+    family="layer_swap",
 )
 def run_arithmetic(
     backend: Backend,

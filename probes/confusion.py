@@ -274,6 +274,7 @@ def run_confusion(
     "confusion-lens",
     paper="logit lens at Marchisio et al.'s confusion points (Sec. 5; lens of Wendler et al. 2024)",
     columns=CONFUSION_LENS_COLUMNS,
+    family="confusion",
 )
 def run_confusion_lens(
     backend: Backend,
@@ -308,6 +309,7 @@ def run_confusion_lens(
         token_ids = torch.tensor([[int(cp["token_id"])] for cp, _ in batch])
         request = LensRequest(token_ids=token_ids, rank_group=torch.ones_like(token_ids, dtype=torch.bool), top_k=top_k)
         readout = backend.lens(enc, request, layers=layers, positions=[-1], lens=lens)
+        assert readout.probs_at_ids is not None and readout.group_rank is not None and readout.top_ids is not None
         for b, (cp, _) in enumerate(batch):
             for li, layer in enumerate(readout.layers):
                 rows.append(

@@ -22,9 +22,7 @@ results-store run folder, with the provenance in the file's metadata; the probe'
 
 from __future__ import annotations
 
-import contextlib
 import json
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,22 +35,24 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from probes.backend import Backend
+from probes.backend.errors import InputError
 from probes.backend.grad_sum import add_loss_grads
+from probes.backend.scopes import ParameterScope
 from probes.backend.store import ResultsStore, provenance
 from probes.inputs.lm_corpus import LMBatch, lm_batches
 from probes.registry import register_probe
 
 Mode = Literal["sum_then_abs", "abs_per_batch"]
 Scope = Literal["layers", "all"]
-MODES: tuple[str, ...] = ("sum_then_abs", "abs_per_batch")
-SCOPES: tuple[str, ...] = ("layers", "all")
+MODES: tuple[Mode, ...] = ("sum_then_abs", "abs_per_batch")
+SCOPES: tuple[Scope, ...] = ("layers", "all")
 IMPORTANCE_FILE = "importance.safetensors"
 
 IMPORTANCE_COLUMNS = {
     "lang": "language of the corpus the importance was accumulated on",
     "param": "parameter tensor (Hugging Face name)",
     "layer": "0-based block index (-1 outside the blocks: embeddings, final norm, head)",
-    "module": "the tensor's role inside its block, e.g. self_attn.o_proj or input_layernorm",
+    "module": "the tensor's role inside its block, e.g. self_attn.o_proj or input_layernorm (ParameterScope.role)",
     "numel": "number of entries of the tensor",
     "importance_sum": "sum over the tensor's entries of the importance I (Eq. 4)",
     "importance_mean": "mean importance per entry (importance_sum / numel)",
@@ -80,35 +80,13 @@ class ImportanceMap:
 def scope_names(backend: Backend, scope: Scope = "layers") -> list[str]:
     """Parameter names in scope: inside the decoder blocks (``"layers"``) or all trainable ones."""
     if scope not in SCOPES:
-        raise ValueError(f"scope must be one of {SCOPES}, not {scope!r}")
-    names = [n for n, p in backend.named_parameters().items() if p.requires_grad]
-    if scope == "all":
-        return names
-    prefix = backend.parts.blocks + "."
-    return [n for n in names if n.startswith(prefix)]
-
-
-def locate(name: str, blocks: str) -> tuple[int, str]:
-    """``(layer, module)`` of a parameter name: ``model.layers.3.mlp.down_proj.weight`` -> ``(3, mlp.down_proj)``."""
-    match = re.fullmatch(re.escape(blocks) + r"\.(\d+)\.(.+?)(?:\.weight)?", name)
-    if match is None:
-        return -1, name.removesuffix(".weight")
-    return int(match.group(1)), match.group(2)
-
-
-@contextlib.contextmanager
-def _gradients_only_for(backend: Backend, names: Sequence[str]) -> Iterator[None]:
-    """Backward computes only the gradients in scope: the other parameters are frozen
-    meanwhile, so a 170M-entry embedding costs no gradient."""
-    wanted = set(names)
-    frozen = [p for n, p in backend.named_parameters().items() if n not in wanted and p.requires_grad]
-    for p in frozen:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
+        raise InputError(f"scope must be one of {SCOPES}, not {scope!r}")
+    trainable = backend.trainable_parameters()
+    return [
+        name
+        for name, where in backend.parameter_scopes().items()
+        if name in trainable and (scope == "all" or where.layer is not None)
+    ]
 
 
 GROUP_SIZE = 64  # sequences per gradient group: the released code's micro-step (8 GPUs x 8 sequences)
@@ -119,7 +97,7 @@ def _groups(
 ) -> Iterator[list[LMBatch]]:
     """Consecutive groups of ``group_size`` texts (corpus order), each cut into compute batches."""
     if group_size < 1:
-        raise ValueError(f"group_size must be >= 1 (got {group_size})")
+        raise InputError(f"group_size must be >= 1 (got {group_size})")
     for start in range(0, len(texts), group_size):
         batches = list(
             lm_batches(backend, texts[start : start + group_size], batch_size=batch_size, max_tokens=max_tokens)
@@ -156,7 +134,7 @@ def accumulate_importance(
     rounding). Gradients are summed in float32 as they arrive (``probes.backend.grad_sum``).
     """
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        raise InputError(f"mode must be one of {MODES}, not {mode!r}")
     names = scope_names(backend, scope)
     params = backend.named_parameters()
 
@@ -168,7 +146,7 @@ def accumulate_importance(
     n_sequences = n_tokens = n_groups = 0
     loss_sum = 0.0
     with (
-        _gradients_only_for(backend, names),
+        backend.frozen_except(names),  # a 170M-entry embedding out of scope costs no gradient
         tqdm(
             total=len(texts),
             desc=f"importance {lang or ''} {backend.model_name}".strip(),
@@ -204,18 +182,19 @@ def accumulate_importance(
     return ImportanceMap(lang, accumulator, n_sequences, n_tokens, loss_sum / n_groups, mode)
 
 
-def summarise(imap: ImportanceMap, blocks: str) -> pd.DataFrame:
-    """One row per tensor: where the importance sits (columns in ``IMPORTANCE_COLUMNS``)."""
+def summarise(imap: ImportanceMap, scopes: Mapping[str, ParameterScope]) -> pd.DataFrame:
+    """One row per tensor: where the importance sits (columns in ``IMPORTANCE_COLUMNS``;
+    ``scopes`` from ``Backend.parameter_scopes()``)."""
     rows = []
     for name, values in imap.importance.items():
-        layer, module = locate(name, blocks)
+        where = scopes[name]
         total = float(values.double().sum())
         rows.append(
             {
                 "lang": imap.lang,
                 "param": name,
-                "layer": layer,
-                "module": module,
+                "layer": where.block_index,
+                "module": where.role,
                 "numel": values.numel(),
                 "importance_sum": total,
                 "importance_mean": total / values.numel(),
@@ -255,7 +234,7 @@ def load_importance(path: str | Path, dtype: torch.dtype = torch.float32) -> Imp
     )
 
 
-@register_probe("importance", paper="Zhang et al. 2024, Eq. 4", columns=IMPORTANCE_COLUMNS, version=3)
+@register_probe("importance", paper="Zhang et al. 2024, Eq. 4", columns=IMPORTANCE_COLUMNS, version=3, family="regions")
 def run_importance(
     backend: Backend,
     texts: Mapping[str, Sequence[str]],
@@ -303,7 +282,7 @@ def run_importance(
             max_tokens=max_tokens,
             progress=progress,
         )
-        summary = summarise(imap, backend.parts.blocks)
+        summary = summarise(imap, backend.parameter_scopes())
         if run is not None:
             save_importance(imap, run.folder / IMPORTANCE_FILE, run.prov)
             if not run.done_items("param"):  # an interrupted run may have stored the summary already

@@ -69,7 +69,10 @@ def _answer_frame(
 
 
 @register_probe(
-    "instruction-answers", paper="PLUG (Zhang et al. 2023) Sec. 4 evaluation protocol", columns=ANSWER_COLUMNS
+    "instruction-answers",
+    paper="PLUG (Zhang et al. 2023) Sec. 4 evaluation protocol",
+    columns=ANSWER_COLUMNS,
+    family="recipes",
 )
 def run_answers(
     backend: Backend,

@@ -35,18 +35,18 @@ tensor at a time and is reduced and freed at once.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 
 from probes.backend import Backend, Encoded
+from probes.backend.errors import InputError
 from probes.backend.gradients import REDUCTIONS
 from probes.backend.resume import collect
+from probes.backend.scopes import ParameterScope
 from probes.backend.store import Run
 from probes.inputs.instruction_data import Template, collate, pairs_for, parallel_ids, tokenize_pairs
 from probes.registry import register_probe
@@ -78,15 +78,6 @@ ParamSubset = str | Sequence[str]
 SUBSETS: tuple[str, ...] = ("all", "blocks", "matrices")
 AGGREGATIONS: tuple[str, ...] = ("concat", "mean")
 PAIRINGS: tuple[str, ...] = ("independent", "parallel")
-_MODULES = {
-    "q_proj": "q",
-    "k_proj": "k",
-    "v_proj": "v",
-    "o_proj": "o",
-    "gate_proj": "gate",
-    "up_proj": "up",
-    "down_proj": "down",
-}
 
 
 @dataclass(frozen=True)
@@ -119,47 +110,20 @@ class BatchPair:
     b: Batch
 
 
-class ParamInfo(NamedTuple):
-    layer: int | None
-    module: str
-
-
-def classify(name: str, blocks: str, final_norm: str, head: str) -> ParamInfo:  # noqa: PLR0911 (one return per kind)
-    """Block index and module group of a Hugging Face parameter name (``blocks``, ``final_norm``
-    and ``head`` are the model's attribute paths, see ``ModelParts``)."""
-    match = re.match(rf"{re.escape(blocks)}\.(\d+)\.(.+)$", name)
-    if match:
-        rest = match.group(2)
-        path = rest.rsplit(".", 1)[0]
-        leaf = path.rsplit(".", 1)[-1]
-        if leaf in _MODULES:
-            return ParamInfo(int(match.group(1)), _MODULES[leaf])
-        if "norm" in leaf or leaf.startswith("ln"):
-            return ParamInfo(int(match.group(1)), "norms")
-        return ParamInfo(int(match.group(1)), path)
-    if name.startswith(final_norm + "."):
-        return ParamInfo(None, "final_norm")
-    if name.startswith(head + "."):
-        return ParamInfo(None, "head")
-    if "embed" in name or re.search(r"\bw[tp]e\b", name):
-        return ParamInfo(None, "embed")
-    return ParamInfo(None, name.rsplit(".", 1)[0])
-
-
 def select_params(
     backend: Backend, params: ParamSubset = "all", layers: Sequence[int] | None = None
-) -> dict[str, ParamInfo]:
-    """The requested trainable tensors and their (layer, module), in parameter order."""
-    named = {n: p for n, p in backend.named_parameters().items() if p.requires_grad}
-    parts = backend.parts
-    infos = {n: classify(n, parts.blocks, parts.norm, parts.head_path) for n in named}
+) -> dict[str, ParameterScope]:
+    """The requested trainable tensors and their scopes (``Backend.parameter_scopes()``), in
+    parameter order."""
+    named = backend.trainable_parameters()
+    scopes = {n: where for n, where in backend.parameter_scopes().items() if n in named}
     if isinstance(params, str):
         if params not in SUBSETS:
-            raise ValueError(f"unknown parameter subset {params!r}; use one of {', '.join(SUBSETS)} or a list of names")
+            raise InputError(f"unknown parameter subset {params!r}; use one of {', '.join(SUBSETS)} or a list of names")
         chosen = [
             n
-            for n, info in infos.items()
-            if params == "all" or (info.layer is not None and (params == "blocks" or named[n].dim() >= 2))
+            for n, where in scopes.items()
+            if params == "all" or (where.layer is not None and (params == "blocks" or where.ndim >= 2))
         ]
     else:
         unknown = [n for n in params if n not in named]
@@ -168,10 +132,10 @@ def select_params(
         chosen = list(params)
     if layers is not None:
         wanted = set(backend.check_layers(layers))
-        chosen = [n for n in chosen if infos[n].layer in wanted]
+        chosen = [n for n in chosen if scopes[n].layer in wanted]
     if not chosen:
         raise ValueError(f"no parameter left for params={params!r}, layers={layers!r}")
-    return {n: infos[n] for n in chosen}
+    return {n: scopes[n] for n in chosen}
 
 
 def _cosine(dot: float, norm_a: float, norm_b: float) -> float:
@@ -181,7 +145,7 @@ def _cosine(dot: float, norm_a: float, norm_b: float) -> float:
 def _tensor_stats(
     backend: Backend,
     pair: BatchPair,
-    chosen: dict[str, ParamInfo],
+    chosen: dict[str, ParameterScope],
     readout_a: Readout,
     readout_b: Readout,
     reduction: str,
@@ -224,7 +188,7 @@ def _tensor_stats(
         del grad_a, grad_b, flat_a, flat_b
     stats = pd.DataFrame(rows)
     stats["layer"] = pd.array([chosen[n].layer for n in stats["param"]], dtype="Int64")
-    stats["module"] = [chosen[n].module for n in stats["param"]]
+    stats["module"] = [chosen[n].group for n in stats["param"]]
     meta = {"loss_a": first.loss, "loss_b": second.loss, "tokens_a": first.n_tokens, "tokens_b": second.n_tokens}
     return stats, meta
 
@@ -250,7 +214,7 @@ def _group_rows(stats: pd.DataFrame, scope: str, aggregation: str) -> pd.DataFra
                     ]
                 )
             )
-        row = dict(zip(keys, key))
+        row: dict[str, object] = dict(zip(keys, key))
         row.update({"dot": dot, "sq_a": sq_a, "sq_b": sq_b, "n_params": int(group["n_params"].sum()), "cosine": cosine})
         rows.append(row)
     out = pd.DataFrame(rows)
@@ -266,7 +230,7 @@ def pair_rows(stats: pd.DataFrame, aggregation: str = "concat") -> pd.DataFrame:
     """All rows of one pair from its per-tensor statistics (``param, layer, module, dot, sq_a,
     sq_b, n_params``)."""
     if aggregation not in AGGREGATIONS:
-        raise ValueError(f"unknown aggregation {aggregation!r}; use one of {', '.join(AGGREGATIONS)}")
+        raise InputError(f"unknown aggregation {aggregation!r}; use one of {', '.join(AGGREGATIONS)}")
     tensors = stats.copy()
     tensors["cosine"] = [
         _cosine(d, math.sqrt(a), math.sqrt(b)) for d, a, b in zip(tensors["dot"], tensors["sq_a"], tensors["sq_b"])
@@ -303,9 +267,9 @@ def run_interference(
     labels the rows; ``readout_a``/``readout_b`` say where each side's loss is read. With ``run``,
     each finished pair is stored and skipped on a re-run."""
     if reduction not in REDUCTIONS:
-        raise ValueError(f"unknown reduction {reduction!r}; use one of {', '.join(REDUCTIONS)}")
+        raise InputError(f"unknown reduction {reduction!r}; use one of {', '.join(REDUCTIONS)}")
     if aggregation not in AGGREGATIONS:
-        raise ValueError(f"unknown aggregation {aggregation!r}; use one of {', '.join(AGGREGATIONS)}")
+        raise InputError(f"unknown aggregation {aggregation!r}; use one of {', '.join(AGGREGATIONS)}")
     chosen = select_params(backend, params, layers)
 
     def compute(batch: list[BatchPair]) -> pd.DataFrame:
@@ -346,7 +310,7 @@ def sample_ids(
     batch B is the translation of batch A, so only the language differs). The draw depends on
     ``seed`` only, not on the languages, so pairs of different language pairs share ids."""
     if pairing not in PAIRINGS:
-        raise ValueError(f"unknown pairing {pairing!r}; use one of {', '.join(PAIRINGS)}")
+        raise InputError(f"unknown pairing {pairing!r}; use one of {', '.join(PAIRINGS)}")
     need = batch_size * (2 if pairing == "independent" else 1)
     if need > len(ids):
         raise ValueError(f"{len(ids)} ids cannot fill a {pairing} pair of batches of {batch_size}; lower batch_size")

@@ -100,7 +100,7 @@ def _jieba():
 
 @functools.cache
 def _japanese_tagger():
-    from fugashi import Tagger
+    from fugashi.fugashi import Tagger  # the compiled module the package re-exports with *
 
     try:
         return Tagger("-O wakati -b 50000")

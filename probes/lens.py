@@ -144,6 +144,7 @@ def _batch_rows(
     is_target = columns < torch.tensor(n_target).unsqueeze(1)  # [B, n]
     request = LensRequest(token_ids=ids, rank_group=is_target, top_k=top_k, energy_gram=gram)
     readout = backend.lens(enc, request, positions=[-1], lens=lens)
+    assert readout.probs_at_ids is not None and readout.group_rank is not None and readout.top_ids is not None
     probs = readout.probs_at_ids[:, :, 0]  # [L, B, n]
     if word_prob == "prefix":
         p_target = (probs * is_target).sum(-1)
@@ -179,7 +180,7 @@ def _batch_rows(
                     "item": prompt.item,
                 }
             )
-            if gram is not None:
+            if readout.energy is not None:  # asked for with the gram
                 records[-1]["energy"] = float(readout.energy[li, b, 0])
     return pd.DataFrame.from_records(records)
 

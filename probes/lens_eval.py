@@ -48,7 +48,10 @@ def _batch_sums(backend: Backend, lenses: Sequence[Lens], acts: torch.Tensor, ch
 
 
 @register_probe(
-    "lens-eval", paper="Belrose et al. 2023, Fig. 1 (per-layer KL to the final distribution)", columns=LENS_EVAL_COLUMNS
+    "lens-eval",
+    paper="Belrose et al. 2023, Fig. 1 (per-layer KL to the final distribution)",
+    columns=LENS_EVAL_COLUMNS,
+    family="lens",
 )
 def lens_eval(
     backend: Backend,

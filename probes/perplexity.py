@@ -46,7 +46,9 @@ def language_perplexity(
     return {"n_sentences": n_sentences, "n_tokens": n_tokens, "nll": nll, "perplexity": math.exp(min(nll, 700.0))}
 
 
-@register_probe("perplexity", paper="Zhang et al. 2024, Tables 1, 2, 5 (PPL)", columns=PERPLEXITY_COLUMNS)
+@register_probe(
+    "perplexity", paper="Zhang et al. 2024, Tables 1, 2, 5 (PPL)", columns=PERPLEXITY_COLUMNS, family="regions"
+)
 def run_perplexity(
     backend: Backend,
     texts: Mapping[str, Sequence[str]],

@@ -28,6 +28,9 @@ CHECKS = {
     ),
     "test_generation_records_the_model_distribution": "generation statistics = the model's next-token distribution",
     "test_backends_agree": "backends agree: residuals, lens, parameter names, generated tokens",
+    "test_parameter_scopes_agree_between_backends_and_name_real_modules": (
+        "parameter scopes (layer, module, group) agree between backends and name the modules holding the tensors"
+    ),
     "test_interference_per_module_agrees_between_backends": "interference per module agrees between backends (1e-6)",
 }
 

@@ -1,8 +1,10 @@
 """The ``pivotlens`` command line: a thin layer over the functions a notebook calls.
 
-Each command lives in its own module in this package and defines ``register(app)`` with
-``app.command("name")(function)`` calls; modules are discovered from their source and imported
-only when one of their commands runs, so adding a command never means editing this file.
+Each command lives in its own module, ``cmd_<name>.py`` in this package or a module named by a
+``pivotlens.methods`` entry point (a method from another package, see ``probes.registry``), and
+defines ``register(app)`` with ``app.command("name")(function)`` calls; modules are discovered
+from their source and imported only when one of their commands runs, so adding a command never
+means editing this file.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import ast
 import functools
 import importlib
+import importlib.util
 import pkgutil
 import sys
+import warnings
 from pathlib import Path
 
 import typer
@@ -22,27 +26,46 @@ from analyses.cli.settings import Settings, version_callback
 from probes.backend.errors import PivotlensError
 
 
+def _commands_in(module: str, source: Path) -> dict[str, tuple[str, str]]:
+    """``command -> (module, one-line help)`` of one module, read from its source without
+    importing it: its ``register`` holds ``app.command("name")(function)`` calls."""
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    docs = {f.name: (ast.get_docstring(f) or "").split("\n\n")[0] for f in tree.body if isinstance(f, ast.FunctionDef)}
+    index = {}
+    for call in ast.walk(tree):
+        if (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Call)
+            and isinstance(call.func.func, ast.Attribute)
+            and call.func.func.attr == "command"
+            and call.func.args
+            and isinstance(call.func.args[0], ast.Constant)
+            and isinstance(call.args[0], ast.Name)
+        ):
+            index[str(call.func.args[0].value)] = (module, " ".join(docs.get(call.args[0].id, "").split()))
+    return index
+
+
 @functools.cache
-def _command_index() -> dict[str, tuple[str, str]]:
-    """``command -> (module, one-line help)``, read from the ``cmd_*.py`` sources without
-    importing them: each ``register`` holds ``app.command("name")(function)`` calls."""
+def _own_commands() -> dict[str, tuple[str, str]]:
+    """The commands of this package's ``cmd_*.py`` modules."""
     index = {}
     for module in sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.startswith("cmd_")):
-        tree = ast.parse(Path(__path__[0], f"{module}.py").read_text(encoding="utf-8"))
-        docs = {
-            f.name: (ast.get_docstring(f) or "").split("\n\n")[0] for f in tree.body if isinstance(f, ast.FunctionDef)
-        }
-        for call in ast.walk(tree):
-            if (
-                isinstance(call, ast.Call)
-                and isinstance(call.func, ast.Call)
-                and isinstance(call.func.func, ast.Attribute)
-                and call.func.func.attr == "command"
-                and call.func.args
-                and isinstance(call.args[0], ast.Name)
-            ):
-                index[call.func.args[0].value] = (module, " ".join(docs.get(call.args[0].id, "").split()))
+        index |= _commands_in(f"{__name__}.{module}", Path(__path__[0], f"{module}.py"))
     return index
+
+
+def _command_index() -> dict[str, tuple[str, str]]:
+    """Every command: those of the ``pivotlens.methods`` entry points' modules, then this package's
+    own (which win a clash of names)."""
+    from probes.registry import method_entry_points
+
+    index = {}
+    for entry in method_entry_points():
+        spec = importlib.util.find_spec(entry.module)
+        if spec is not None and spec.origin and spec.origin.endswith(".py"):
+            index |= _commands_in(entry.module, Path(spec.origin))
+    return index | _own_commands()
 
 
 class _LazyCommands(TyperGroup):
@@ -56,13 +79,14 @@ class _LazyCommands(TyperGroup):
         return sorted(_command_index())
 
     def get_command(self, ctx: typer.Context, name: str):
-        if name not in _command_index():
+        index = _own_commands() if name in _own_commands() else _command_index()
+        if name not in index:
             return None
-        module, summary = _command_index()[name]
+        module, summary = index[name]
         if self._listing:  # the overview needs names and one-line help only
             return TyperCommand(name=name, help=summary)
         commands = typer.Typer()
-        importlib.import_module(f"{__name__}.{module}").register(commands)
+        importlib.import_module(module).register(commands)
         return typer.main.get_group(commands).commands[name]
 
     def format_help(self, ctx: typer.Context, formatter) -> None:
@@ -106,16 +130,24 @@ def _global(
     ctx.obj.check()
 
 
+def _one_line_warning(message: Warning | str, *args: object) -> str:
+    """A warning as the command line prints it: one line, without the source line."""
+    return f"warning: {' '.join(str(message).split())}\n"
+
+
 def main() -> None:
     """Entry point: pivotlens errors and usage errors become one clear line and exit code 2;
-    any other exception is a bug and keeps its traceback."""
+    any other exception is a bug and keeps its traceback. Warnings are one line each."""
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         code = app(standalone_mode=False)
     except typer.Abort:
         typer.secho("aborted", err=True)
         sys.exit(1)
     except (PivotlensError, typer.TyperException) as exc:  # typer's usage errors: bad option values, unknown commands
-        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        message = exc.format_message() if isinstance(exc, typer.TyperException) else str(exc)
         typer.secho(f"error: {' '.join(message.split())}", fg=typer.colors.RED, err=True)
         sys.exit(2)
+    finally:
+        warnings.formatwarning = formatwarning
     sys.exit(code if isinstance(code, int) else 0)

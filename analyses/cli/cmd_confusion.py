@@ -4,6 +4,7 @@ language confusion (Marchisio et al. 2024; docs/methods/language-confusion.md)."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import typer
@@ -16,6 +17,9 @@ from probes.backend.errors import PivotlensError
 from probes.backend.languages import parse_languages
 from probes.inputs.confusion_data import LCB_ENV, TASKS, LcbDownload, Task, locate_lcb
 from probes.language_id import en_words_path, read_en_words
+
+if TYPE_CHECKING:
+    from probes.confusion import PromptFormat
 
 LCB_HELP = (
     "A download of the Language Confusion Benchmark (folder with test_sets.zip or test_sets/, and words); "
@@ -56,7 +60,8 @@ def _metrics_table(metrics: pd.DataFrame, title: str) -> Table:
     for row in metrics.itertuples(index=False):
         cells = ["-" if pd.isna(getattr(row, m)) else f"{100 * getattr(row, m):.1f}" for m in ("lpr", "wpr", "lcpr")]
         style = "bold" if row.source == "all" and row.language == "all" else None
-        table.add_row(row.task, row.model, row.source, row.language, str(row.n), *cells, style=style)
+        names = [str(getattr(row, c)) for c in ("task", "model", "source", "language", "n")]
+        table.add_row(*names, *cells, style=style)
     return table
 
 
@@ -94,10 +99,10 @@ def _tasks(task: str) -> list[Task]:
         return list(TASKS)
     if task not in TASKS:
         raise PivotlensError(f"unknown task {task!r}; use monolingual, crosslingual or both")
-    return [task]  # type: ignore[list-item]
+    return [task]
 
 
-def _format(prompt_format: str) -> str:
+def _format(prompt_format: str) -> PromptFormat:
     if prompt_format not in ("qa", "chat"):
         raise PivotlensError(f"unknown --prompt-format {prompt_format!r}; use qa (Q:/A: turns) or chat (chat template)")
     return prompt_format
@@ -197,7 +202,7 @@ def confusion(
     steps = run_confusion_stored(
         backend, prompts, ResultsStore(settings.results), files, generation, seed=seed, batch_size=settings.batch_size
     )
-    lens_table = run_confusion_lens(backend, steps, prompt_format=prompt_format) if lens else None  # type: ignore[arg-type]
+    lens_table = run_confusion_lens(backend, steps, prompt_format=generation.prompt_format) if lens else None
     results = analyse(steps, lens_table, words=vocabulary, n_boot=n_boot, seed=seed)
     folder = backend.model_name.replace("/", "_")
     out = settings.out_dir / "confusion" / (folder if download is None else f"lcb/{folder}")
@@ -253,7 +258,7 @@ def confusion_sweep(
         table.add_column(column)
     for row in overall.itertuples(index=False):
         cells = ["-" if pd.isna(getattr(row, m)) else f"{100 * getattr(row, m):.1f}" for m in ("lpr", "wpr", "lcpr")]
-        table.add_row(row.task, row.factor, f"{row.value:g}", *cells)
+        table.add_row(str(row.task), str(row.factor), f"{row.value:g}", *cells)
     Console().print(table)
     typer.echo(f"wrote {len(written)} files to {out}")
 

@@ -122,7 +122,7 @@ def exit_command(
     backend = settings.load_backend()
     store = ResultsStore(settings.results)
     reader = load_lens(backend, lens_name)
-    tables = []
+    tables: list[pd.DataFrame] = []
     for name in tasks:
         task_data = _task_data(name, data, hub)
         for code in langs:

@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import typer
 
-from analyses.cli.settings import Settings
+from analyses.cli.settings import Settings, check_choice
 from analyses.figures import io as figures_io
 from analyses.figures.importance import (
     concentration_figure,
@@ -35,8 +35,10 @@ from analyses.pipelines.regions import (
     removal_table,
     structure_table,
 )
+from analyses.stats.regions import check_fraction
 from probes.backend.languages import parse_languages
 from probes.backend.store import ResultsStore
+from probes.importance import MODES, SCOPES
 from probes.inputs.lm_corpus import SENTENCES
 
 LANGS_HELP = "Comma-separated languages of the corpus (ISO 639-1)."
@@ -72,6 +74,8 @@ def importance(
     safetensors in the results store), its per-tensor summary and the layer x module map."""
     settings: Settings = ctx.obj
     codes = parse_languages(langs)
+    scope = check_choice(scope, SCOPES, "--scope")
+    mode = check_choice(mode, MODES, "--mode")
     backend = settings.load_backend()
     start = time.perf_counter()
     summary = importance_for(
@@ -82,7 +86,7 @@ def importance(
         scope=scope,
         mode=mode,
         store=ResultsStore(settings.results),
-    )  # type: ignore[arg-type]
+    )
     out = settings.out_dir
     _write(summary, out, "importance_summary")
     (out / "importance_files.json").write_text(
@@ -120,6 +124,7 @@ def regions(
     core = parse_languages(core_langs) if core_langs else ([c for c in PAPER_LANGS if c in codes] or codes)
     evaluate = parse_languages(eval_langs) if eval_langs else codes
     dims_langs = parse_languages(structure_langs)
+    check_fraction(fraction)
     use = _use(corpus, n_sentences, n_heldout, max_tokens)
     backend = settings.load_backend()
     store = ResultsStore(settings.results)
@@ -143,7 +148,7 @@ def regions(
         core_langs=core,
         fraction=fraction,
         d_model=backend.d_model,
-        blocks=backend.parts.blocks,
+        scopes=backend.parameter_scopes(),
         masks_dir=masks_dir,
         seed=seed,
         metadata={"model": model, "weights_hash": backend.weights_hash, **use.describe()},
@@ -242,6 +247,7 @@ def region_freeze(
 
     settings: Settings = ctx.obj
     train, codes, core = parse_languages([train_lang])[0], parse_languages(langs), parse_languages(core_langs)
+    check_fraction(fraction)
     use = _use(corpus, n_sentences, n_heldout, max_tokens)
     backend = settings.load_backend()
     summary = importance_for(backend, core, use, batch_size=settings.batch_size, store=ResultsStore(settings.results))

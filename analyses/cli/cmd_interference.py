@@ -3,23 +3,27 @@ per layer (PROM Sec. 2.1), plain or under PROM's pivoted objective, and PROM's F
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import typer
 
-from analyses.cli.settings import Settings
+from analyses.cli.settings import Settings, check_choice, check_layer
 from analyses.figures import save_figure
 from analyses.figures.interference import cosine_figure, fig2_figure, module_figure
 from analyses.interventions.pivoted_loss import PivotedObjective
-from analyses.pipelines.interference import fig2_comparison, measure
+from analyses.pipelines.interference import SPLITS, InterferenceSetup, fig2_comparison, measure
 from analyses.stats.interference import fig2_setting, last_layer_table, summarize
+from probes.backend.gradients import REDUCTIONS
 from probes.backend.languages import parse_languages
+from probes.backend.models import model_depth
 from probes.backend.store import ResultsStore, write_text_atomic
 from probes.inputs.instruction_data import INSTRUCTIONS
+from probes.interference import AGGREGATIONS, PAIRINGS, SUBSETS
 
 
-def _options(
+def _setup(
     settings: Settings,
     batches: int,
     pairing: str,
@@ -30,20 +34,19 @@ def _options(
     aggregation: str,
     max_length: int,
     seed: int,
-) -> dict[str, object]:
-    return {
-        "k": batches,
-        "batch_size": settings.batch_size,
-        "pairing": pairing,
-        "split": split,
-        "params": params,
-        "reduction": reduction,
-        "fp32": fp32,
-        "aggregation": aggregation,
-        "max_length": max_length,
-        "seed": seed,
-        "store": ResultsStore(settings.results),
-    }
+) -> InterferenceSetup:
+    return InterferenceSetup(
+        k=batches,
+        batch_size=settings.batch_size,
+        pairing=pairing,
+        split=split,
+        params=params,
+        reduction=reduction,
+        fp32=fp32,
+        aggregation=aggregation,
+        max_length=max_length,
+        seed=seed,
+    )
 
 
 def write_tables(table: pd.DataFrame, out: Path, summary_layer: pd.DataFrame) -> list[Path]:
@@ -101,6 +104,7 @@ def interference(
     (interference.csv/.parquet), summaries and figures with 95% bands in --out."""
     settings: Settings = ctx.obj
     codes = parse_languages(langs)
+    _check_options(settings, params, reduction, aggregation, pairing, split, layer)
     if len(codes) < 2:
         raise typer.BadParameter("give at least two languages, e.g. --langs en,sw")
     if objective not in ("plain", "pivoted"):
@@ -108,19 +112,14 @@ def interference(
     backend = settings.load_backend()
     pivot = PivotedObjective(layer, alpha, lam)
     readouts = pivot.readouts(backend.n_layers) if objective == "pivoted" else ()
-    options = _options(settings, batches, pairing, split, params, reduction, fp32, aggregation, max_length, seed)
-    tables = [
-        measure(
-            backend,
-            data,
-            codes[0],
-            other,
-            objective=objective,
-            **dict(zip(("readout_a", "readout_b"), readouts)),
-            **options,
-        )
-        for other in codes[1:]
-    ]
+    setup = replace(
+        _setup(settings, batches, pairing, split, params, reduction, fp32, aggregation, max_length, seed),
+        lang_a=codes[0],
+        objective=objective,
+        **dict(zip(("readout_a", "readout_b"), readouts)),
+    )
+    store = ResultsStore(settings.results)
+    tables = [measure(backend, replace(setup, lang_b=other), data, store=store) for other in codes[1:]]
     table = pd.concat(tables, ignore_index=True)
     summary = summarize(table)
     out = settings.out_dir
@@ -173,11 +172,13 @@ def interference_fig2(
     settings: Settings = ctx.obj
     codes = parse_languages(targets)
     parse_languages([pivot_lang])
+    _check_options(settings, params, "token_mean", "concat", "independent", split, layer)
     backend = settings.load_backend()
     objective = PivotedObjective(layer, alpha, lam)
-    options = _options(settings, batches, "independent", split, params, "token_mean", True, "concat", max_length, seed)
+    setup = _setup(settings, batches, "independent", split, params, "token_mean", True, "concat", max_length, seed)
+    store = ResultsStore(settings.results)
     table = pd.concat(
-        [fig2_comparison(backend, data, t, pivot_lang, objective=objective, **options) for t in codes],
+        [fig2_comparison(backend, data, t, pivot_lang, objective=objective, setup=setup, store=store) for t in codes],
         ignore_index=True,
     )
     table["setting"] = fig2_setting(table)
@@ -198,6 +199,18 @@ def interference_fig2(
         )
     )
     typer.echo(f"wrote {len(written)} files to {out}")
+
+
+def _check_options(
+    settings: Settings, params: str, reduction: str, aggregation: str, pairing: str, split: str, layer: int | None
+) -> None:
+    """The option values, before the model loads."""
+    check_choice(params, SUBSETS, "--params")
+    check_choice(reduction, REDUCTIONS, "--reduction")
+    check_choice(aggregation, AGGREGATIONS, "--aggregation")
+    check_choice(pairing, PAIRINGS, "--pairing")
+    check_choice(split, SPLITS, "--split")
+    check_layer(layer, model_depth(settings.model), settings.model)
 
 
 def register(app: typer.Typer) -> None:

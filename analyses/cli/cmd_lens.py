@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from analyses.cli.settings import Settings, check_choice, check_languages
+from analyses.cli.settings import Settings, check_choice, check_languages, check_layer
 from analyses.pipelines.lens import data_languages, run_languages, write_outputs
 from analyses.stats.prom_lambda import EMPTY_FLOOR, analyse, copy_costs, verdict
 from probes.backend.errors import InputError, TaskRequestError
@@ -50,11 +50,6 @@ def _check_data(words: str, langs: list[str]) -> None:
         )
 
 
-def _check_layer(layer: int | None, depth: int | None, model: str) -> None:
-    if layer is not None and depth is not None and not 0 <= layer < depth:
-        raise InputError(f"--layer {layer} is outside {model}'s {depth} layers; use 0 to {depth - 1}")
-
-
 def _check_task(task: str, langs: list[str], source: str | None, floor: float | None = None) -> None:
     """The task can be built for these languages (cloze data, a source other than the target)
     and the abstain floor is positive."""
@@ -79,8 +74,8 @@ def lens(
 ) -> None:
     """Lens (logit by default) for one target language: tidy table (lens.csv/.parquet) and figure."""
     settings: Settings = ctx.obj
-    check_choice(task, TASKS, "--task")
-    check_choice(word_prob, WORD_PROBS, "--word-prob")
+    task = check_choice(task, TASKS, "--task")
+    word_prob = check_choice(word_prob, WORD_PROBS, "--word-prob")
     langs = [check_languages(target, "--target")[0], check_languages(latent, "--latent")[0]]
     langs += [check_languages(source, "--source")[0]] if source else []
     _check_data(words, langs)
@@ -135,16 +130,16 @@ def lambda_(
     mean P(target) at layer n, undecided where the lens is empty there; with the lens curves
     and figures. With several lenses: each lens' decision and whether they agree."""
     settings: Settings = ctx.obj
-    check_choice(task, TASKS, "--task")
-    check_choice(word_prob, WORD_PROBS, "--word-prob")
+    task = check_choice(task, TASKS, "--task")
+    word_prob = check_choice(word_prob, WORD_PROBS, "--word-prob")
     codes = [c for c in data_languages(words) if c != "en"] if langs == "all" else check_languages(langs)
     codes_and_source = codes + ([check_languages(source, "--source")[0]] if source else [])
     _check_data(words, codes_and_source)
     _check_task(task, codes, source, floor)
-    _check_layer(layer, model_depth(settings.model), settings.model)
+    check_layer(layer, model_depth(settings.model), settings.model)
     names = parse_lens_names(lens_name, allow_all=True)
     backend = settings.load_backend()
-    _check_layer(layer, backend.n_layers, settings.model)  # a hub model's depth is known only now
+    check_layer(layer, backend.n_layers, settings.model)  # a hub model's depth is known only now
     options = {
         "task": task,
         "src": source,

@@ -97,7 +97,7 @@ def recipe_eval(
         inside=inside,
         n_boot=n_boot,
         tie_margin=tie_margin,
-        backend=settings.backend,
+        backend=settings.backend_name,
         device=settings.device,
         dtype=settings.dtype,
     )
@@ -107,9 +107,10 @@ def recipe_eval(
     view = Table(title="answers to held-out instructions (lang = all: mean over languages)")
     for column in ("model", "recipe", "variant", "lang", "LPR %", "WPR %", "chrF"):
         view.add_column(column)
-    for row in result.comparison.itertuples(index=False):
-        wpr = "-" if pd.isna(row.wpr) else f"{100 * row.wpr:.1f}"
-        view.add_row(row.model, row.recipe, row.variant, row.lang, f"{100 * row.lpr:.1f}", wpr, f"{row.chrf:.1f}")
+    for row in result.comparison.to_dict("records"):
+        wpr = "-" if pd.isna(row["wpr"]) else f"{100 * row['wpr']:.1f}"
+        names = [str(row[c]) for c in ("model", "recipe", "variant", "lang")]
+        view.add_row(*names, f"{100 * row['lpr']:.1f}", wpr, f"{row['chrf']:.1f}")
     Console().print(view)
     if result.table1 is not None:
         typer.echo(result.table1.to_string())

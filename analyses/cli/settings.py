@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
 from probes.backend.errors import InputError
 
+if TYPE_CHECKING:
+    from probes.backend import BackendName
+
 BACKENDS = ("transformer-lens", "nnsight")
+Choice = TypeVar("Choice", bound=str)
 
 
 @dataclass(frozen=True)
@@ -46,10 +52,15 @@ class Settings:
         if self.results:
             check_writable(self.results, "--results")
 
+    @property
+    def backend_name(self) -> BackendName:
+        """``--backend``, typed as one of :data:`BACKENDS` (an unknown name fails as in :meth:`check`)."""
+        return check_choice(self.backend, BACKENDS, "--backend")
+
     def load_backend(self, model: str | None = None):
         from probes.backend import load
 
-        return load(model or self.model, backend=self.backend, device=self.device, dtype=self.dtype)
+        return load(model or self.model, backend=self.backend_name, device=self.device, dtype=self.dtype)
 
 
 def version_callback(value: bool) -> None:
@@ -75,15 +86,24 @@ def check_languages(spec: str, option: str = "--langs") -> list[str]:
 
     with warnings.catch_warnings(record=True) as repeated:
         warnings.simplefilter("always")
-        codes = parse_languages(spec)
-    if not codes:
-        raise InputError(f"{option} is empty; give comma-separated language codes such as fr,zh")
+        try:
+            codes = parse_languages(spec)
+        except InputError as exc:
+            raise InputError(f"{option} {exc}") from None
     for warning in repeated:
         typer.secho(f"warning: {option} {spec}: {str(warning.message).split(': ', 1)[-1]}", err=True)
     return codes
 
 
-def check_choice(value: str, choices: tuple[str, ...] | list[str], option: str) -> str:
-    if value not in choices:
-        raise InputError(f"unknown {option} {value!r}; use one of {', '.join(choices)}")
-    return value
+def check_layer(layer: int | None, depth: int | None, model: str, option: str = "--layer") -> None:
+    """A 0-based layer of the model (``depth`` None: not known before loading, not checked)."""
+    if layer is not None and depth is not None and not 0 <= layer < depth:
+        raise InputError(f"{option} {layer} is outside {model}'s {depth} layers; use 0 to {depth - 1}")
+
+
+def check_choice(value: str, choices: Sequence[Choice], option: str) -> Choice:
+    """``value`` as the one of ``choices`` it equals (so typed as the choices are), else one line naming them."""
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise InputError(f"unknown {option} {value!r}; use one of {', '.join(choices)}")

@@ -1,15 +1,14 @@
-"""The papers' figures that pivotlens reproduces, registered by name: each is built from a stored
-result table (compute -> statistic -> figure), and each names the command that computes its data
-when it is missing. ``pivotlens figures`` walks this catalog; a user adds a figure with
-:func:`paper_figure` without editing it."""
+"""The papers' figures that pivotlens reproduces, registered by name in the method registry
+(``probes.registry``): each is built from a stored result table (compute -> statistic -> figure),
+and each names the command that computes its data when it is missing. ``pivotlens figures``
+walks :data:`FIGURES`; a method adds its figures with :func:`register_figures` in a module of its
+own (see ``docs/adding-a-method.md``)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import shlex
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +38,12 @@ from analyses.figures.weight_change import weight_change_figure
 from analyses.stats.prom_lambda import analyse
 from analyses.stats.recipes import ModelInternals
 from probes.backend.store import read_result, write_text_atomic
+from probes.registry import Shelf
 
 Builder = Callable[[Path, str], dict[str, go.Figure]]
+#: Runs one ``pivotlens`` command line (its arguments after ``pivotlens``) in this process; the
+#: command line passes it to :func:`regenerate` to compute missing data.
+RunCommand = Callable[[list[str]], None]
 
 
 @dataclass(frozen=True)
@@ -52,27 +55,37 @@ class PaperFigure:
     data: str  # the data file, relative to the results root; ``{model}`` is filled in
     build: Builder
     command: str | None  # the pivotlens command that writes ``data``; None: needs training, run it yourself
-    models: tuple[str, ...] | None = None  # a data file without {model} holds these models' results only
+    models: tuple[str, ...] | None  # a data file without {model} holds these models' results only
+    family: str
 
     def data_file(self, root: Path, model: str) -> Path:
         return root / self.data.format(model=model)
 
+    def command_args(self, root: Path, model: str) -> list[str]:
+        """The ``pivotlens`` arguments that write the data file of ``model`` under ``root``."""
+        assert self.command is not None
+        return ["--model", model, *shlex.split(self.command.format(root=root, model=model))]
 
-CATALOG: dict[str, PaperFigure] = {}
+
+#: Every figure family: pivotlens's own (the modules of ``analyses.figures``) and those of the
+#: ``pivotlens.methods`` entry points.
+FIGURES: Shelf[PaperFigure] = Shelf("figures", "analyses.figures")
 
 
-def paper_figure(
+def register_figures(
     name: str,
     *,
     paper: str,
     data: str,
     command: str | None,
     models: tuple[str, ...] | None = None,
+    family: str = "",
 ) -> Callable[[Builder], Builder]:
-    """Register ``build`` as the figure family ``name`` (see :class:`PaperFigure`)."""
+    """Register ``build`` as the figure family ``name`` of method ``family`` (default: ``name``;
+    see :class:`PaperFigure`)."""
 
     def decorate(build: Builder) -> Builder:
-        CATALOG[name] = PaperFigure(name, paper, data, build, command, models)
+        FIGURES.add(PaperFigure(name, paper, data, build, command, models, family or name))
         return build
 
     return decorate
@@ -81,7 +94,7 @@ def paper_figure(
 # ---- the catalog ----------------------------------------------------------------------------
 
 
-@paper_figure(
+@register_figures(
     "lens",
     paper="Wendler et al. 2024 Fig. 2; PROM Fig. 1 and 4 (lambda)",
     data="lens/{model}/lens.parquet",
@@ -99,7 +112,7 @@ def _lens(path: Path, model: str) -> dict[str, go.Figure]:
     return figures
 
 
-@paper_figure(
+@register_figures(
     "exit",
     paper="AdaInfer (Fan et al. 2024) Fig. 1, Fig. 3 and Tables 2-3",
     data="exit/{model}/exit_exits.parquet",
@@ -110,7 +123,7 @@ def _exit(path: Path, model: str) -> dict[str, go.Figure]:
     return exit_figures({**tables, "exits": read_result(path)})
 
 
-@paper_figure(
+@register_figures(
     "interference",
     paper="PROM Sec. 2.1 (gradient cosine per layer, English vs each language)",
     data="interference/{model}/summary_layer.csv",
@@ -121,12 +134,13 @@ def _interference(path: Path, model: str) -> dict[str, go.Figure]:
     return {"cosine_layers": cosine_figure(pd.read_csv(path), title=f"{model}: gradient cosine per block (95% CI)")}
 
 
-@paper_figure(
+@register_figures(
     "prom_fig2",
     paper="PROM Fig. 2 (target only vs target + English vs pivoted)",
     data="interference/{model}/fig2/summary_layer.csv",
     command="--batch-size 4 --out {root}/interference/{model}/fig2 interference-fig2 --targets sw --pivot en "
     "--batches 6 --max-length 128 --split train --params blocks",
+    family="interference",
 )
 def _fig2(path: Path, model: str) -> dict[str, go.Figure]:
     summary = pd.read_csv(path)
@@ -136,11 +150,12 @@ def _fig2(path: Path, model: str) -> dict[str, go.Figure]:
     }
 
 
-@paper_figure(
+@register_figures(
     "prom_fig3",
     paper="PROM Fig. 3 (pivot probability and interference before/after fine-tuning)",
     data="interference/fig3/{model}-sw/curves.csv",
     command=None,
+    family="interference",
 )
 def _fig3(path: Path, model: str) -> dict[str, go.Figure]:
     folder = path.parent
@@ -156,7 +171,7 @@ def _fig3(path: Path, model: str) -> dict[str, go.Figure]:
     }
 
 
-@paper_figure(
+@register_figures(
     "confusion",
     paper="Marchisio et al. 2024 Tables 2-3 (pass rates) and Tables 8, 11 (mitigation sweep); "
     "Nie et al. 2025 (logit lens at confusion points)",
@@ -173,10 +188,11 @@ def _confusion(path: Path, model: str) -> dict[str, go.Figure]:
     return figures
 
 
-@paper_figure(
+@register_figures(
     "regions",
     paper="Zhang et al. 2024 Fig. 2 (importance map), Tables 1, 3, 5 (removal), Fig. 3 (dimensions)",
     data="importance/{model}/removal.csv",
+    family="regions",
     command="--batch-size 8 --out {root}/importance/{model} regions --langs ar,es,ru,zh,ko,vi,en",
 )
 def _regions(path: Path, model: str) -> dict[str, go.Figure]:
@@ -203,7 +219,7 @@ def _regions(path: Path, model: str) -> dict[str, go.Figure]:
     return figures
 
 
-@paper_figure(
+@register_figures(
     "layer_swap",
     paper="Bandarkar et al. 2025 Fig. 2 (weight-change maps) and Table 1 (layer swapping)",
     data="layer_swap/table1.csv",
@@ -213,7 +229,7 @@ def _regions(path: Path, model: str) -> dict[str, go.Figure]:
 def _layer_swap(path: Path, model: str) -> dict[str, go.Figure]:
     folder = path.parent
     changes = pd.read_csv(folder / "weight_change.csv")
-    maps = {expert: rows for expert, rows in changes.groupby("expert", sort=False)}
+    maps = {str(expert): rows for expert, rows in changes.groupby("expert", sort=False)}
     figures = {
         "table1": table1_figure(pd.read_csv(path), title=f"{model}: layer swapping, accuracy per setting (95% CI)"),
         "weight_change": weight_change_figure(
@@ -226,7 +242,7 @@ def _layer_swap(path: Path, model: str) -> dict[str, go.Figure]:
     return figures
 
 
-@paper_figure(
+@register_figures(
     "recipes",
     paper="PLUG (Zhang et al. 2023) Table 1 (win/loss) and what each recipe changes inside the model",
     data="recipes/comparison.csv",
@@ -251,29 +267,22 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def compute_missing(entry: PaperFigure, root: Path, model: str, global_options: list[str]) -> None:
-    """Run the entry's command (the same CLI a user would) to write its missing data."""
-    args = shlex.split(entry.command.format(root=root, model=model))  # type: ignore[union-attr]
-    subprocess.run([sys.executable, "-m", "analyses.cli", "--model", model, *global_options, *args], check=True)
-
-
 def regenerate(
     root: Path,
     model: str,
     out: Path,
     *,
     names: list[str] | None = None,
-    compute: bool = True,
-    global_options: list[str] | None = None,
+    compute: RunCommand | None = None,
     formats: tuple[str, ...] = ("png", "svg"),
 ) -> pd.DataFrame:
     """Write every catalogued figure of ``model`` under ``out`` (HTML plus ``formats``), computing
-    missing data where a command can, and ``out/manifest.csv`` + ``.json``: figure -> paper -> data
-    file (and its sha256), or why it is missing."""
+    missing data with ``compute`` where the family names a command, and ``out/manifest.csv`` +
+    ``.json``: figure -> paper -> data file (and its sha256), or why it is missing."""
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for name in names or list(CATALOG):
-        entry = CATALOG[name]
+    for name in names or list(FIGURES.parts()):
+        entry = FIGURES.get(name)
         path = entry.data_file(root, model)
         if entry.models is not None and model not in entry.models:
             rows.append(
@@ -288,11 +297,11 @@ def regenerate(
                 }
             )
             continue
-        if not path.is_file() and compute and entry.command is not None:
-            compute_missing(entry, root, model, global_options or [])
+        if not path.is_file() and compute is not None and entry.command is not None:
+            compute(entry.command_args(root, model))
         if not path.is_file():
             how = (
-                f"pivotlens --model {model} " + entry.command.format(root=root, model=model)
+                f"pivotlens {shlex.join(entry.command_args(root, model))}"
                 if entry.command
                 else ("needs fine-tuning: see the README beside the data folder")
             )

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analyses.figures.style import PALETTE, add_band
+from analyses.figures.style import PALETTE, add_band, panel
 from analyses.stats.early_exit import VARIANTS, summarise_exits
 from probes.inputs.tasks import TASKS
 
@@ -61,7 +61,7 @@ def accuracy_by_layer_figure(layers: pd.DataFrame, metric: str = "accuracy") -> 
                 col=col,
             )
         if metric == "accuracy_options" and task in TASKS:
-            fig.add_hline(y=1 / len(TASKS[task].answers), line={"dash": "dot", "color": "grey"}, row=1, col=col)
+            fig.add_hline(y=1 / len(TASKS[task].answers), line={"dash": "dot", "color": "grey"}, **panel(1, col))
     fig.update_yaxes(range=[0, 1.02])
     return fig
 

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from analyses.figures.style import add_curve
+from analyses.figures.style import add_curve, panel
 
 PALETTE = qualitative.D3  # the interference figures keep their published colours
 
@@ -84,14 +84,14 @@ def fig2_figure(summary: pd.DataFrame, *, title: str | None = None, pivot_layer:
     fig = make_subplots(rows=1, cols=2, column_widths=[0.7, 0.3], subplot_titles=("all layers", "last layers"))
     colors = {"target only": "#1f77b4", "pivoted": "#ff7f0e"}
     for setting, group in data.groupby("setting", sort=False):
-        color = colors.get(setting, "#2ca02c")
-        add_curve(fig, group, setting, color, row=1, col=1)
-        add_curve(fig, group[group["layer"] >= last - 3], setting, color, row=1, col=2, show_legend=False)
+        color = colors.get(str(setting), "#2ca02c")
+        add_curve(fig, group, str(setting), color, row=1, col=1)
+        add_curve(fig, group[group["layer"] >= last - 3], str(setting), color, row=1, col=2, show_legend=False)
     for col in (1, 2):
-        fig.add_hline(y=0, line_dash="dot", line_color="grey", row=1, col=col)
+        fig.add_hline(y=0, line_dash="dot", line_color="grey", **panel(1, col))
     if pivot_layer is not None:
         fig.add_vline(
-            x=pivot_layer, line_dash="dash", line_color="grey", row=1, col=1, annotation_text=f"n = {pivot_layer}"
+            x=pivot_layer, line_dash="dash", line_color="grey", **panel(1, 1), annotation_text=f"n = {pivot_layer}"
         )
     n = int(data["n"].max())
     fig.update_layout(

@@ -6,6 +6,7 @@ import hashlib
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import plotly.graph_objects as go
 
@@ -13,7 +14,8 @@ import plotly.graph_objects as go
 def figure_id(fig: go.Figure) -> str:
     """A div id that depends on the figure only (plotly's default is a random uuid), so the same
     tables give byte-identical HTML and a re-render of committed results changes no file."""
-    return "fig-" + hashlib.sha256(fig.to_json().encode()).hexdigest()[:16]
+    text = cast(str, fig.to_json())  # plotly's to_json is unannotated; it returns the JSON text
+    return "fig-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def save_figure(

@@ -27,7 +27,7 @@ def scores_figure(comparison: pd.DataFrame, *, title: str | None = None) -> go.F
     groups = comparison.groupby(["model", "recipe", "variant"], sort=False)
     for i, ((model, recipe, variant), group) in enumerate(groups):
         color = PALETTE[i % len(PALETTE)]
-        label = _variant_label(model, recipe, variant)
+        label = _variant_label(str(model), str(recipe), str(variant))
         for col, (value, scale) in enumerate((("lpr", 100.0), ("chrf", 1.0)), start=1):
             fig.add_trace(
                 go.Bar(
@@ -102,7 +102,7 @@ def cosine_by_model_figure(
     data = data[data["layer"].notna()]
     fig = go.Figure()
     for i, (model, group) in enumerate(data.groupby("model", sort=False)):
-        add_curve(fig, group, model, PALETTE[i % len(PALETTE)])
+        add_curve(fig, group, str(model), PALETTE[i % len(PALETTE)])
     fig.add_hline(y=0, line_dash="dot", line_color="grey")
     fig.update_traces(mode="lines", selector={"fill": "toself"})  # bands: no markers on their outline
     n = int(data["n"].max()) if len(data) else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -16,6 +17,12 @@ def rgba(hex_color: str, alpha: float) -> str:
     color = hex_color.lstrip("#")
     r, g, b = (int(color[i : i + 2], 16) for i in (0, 2, 4))
     return f"rgba({r},{g},{b},{alpha})"
+
+
+def panel(row: int, col: int) -> dict[str, Any]:
+    """The ``row``/``col`` keywords that put a line of plotly's ``add_hline``/``add_vline`` in one
+    subplot (those parameters are unannotated with default ``"all"``, so a type checker reads them as str)."""
+    return {"row": row, "col": col}
 
 
 def add_band(

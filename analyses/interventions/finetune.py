@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from analyses.interventions.pivoted_loss import PivotedObjective, PivotHead, pivoted_loss
@@ -64,6 +64,12 @@ class Example:
     @property
     def has_pivot(self) -> bool:
         return self.pivot_prompt is not None and self.pivot_response is not None
+
+    def pivot_pair(self) -> tuple[str, str]:
+        """``(pivot_prompt, pivot_response)`` of an example that :attr:`has_pivot`."""
+        if self.pivot_prompt is None or self.pivot_response is None:
+            raise DataFormatError(f"the example {self.prompt[:40]!r} has no pivot counterpart")
+        return self.pivot_prompt, self.pivot_response
 
 
 @dataclass(frozen=True)
@@ -196,16 +202,12 @@ def build_rows(tokenizer, examples: Sequence[Example], config: FinetuneConfig) -
         return [
             {
                 "target": tokenize_pair(tokenizer, e.prompt, e.response, **options),
-                "pivot": tokenize_pair(tokenizer, e.pivot_prompt, e.pivot_response, **options),
+                "pivot": tokenize_pair(tokenizer, *e.pivot_pair(), **options),
             }
             for e in examples
         ]
     rows = [{"target": tokenize_pair(tokenizer, e.prompt, e.response, **options)} for e in examples]
-    rows += [
-        {"target": tokenize_pair(tokenizer, e.pivot_prompt, e.pivot_response, **options)}
-        for e in examples
-        if e.has_pivot
-    ]
+    rows += [{"target": tokenize_pair(tokenizer, *e.pivot_pair(), **options)} for e in examples if e.has_pivot]
     return rows
 
 
@@ -237,7 +239,7 @@ class PlainTrainer(Trainer):
         self._terms: dict[str, list[float]] = {}
 
     def _record(self, **terms: torch.Tensor) -> None:
-        if self.model.training:
+        if self.model is not None and self.model.training:
             for name, value in terms.items():
                 self._terms.setdefault(name, []).append(float(value.detach()))
 
@@ -321,7 +323,7 @@ def _prepare_model(model, config: FinetuneConfig):
     return get_peft_model(model, lora)
 
 
-def _final_model(model):
+def _final_model(model) -> PreTrainedModel:
     merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
     if hasattr(merged, "pivot_head"):
         del merged.pivot_head

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from probes.backend.checkpoint import Checkpoint, check_compatible, open_checkpoint
 from probes.backend.errors import PivotlensError
@@ -145,7 +146,8 @@ def depth_scaled(n_layers: int, **paper_values: int) -> SwapConfig:
     """The paper's configuration for L = 32 scaled to ``n_layers`` (each count times L/32, rounded
     half up): by default its middle values b = 4, u = 1, t_b = t_u = 1."""
     values = {**PAPER_DEFAULT, **paper_values}
-    return SwapConfig(**{k: int(v * n_layers / PAPER_DEPTH + 0.5) for k, v in values.items()})
+    scaled: dict[str, Any] = {k: int(v * n_layers / PAPER_DEPTH + 0.5) for k, v in values.items()}
+    return SwapConfig(**scaled)
 
 
 def _weight(layer_value: float, non_layer_value: float | None, names: Sequence[str]) -> float | list[dict]:

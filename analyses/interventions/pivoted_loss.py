@@ -25,6 +25,7 @@ import torch
 
 from analyses.stats.prom_lambda import prom_layer
 from probes.backend.architecture import ModelParts
+from probes.backend.errors import LayerError
 from probes.backend.gradients import Reduction, lens_loss, unwrap
 from probes.interference import AT_OUTPUT, Readout
 
@@ -43,7 +44,10 @@ class PivotedObjective:
         layer = prom_layer(n_layers) if self.layer is None else self.layer
         layer = layer + n_layers if layer < 0 else layer
         if not 0 <= layer < n_layers:
-            raise IndexError(f"pivot layer {self.layer} does not exist: the model has blocks 0..{n_layers - 1}")
+            raise LayerError(
+                f"pivot layer {self.layer} does not exist: the model has blocks 0..{n_layers - 1}; "
+                f"use a layer from 0 to {n_layers - 1}"
+            )
         return layer
 
     def readouts(self, n_layers: int) -> tuple[Readout, Readout]:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
 
 from analyses.figures import save_figure
 from analyses.figures.confusion import cp_distribution_figure, lens_at_cp_figure, pass_rate_figure, sweep_figure
@@ -89,7 +90,7 @@ class ConfusionResults:
     contrast: pd.DataFrame
     lens: pd.DataFrame | None = None
     lens_stats: pd.DataFrame | None = None
-    figures: dict[str, object] = field(default_factory=dict)
+    figures: dict[str, go.Figure] = field(default_factory=dict)
 
 
 def analyse(
@@ -138,7 +139,7 @@ def write_outputs(results: ConfusionResults, out: str | Path) -> list[Path]:
     csv(cps.drop(columns=["completion", "input"]), "confusion_points.csv")
     results.steps.to_parquet(out / "steps.parquet", index=False)
     written.append(out / "steps.parquet")
-    if results.lens is not None:
+    if results.lens is not None and results.lens_stats is not None:
         results.lens.to_parquet(out / "lens_at_cp.parquet", index=False)
         csv(results.lens_stats, "lens_at_cp.csv")
         written.append(out / "lens_at_cp.parquet")

@@ -163,28 +163,28 @@ def _lens_grid(
     ]
     grid = {
         "entropy_bits": torch.cat([p.entropy_bits[:, 0] for p in parts], 1),
-        "top_ids": torch.cat([p.top_ids[:, 0] for p in parts], 1),
-        "top_probs": torch.cat([p.top_probs[:, 0] for p in parts], 1),
+        "top_ids": torch.cat([p.require("top_ids")[:, 0] for p in parts], 1),
+        "top_probs": torch.cat([p.require("top_probs")[:, 0] for p in parts], 1),
     }
     if word_ids:
-        probs = torch.cat([p.probs_at_ids[:, 0] for p in parts], 1)  # [layer, position, n]
+        probs = torch.cat([p.require("probs_at_ids")[:, 0] for p in parts], 1)  # [layer, position, n]
         bounds = np.cumsum([0] + [len(word.ids) for word in prefix_words])
         for word, start, stop in zip(prefix_words, bounds[:-1], bounds[1:]):
-            grid[word.column] = probs[..., start:stop].sum(-1).numpy()
+            grid[word.column] = probs[..., start:stop].sum(-1)
     return grid
 
 
 def _chain_grid(
     backend: Backend, ids: list[int], positions: list[int], chain_words: list[TrackedWord], reader: Lens
-) -> dict[str, np.ndarray]:
+) -> dict[str, torch.Tensor]:
     """Each chain-scored word's probability ``[layer, position]``: the chain of the whole word
     after the last position shown (NaN at the other positions, which would each need a pass)."""
     context = ids[: positions[-1] + 1]
     log_probs = backend.chain_log_probs([context] * len(chain_words), [w.ids for w in chain_words], lens=reader)
     out = {}
     for i, word in enumerate(chain_words):
-        column = np.full((len(log_probs), len(positions)), math.nan)
-        column[:, -1] = log_probs[:, i].exp().numpy()
+        column = torch.full((len(log_probs), len(positions)), math.nan, dtype=log_probs.dtype)
+        column[:, -1] = log_probs[:, i].exp()
         out[word.column] = column
     return out
 
@@ -309,8 +309,8 @@ def _tidy(backend: Backend, ids: list[int], positions: list[int], grid: dict, la
             "top_tokens": top_tokens,
             "top_probs": grid["top_probs"].reshape(n_layers * n_pos, -1).tolist(),
             "entropy_bits": grid["entropy_bits"].reshape(-1).numpy(),
-            f"p_{latent}": grid[f"p_{latent}"].reshape(-1) if f"p_{latent}" in grid else nan,
-            "p_target": grid["p_target"].reshape(-1) if "p_target" in grid else nan,
+            f"p_{latent}": grid[f"p_{latent}"].reshape(-1).numpy() if f"p_{latent}" in grid else nan,
+            "p_target": grid["p_target"].reshape(-1).numpy() if "p_target" in grid else nan,
             "token_lang": [token_language(row[0]) for row in top_tokens],
         }
     )

@@ -5,13 +5,14 @@ store, resumable) -> per-layer means with 95% confidence intervals over batch pa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
 from analyses.interventions.pivoted_loss import PivotedObjective
 from probes.backend import Backend
+from probes.backend.errors import InputError
 from probes.backend.store import ResultsStore, provenance
 from probes.inputs.instruction_data import INSTRUCTIONS, Template, load_instructions, split_held_out
 from probes.interference import AT_OUTPUT, ParamSubset, Readout, instruction_pairs, run_interference
@@ -22,7 +23,7 @@ SPLITS: tuple[str, ...] = ("all", "train", "held_out")
 def instruction_split(data: str | Path, split: str = "all") -> pd.DataFrame:
     """The instruction table, or its training part, or its held-out ids."""
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+        raise InputError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     table = load_instructions(data)
     if split == "all":
         return table
@@ -30,77 +31,91 @@ def instruction_split(data: str | Path, split: str = "all") -> pd.DataFrame:
     return train if split == "train" else held_out
 
 
+@dataclass(frozen=True)
+class InterferenceSetup:
+    """What one interference table measures: ``k`` batch pairs of ``batch_size`` examples in
+    ``lang_a`` and ``lang_b`` drawn from one ``split`` of the instruction file, and how the
+    gradients are compared (see :mod:`probes.interference` for each option). Every field is part
+    of the run key (:meth:`settings`, with ``seed`` given to the provenance apart)."""
+
+    lang_a: str = "en"
+    lang_b: str = "sw"
+    objective: str = "plain"
+    readout_a: Readout = AT_OUTPUT
+    readout_b: Readout = AT_OUTPUT
+    split: str = "all"
+    k: int = 8
+    batch_size: int = 8
+    pairing: str = "independent"
+    seed: int = 0
+    params: ParamSubset = "all"
+    layers: Sequence[int] | None = None
+    reduction: str = "token_mean"
+    fp32: bool = True
+    aggregation: str = "concat"
+    template: Template = "auto"
+    max_length: int | None = 256
+
+    def settings(self) -> dict[str, object]:
+        """The run key's parameters (JSON values; the seed goes to the provenance apart)."""
+        return {
+            "lang_a": self.lang_a,
+            "lang_b": self.lang_b,
+            "objective": self.objective,
+            "readout_a": asdict(self.readout_a),
+            "readout_b": asdict(self.readout_b),
+            "split": self.split,
+            "k": self.k,
+            "batch_size": self.batch_size,
+            "pairing": self.pairing,
+            "params": self.params if isinstance(self.params, str) else list(self.params),
+            "layers": None if self.layers is None else list(self.layers),
+            "reduction": self.reduction,
+            "fp32": self.fp32,
+            "aggregation": self.aggregation,
+            "template": self.template,
+            "max_length": self.max_length,
+        }
+
+
 def measure(
     backend: Backend,
+    setup: InterferenceSetup = InterferenceSetup(),
     data: str | Path = INSTRUCTIONS,
-    lang_a: str = "en",
-    lang_b: str = "sw",
     *,
-    objective: str = "plain",
-    readout_a: Readout = AT_OUTPUT,
-    readout_b: Readout = AT_OUTPUT,
-    split: str = "all",
-    k: int = 8,
-    batch_size: int = 8,
-    pairing: str = "independent",
-    seed: int = 0,
-    params: ParamSubset = "all",
-    layers: Sequence[int] | None = None,
-    reduction: str = "token_mean",
-    fp32: bool = True,
-    aggregation: str = "concat",
-    template: Template = "auto",
-    max_length: int | None = 256,
     store: ResultsStore | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """The interference table of ``k`` batch pairs (``lang_a``, ``lang_b``) of the instruction
-    file ``data``, stored as one resumable run (see :mod:`probes.interference` for the options)."""
-    table = instruction_split(data, split)
-    pairs = instruction_pairs(
-        backend,
-        table,
-        lang_a,
-        lang_b,
-        k=k,
-        batch_size=batch_size,
-        pairing=pairing,
-        seed=seed,
-        template=template,
-        max_length=max_length,
+    """The interference table of ``setup`` on the instruction file ``data``, stored as one
+    resumable run."""
+    run = (store or ResultsStore()).run(
+        provenance("interference", setup.settings(), backend.describe(), [data], seed=setup.seed)
     )
-    settings = {
-        "lang_a": lang_a,
-        "lang_b": lang_b,
-        "objective": objective,
-        "readout_a": asdict(readout_a),
-        "readout_b": asdict(readout_b),
-        "split": split,
-        "k": k,
-        "batch_size": batch_size,
-        "pairing": pairing,
-        "params": params if isinstance(params, str) else list(params),
-        "layers": None if layers is None else list(layers),
-        "reduction": reduction,
-        "fp32": fp32,
-        "aggregation": aggregation,
-        "template": template,
-        "max_length": max_length,
-    }
-    run = (store or ResultsStore()).run(provenance("interference", settings, backend.describe(), [data], seed=seed))
     if run.finished:
         return run.load()
+    pairs = instruction_pairs(
+        backend,
+        instruction_split(data, setup.split),
+        setup.lang_a,
+        setup.lang_b,
+        k=setup.k,
+        batch_size=setup.batch_size,
+        pairing=setup.pairing,
+        seed=setup.seed,
+        template=setup.template,
+        max_length=setup.max_length,
+    )
     return run_interference(
         backend,
         pairs,
-        objective=objective,
-        readout_a=readout_a,
-        readout_b=readout_b,
-        params=params,
-        layers=layers,
-        reduction=reduction,
-        fp32=fp32,
-        aggregation=aggregation,
+        objective=setup.objective,
+        readout_a=setup.readout_a,
+        readout_b=setup.readout_b,
+        params=setup.params,
+        layers=setup.layers,
+        reduction=setup.reduction,
+        fp32=setup.fp32,
+        aggregation=setup.aggregation,
         run=run,
         progress=progress,
     )
@@ -113,7 +128,9 @@ def fig2_comparison(
     pivot: str = "en",
     *,
     objective: PivotedObjective = PivotedObjective(),
-    **options,
+    setup: InterferenceSetup = InterferenceSetup(),
+    store: ResultsStore | None = None,
+    progress: bool = True,
 ) -> pd.DataFrame:
     """PROM Fig. 2: gradient cosine per layer under three settings, as one interference table.
 
@@ -124,27 +141,18 @@ def fig2_comparison(
 
     The batch ids depend on the seed only: batch B (target) is the same in all three settings,
     and batch A holds the same ids in the target language (setting 1) and in English (2, 3), so
-    the settings differ only in the language and the read-out of batch A. ``options`` go to
-    :func:`analyses.pipelines.interference.measure` (``k``, ``batch_size``, ``params``, ``store``, ...);
-    the pairing is always independent (two different batches, as in training)."""
-    if options.get("pairing", "independent") != "independent":
+    the settings differ only in the language and the read-out of batch A. ``setup`` gives the
+    other options (``k``, ``batch_size``, ``params``, ...; its languages, objective and read-outs
+    are set here); the pairing must be independent (two different batches, as in training)."""
+    if setup.pairing != "independent":
         raise ValueError("Fig. 2 compares two different batches; pairing must be 'independent'")
-    options["pairing"] = "independent"
     read_pivot, read_target = objective.readouts(backend.n_layers)
+    plain = replace(setup, lang_b=target, objective="plain", readout_a=AT_OUTPUT, readout_b=AT_OUTPUT)
+    settings = [
+        replace(plain, lang_a=target),
+        replace(plain, lang_a=pivot),
+        replace(plain, lang_a=pivot, objective="pivoted", readout_a=read_pivot, readout_b=read_target),
+    ]
     return pd.concat(
-        [
-            measure(backend, data, target, target, objective="plain", **options),
-            measure(backend, data, pivot, target, objective="plain", **options),
-            measure(
-                backend,
-                data,
-                pivot,
-                target,
-                objective="pivoted",
-                readout_a=read_pivot,
-                readout_b=read_target,
-                **options,
-            ),
-        ],
-        ignore_index=True,
+        [measure(backend, each, data, store=store, progress=progress) for each in settings], ignore_index=True
     )

@@ -538,9 +538,9 @@ def write_figures(out: str | Path, *, metrics: Sequence[str] = ("rel_frobenius",
         grid_figure(pd.read_csv(out / "grid.csv"), suggestions=suggestions), figures / "grid", plotlyjs="cdn"
     )
     configs = {"default": depth_scaled(n_layers)}
-    for row in suggestions.itertuples():
-        configs[f"suggested {row.lang}"] = SwapConfig(
-            int(row.bottom), int(row.top), int(row.transition_bottom), int(row.transition_top)
+    for row in suggestions.to_dict("records"):
+        configs[f"suggested {row['lang']}"] = SwapConfig(
+            int(row["bottom"]), int(row["top"]), int(row["transition_bottom"]), int(row["transition_top"])
         )
     written += save_figure(zones_figure(configs, n_layers), figures / "zones", plotlyjs="cdn")
     return written

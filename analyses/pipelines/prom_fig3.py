@@ -16,7 +16,7 @@ import pandas as pd
 from analyses.figures import save_figure
 from analyses.figures.interference import cosine_figure, loss_figure, pivot_probability_figure
 from analyses.interventions.finetune import FinetuneConfig, examples_from_instructions, finetune
-from analyses.pipelines.interference import instruction_split, measure
+from analyses.pipelines.interference import InterferenceSetup, instruction_split, measure
 from analyses.pipelines.lens import run_languages
 from analyses.stats.interference import summarize
 from analyses.stats.latent import latent_column, layer_curves
@@ -67,19 +67,10 @@ def run_fig3(
         backend = load(model)
         lens = run_languages(backend, [target], latent=pivot, store=store, progress=progress)
         curves.append(layer_curves(lens).assign(model=label))
-        table = measure(
-            backend,
-            data,
-            pivot,
-            target,
-            split="held_out",
-            k=k,
-            batch_size=batch_size,
-            max_length=max_length,
-            params=params,
-            store=store,
-            progress=progress,
+        setup = InterferenceSetup(
+            pivot, target, split="held_out", k=k, batch_size=batch_size, params=params, max_length=max_length
         )
+        table = measure(backend, setup, data, store=store, progress=progress)
         summary = summarize(table)
         summaries.append(summary.assign(model=label))
         layer = config.pivot.at(backend.n_layers)

@@ -29,20 +29,22 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
-from sacrebleu.metrics import CHRF
+import plotly.graph_objects as go
+from sacrebleu import CHRF
 
 from analyses.figures import save_figure
 from analyses.figures.recipes import recipe_figures
 from analyses.interventions.recipes import PIVOT, RECIPES, read_recipe_card, strip_pivot
-from analyses.pipelines.interference import measure
+from analyses.pipelines.interference import InterferenceSetup, measure
 from analyses.pipelines.lens import run_languages
 from analyses.stats.confusion_metrics import ALL, compute_all_metrics, judge_completions
 from analyses.stats.intervals import percentile_interval
 from analyses.stats.recipes import ModelInternals, inside_tables
-from probes.backend import load
+from probes.backend import BackendName, load
 from probes.backend.errors import DataFormatError
 from probes.backend.store import ResultsStore, provenance, write_text_atomic
 from probes.inputs.instruction_data import HELD_OUT, INSTRUCTIONS, load_instructions, ordered_ids, split_held_out
@@ -117,7 +119,7 @@ class EvalConfig:
     n_boot: int = 1000
     tie_margin: float = 1.0
     seed: int = 0
-    backend: str = "transformer-lens"
+    backend: BackendName = "transformer-lens"
     device: str = "cpu"
     dtype: str = "float32"
 
@@ -188,9 +190,7 @@ def measure_models(
             )
             lens.append(found.assign(**tag))
             for lang in langs:
-                found = measure(
-                    backend,
-                    config.data,
+                setup = InterferenceSetup(
                     config.pivot,
                     lang,
                     split="held_out",
@@ -198,9 +198,8 @@ def measure_models(
                     batch_size=config.interference_batch_size,
                     params=config.interference_params,
                     seed=config.seed,
-                    store=store,
-                    progress=progress,
                 )
+                found = measure(backend, setup, config.data, store=store, progress=progress)
                 interference.append(found.assign(**tag))
         del backend
     return Measurements(
@@ -221,7 +220,7 @@ def score_answers(answers: pd.DataFrame, pivot: str = PIVOT) -> pd.DataFrame:
     for row in answers.itertuples(index=False):
         variants = [("full", row.completion, "", row.recipe != "plug")]
         if row.recipe == "plug":
-            stripped = strip_pivot(row.completion, row.lang, pivot)
+            stripped = strip_pivot(str(row.completion), str(row.lang), pivot)
             variants.append(("stripped", stripped.text, stripped.how, True))
         for variant, text, how, shown in variants:
             rows.append(
@@ -235,7 +234,7 @@ def score_answers(answers: pd.DataFrame, pivot: str = PIVOT) -> pd.DataFrame:
                     "how": how,
                     "shown": shown,
                     "reference": row.reference,
-                    "chrf": metric.sentence_score(text, [row.reference]).score,
+                    "chrf": metric.sentence_score(str(text), [str(row.reference)]).score,
                 }
             )
     return pd.DataFrame(rows)
@@ -263,13 +262,13 @@ def comparison_table(scored: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0)
     rows = []
     for (model, recipe, variant), group in scored.groupby(["model", "recipe", "variant"], sort=False):
         outputs = group.rename(columns={"text": "completion", "lang": "language"}).assign(
-            task="recipe-eval", source="held_out", model=model
+            task="recipe-eval", source="held_out", model=str(model)
         )
         metrics = compute_all_metrics(judge_completions(outputs), n_boot=n_boot, seed=seed)
         metrics = metrics[metrics["source"] == ALL].set_index("language")
         # ids sorted and one seed: every language resamples the same ids (the sets are parallel)
         replicates = {
-            lang: corpus_chrf(g["text"], g["reference"], n_boot=n_boot, seed=seed)
+            lang: corpus_chrf(list(g["text"]), list(g["reference"]), n_boot=n_boot, seed=seed)
             for lang, g in group.sort_values("id", kind="stable").groupby("lang", sort=False)
         }
         # lang = all: the mean over languages, its replicates the means of the per-language ones
@@ -279,7 +278,7 @@ def comparison_table(scored: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0)
         )
         for lang, (point, boot) in replicates.items():
             chrf, low, high = _interval(point, boot)
-            m = metrics.loc[lang]
+            m = cast(pd.Series, metrics.loc[lang])  # one row per language
             rows.append(
                 {
                     "model": model,
@@ -378,7 +377,7 @@ class RecipeEvaluation:
     strip_counts: pd.DataFrame
     inside: ModelInternals | None = None
     logs: pd.DataFrame | None = None
-    figures: dict[str, object] = field(default_factory=dict)
+    figures: dict[str, go.Figure] = field(default_factory=dict)
 
 
 def training_logs(entries: Sequence[ModelEntry]) -> pd.DataFrame | None:
@@ -411,7 +410,7 @@ def analyse(
         strip_counts(scored),
         logs=training_logs(entries),
     )
-    if measurements.lens is not None:
+    if measurements.lens is not None and measurements.interference is not None:
         result.inside = inside_tables(
             measurements.lens,
             measurements.interference,

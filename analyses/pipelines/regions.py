@@ -11,13 +11,17 @@ first ``n_heldout`` sentences of its held-out part; each sentence is cut to ``ma
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import groupby
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 import torch
 
-from analyses.interventions.regions import region_removed
+from analyses.interventions.regions import How, region_removed
 from analyses.stats.regions import (
     Masks,
     concentration_table,
@@ -34,10 +38,12 @@ from analyses.stats.regions import (
     structured_region,
 )
 from probes.backend import Backend
+from probes.backend.resume import collect
+from probes.backend.scopes import ParameterScope
 from probes.backend.store import ResultsStore, Run, provenance
-from probes.importance import Mode, Scope, load_importance, locate, run_importance
+from probes.importance import Mode, Scope, load_importance, run_importance
 from probes.inputs.lm_corpus import SENTENCES, load_corpus
-from probes.perplexity import run_perplexity
+from probes.perplexity import PERPLEXITY_COLUMNS, run_perplexity
 
 PAPER_LANGS = ("ar", "es", "ru", "zh", "ko", "vi")  # the six languages of Zhang et al. 2024
 REMOVAL_COLUMNS = {
@@ -131,7 +137,7 @@ def build_regions(
     core_langs: Sequence[str],
     fraction: float,
     d_model: int,
-    blocks: str,
+    scopes: Mapping[str, ParameterScope],
     masks_dir: Path,
     seed: int = 0,
     metadata: Mapping[str, object] | None = None,
@@ -139,7 +145,8 @@ def build_regions(
     """Core (top/bottom/random of ``sum_{core langs} |I|``) and monolingual (top, and a random
     control of the same size per tensor) regions, per tensor at ``fraction``. Core and
     monolingual-top masks are written to ``masks_dir`` as packed bits; the random monolingual
-    controls are re-derived from the seed."""
+    controls are re-derived from the seed. ``scopes`` (``Backend.parameter_scopes()``) name each
+    tensor's layer and module in the tables."""
     missing = [lang for lang in core_langs if lang not in files]
     if missing:
         raise ValueError(f"core languages {missing} have no importance map; add them to --langs")
@@ -162,7 +169,7 @@ def build_regions(
         core_masks[selection] = select(core, fraction, selection, seed=seed)  # type: ignore[arg-type]
         keep(f"core-{selection}", "core", selection, core_label, core_masks[selection])
     core_global = region_table({"core-top-global": select(core, fraction, "top", per="global")})
-    core_global[["layer", "module"]] = [locate(n, blocks) for n in core_global["param"]]
+    core_global[["layer", "module"]] = [_located(scopes[n]) for n in core_global["param"]]
     del core
     for lang in files:
         mono = monolingual(tops, lang)
@@ -182,18 +189,23 @@ def build_regions(
         regions=regions,
         sizes=pd.concat(sizes, ignore_index=True),
         core_global=core_global,
-        concentration=concentration_table(examples, lambda n: locate(n, blocks)),
+        concentration=concentration_table(examples, lambda n: _located(scopes[n])),
         dimensions=pd.concat(
             [dimension_counts(m, d_model).assign(region=label) for label, m in examples.items()], ignore_index=True
         ),
-        density=_density_examples(core_masks["top"], blocks),
+        density=_density_examples(core_masks["top"], scopes),
     )
 
 
-def _density_examples(masks: Masks, blocks: str) -> pd.DataFrame:
+def _located(where: ParameterScope) -> tuple[int, str]:
+    """``(layer, module)`` as the region tables write them (layer -1 outside the blocks)."""
+    return where.block_index, where.role
+
+
+def _density_examples(masks: Masks, scopes: Mapping[str, ParameterScope]) -> pd.DataFrame:
     """Block-averaged images of the attention output and MLP down matrices at the first,
     middle and last layer (where the paper shows the region's stripes, Fig. 2)."""
-    located = {name: locate(name, blocks) for name in masks}
+    located = {name: _located(scopes[name]) for name in masks}
     layers = sorted({layer for layer, _ in located.values() if layer >= 0})
     if not layers:
         return pd.DataFrame()
@@ -206,32 +218,75 @@ def _density_examples(masks: Masks, blocks: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _measure(
-    backend: Backend,
-    heldout: Mapping[str, Sequence[str]],
-    masks: Masks | None,
-    extra: dict[str, object],
-    *,
-    how: str = "zero",
-    batch_size: int,
-    max_tokens: int,
-    run: Run | None,
-    progress: bool,
-    seed: int = 0,
+@dataclass(frozen=True)
+class Change:
+    """One model to measure: ``masks()`` changed ``how`` (``None``: the model as it is), its rows
+    labelled with ``columns`` (``region`` first, the label that keys the stored rows)."""
+
+    columns: Mapping[str, str | int | float]
+    masks: Callable[[], Masks | None] = field(repr=False, compare=False)
+    how: How = "zero"
+
+    @property
+    def label(self) -> str:
+        return str(self.columns["region"])
+
+
+UNCHANGED = Change(
+    {"region": "none", "scope": "none", "selection": "none", "fraction": 0.0, "removed_lang": ""}, lambda: None
+)
+
+
+def _perplexity_with(
+    backend: Backend, change: Change, texts: Mapping[str, Sequence[str]], *, batch_size: int, max_tokens: int, seed: int
 ) -> pd.DataFrame:
-    """Perplexity per language with ``masks`` changed (``None``: the model as it is)."""
-    params = backend.named_parameters()
-    n_removed = int(sum(int(m.sum()) for m in masks.values())) if masks else 0
-    if masks:
-        with region_removed(params, masks, how, seed=seed):  # type: ignore[arg-type]
-            table = run_perplexity(backend, heldout, batch_size=batch_size, max_tokens=max_tokens, progress=False)
-    else:
-        table = run_perplexity(backend, heldout, batch_size=batch_size, max_tokens=max_tokens, progress=False)
-    table = table.assign(**extra, n_removed=n_removed)
-    table["item"] = [f"{extra.get('region', '')}|{lang}" for lang in table["lang"]]
-    if run is not None:
-        run.append(table)
+    """Perplexity per language of the model with ``change`` applied; the weights are restored
+    on leaving, even after an error (:func:`region_removed`)."""
+    masks = change.masks()
+    changed = region_removed(backend.named_parameters(), masks, change.how, seed=seed) if masks else nullcontext()
+    with changed:
+        table = run_perplexity(backend, texts, batch_size=batch_size, max_tokens=max_tokens, progress=False)
+    table = table.assign(**change.columns, n_removed=int(sum(int(m.sum()) for m in masks.values())) if masks else 0)
+    table["item"] = [f"{change.label}|{lang}" for lang in table["lang"]]
     return table
+
+
+def _measure_changes(
+    backend: Backend,
+    changes: Sequence[Change],
+    heldout: Mapping[str, Sequence[str]],
+    *,
+    batch_size: int = 8,
+    max_tokens: int = 48,
+    run: Run | None = None,
+    seed: int = 0,
+    desc: str = "regions",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Perplexity per held-out language with each change applied in turn (one row per change
+    and language, keyed ``region|lang``); with ``run``, stored rows are skipped on a re-run."""
+    items = [(change, lang) for change in changes for lang in heldout]
+
+    def compute(batch: list[tuple[Change, str]]) -> pd.DataFrame:
+        frames = []
+        for _, group in groupby(batch, key=lambda item: item[0].label):
+            pairs = list(group)
+            texts = {lang: heldout[lang] for _, lang in pairs}
+            options = {"batch_size": batch_size, "max_tokens": max_tokens, "seed": seed}
+            frames.append(_perplexity_with(backend, pairs[0][0], texts, **options))
+        return pd.concat(frames, ignore_index=True)
+
+    return collect(
+        items,
+        compute,
+        key=lambda item: f"{item[0].label}|{item[1]}",
+        columns=[*PERPLEXITY_COLUMNS, "n_removed"],
+        run=run,
+        batch_size=len(heldout),  # one change at a time: its region is applied once for all languages
+        desc=f"{desc} {backend.model_name}",
+        unit="lang",
+        progress=progress,
+    )
 
 
 def removal_table(
@@ -247,25 +302,29 @@ def removal_table(
 ) -> pd.DataFrame:
     """Perplexity per held-out language with nothing removed and with each region zeroed
     (columns ``REMOVAL_COLUMNS``); with ``run``, finished regions are skipped on a re-run."""
-    from tqdm.auto import tqdm
-
-    done = {item.split("|")[0] for item in run.done_items()} if run is not None else set()
-    todo = [r for r in regions if r.label not in done]
-    frames = []
-    options = {"batch_size": batch_size, "max_tokens": max_tokens, "run": run, "progress": progress}
-    if "none" not in done:
-        base = {"region": "none", "scope": "none", "selection": "none", "fraction": 0.0, "removed_lang": ""}
-        frames.append(_measure(backend, heldout, None, base, **options))
-    for region in tqdm(todo, desc=f"removal {backend.model_name}", unit="region", disable=not progress):
-        extra = {
-            "region": region.label,
-            "scope": region.scope,
-            "selection": region.selection,
-            "fraction": fraction,
-            "removed_lang": region.removed_lang,
-        }
-        frames.append(_measure(backend, heldout, region.load(), extra, **options))
-    table = run.finish() if run is not None else pd.concat(frames, ignore_index=True)
+    changes = [UNCHANGED] + [
+        Change(
+            {
+                "region": region.label,
+                "scope": region.scope,
+                "selection": region.selection,
+                "fraction": fraction,
+                "removed_lang": region.removed_lang,
+            },
+            region.load,
+        )
+        for region in regions
+    ]
+    table = _measure_changes(
+        backend,
+        changes,
+        heldout,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        run=run,
+        desc="removal",
+        progress=progress,
+    )
     return table[[*REMOVAL_COLUMNS, "n_sentences"]]
 
 
@@ -275,7 +334,7 @@ def structure_table(
     heldout: Mapping[str, Sequence[str]],
     *,
     n_values: Sequence[int] = (1, 5),
-    which: Sequence[str] = ("top", "middle", "random"),
+    which: Sequence[Literal["top", "middle", "bottom", "random"]] = ("top", "middle", "random"),
     batch_size: int = 8,
     max_tokens: int = 48,
     run: Run | None = None,
@@ -285,28 +344,25 @@ def structure_table(
     """Structured removal (Table 3): in every matrix, zero the ``n`` rows/columns along the
     hidden dimension holding the most (``top``), a median number (``middle``), or random
     ones, of the core region's entries; perplexity per language."""
-    done = {item.split("|")[0] for item in run.done_items()} if run is not None else set()
-    frames = []
-    for n in n_values:
-        for kind in which:
-            label = f"dims-{kind}-{n}"
-            if label in done:
-                continue
-            masks = structured_region(core_top, n, kind, backend.d_model, seed=seed)  # type: ignore[arg-type]
-            extra = {"region": label, "selection": kind, "n_dims": n}
-            frames.append(
-                _measure(
-                    backend,
-                    heldout,
-                    masks,
-                    extra,
-                    batch_size=batch_size,
-                    max_tokens=max_tokens,
-                    run=run,
-                    progress=progress,
-                )
-            )
-    return run.finish() if run is not None else pd.concat(frames, ignore_index=True)
+    changes = [
+        Change(
+            {"region": f"dims-{kind}-{n}", "selection": kind, "n_dims": n},
+            partial(structured_region, core_top, n, kind, backend.d_model, seed=seed),
+        )
+        for n in n_values
+        for kind in which
+    ]
+    return _measure_changes(
+        backend,
+        changes,
+        heldout,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        run=run,
+        seed=seed,
+        desc="structured removal",
+        progress=progress,
+    )
 
 
 def perturbation_table(
@@ -331,29 +387,25 @@ def perturbation_table(
     rest = ranked[max(20, n_top) :]
     picks = [("top", d) for d in ranked[:n_top]]
     picks += [("random", rest[i]) for i in torch.randperm(len(rest), generator=generator)[:n_random].tolist()]
-    done = {item.split("|")[0] for item in run.done_items()} if run is not None else set()
-    frames = []
-    for kind, dim in picks:
-        label = f"dim-{dim}"
-        if label in done:
-            continue
-        masks = dimension_region(template, [dim], backend.d_model)
-        extra = {"region": label, "selection": kind, "dim": int(dim), "dim_rank": ranked.index(dim) + 1}
-        frames.append(
-            _measure(
-                backend,
-                heldout,
-                masks,
-                extra,
-                how="perturb",
-                batch_size=batch_size,
-                max_tokens=max_tokens,
-                run=run,
-                progress=progress,
-                seed=seed,
-            )
+    changes = [
+        Change(
+            {"region": f"dim-{dim}", "selection": kind, "dim": int(dim), "dim_rank": ranked.index(dim) + 1},
+            partial(dimension_region, template, [dim], backend.d_model),
+            how="perturb",
         )
-    return run.finish() if run is not None else pd.concat(frames, ignore_index=True)
+        for kind, dim in picks
+    ]
+    return _measure_changes(
+        backend,
+        changes,
+        heldout,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        run=run,
+        seed=seed,
+        desc="perturbation",
+        progress=progress,
+    )
 
 
 def job_run(

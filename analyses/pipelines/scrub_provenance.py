@@ -1,5 +1,6 @@
 """Rewrite machine paths out of provenance already written under a folder (``results/`` by
-default): ``provenance.json`` files, other JSON records and the provenance in Parquet metadata.
+default): ``provenance.json`` files, other JSON records and the provenance in Parquet metadata
+(pivotlens's own record, and the copy pandas keeps of a table's ``attrs``).
 
 A path inside this checkout becomes relative to it (``data/concepts.csv``), a path inside the
 pivotlens cache becomes ``<cache>/...``, any other absolute path keeps only its last two parts.
@@ -22,6 +23,7 @@ from probes.backend.models import cache_dir
 from probes.backend.store import PROVENANCE_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
+PANDAS_KEYS = (b"pandas", b"PANDAS_ATTRS")  # pandas' schema record; pandas 3 keeps ``attrs`` in the second
 _ABSOLUTE = re.compile(r"(?<![\w.~<])/(?:root|home|Users|work|tmp|mnt|opt|var|srv|data)(?:/[^\s\"'|,;:]+)+")
 
 
@@ -38,13 +40,22 @@ def scrub_text(text: str, root: Path = ROOT, cache: Path | None = None) -> str:
     return _ABSOLUTE.sub(label, text)
 
 
+def parquet_records(path: Path) -> dict[bytes, str]:
+    """The JSON records in a Parquet file's schema metadata: pivotlens's provenance, and pandas'
+    own record, which holds a copy of the table's ``attrs`` (the provenance again)."""
+    meta = pq.read_schema(path).metadata or {}
+    return {key: value.decode() for key, value in meta.items() if key in (PROVENANCE_KEY, *PANDAS_KEYS)}
+
+
 def scrub_parquet(path: Path) -> bool:
-    table = pq.read_table(path)
-    meta = dict(table.schema.metadata or {})
-    raw = meta.get(PROVENANCE_KEY)
-    if raw is None or (clean := scrub_text(raw.decode())) == raw.decode():
+    records = parquet_records(path)
+    clean = {key: scrub_text(text) for key, text in records.items()}
+    if clean == records:
         return False
-    meta[PROVENANCE_KEY] = clean.encode()
+    for text in clean.values():
+        json.loads(text)  # still valid JSON
+    table = pq.read_table(path)
+    meta = {**(table.schema.metadata or {}), **{key: text.encode() for key, text in clean.items()}}
     pq.write_table(table.replace_schema_metadata(meta), path)
     return True
 

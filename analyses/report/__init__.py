@@ -5,9 +5,18 @@ from analyses.report.sections import (
     SECTIONS,
     ReportContext,
     SectionResult,
+    SectionSpec,
     Verdict,
     ordered_sections,
     register_section,
 )
 
-__all__ = ["SECTIONS", "ReportContext", "SectionResult", "Verdict", "ordered_sections", "register_section"]
+__all__ = [
+    "SECTIONS",
+    "ReportContext",
+    "SectionResult",
+    "SectionSpec",
+    "Verdict",
+    "ordered_sections",
+    "register_section",
+]

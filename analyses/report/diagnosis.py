@@ -33,7 +33,7 @@ def check_sections(names: Sequence[str] | None) -> list[str]:
     registered = ordered_sections()
     if not names:
         return registered
-    unknown = [n for n in names if n not in SECTIONS]
+    unknown = [n for n in names if n not in registered]
     if unknown:
         raise PivotlensError(f"unknown report sections {unknown}; registered: {', '.join(registered)}")
     return [n for n in registered if n in names]
@@ -81,7 +81,7 @@ def diagnose(
                 for name in names:
                     bar.set_postfix_str(f"{lang} {backend.model_name}: {name}")
                     before, start = _stored_files(store), time.perf_counter()
-                    results.append(SECTIONS[name](context))
+                    results.append(SECTIONS.get(name).run(context))
                     timings.append(
                         {
                             "model": backend.model_name,

@@ -41,7 +41,7 @@ def cheapest_safe_exit(static: pd.DataFrame) -> pd.Series:
 @register_section("exit", order=20)
 def exit_section(ctx: ReportContext) -> SectionResult:
     result = SectionResult("Layer-wise exit accuracy and early exit (AdaInfer)")
-    items = []
+    items: list[pd.DataFrame] = []
     for task in TASKS:
         data = load_task(task)
         if ctx.lang not in set(data.frame["lang"]):

@@ -6,9 +6,11 @@ A README states a finding between markers::
     ...generated text...
     <!-- /findings -->
 
-``python -m analyses.report.findings`` rewrites every such block of ``results/*/README.md``
-from the tables beside it; ``--check`` only lists the blocks that disagree with their tables
-(exit code 1), which is what the test suite runs. Prose outside the markers states no numbers.
+``python -m analyses.report.findings`` rewrites every such block of the READMEs under
+``results/`` from the tables beside it, and the tables derived from other tables
+(``DERIVED``, e.g. the LCB comparison with the paper); ``--check`` only lists the blocks and
+derived tables that disagree (exit code 1), which is what the test suite runs. Prose outside
+the markers states no numbers.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analyses.stats.confusion_metrics import TASK_ORDER, compare_with_paper
 from analyses.stats.prom_lambda import verdict
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
@@ -57,7 +60,7 @@ def lambda_sentence(lambdas: pd.DataFrame) -> str:
     layers = sorted(set(lambdas["layer"]))
     groups = "; ".join(f"{key}: {_langs(langs)}" for key, langs in sorted(_decisions(lambdas).items()))
     larger = lambdas[["mean_p_en", "mean_p_target"]].max(axis=1)
-    low, high = lambdas.loc[larger.idxmin()], lambdas.loc[larger.idxmax()]
+    low, high = lambdas.iloc[larger.argmin()], lambdas.iloc[larger.argmax()]
     return (
         f"PROM's rule at layer n = {', '.join(map(str, layers))} on {_protocol(lambdas)}: {groups}. "
         f"There, the larger of mean P(en) and mean P(target) ranges from {larger.min():.2g} ({low['lang']}) "
@@ -74,7 +77,7 @@ def lens_findings(folder: Path) -> str:
     others = summary[summary["latent_peak_layer"] != mode]
     overtakes = summary[summary["overtake_layer"] >= 0]
     never = summary[summary["overtake_layer"] < 0]["lang"]
-    top = summary.loc[summary["final_p_target"].idxmax()]
+    top = summary.iloc[summary["final_p_target"].argmax()]
     lines = [
         f"- {len(summary)} target languages; {int(lambdas['n'].sum())} prompts at layer n.",
         f"- P(en) peaks at layer {mode} for {int(peaks.iloc[0])} of {len(summary)} languages"
@@ -132,10 +135,74 @@ def reports_lambda_findings(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def lcb_comparison(folder: Path) -> pd.DataFrame:
+    """The paper's Table 3/4 averages (``paper_table3.csv``) beside the overall rows of every
+    model run on the real LCB (``*/metrics_with_ci.csv``): ``compare_with_paper``'s table."""
+    ours = pd.concat([pd.read_csv(p) for p in sorted(folder.glob("*/metrics_with_ci.csv"))], ignore_index=True)
+    return compare_with_paper(ours, pd.read_csv(folder / "paper_table3.csv"))
+
+
+def _percent(row, metric: str) -> str:
+    return f"{100 * row[metric]:.1f} [{100 * row[f'{metric}_low']:.1f}, {100 * row[f'{metric}_high']:.1f}]"
+
+
+def lcb_overall(folder: Path) -> str:
+    """Each model's LPR and WPR over all of a task's prompts (95% interval), and the languages
+    whose LPR falls short of 100%."""
+    lines = [
+        "| task | model | prompts | LPR % [95% CI] | WPR % [95% CI] | languages with LPR < 100% (LPR) |",
+        "|---|---|---:|---|---|---|",
+    ]
+    for path in sorted(folder.glob("*/metrics_with_ci.csv")):
+        metrics = pd.read_csv(path)
+        per_language = metrics[(metrics["source"] == "all") & (metrics["language"] != "all")]
+        for task in TASK_ORDER:
+            row = metrics[(metrics["task"] == task) & (metrics["source"] == "all") & (metrics["language"] == "all")]
+            row = row.iloc[0]
+            short = per_language[(per_language["task"] == task) & (per_language["lpr"] < 1)].sort_values("language")
+            below = ", ".join(f"{r['language']} {100 * r['lpr']:.0f}" for r in short.to_dict("records")) or "none"
+            lines.append(
+                f"| {task} | {row['model']} | {row['n']} | {_percent(row, 'lpr')} | {_percent(row, 'wpr')} | {below} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _models_at(rows: pd.DataFrame, value: float) -> str:
+    return ", ".join(rows[rows["lpr_avg"] == value]["model"])
+
+
+def lcb_gap(folder: Path) -> str:
+    """Where our models' average LPR falls among the paper's models, per task."""
+    table = lcb_comparison(folder)
+    lines = []
+    for task in TASK_ORDER:
+        rows = table[table["task"] == task]
+        paper, ours = rows[rows["from"] == "paper"], rows[rows["from"] == "pivotlens"]
+        low, high = paper["lpr_avg"].min(), paper["lpr_avg"].max()
+        mine = "; ".join(f"{r.model} {r.lpr_avg:.1f}" for r in ours.itertuples())
+        below = ", ".join(ours[ours["lpr_avg"] < low]["model"]) or "none"
+        lines.append(
+            f"- {task.capitalize()} LPR (%): {mine}. The paper's {len(paper)} models range from "
+            f"{low:.1f} ({_models_at(paper, low)}) to {high:.1f} ({_models_at(paper, high)}); "
+            f"below all of them: {below}."
+        )
+    return "\n".join(lines) + "\n"
+
+
+LCB_FINDINGS: dict[str, Callable[[Path], str]] = {
+    "overall": lcb_overall,
+    "comparison": lambda folder: lcb_comparison(folder).to_markdown(index=False) + "\n",
+    "gap": lcb_gap,
+}
+DERIVED: dict[str, Callable[[Path], pd.DataFrame]] = {
+    "confusion/lcb/comparison.csv": lambda results: lcb_comparison(results / "confusion" / "lcb"),
+}
+
 GENERATORS: dict[str, Callable[[str, Path], str]] = {
     "lens": lambda model, results: lens_findings(results / "lens" / model),
     "changes": lambda model, results: decision_changes(results / "lens" / model),
     "reports": lambda what, results: {"lambda": reports_lambda_findings}[what](results / "reports"),
+    "lcb": lambda what, results: LCB_FINDINGS[what](results / "confusion" / "lcb"),
 }
 
 
@@ -157,19 +224,30 @@ def stale_blocks(readme: Path, results: Path = RESULTS) -> list[str]:
     return [m["key"] for m in BLOCK.finditer(text) if m["body"] != generate(m["key"], results)]
 
 
+def stale_derived(results: Path = RESULTS) -> dict[Path, str]:
+    """The derived tables whose file differs from what their source tables give, with that text."""
+    wanted = {results / name: make(results).to_csv(index=False) for name, make in DERIVED.items()}
+    return {path: text for path, text in wanted.items() if not path.is_file() or path.read_text() != text}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("readmes", nargs="*", type=Path, help="README files (default: results/*/README.md)")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
+    parser.add_argument("readmes", nargs="*", type=Path, help="README files (default: every README under results/)")
     parser.add_argument("--check", action="store_true", help="only list blocks that disagree with the tables")
     args = parser.parse_args(argv)
-    readmes = args.readmes or sorted(RESULTS.glob("*/README.md"))
+    readmes = args.readmes or sorted(RESULTS.glob("**/README.md"))
+    derived = stale_derived()
+    for path, text in derived.items():
+        if not args.check:
+            path.write_text(text, encoding="utf-8")
+        print(f"{path}: {'disagrees with its source tables' if args.check else 'rewritten'}")
     stale = {readme: stale_blocks(readme) for readme in readmes}
     for readme, keys in stale.items():
         if keys and not args.check:
             readme.write_text(render(readme), encoding="utf-8")
         for key in keys:
             print(f"{readme}: {key} {'disagrees with its tables' if args.check else 'rewritten'}")
-    return 1 if args.check and any(stale.values()) else 0
+    return 1 if args.check and (derived or any(stale.values())) else 0
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import json
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -102,7 +103,7 @@ def verdict_table(lang: str, per_model: dict[str, list[SectionResult]]) -> pd.Da
     return pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
 
 
-def _provenance_html(provenance: dict[str, object]) -> str:
+def _provenance_html(provenance: dict[str, Any]) -> str:
     models = provenance.get("models", {})
     code = provenance.get("code", {})
     lines = [

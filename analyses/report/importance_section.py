@@ -3,29 +3,33 @@ regions; docs/methods/linguistic-regions.md), and so which layers a layer swap s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 import plotly.graph_objects as go
 
 from analyses.pipelines.regions import CorpusUse, importance_for
 from analyses.report.sections import ReportContext, SectionResult, Verdict, register_section
 from analyses.stats.regions import monolingual, region_table, select
-from probes.importance import load_importance, locate
+from probes.backend.scopes import ParameterScope
+from probes.importance import load_importance
 from probes.inputs.lm_corpus import load_corpus
 
 FRACTION = 0.01  # the paper's 1% per tensor
 
 
-def region_by_layer(sizes: pd.DataFrame, blocks: str) -> pd.DataFrame:
+def region_by_layer(sizes: pd.DataFrame, scopes: Mapping[str, ParameterScope]) -> pd.DataFrame:
     """Share of each block's entries that lie in a region, from its :func:`region_table`
-    (``layer, n_region, numel, share``; layer -1 for parameters outside the blocks)."""
-    layer = sizes["param"].map(lambda name: locate(name, blocks)[0])
+    (``layer, n_region, numel, share``; layer -1 for parameters outside the blocks; ``scopes``
+    from ``Backend.parameter_scopes()``)."""
+    layer = sizes["param"].map(lambda name: scopes[str(name)].block_index)
     table = sizes.assign(layer=layer).groupby("layer", sort=True)[["selected", "numel"]].sum().reset_index()
     table = table.rename(columns={"selected": "n_region"})
     table["share"] = table["n_region"] / table["numel"]
     return table
 
 
-@register_section("importance", order=40)
+@register_section("importance", order=40, family="regions")
 def importance_section(ctx: ReportContext) -> SectionResult:
     result = SectionResult("Which parameters carry the language (linguistic regions)")
     if ctx.lang == "en" or ctx.lang not in load_corpus().langs:
@@ -41,8 +45,7 @@ def importance_section(ctx: ReportContext) -> SectionResult:
     maps = {lang: load_importance(path).importance for lang, path in table.attrs["files"].items()}
     tops = {lang: select(tensors, FRACTION, "top") for lang, tensors in maps.items()}
     own = monolingual(tops, ctx.lang)
-    blocks = ctx.backend.parts.blocks
-    layers = region_by_layer(region_table({ctx.lang: own}), blocks)
+    layers = region_by_layer(region_table({ctx.lang: own}), ctx.backend.parameter_scopes())
     layers = layers[layers["layer"] >= 0]
     ranked = layers.sort_values("share", ascending=False)
     top3 = ranked.head(3)

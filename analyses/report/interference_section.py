@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from analyses.figures.interference import cosine_figure
-from analyses.pipelines.interference import instruction_split, measure
+from analyses.pipelines.interference import InterferenceSetup, instruction_split, measure
 from analyses.report.sections import ReportContext, SectionResult, Verdict, register_section
 from analyses.stats.interference import last_layer_table, summarize
 from probes.inputs.instruction_data import INSTRUCTIONS
@@ -21,10 +21,9 @@ def interference_section(ctx: ReportContext) -> SectionResult:
         return result
     # the blocks only: the per-block curves do not depend on it, and the tied embedding's
     # gradient (the largest tensor) stays out of memory
-    table = measure(
-        ctx.backend,
-        lang_a="en",
-        lang_b=ctx.lang,
+    setup = InterferenceSetup(
+        "en",
+        ctx.lang,
         k=2 if ctx.quick else 6,
         batch_size=4,
         # SmolLM2 spends up to 260 tokens on one Malayalam or Telugu instruction (its byte-level
@@ -32,9 +31,8 @@ def interference_section(ctx: ReportContext) -> SectionResult:
         max_length=384,
         split="train",
         params="blocks",
-        store=ctx.store,
-        progress=False,
     )
+    table = measure(ctx.backend, setup, store=ctx.store, progress=False)
     summary = summarize(table)
     blocks = summary[(summary["module"] == "all") & summary["layer"].notna()]
     last = last_layer_table(summary)
@@ -48,7 +46,7 @@ def interference_section(ctx: ReportContext) -> SectionResult:
             if len(conflict)
             else "no significant conflict in any layer",
             f"last block ({int(last['layer'])}): mean cosine {last['mean']:.2f}; lowest block "
-            f"{int(blocks.loc[blocks['mean'].idxmin(), 'layer'])} ({blocks['mean'].min():.2f}); "
+            f"{int(blocks['layer'].iloc[blocks['mean'].argmin()])} ({blocks['mean'].min():.2f}); "
             f"{n_pairs} batch pairs of 4 instructions (mean loss over response tokens)",
             f"95% Student-t interval at the last block [{last['ci_low']:.2f}, {last['ci_high']:.2f}]; "
             f"conflict = the whole interval below 0; per-block intervals, not corrected for testing {len(blocks)} "

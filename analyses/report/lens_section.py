@@ -31,7 +31,7 @@ def explorer_pages(ctx: ReportContext, lens) -> tuple[list[Page], list[str]]:
     prompts = {p.item: p for p in language_prompts(ctx.lang)}
     pages, notes = [], []
     for row in example_items(lens).itertuples():
-        prompt = prompts[row.item]
+        prompt = prompts[str(row.item)]
         try:
             found = explore(
                 ctx.backend,
@@ -43,10 +43,10 @@ def explorer_pages(ctx: ReportContext, lens) -> tuple[list[Page], list[str]]:
                 latent_word=prompt.latent_word,
             )
         except PivotlensError as exc:
-            notes.append(f"{EXAMPLE_LABELS[row.example]} ({prompt.concept}) is not in the explorer: {exc}")
+            notes.append(f"{EXAMPLE_LABELS[str(row.example)]} ({prompt.concept}) is not in the explorer: {exc}")
             continue
         name = f"{ctx.backend.model_name.replace('/', '_')}__explore_{row.example}.html"
-        pages.append(Page(name, f"{EXAMPLE_LABELS[row.example]} ({prompt.concept})", found.page()))
+        pages.append(Page(name, f"{EXAMPLE_LABELS[str(row.example)]} ({prompt.concept})", found.page()))
     return pages, notes
 
 
@@ -130,7 +130,7 @@ def lens_section(ctx: ReportContext) -> SectionResult:
     return result
 
 
-def _lens_dependence(ctx: ReportContext) -> tuple[Verdict, object]:
+def _lens_dependence(ctx: ReportContext) -> tuple[Verdict, pd.DataFrame]:
     """PROM's decision under every lens of ``ctx.lenses`` and whether it is the same under all."""
     _, lambdas, agreement = lambda_under_lenses(
         ctx.backend,

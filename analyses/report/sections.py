@@ -1,11 +1,10 @@
-"""Report sections, registered by name. A section runs (or reuses from the results store) one
-probe for one model and language and returns verdicts, figures and tables; the page is the list
-of sections. A user adds a section with :func:`register_section`."""
+"""Report sections, registered by name in the method registry (``probes.registry``). A section
+runs (or reuses from the results store) one probe for one model and language and returns
+verdicts, figures and tables; the page is the list of sections. A method adds its section with
+:func:`register_section` in a module of its own (see ``docs/adding-a-method.md``)."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -14,6 +13,7 @@ import plotly.graph_objects as go
 
 from probes.backend import Backend
 from probes.backend.store import ResultsStore
+from probes.registry import Shelf
 
 
 @dataclass(frozen=True)
@@ -57,27 +57,35 @@ class ReportContext:
 
 
 Section = Callable[[ReportContext], SectionResult]
-SECTIONS: dict[str, Section] = {}
-_ORDER: dict[str, float] = {}
 
 
-def register_section(name: str, *, order: float = 100.0) -> Callable[[Section], Section]:
-    """Register ``fn`` as the report section ``name``; sections appear by ``order`` (the
-    questions of the report in their natural sequence), then by name."""
+@dataclass(frozen=True)
+class SectionSpec:
+    """A registered report section: ``run`` answers for one model and language."""
+
+    name: str
+    run: Section
+    order: float  # sections appear by order (the report's questions in their natural sequence), then by name
+    family: str
+
+
+#: Every report section: pivotlens's own (the modules of ``analyses.report``) and those of the
+#: ``pivotlens.methods`` entry points.
+SECTIONS: Shelf[SectionSpec] = Shelf("section", "analyses.report")
+
+
+def register_section(name: str, *, order: float = 100.0, family: str = "") -> Callable[[Section], Section]:
+    """Register ``fn`` as the report section ``name`` of ``family`` (default: ``name``); sections
+    appear by ``order``, then by name."""
 
     def decorate(fn: Section) -> Section:
-        SECTIONS[name] = fn
-        _ORDER[name] = order
+        SECTIONS.add(SectionSpec(name, fn, order, family or name))
         return fn
 
     return decorate
 
 
 def ordered_sections() -> list[str]:
-    """Every section's name in page order (pivotlens's own sections included)."""
-    import analyses.report
-
-    for module in pkgutil.iter_modules(analyses.report.__path__):
-        if module.name.endswith("_section"):
-            importlib.import_module(f"analyses.report.{module.name}")
-    return sorted(SECTIONS, key=lambda name: (_ORDER[name], name))
+    """Every registered section's name in page order."""
+    parts = SECTIONS.parts()
+    return sorted(parts, key=lambda name: (parts[name].order, name))

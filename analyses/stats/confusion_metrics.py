@@ -190,8 +190,8 @@ def compute_all_metrics(judged: pd.DataFrame, *, n_boot: int = 0, seed: int = 0,
         for (source, lang), group in outputs.groupby(["source", "language"], sort=True):
             flags = _flags(group)
             keys.append((source, lang))
-            points.append(_rates(flags, lang))
-            boots.append(_rates(_resample(flags, n_boot, rng), lang) if n_boot else None)
+            points.append(_rates(flags, str(lang)))
+            boots.append(_rates(_resample(flags, n_boot, rng), str(lang)) if n_boot else None)
             counts.append((len(group), int((~flags["skipped"]).sum())))
 
         point_rows = _aggregate(keys, points)
@@ -274,6 +274,6 @@ def compare_with_paper(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
             values = dict(zip(mine["metric"], mine["value"]))
             rows.append((task, model, values.get("lpr", np.nan), values.get("wpr", np.nan), "paper"))
         overall = ours[(ours["task"] == task) & (ours["source"] == ALL) & (ours["language"] == ALL)]
-        for row in overall.itertuples(index=False):
-            rows.append((task, row.model, round(100 * row.lpr, 1), round(100 * row.wpr, 1), "pivotlens"))
+        for row in overall.to_dict("records"):
+            rows.append((task, row["model"], round(100 * row["lpr"], 1), round(100 * row["wpr"], 1), "pivotlens"))
     return pd.DataFrame.from_records(rows, columns=["task", "model", "lpr_avg", "wpr_avg", "from"])

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analyses.stats.flops import DecoderShape
+from analyses.stats.flops import DecoderShape, Uncounted
 from analyses.stats.intervals import normal_interval, wilson_interval
 
 INSTANCE = ["model", "task", "lang", "item"]
@@ -312,7 +312,7 @@ def exit_rows(frame: pd.DataFrame, stop: np.ndarray) -> pd.DataFrame:
 
 
 def evaluate(
-    stopper: Stopper, test: pd.DataFrame, variant: Variant, shape: DecoderShape
+    stopper: Stopper, test: pd.DataFrame, variant: Variant, shape: DecoderShape | Uncounted
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Per-instance exits of ``stopper`` on ``test`` (with FLOPs), and its per-row decisions."""
     test = _sorted(test)
@@ -366,7 +366,7 @@ def generalisation_splits(items: pd.DataFrame, model: str, is_test: pd.Series) -
 def run_strategies(
     items: pd.DataFrame,
     model: str,
-    shape: DecoderShape,
+    shape: DecoderShape | Uncounted,
     *,
     variants: Iterable[str] = tuple(VARIANTS),
     test_fraction: float = 0.5,
@@ -464,7 +464,7 @@ def classifier_table(decisions: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def static_exit_curve(items: pd.DataFrame, shape: DecoderShape, variant: str = "full") -> pd.DataFrame:
+def static_exit_curve(items: pd.DataFrame, shape: DecoderShape | Uncounted, variant: str = "full") -> pd.DataFrame:
     """Exit every item at layer ``l`` (no lens at the other layers): accuracy and FLOPs ratio per
     ``(model, task, layer)``, pooled over languages: the non-adaptive trade-off."""
     target = VARIANTS[variant].target

@@ -28,8 +28,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from probes.backend.errors import PivotlensError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
 
 # Model types whose MLP is two matrices (up, down) with no gate.
 PLAIN_MLP = frozenset(
@@ -54,7 +58,7 @@ PLAIN_MLP = frozenset(
 _UNCOUNTED_MOE = ("shared_expert_intermediate_size", "n_shared_experts", "first_k_dense_replace", "mlp_only_layers")
 
 
-def _text_config(config: object):
+def _text_config(config: PreTrainedConfig | Mapping[str, Any]) -> PreTrainedConfig:
     """A ``transformers`` config (a dict is built into one); a multimodal config's text part."""
     if isinstance(config, Mapping):
         from transformers import AutoConfig
@@ -121,7 +125,7 @@ class DecoderShape:
     n_experts: int = 0  # experts the router scores (0: dense)
 
     @classmethod
-    def from_config(cls, config: object) -> DecoderShape:
+    def from_config(cls, config: PreTrainedConfig | Mapping[str, Any]) -> DecoderShape:
         """From a ``transformers`` config (or its dict); raises :class:`PivotlensError` naming
         what it cannot count."""
         config = _text_config(config)
@@ -189,7 +193,7 @@ class DecoderShape:
         return sum(self.block(s, layer) for layer in range(stop_layer + 1)) + heads * self.head()
 
 
-def flops_model(config: object) -> DecoderShape | Uncounted:
+def flops_model(config: PreTrainedConfig | Mapping[str, Any]) -> DecoderShape | Uncounted:
     """The FLOPs model of a config, or :class:`Uncounted` with the reason it cannot be counted."""
     try:
         return DecoderShape.from_config(config)

@@ -41,7 +41,8 @@ def bootstrap_mean_interval(
     replacement, seeded); one value is its own interval, none gives NaN."""
     data = np.asarray(values, dtype=float)
     if data.size < 2:
-        return (float(data[0]),) * 2 if data.size else (float("nan"),) * 2
+        value = float(data[0]) if data.size else float("nan")
+        return value, value
     result = stats.bootstrap(
         (data,),
         np.mean,

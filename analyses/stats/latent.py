@@ -4,6 +4,8 @@ the target overtakes it."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
 
@@ -38,7 +40,7 @@ def pivot_summary(table: pd.DataFrame, by: tuple[str, ...] = ("lang",)) -> pd.Da
     rows = []
     for key, unsorted in means.groupby(list(by)):
         group = unsorted.sort_values("layer")
-        peak = group.loc[group[latent].idxmax()]
+        peak = group.iloc[group[latent].argmax()]
         after = group[(group["layer"] >= peak["layer"]) & (group["p_target"] > group[latent])]
         rows.append(
             {
@@ -67,30 +69,31 @@ def example_items(table: pd.DataFrame) -> pd.DataFrame:
     ``target_earliest`` is missing when the target never leads."""
     latent = latent_column(table)
     wide = table.pivot_table(index="item", columns="layer", values=["p_target", latent]).sort_index()
-    lead = wide[latent] - wide["p_target"]  # [item, layer]
-    distance = np.sqrt(((wide - wide.mean()) ** 2).sum(axis=1))
-    typical = distance.idxmin()
-    latent_item = lead.max(axis=1).idxmax()
+    lead = cast(pd.DataFrame, wide[latent] - wide["p_target"])  # [item, layer]: a column level selects a frame
+    distance = cast(pd.Series, np.sqrt(((wide - wide.mean()) ** 2).sum(axis=1)))  # a ufunc keeps the Series
+    typical = cast(str, distance.idxmin())  # items are run keys
+    peaks = lead.max(axis=1)
+    latent_item = cast(str, peaks.idxmax())
     rows = [
         {"example": "typical", "item": typical, "layer": -1, "value": float(distance[typical])},
         {
             "example": "latent_leads",
             "item": latent_item,
-            "layer": int(lead.loc[latent_item].idxmax()),
-            "value": float(lead.loc[latent_item].max()),
+            "layer": int(lead.idxmax(axis=1)[latent_item]),
+            "value": float(peaks[latent_item]),
         },
     ]
     target_leads = lead < 0
     if target_leads.to_numpy().any():
         first = target_leads.idxmax(axis=1)[target_leads.any(axis=1)]  # first layer where the target leads
-        earliest = pd.DataFrame({"layer": first, "margin": [lead.loc[item, layer] for item, layer in first.items()]})
-        item = earliest.sort_values(["layer", "margin"]).index[0]
+        earliest = pd.DataFrame({"layer": first, "margin": [lead.at[item, layer] for item, layer in first.items()]})
+        first_row = earliest.sort_values(["layer", "margin"]).iloc[0]
         rows.append(
             {
                 "example": "target_earliest",
-                "item": item,
-                "layer": int(earliest.loc[item, "layer"]),
-                "value": float(earliest.loc[item, "margin"]),
+                "item": first_row.name,
+                "layer": int(first_row["layer"]),
+                "value": float(first_row["margin"]),
             }
         )
     return pd.DataFrame(rows, columns=list(EXAMPLE_COLUMNS))

@@ -43,7 +43,7 @@ def lens_agreement(lambdas: pd.DataFrame) -> pd.DataFrame:
     for lang, row in wide.iterrows():
         decisions = row.dropna()
         counts = decisions.value_counts()
-        lone = [lens for lens, said in decisions.items() if counts[said] == 1 and len(decisions) > 2]
+        lone = [str(lens) for lens, said in decisions.items() if counts[said] == 1 and len(decisions) > 2]
         rows.append(
             {
                 "lang": lang,

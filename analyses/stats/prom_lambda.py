@@ -174,12 +174,13 @@ def copy_costs(lambdas: pd.DataFrame) -> list[str]:
     """One line per language whose translation source shares the target's script: how many
     prompts the copy rule dropped there."""
     lines = []
-    for row in lambdas.itertuples(index=False):
-        script = get_language(row.lang).script
-        if row.task == "translation" and get_language(row.src_lang).script == script:
+    for row in lambdas.to_dict("records"):
+        script = get_language(row["lang"]).script
+        if row["task"] == "translation" and get_language(row["src_lang"]).script == script:
+            total = row["n"] + row["n_dropped_copy"] + row["n_dropped_degenerate"]
             lines.append(
-                f"source {row.src_lang} shares the {script} script with {row.lang}: "
-                f"{row.n_dropped_copy} of {row.n + row.n_dropped_copy + row.n_dropped_degenerate} prompts dropped "
+                f"source {row['src_lang']} shares the {script} script with {row['lang']}: "
+                f"{row['n_dropped_copy']} of {total} prompts dropped "
                 "because the answer shares a token with the source word (--source ru or the cloze task avoids this)"
             )
     return lines

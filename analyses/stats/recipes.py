@@ -28,7 +28,7 @@ def inside_tables(
     model and recipe, from the stacked lens and interference tables of every model."""
     by = ("model", "recipe", "lang")
     lambdas = [
-        lambda_table(g, n_layers=n_layers, n_boot=n_boot, seed=seed).assign(model=m, recipe=r)
+        lambda_table(g, n_layers=n_layers, n_boot=n_boot, seed=seed).assign(model=str(m), recipe=str(r))
         for (m, r), g in lens.groupby(["model", "recipe"], sort=False)
     ]
     return ModelInternals(

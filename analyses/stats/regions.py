@@ -28,6 +28,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from probes.backend.errors import InputError
+
 Masks = dict[str, torch.Tensor]  # parameter name -> bool tensor of the parameter's shape
 Selection = Literal["top", "bottom", "random"]
 SELECTIONS: tuple[str, ...] = ("top", "bottom", "random")
@@ -37,9 +39,9 @@ SELECTIONS: tuple[str, ...] = ("top", "bottom", "random")
 WRITES_RESIDUAL = ("o_proj", "down_proj", "out_proj", "dense", "c_proj", "fc2", "dense_4h_to_h")
 
 
-def _check_fraction(fraction: float) -> None:
+def check_fraction(fraction: float) -> None:
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"fraction must lie strictly between 0 and 1 (0.01 is 1 %), not {fraction}")
+        raise InputError(f"fraction must lie strictly between 0 and 1 (0.01 is 1 %), not {fraction}")
 
 
 def tensor_seed(seed: int, name: str) -> int:
@@ -58,9 +60,9 @@ def select_tensor(
     scores: torch.Tensor, fraction: float, selection: Selection, *, seed: int = 0, name: str = ""
 ) -> torch.Tensor:
     """Mask of exactly ``int(fraction * numel)`` entries of one tensor (top, bottom or random)."""
-    _check_fraction(fraction)
+    check_fraction(fraction)
     if selection not in SELECTIONS:
-        raise ValueError(f"selection must be one of {SELECTIONS}, not {selection!r}")
+        raise InputError(f"selection must be one of {SELECTIONS}, not {selection!r}")
     n = int(fraction * scores.numel())
     if selection == "random":
         generator = torch.Generator().manual_seed(tensor_seed(seed, name))
@@ -83,8 +85,8 @@ def select(
             name: select_tensor(values, fraction, selection, seed=seed, name=name) for name, values in scores.items()
         }
     if per != "global":
-        raise ValueError(f"per must be 'tensor' or 'global', not {per!r}")
-    _check_fraction(fraction)
+        raise InputError(f"per must be 'tensor' or 'global', not {per!r}")
+    check_fraction(fraction)
     names = sorted(scores)
     if selection == "random":
         generator = torch.Generator().manual_seed(seed)
@@ -258,7 +260,7 @@ def concentration_table(regions: Mapping[str, Masks], layer_of, *, top: int = 5)
     (or columns) holding most of them. Compare a top region with its random control: uniform
     placement puts about ``top / n_slices`` (plus sampling noise) there.
 
-    ``layer_of(name) -> (layer, module)`` names the tensor (``probes.importance.locate``).
+    ``layer_of(name) -> (layer, module)`` names the tensor (from ``Backend.parameter_scopes()``).
     """
     rows = []
     for label, masks in regions.items():

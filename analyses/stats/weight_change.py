@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from probes.backend.checkpoint import Checkpoint, check_compatible, open_checkpoint
 from probes.backend.errors import PivotlensError, UnsupportedArchitectureError
+from probes.backend.scopes import PROJECTIONS
 
 MODULES: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
 METRICS: tuple[str, ...] = ("rel_mean_abs", "rel_frobenius", "top_fraction")
@@ -60,13 +61,7 @@ COLUMNS = {
 
 _MATRIX = re.compile(r"(?:^|\.)(?:layers|h)\.(\d+)\.(self_attn|attention|attn|mlp|feed_forward)\.(\w+)\.weight$")
 _LEAVES = {
-    "q_proj": "q",
-    "k_proj": "k",
-    "v_proj": "v",
-    "o_proj": "o",
-    "gate_proj": "gate",
-    "up_proj": "up",
-    "down_proj": "down",
+    **PROJECTIONS,
     "wq": "q",
     "wk": "k",
     "wv": "v",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import cast
 
 import anywidget
 import ipywidgets as widgets
@@ -17,7 +18,7 @@ from plotly.offline import get_plotlyjs
 
 from analyses.figures.explore import COLORS
 from analyses.pipelines.explore import Exploration, available_lenses, explore
-from probes.backend import Backend, load
+from probes.backend import Backend, BackendName, load
 from probes.backend.errors import PivotlensError
 from probes.backend.models import DEFAULT_MODEL, EMBEDDED
 
@@ -81,11 +82,11 @@ class ExplorerWidget(widgets.VBox):
         latent: str = "en",
         lens: str = "logit",
         color: str = "prob",
-        backend: str = "transformer-lens",
+        backend: BackendName = "transformer-lens",
     ) -> None:
         self._models = dict(models or {name: name for name in EMBEDDED})
-        self._loaded = {name: m for name, m in self._models.items() if isinstance(m, Backend)}
-        self._backend_name = backend
+        self._loaded: dict[str, Backend] = {}  # the models loaded from a name, by dropdown name
+        self._backend_name: BackendName = backend
         first = DEFAULT_MODEL if DEFAULT_MODEL in self._models else next(iter(self._models))
         self.prompt = widgets.Textarea(
             prompt, description="prompt", continuous_update=False, layout=widgets.Layout(width="95%", height="4em")
@@ -108,9 +109,12 @@ class ExplorerWidget(widgets.VBox):
         self._redraw()
 
     def backend(self) -> Backend:
-        name = self.model.value
+        name = cast(str, self.model.value)  # ipywidgets types a value as Any | None; the options are str
+        model = self._models[name]
+        if isinstance(model, Backend):
+            return model
         if name not in self._loaded:
-            self._loaded[name] = load(self._models[name], backend=self._backend_name)
+            self._loaded[name] = load(model, backend=self._backend_name)
         return self._loaded[name]
 
     def _redraw(self, change=None) -> None:
@@ -120,8 +124,8 @@ class ExplorerWidget(widgets.VBox):
             self.exploration = explore(
                 self.backend(),
                 self.prompt.value,
-                lens=self.lens.value,
-                color=self.color.value,
+                lens=cast(str, self.lens.value),
+                color=cast(str, self.color.value),
                 target=self.target.value or None,
                 latent=self.latent.value.strip(),
                 latent_word=self.latent_word.value.strip() or None,

@@ -13,7 +13,7 @@ from probes.backend.models import DEFAULT_MODEL, EMBEDDED, load_hf, load_meta, w
 if TYPE_CHECKING:
     import torch
 
-    from probes.backend.base import Backend
+    from probes.backend.base import Backend, Encoded, Generation, LensReadout, LensRequest, LossGrads
 
 # imported on first use, so that importing pivotlens (and `pivotlens --help`) does not load torch
 _FROM_BASE = ("Backend", "Encoded", "Generation", "LensReadout", "LensRequest", "LossGrads")
@@ -109,6 +109,6 @@ def load(
         backend=backend,
         model_name=name,
         source=source,
-        weights_hash=weights_fingerprint(source),
+        weights_hash=weights_fingerprint(source, getattr(hf_model.config, "_commit_hash", None)),
         remote=remote,
     )

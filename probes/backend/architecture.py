@@ -15,10 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import reduce
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from probes.backend.errors import UnsupportedArchitectureError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 # Names transformers 5 gives the decoder's final norm (Llama/Gemma/Qwen/Mistral/Phi-3/OLMo/Cohere:
 # norm; GPT-2/BLOOM/Falcon: ln_f; GPT-NeoX/OPT: final_layer_norm; Persimmon/Phi: final_layernorm).
@@ -66,7 +71,7 @@ class FinalTransform:
     softcap: float | None = None
 
     @classmethod
-    def of(cls, model: torch.nn.Module) -> FinalTransform:
+    def of(cls, model: PreTrainedModel) -> FinalTransform:
         config = model.config
         multiplier = _LOGIT_MULTIPLIERS.get(config.model_type)
         cap = getattr(config, "final_logit_softcapping", None) or getattr(config, "logits_soft_cap", None)
@@ -86,13 +91,9 @@ class FinalTransform:
         return ", ".join(parts)
 
 
-def _get(root, path: str):
-    obj = root
-    for part in path.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            return None
-    return obj
+def _get(root, path: str) -> Any:
+    """The attribute at a dotted ``path`` (a module of the model, or an nnsight envoy of it)."""
+    return reduce(getattr, path.split("."), root)
 
 
 def _path_of(model: torch.nn.Module, module: torch.nn.Module) -> str | None:
@@ -116,7 +117,7 @@ class ModelParts:
     transform: FinalTransform
 
     @classmethod
-    def locate(cls, model: torch.nn.Module) -> ModelParts:
+    def locate(cls, model: PreTrainedModel) -> ModelParts:
         """Find the parts, or raise :class:`UnsupportedArchitectureError` naming the one missing."""
         n_layers = model.config.num_hidden_layers
         head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None

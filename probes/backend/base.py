@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -27,8 +28,13 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from probes.backend.architecture import ModelParts
 from probes.backend.models import weights_origin
+from probes.backend.scopes import ParameterScope, frozen_except, parameter_scopes
 
 if TYPE_CHECKING:
+    from typing import Any
+
+    from transformers import PreTrainedModel
+
     from probes.backend.lenses import Lens
 
 
@@ -115,6 +121,13 @@ class LensReadout:
     top_probs: torch.Tensor | None = None
     probs: torch.Tensor | None = None
     energy: torch.Tensor | None = None
+
+    def require(self, name: str) -> torch.Tensor:
+        """The readout ``name`` (``"top_ids"``, ...), which the :class:`LensRequest` must have asked for."""
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"the lens request did not ask for {name!r}")
+        return value
 
 
 # Logits exponentiated at once when reducing (16 MB of float32): below glibc's 32 MB threshold for
@@ -413,20 +426,20 @@ class Backend(ABC):
         seq, width = enc.input_ids.shape[1], ids.shape[1]
         positions = torch.arange(seq - width, seq).unsqueeze(0).expand(len(words), -1)
         out = self.lens(enc, LensRequest(token_ids=ids, log_probs=True), positions=positions, lens=lens)
-        return out.log_probs_at_ids.diagonal(dim1=2, dim2=3).double().sum(-1)  # position j scores token j
+        return out.require("log_probs_at_ids").diagonal(dim1=2, dim2=3).double().sum(-1)  # position j scores token j
 
     def _loss(self, enc: Encoded, labels: torch.Tensor) -> torch.Tensor:
         """Differentiable mean next-token loss of a batch: the model's own logits."""
         return lm_loss(self._hf_model()(**enc.model_inputs(), use_cache=False).logits, labels)
 
-    def _trainable(self) -> dict[str, torch.nn.Parameter]:
-        """Trainable parameters under their Hugging Face names."""
+    def trainable_parameters(self) -> dict[str, torch.nn.Parameter]:
+        """Trainable parameters (``requires_grad``) under their Hugging Face names."""
         return {n: p for n, p in self.named_parameters().items() if p.requires_grad}
 
     def loss_and_grads(self, enc: Encoded, labels: torch.Tensor, params: Sequence[str] | None = None) -> LossGrads:
         """Mean next-token loss (``labels`` aligned with inputs, -100 ignored) and its gradient
         for the named parameters (Hugging Face names; all trainable ones when ``None``)."""
-        named = self._trainable()
+        named = self.trainable_parameters()
         wanted = list(named) if params is None else list(params)
         missing = [n for n in wanted if n not in named]
         if missing:
@@ -436,7 +449,7 @@ class Backend(ABC):
         loss = self._loss(enc, labels.to(enc.input_ids.device))
         loss.backward()
         grads = {
-            n: named[n].grad.detach().clone() if named[n].grad is not None else torch.zeros_like(named[n])
+            n: grad.detach().clone() if (grad := named[n].grad) is not None else torch.zeros_like(named[n])
             for n in wanted
         }
         for p in named.values():
@@ -444,7 +457,7 @@ class Backend(ABC):
         return LossGrads(loss.detach().item(), grads, int((labels[:, 1:] != -100).sum()))
 
     @abstractmethod
-    def _hf_model(self):
+    def _hf_model(self) -> PreTrainedModel:
         """The underlying ``transformers`` model (for generation)."""
 
     def unembedding_gram(self, chunk: int = 16384) -> torch.Tensor:
@@ -485,7 +498,7 @@ class Backend(ABC):
 
         return stream_grads(
             self._hf_model(),
-            self._trainable(),
+            self.trainable_parameters(),
             enc.model_inputs(),
             labels.to(enc.input_ids.device),
             params,
@@ -497,6 +510,17 @@ class Backend(ABC):
     def named_parameters(self) -> dict[str, torch.nn.Parameter]:
         """Parameters under their Hugging Face names."""
         return dict(self._hf_model().named_parameters())
+
+    def parameter_scopes(self) -> dict[str, ParameterScope]:
+        """Block (``layer``), module and group of every parameter, under its Hugging Face name,
+        read from the module tree as it is now (:mod:`probes.backend.scopes`)."""
+        return parameter_scopes(self._hf_model(), self.parts)
+
+    def frozen_except(self, names: Collection[str]) -> AbstractContextManager[None]:
+        """``with backend.frozen_except(names): ...``: only the named parameters require
+        gradients inside (a backward pass then spends nothing on the others); every
+        ``requires_grad`` flag is restored on exit, even after an error."""
+        return frozen_except(self.named_parameters(), names)
 
     def generate(
         self,
@@ -523,7 +547,8 @@ class Backend(ABC):
             torch.manual_seed(seed)
         recorder = _StepRecorder(nucleus_p, top_k)
         processors = LogitsProcessorList([recorder] if statistics else [])
-        model = self._hf_model()
+        # (transformers types generate() and its result for its own checker, not for a PreTrainedModel)
+        model: Any = self._hf_model()
         kwargs = {"temperature": temperature, "top_p": top_p} if do_sample else {}
         if num_beams > 1:
             kwargs.update(num_beams=num_beams, return_dict_in_generate=True, output_scores=True)

@@ -56,7 +56,7 @@ class Checkpoint:
 
     @property
     def n_layers(self) -> int:
-        layers = {layer_of(n) for n in self.shapes} - {None}
+        layers = {layer for n in self.shapes if (layer := layer_of(n)) is not None}
         if "num_hidden_layers" in self.config:
             return int(self.config["num_hidden_layers"])
         if not layers:

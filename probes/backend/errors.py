@@ -34,12 +34,23 @@ class InputError(PivotlensError, ValueError):
     """An option value pivotlens cannot use (device, dtype, layer, output folder, ...)."""
 
 
+class LayerError(InputError, IndexError):
+    """A layer index outside the model's blocks."""
+
+
 class PromptError(PivotlensError, ValueError):
     """A prompt a model cannot read: empty, or longer than the model's context."""
 
 
 class UnknownLensError(PivotlensError, ValueError):
     """A lens kind that pivotlens does not know."""
+
+
+class UnknownNameError(PivotlensError, KeyError):
+    """A name that no registered probe, report section or figure family has."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
 
 
 class TaskRequestError(PivotlensError, ValueError):

@@ -26,7 +26,7 @@ def add_loss_grads(
     next-token loss into ``into[name]`` for every named parameter (Hugging Face names; ``labels``
     aligned with the inputs, -100 ignored). ``transform`` may work in place on ``grad``.
     Returns the loss and the number of predicted tokens. Every ``.grad`` is ``None`` afterwards;
-    freeze parameters outside ``into`` (``requires_grad=False``) to spare their gradients."""
+    call it inside ``backend.frozen_except(into)`` to spare the other parameters' gradients."""
     named = backend.named_parameters()
     missing = [n for n in into if n not in named or not named[n].requires_grad]
     if missing:

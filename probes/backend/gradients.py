@@ -13,11 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import torch
 
 from probes.backend.architecture import ModelParts
+from probes.backend.scopes import frozen_except
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 Reduction = Literal["token_mean", "sequence_mean"]
 REDUCTIONS: tuple[str, ...] = ("token_mean", "sequence_mean")
@@ -27,9 +31,11 @@ class _Stop(Exception):
     """Raised by the hook on the read-out block, so later blocks are never computed."""
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+def unwrap(model: torch.nn.Module) -> PreTrainedModel:
     """The ``transformers`` model inside a peft wrapper (LoRA layers stay injected in it)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = getattr(model, "get_base_model", None)
+    # torch types any attribute of a module as Tensor | Module; both are transformers models here
+    return cast("PreTrainedModel", base() if base is not None else model)
 
 
 def block_output(model: torch.nn.Module, inputs: Mapping[str, torch.Tensor], layer: int) -> torch.Tensor:
@@ -158,18 +164,11 @@ def stream_grads(
     missing = [n for n in wanted if n not in trainable]
     if missing:
         raise KeyError(f"unknown parameters {missing[:3]}; use Hugging Face names such as {next(iter(trainable))!r}")
-    keep = set(wanted)
-    frozen = [p for n, p in trainable.items() if n not in keep]
     for p in trainable.values():
         p.grad = None
-    for p in frozen:
-        p.requires_grad_(False)
-    try:
+    with frozen_except(trainable, wanted):
         loss = lens_loss(model, inputs, labels, **loss_options)
         if loss.requires_grad:  # else no requested parameter lies before the read-out: all zeros
             loss.backward()
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
     n_tokens = int((labels[:, 1:] != -100).sum())
     return GradStream(loss.detach().item(), n_tokens, {n: trainable[n] for n in wanted})

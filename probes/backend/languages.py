@@ -7,7 +7,7 @@ import unicodedata
 import warnings
 from dataclasses import dataclass
 
-from probes.backend.errors import UnknownLanguageError
+from probes.backend.errors import InputError, UnknownLanguageError
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,10 @@ def get_language(code: str) -> Language:
 
 def parse_languages(spec: str | list[str]) -> list[str]:
     """``"en,fr"`` or ``["en", "fr"]`` -> validated codes, each once (a repeated code would be
-    counted twice, so it is dropped with a warning)."""
+    counted twice, so it is dropped with a warning); no code at all is an error."""
     codes = [c.strip() for c in (spec.split(",") if isinstance(spec, str) else spec) if c.strip()]
+    if not codes:
+        raise InputError(f"no language code in {spec!r}; give comma-separated language codes such as fr,zh")
     for code in codes:
         get_language(code)
     unique = list(dict.fromkeys(codes))

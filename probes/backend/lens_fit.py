@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -85,8 +84,8 @@ class Moments:
 
     zz: torch.Tensor  # [L, d+1, d+1] float64
     zy: torch.Tensor  # [L, d+1, d]
+    y_sum: torch.Tensor  # [d]
     yy: float = 0.0  # sum ||y||^2
-    y_sum: torch.Tensor | None = None  # [d]
     n: int = 0
 
     @classmethod
@@ -148,19 +147,6 @@ def kl_bits(final_log_probs: torch.Tensor, lens_logits: torch.Tensor) -> torch.T
     return (final_log_probs.exp() * (final_log_probs - lens_log_probs)).sum(-1) / math.log(2)
 
 
-@contextmanager
-def _frozen(model: torch.nn.Module):
-    """The model's parameters without gradients (only the translator trains), restored after."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-
-
 def layer_kl(backend: Backend, lens: Lens, acts: torch.Tensor, chunk: int = 256) -> torch.Tensor:
     """Mean KL (bits) to the final distribution per layer of activations ``[L, n, d]``."""
     totals = torch.zeros(acts.shape[0], dtype=torch.float64)
@@ -200,6 +186,8 @@ def fit_tuned(
         )
     n_layers, n_tokens, d_model = acts.shape
     start = init or identity_lens("tuned", name, n_layers, d_model)
+    if start.weight is None or start.bias is None:
+        raise PivotlensError(f"tuned lens {name!r}: the starting lens {start.name!r} has no translator to train")
     weight = torch.nn.Parameter(start.weight.detach().clone().float().to(backend.device))
     bias = torch.nn.Parameter(start.bias.detach().clone().float().to(backend.device))
     trained = Lens("tuned", name, weight, bias)
@@ -208,7 +196,7 @@ def fit_tuned(
     optimizer = torch.optim.Adam([weight, bias], lr=lr)
     generator = torch.Generator().manual_seed(seed)
     losses = []
-    with _frozen(backend._hf_model()), _frozen(getattr(backend, "bridge", torch.nn.Module())):
+    with backend.frozen_except(()):  # only the translator trains
         for _ in tqdm(range(steps), desc=f"tuned lens {backend.model_name}", unit="step", disable=not progress):
             pick = torch.randint(n_tokens, (tokens_per_step,), generator=generator)
             batch = acts[:, pick].to(backend.device)

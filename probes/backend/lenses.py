@@ -71,7 +71,7 @@ class Lens:
     def translator(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(weight, bias)`` as the Backend's lens primitive takes them (plain tensors, so an
         nnsight trace, remote included, needs no pivotlens class); ``None`` for the logit lens."""
-        return None if self.weight is None else (self.weight, self.bias)
+        return None if self.weight is None or self.bias is None else (self.weight, self.bias)
 
     def translate(self, layers: Sequence[int], resid: torch.Tensor) -> torch.Tensor:
         """``resid`` ``[len(layers), ..., d]`` -> the translated residuals, same shape."""
@@ -112,6 +112,8 @@ def save_lens(lens: Lens, weights_hash: str, folder: Path | None = None) -> Path
 
     from probes.backend.store import write_text_atomic
 
+    if lens.weight is None or lens.bias is None:
+        raise PivotlensError(f"lens {lens.name!r} has no translator to save (the logit lens needs none)")
     folder = folder or lens_dir(weights_hash)
     folder.mkdir(parents=True, exist_ok=True)
     lens.record.update(

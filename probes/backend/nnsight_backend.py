@@ -22,7 +22,7 @@ from probes.backend.base import (
 from probes.backend.errors import PivotlensError
 
 
-def _block_output(block):
+def _block_output(block) -> torch.Tensor:
     """Under transformers 5 a decoder layer returns a tensor; older versions a tuple."""
     out = block.output
     return out[0] if isinstance(out, tuple) else out
@@ -81,6 +81,8 @@ class NNsightBackend(Backend):
         return self._selected(enc, layers, resolve_positions(positions, enc), reduce)
 
     def _loss(self, enc: Encoded, labels: torch.Tensor) -> torch.Tensor:
+        from nnsight import save
+
         with self._trace(enc):
-            loss = lm_loss(self.nn.output.logits, labels).save()
+            loss = save(lm_loss(self.nn.output.logits, labels))
         return loss  # noqa: RET504 (the saved value exists only once the trace has run, at the end of the block)

@@ -37,9 +37,9 @@ def collect(
     With ``run``: items whose ``key`` is among the run's stored items are skipped; each batch's
     rows are stored as soon as they are computed, so an interrupted run resumes where it stopped;
     a finished run with nothing new to compute is loaded, not rewritten. The rows must carry the
-    key in the run's item column (``item``). The stored items are read again before each batch,
-    so a second process working on the same run is not duplicated (``Run.append`` also drops
-    rows of items stored meanwhile, under the run's lock)."""
+    key in the run's item column (``item``). The stored items are read again, under the run's
+    lock, before each batch, so a second process working on the same run is not duplicated
+    (``Run.append`` also drops rows of items stored meanwhile, under the same lock)."""
     done = run.done_items() if run is not None else set()
     todo = [item for item in items if key(item) not in done]
     if run is not None and run.finished and not todo:

@@ -216,9 +216,9 @@ def _read_or_quarantine(path: Path, columns: list[str] | None = None) -> pa.Tabl
 class Run:
     """One resumable run of a probe, stored under ``root/probe/<model>-<key>/``.
 
-    Safe under concurrency: every write takes the run's file lock, ``append`` re-reads the
-    stored items under the lock and drops rows whose item another process stored meanwhile,
-    parts have unique names, and ``finish`` keeps each item once. Damaged parts or results
+    Safe under concurrency: every write and every read of the stored items takes the run's file
+    lock, ``append`` re-reads the stored items under the lock and drops rows whose item another
+    process stored meanwhile, parts have unique names, and ``finish`` keeps each item once. Damaged parts or results
     are moved to ``quarantine/`` and their items computed again.
     """
 
@@ -246,7 +246,12 @@ class Run:
         return sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else []
 
     def done_items(self, column: str | None = None) -> set[str]:
-        """Item keys already stored (in finished batches); damaged parts are quarantined."""
+        """Item keys already stored (in finished batches), read under the run's lock; damaged
+        parts are quarantined."""
+        with self.lock():
+            return self._stored_keys(column)
+
+    def _stored_keys(self, column: str | None = None) -> set[str]:
         keys: set[str] = set()
         for part in self._part_files():
             table = _read_or_quarantine(part, [column or self.key])
@@ -260,7 +265,7 @@ class Run:
             return
         with self.lock():
             if self.key in df.columns:
-                done = self.done_items()
+                done = self._stored_keys()
                 fresh = ~df[self.key].astype(str).isin(done)
                 self.duplicates_dropped += int((~fresh).sum())
                 df = df[fresh]

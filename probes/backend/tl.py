@@ -104,11 +104,10 @@ class TransformerLensBackend(Backend):
 
             return hook
 
-        hooks = [(f"blocks.{layer}.hook_resid_post", make_hook(layer)) for layer in sorted(set(layers))]
         with contextlib.suppress(_Stop):
             self.bridge.run_with_hooks(
                 enc.input_ids,
-                fwd_hooks=hooks,
+                fwd_hooks=[(f"blocks.{layer}.hook_resid_post", make_hook(layer)) for layer in sorted(set(layers))],
                 attention_mask=enc.attention_mask,
                 position_ids=enc.position_ids,
             )

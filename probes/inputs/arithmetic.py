@@ -28,7 +28,7 @@ import argparse
 import random
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,7 +112,7 @@ def _draw(kind: str, rng: random.Random) -> tuple[int, ...]:
             return numbers
 
 
-def generate_problems(n: int, seed: int, *, exclude: set[tuple] = frozenset(), n_names: int = 8) -> list[Problem]:
+def generate_problems(n: int, seed: int, *, exclude: Set[tuple] = frozenset(), n_names: int = 8) -> list[Problem]:
     """``n`` distinct problems, the kinds in turn, numbers, item and name drawn with ``seed``;
     problems whose ``(kind, numbers, item)`` is in ``exclude`` are skipped (keeps evaluation
     problems out of training)."""

@@ -120,8 +120,8 @@ def read_records(
     return [h.strip() for h in header], records
 
 
-def _task_of(header: list[str], path: Path, task: Task | None) -> Task:
-    matches = [t for t in TASKS if set(COLUMNS[t]) <= set(header)]
+def _task_of(header: list[str], path: Source, task: Task | None) -> Task:
+    matches: list[Task] = [t for t in TASKS if set(COLUMNS[t]) <= set(header)]
     if task is not None and task not in matches:
         raise DataFormatError(
             f"{path}:1: a {task} file needs the columns {','.join(COLUMNS[task])} (found {','.join(header)})"

@@ -142,7 +142,7 @@ def pairs_for(table: pd.DataFrame, lang: str, ids: Sequence[str]) -> list[tuple[
         raise DataFormatError(
             f"ids {missing[:5]} have no {lang!r} row; use parallel_ids() to pick ids every language has"
         )
-    return [(rows.at[i, "instruction"], rows.at[i, "response"]) for i in ids]
+    return [(str(rows.at[i, "instruction"]), str(rows.at[i, "response"])) for i in ids]
 
 
 @dataclass(frozen=True)

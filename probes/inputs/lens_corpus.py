@@ -59,7 +59,7 @@ def fitting_texts() -> dict[str, list[str]]:
     corpus = load_corpus(SENTENCES)
     texts = {lang: corpus.texts(lang, "accumulation") for lang in corpus.langs}
     for row in load_instructions().itertuples(index=False):
-        texts.setdefault(row.lang, []).append(f"{row.instruction}\n{row.response}")
+        texts.setdefault(str(row.lang), []).append(f"{row.instruction}\n{row.response}")
     return texts
 
 

@@ -13,7 +13,7 @@ goes, and a shared first token there would let the model copy instead of recall.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -79,7 +79,7 @@ def translation_prompts(
     answers = list(rows[tgt])
     prompts = []
     for i, row in rows.iterrows():
-        demos = _demonstrations(rng, answers, i, shots)
+        demos = _demonstrations(rng, answers, cast(int, i), shots)  # a RangeIndex
         lines = "".join(f'{src_name}: "{rows.at[j, src]}" - {tgt_name}: "{rows.at[j, tgt]}"\n' for j in demos)
         text = lines + f'{src_name}: "{row[src]}" - {tgt_name}: "'
         prompts.append(
@@ -115,7 +115,7 @@ def cloze_prompts(
     answers = list(sentences[lang])
     prompts = []
     for i, row in sentences.iterrows():
-        demos = _demonstrations(rng, answers, i, shots)
+        demos = _demonstrations(rng, answers, cast(int, i), shots)  # a RangeIndex
         lines = "".join(f'{sentences.at[j, "sentence"]} {language.answer}: "{answers[j]}".\n' for j in demos)
         text = lines + f'{row["sentence"]} {language.answer}: "'
         prompts.append(

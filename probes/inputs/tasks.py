@@ -20,6 +20,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 
@@ -91,6 +92,16 @@ def _mcqa_templates() -> dict[str, Template]:
         "mr": ("प्रत्येक बहुपर्यायी प्रश्नाचे उत्तर योग्य पर्यायाच्या अक्षराने द्या.", "प्रश्न"),
         "ml": ("ഓരോ ബഹുവികല്പ ചോദ്യത്തിനും ശരിയായ ഉത്തരത്തിന്റെ അക്ഷരം ഉപയോഗിച്ച് മറുപടി നൽകുക.", "ചോദ്യം"),
         "te": ("ప్రతి బహుళైచ్ఛిక ప్రశ్నకు సరైన ఎంపిక యొక్క అక్షరంతో సమాధానం ఇవ్వండి.", "ప్రశ్న"),
+        "it": ("Rispondi a ogni domanda a scelta multipla con la lettera dell'opzione corretta.", "Domanda"),
+        "pt": ("Responda a cada pergunta de múltipla escolha com a letra da opção correta.", "Pergunta"),
+        "nl": ("Beantwoord elke meerkeuzevraag met de letter van de juiste optie.", "Vraag"),
+        "uk": ("Дай відповідь на кожне запитання буквою правильного варіанта.", "Запитання"),
+        "tr": ("Her çoktan seçmeli soruyu doğru seçeneğin harfiyle yanıtla.", "Soru"),
+        "vi": ("Trả lời mỗi câu hỏi trắc nghiệm bằng chữ cái của phương án đúng.", "Câu hỏi"),
+        "id": ("Jawab setiap soal pilihan ganda dengan huruf pilihan yang benar.", "Soal"),
+        "hi": ("हर बहुविकल्पीय प्रश्न का उत्तर सही विकल्प के अक्षर से दें।", "प्रश्न"),
+        "ja": ("各選択問題に、正しい選択肢の文字で答えてください。", "問題"),
+        "ko": ("각 객관식 문제에 정답 선택지의 알파벳으로 답하세요.", "문제"),
     }
     # the answer field is the language registry's word for "Answer"
     return {lang: Template(text, field, get_language(lang).answer) for lang, (text, field) in instructions.items()}
@@ -117,6 +128,20 @@ TASKS: dict[str, TaskSpec] = {
             "mr": Template("प्रत्येक परीक्षणाची भावना वर्गीकृत करा: positive किंवा negative.", "परीक्षण", "भावना"),
             "ml": Template("ഓരോ അവലോകനത്തിന്റെയും വികാരം തരംതിരിക്കുക: positive അല്ലെങ്കിൽ negative.", "അവലോകനം", "വികാരം"),
             "te": Template("ప్రతి సమీక్షలోని భావాన్ని వర్గీకరించండి: positive లేదా negative.", "సమీక్ష", "భావం"),
+            "it": Template(
+                "Classifica il sentimento di ogni recensione: positive o negative.", "Recensione", "Sentimento"
+            ),
+            "pt": Template(
+                "Classifique o sentimento de cada avaliação: positive ou negative.", "Avaliação", "Sentimento"
+            ),
+            "nl": Template("Bepaal het sentiment van elke recensie: positive of negative.", "Recensie", "Sentiment"),
+            "uk": Template("Визнач тональність кожного відгуку: positive або negative.", "Відгук", "Тональність"),
+            "tr": Template("Her yorumun duygusunu sınıflandır: positive ya da negative.", "Yorum", "Duygu"),
+            "vi": Template("Phân loại cảm xúc của mỗi bài đánh giá: positive hoặc negative.", "Đánh giá", "Cảm xúc"),
+            "id": Template("Klasifikasikan sentimen setiap ulasan: positive atau negative.", "Ulasan", "Sentimen"),
+            "hi": Template("हर समीक्षा की भावना वर्गीकृत करें: positive या negative।", "समीक्षा", "भावना"),
+            "ja": Template("各レビューの感情を分類してください：positive または negative。", "レビュー", "感情"),
+            "ko": Template("각 리뷰의 감정을 분류하세요: positive 또는 negative.", "리뷰", "감정"),
         },
         "sentiment.csv",
     ),
@@ -150,6 +175,32 @@ TASKS: dict[str, TaskSpec] = {
                 "ഓരോ വാർത്തയുടെയും വിഷയം തരംതിരിക്കുക: world, sports, business അല്ലെങ്കിൽ science.", "വാർത്ത", "വിഷയം"
             ),
             "te": Template("ప్రతి వార్త యొక్క అంశాన్ని వర్గీకరించండి: world, sports, business లేదా science.", "వార్త", "అంశం"),
+            "it": Template(
+                "Classifica l'argomento di ogni notizia: world, sports, business o science.", "Notizia", "Argomento"
+            ),
+            "pt": Template(
+                "Classifique o tema de cada notícia: world, sports, business ou science.", "Notícia", "Tema"
+            ),
+            "nl": Template(
+                "Bepaal het onderwerp van elk nieuwsbericht: world, sports, business of science.",
+                "Bericht",
+                "Onderwerp",
+            ),
+            "uk": Template("Визнач тему кожної новини: world, sports, business або science.", "Новина", "Тема"),
+            "tr": Template("Her haberin konusunu sınıflandır: world, sports, business ya da science.", "Haber", "Konu"),
+            "vi": Template(
+                "Phân loại chủ đề của mỗi bản tin: world, sports, business hoặc science.", "Bản tin", "Chủ đề"
+            ),
+            "id": Template(
+                "Klasifikasikan topik setiap berita: world, sports, business, atau science.", "Berita", "Topik"
+            ),
+            "hi": Template("हर समाचार का विषय वर्गीकृत करें: world, sports, business या science।", "समाचार", "विषय"),
+            "ja": Template(
+                "各ニュース記事のトピックを分類してください：world、sports、business または science。",
+                "記事",
+                "トピック",
+            ),
+            "ko": Template("각 뉴스 기사의 주제를 분류하세요: world, sports, business 또는 science.", "기사", "주제"),
         },
         "topic.csv",
     ),
@@ -327,7 +378,8 @@ def load_hub_task(
                 f"could not load {label} ({type(exc).__name__}: {str(exc).splitlines()[0]}); check the id, config and "
                 "split and that the hub is reachable, or pass a local .parquet/.csv/.json file in the hub's layout"
             ) from exc
-    frame = validate(spec, hub_frame(name, dataset.to_pandas(), label), label)
+    hub = cast(pd.DataFrame, dataset.to_pandas())  # an iterator only when batched=True
+    frame = validate(spec, hub_frame(name, hub, label), label)
     return TaskData(spec, frame, label, [str(local)] if local is not None else [])
 
 

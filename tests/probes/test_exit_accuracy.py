@@ -22,7 +22,7 @@ from probes.inputs.tasks import (
     load_hub_task,
     validate,
 )
-from probes.registry import get_probe
+from probes.registry import PROBES
 from tests.conftest import embedded, tiny_backend, tiny_hf_model, tiny_tokenizer
 
 HUB_FIXTURES = "tests/fixtures/hub"
@@ -109,7 +109,7 @@ def test_features_are_consistent():
     assert ((table["gap_options"] >= 0) & (table["top_prob_options"] >= 1 / 3 - 1e-9)).all()
     assert (table["p_gold"] <= table["p_options"] + 1e-12).all() and (table["p_options"] <= 1 + 1e-9).all()
     assert (table["correct"] == (table["pred_id"] == table["gold_id"])).all()
-    assert get_probe("exit").run is exit_accuracy
+    assert PROBES.get("exit").run is exit_accuracy
 
 
 def test_interrupted_run_resumes_with_the_missing_items(tmp_path, monkeypatch):

@@ -12,7 +12,6 @@ from probes.importance import (
     IMPORTANCE_COLUMNS,
     accumulate_importance,
     load_importance,
-    locate,
     run_importance,
     scope_names,
 )
@@ -147,12 +146,6 @@ def test_scope_layers_keeps_block_parameters_and_norms_and_restores_requires_gra
     assert all(p.grad is None for p in backend.named_parameters().values())
     with pytest.raises(ValueError, match="scope must be"):
         scope_names(backend, "blocks")  # type: ignore[arg-type]
-
-
-def test_locate_names_layer_and_module():
-    assert locate("model.layers.12.mlp.down_proj.weight", "model.layers") == (12, "mlp.down_proj")
-    assert locate("model.layers.0.input_layernorm.weight", "model.layers") == (0, "input_layernorm")
-    assert locate("model.embed_tokens.weight", "model.layers") == (-1, "model.embed_tokens")
 
 
 def test_store_writes_float32_maps_with_provenance_and_reuses_them(tmp_path, monkeypatch):

@@ -12,7 +12,6 @@ from probes.inputs.instruction_data import load_instructions
 from probes.interference import (
     INTERFERENCE_COLUMNS,
     Readout,
-    classify,
     instruction_pairs,
     run_interference,
     select_params,
@@ -143,23 +142,6 @@ def test_parameter_subsets_and_layers():
         select_params(backend, "heads")
     with pytest.raises(KeyError, match="Hugging Face names"):
         select_params(backend, ["model.layers.0.nope"])
-
-
-def test_parameter_names_map_to_layers_and_modules():
-    assert classify("model.layers.3.self_attn.q_proj.weight", "model.layers", "model.norm", "lm_head") == (3, "q")
-    assert classify("model.layers.3.mlp.down_proj.weight", "model.layers", "model.norm", "lm_head") == (3, "down")
-    assert classify("model.layers.0.post_feedforward_layernorm.weight", "model.layers", "model.norm", "lm_head") == (
-        0,
-        "norms",
-    )
-    assert classify("model.layers.0.self_attn.k_norm.weight", "model.layers", "model.norm", "lm_head") == (0, "norms")
-    assert classify("transformer.h.1.attn.c_attn.weight", "transformer.h", "transformer.ln_f", "lm_head") == (
-        1,
-        "attn.c_attn",
-    )
-    assert classify("model.norm.weight", "model.layers", "model.norm", "lm_head") == (None, "final_norm")
-    assert classify("model.embed_tokens.weight", "model.layers", "model.norm", "lm_head") == (None, "embed")
-    assert classify("lm_head.weight", "model.layers", "model.norm", "lm_head") == (None, "head")
 
 
 def test_finished_pairs_are_stored_and_skipped_on_a_rerun(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from analyses.interventions.pivoted_loss import PivotedObjective, PivotHead, pivoted_loss
-from analyses.pipelines.interference import fig2_comparison
+from analyses.pipelines.interference import InterferenceSetup, fig2_comparison
 from analyses.stats.interference import fig2_setting
 from analyses.stats.prom_lambda import prom_layer
 from probes.backend.store import ResultsStore
@@ -103,8 +103,7 @@ def test_fig2_comparison_has_three_settings_on_shared_batches(tmp_path):
         "fr",
         "en",
         objective=PivotedObjective(layer=1),
-        k=2,
-        batch_size=3,
+        setup=InterferenceSetup(k=2, batch_size=3),
         store=ResultsStore(tmp_path),
         progress=False,
     )
@@ -120,4 +119,4 @@ def test_fig2_comparison_has_three_settings_on_shared_batches(tmp_path):
         pivoted[pivoted["layer"] <= 1]["norm_a"] > 0
     ).all()
     with pytest.raises(ValueError, match="independent"):
-        fig2_comparison(backend, FIXTURE, "fr", pairing="parallel")
+        fig2_comparison(backend, FIXTURE, "fr", setup=InterferenceSetup(pairing="parallel"))

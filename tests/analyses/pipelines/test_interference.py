@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from analyses.cli import app
 from analyses.figures.interference import cosine_figure, fig2_figure, module_figure, pivot_probability_figure
-from analyses.pipelines.interference import instruction_split
+from analyses.pipelines.interference import InterferenceSetup, instruction_split, measure
 from analyses.stats.interference import summarize
 from tests import FIXTURES
 from tests.conftest import tiny_hf_model, tiny_tokenizer
@@ -108,3 +108,40 @@ def test_cli_writes_table_summaries_and_figures(tmp_path):
     assert pivoted.exit_code == 0, pivoted.output
     bad = CliRunner().invoke(app, args[:-6] + ["interference", "--langs", "en"])
     assert bad.exit_code != 0
+
+
+def test_a_setup_keys_its_run_as_the_keyword_arguments_did(tmp_path):
+    """``InterferenceSetup`` replaced 21 keyword arguments; the run it stores is found under the
+    key those arguments gave (runs stored before the change are reused), and a re-run loads it."""
+    from probes.backend import wrap
+    from probes.backend.store import ResultsStore, provenance
+    from probes.interference import Readout
+
+    backend = wrap(tiny_hf_model("llama"), tiny_tokenizer(), backend="nnsight", model_name="tiny")
+    store = ResultsStore(tmp_path)
+    setup = InterferenceSetup(
+        "en", "fr", objective="pivoted", readout_a=Readout(1, 0.1, 0.5), k=2, batch_size=2, params="blocks", seed=4
+    )
+    table = measure(backend, setup, FIXTURE, store=store, progress=False)
+    as_before = {
+        "lang_a": "en",
+        "lang_b": "fr",
+        "objective": "pivoted",
+        "readout_a": {"layer": 1, "label_smoothing": 0.1, "weight": 0.5},
+        "readout_b": {"layer": None, "label_smoothing": 0.0, "weight": 1.0},
+        "split": "all",
+        "k": 2,
+        "batch_size": 2,
+        "pairing": "independent",
+        "params": "blocks",
+        "layers": None,
+        "reduction": "token_mean",
+        "fp32": True,
+        "aggregation": "concat",
+        "template": "auto",
+        "max_length": 256,
+    }
+    run = store.run(provenance("interference", as_before, backend.describe(), [FIXTURE], seed=4))
+    assert run.finished
+    pd.testing.assert_frame_equal(run.load(), table)
+    assert set(table["batch"]) == {0, 1} and set(table["objective"]) == {"pivoted"}

@@ -7,13 +7,24 @@ import shutil
 import pandas as pd
 import pytest
 
-from analyses.report.findings import BLOCK, RESULTS, generate, lambda_sentence, main, render, stale_blocks
+from analyses.report.findings import (
+    BLOCK,
+    RESULTS,
+    generate,
+    lambda_sentence,
+    main,
+    render,
+    stale_blocks,
+    stale_derived,
+)
+from analyses.stats.confusion_metrics import compare_with_paper
 
 
 def test_every_results_readme_states_what_its_tables_say():
-    readmes = sorted(RESULTS.glob("*/README.md"))
+    readmes = sorted(RESULTS.glob("**/README.md"))
     checked = [m["key"] for readme in readmes for m in BLOCK.finditer(readme.read_text(encoding="utf-8"))]
     assert {"lens:gemma-3-270m", "lens:smollm2-135m", "reports:lambda"} <= set(checked)
+    assert {"lcb:overall", "lcb:comparison", "lcb:gap"} <= set(checked)
     assert {str(readme): stale_blocks(readme) for readme in readmes} == {str(readme): [] for readme in readmes}
     assert main(["--check"]) == 0
 
@@ -84,3 +95,26 @@ def test_decision_changes_list_only_the_languages_whose_answer_changed(tmp_path)
     lines = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| lang")]
     assert [line.split(" | ")[0] for line in lines] == ["| de", "| es"]
     assert "lambda = 0 | lambda = 0.1 (borderline)" in table and "undecided: the lens is empty at layer 13" in table
+
+
+def test_the_lcb_comparison_is_rewritten_when_a_model_table_changes(tmp_path):
+    lcb = tmp_path / "confusion" / "lcb"
+    shutil.copytree(RESULTS / "confusion" / "lcb", lcb, ignore=shutil.ignore_patterns("completions.csv"))
+    assert stale_derived(tmp_path) == {}
+    models = sorted(p.parent.name for p in lcb.glob("*/metrics_with_ci.csv"))
+    assert models == ["gemma-3-270m", "smollm2-135m"]
+    table = pd.read_csv(lcb / "comparison.csv")
+    ours = table[table["from"] == "pivotlens"]
+    assert sorted(set(ours["model"])) == models and len(ours) == 4  # both tasks of both models
+    # a model's overall cross-lingual LPR changes: comparison.csv is stale, and the fresh text has it
+    metrics = pd.read_csv(lcb / "gemma-3-270m" / "metrics_with_ci.csv")
+    overall = (metrics["task"] == "crosslingual") & (metrics["source"] == "all") & (metrics["language"] == "all")
+    metrics.loc[overall, "lpr"] = 0.5
+    metrics.to_csv(lcb / "gemma-3-270m" / "metrics_with_ci.csv", index=False)
+    (path, text), *rest = stale_derived(tmp_path).items()
+    assert path == lcb / "comparison.csv" and rest == []
+    lines = set(text.splitlines())
+    assert "crosslingual,gemma-3-270m,50.0,100.0,pivotlens" in lines
+    paper = pd.read_csv(lcb / "paper_table3.csv")
+    unchanged = compare_with_paper(pd.read_csv(lcb / "smollm2-135m" / "metrics_with_ci.csv"), paper)
+    assert set(unchanged.to_csv(index=False, header=False).splitlines()) <= lines

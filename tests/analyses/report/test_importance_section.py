@@ -11,19 +11,26 @@ from tests.conftest import tiny_backend
 
 
 def test_region_by_layer_sums_entries_per_block():
+    scopes = tiny_backend("llama").parameter_scopes()
     sizes = pd.DataFrame(
         {
             "param": [
                 "model.layers.0.mlp.up_proj.weight",
                 "model.layers.0.self_attn.q_proj.weight",
                 "model.layers.1.mlp.up_proj.weight",
+                "model.norm.weight",
             ],
-            "selected": [3, 1, 0],
-            "numel": [100, 100, 50],
+            "selected": [3, 1, 0, 2],
+            "numel": [100, 100, 50, 10],
         }
     )
-    table = region_by_layer(sizes, "model.layers")
-    assert table.to_dict("list") == {"layer": [0, 1], "n_region": [4, 0], "numel": [200, 50], "share": [0.02, 0.0]}
+    table = region_by_layer(sizes, scopes)
+    assert table.to_dict("list") == {
+        "layer": [-1, 0, 1],
+        "n_region": [2, 4, 0],
+        "numel": [10, 200, 50],
+        "share": [0.2, 0.02, 0.0],
+    }
 
 
 def test_section_on_a_tiny_model(tmp_path):

@@ -222,6 +222,33 @@ def test_backends_agree(arch):
     assert torch.equal(gen_a.new_ids, gen_b.new_ids)
 
 
+def test_parameter_scopes_agree_between_backends_and_name_real_modules(arch):
+    """Both backends give the same scopes, and each one names the module that holds the tensor:
+    inside a block, ``<blocks>.<layer>.<module>.<tensor>`` is the Hugging Face name and
+    ``getattr(block.get_submodule(module), tensor)`` the parameter itself; fused projections
+    (GPT-2's ``c_attn``, Phi-3's ``qkv_proj``, Falcon's ``query_key_value``) keep their path."""
+    (tl, _), (nn, _) = matrix_backend(arch, "transformer-lens"), matrix_backend(arch, "nnsight")
+    scopes = tl.parameter_scopes()
+    assert scopes == nn.parameter_scopes()
+    model = tl._hf_model()
+    params = dict(model.named_parameters())
+    assert list(scopes) == list(params)
+    blocks = tl.parts.block_list(model)
+    for name, where in scopes.items():
+        if where.layer is None:
+            owner = model.get_submodule(where.module)
+        else:
+            assert name == f"{tl.parts.blocks}.{where.layer}.{where.module}.{where.tensor}"
+            owner = blocks[where.layer].get_submodule(where.module)
+        assert getattr(owner, where.tensor) is params[name], name
+    assert {where.layer for where in scopes.values()} == {None, *range(tl.n_layers)}
+    groups = {where.group for where in scopes.values() if where.layer == 0}
+    fused = [g for g in groups if g.endswith(("c_attn", "qkv_proj", "query_key_value"))]
+    assert ({"q", "k", "v"} <= groups) != bool(fused), groups  # separate projections or one fused tensor
+    outside = {where.group for where in scopes.values() if where.layer is None}
+    assert "embed" in outside
+
+
 def test_interference_per_module_agrees_between_backends(arch):
     tables = []
     for name in BACKENDS:

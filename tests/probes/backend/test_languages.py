@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from probes.backend.errors import UnknownLanguageError
+from probes.backend.errors import InputError, UnknownLanguageError
 from probes.backend.languages import LANGUAGES, get_language, in_script, parse_languages
 
 
@@ -34,3 +34,8 @@ def test_in_script():
 def test_a_repeated_language_is_counted_once_with_a_warning():
     with pytest.warns(UserWarning, match="counted once"):
         assert parse_languages("zh,fr,zh") == ["zh", "fr"]
+
+
+def test_no_language_code_at_all_is_an_error():
+    with pytest.raises(InputError, match="give comma-separated language codes"):
+        parse_languages(" , ")

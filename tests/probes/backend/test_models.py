@@ -30,6 +30,20 @@ def test_provenance_says_where_the_weights_came_from_without_machine_paths(tiny_
     assert models.weights_origin("google/gemma-3-270m", "abc123") == "hub google/gemma-3-270m at revision abc123"
 
 
+def test_a_hub_models_weights_hash_and_origin_hold_the_resolved_commit(monkeypatch):
+    from tests.conftest import tiny_hf_model, tiny_tokenizer
+
+    def hub_load(spec, **kwargs):
+        model = tiny_hf_model("llama")
+        model.config._commit_hash = "abc123"  # what transformers records for a hub download
+        return model, tiny_tokenizer(), spec, spec
+
+    monkeypatch.setattr("probes.backend.load_hf", hub_load)
+    backend = load("owner/name")
+    assert backend.weights_hash == "hub:owner/name@abc123" != models.weights_fingerprint("owner/name", "def456")
+    assert backend.describe()["model_source"] == "hub owner/name at revision abc123"
+
+
 def test_missing_folder_and_unknown_name_are_clear_errors(tmp_path):
     with pytest.raises(ModelNotFoundError, match="unknown model.*pivotlens models"):
         models.resolve_model("no-such-model")

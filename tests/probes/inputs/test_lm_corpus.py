@@ -42,8 +42,8 @@ def test_bad_files_name_the_line_and_the_fix(tmp_path, content, message):
 
 def test_missing_language_and_file_fail_clearly(tmp_path):
     corpus = load_corpus(SENTENCES)
-    with pytest.raises(DataFormatError, match="no sentences in 'uk'"):
-        corpus.texts("uk")
+    with pytest.raises(DataFormatError, match="no sentences in 'fa'"):
+        corpus.texts("fa")  # Persian: a registered language the data does not hold
     with pytest.raises(DataFormatError, match="no such file"):
         load_corpus(tmp_path / "missing.csv")
 

@@ -123,8 +123,8 @@ def test_bad_requests_are_refused(tmp_path):
         build_prompts(data, "de")
     with pytest.raises(UnknownLanguageError):
         build_prompts(data, "xx")
-    with pytest.raises(DataFormatError, match="no prompt template for 'it'"):
-        TASKS["sentiment"].template("it")
+    with pytest.raises(DataFormatError, match="no prompt template for 'fa'"):
+        TASKS["sentiment"].template("fa")  # registered, but no data language
     with pytest.raises(ValueError, match="shots must be between 0 and 11"):
         build_prompts(data, "en", shots=12)
     assert len(select_items(data, "en", 100)) == 12
