@@ -3,10 +3,12 @@
 For each prompt, at the answer position, at every layer ``l``: ``p_l = softmax(U · norm(h_l))``
 with the model's own final norm and unembedding. ``P(lang)`` is the sum of ``p_l`` over the
 word's token-id set (Wendler's prefix rule) or the chain probability of the whole word
-teacher-forced through the lens. ``word_prob="auto"`` (default) uses the prefix set where it
-identifies the word (:meth:`probes.backend.tokensets.TokenSets.units`) and the chain where it
-does not, on both sides of the prompt: when the target is scored by its chain, so is the
-latent word. Entropy is in bits over the full vocabulary.
+teacher-forced through the lens (:meth:`probes.backend.base.Backend.chain_log_probs`, summed in
+log space and exponentiated in float64, so a long chain does not underflow to 0).
+``word_prob="auto"`` (default) uses the prefix set where it identifies the word
+(:meth:`probes.backend.tokensets.TokenSets.units`) and the chain where it does not, on both
+sides of the prompt (:func:`probes.backend.tokensets.scoring_kind`): when the target is scored
+by its chain, so is the latent word. Entropy is in bits over the full vocabulary.
 
 Dropped before the lens, counted per run in ``n_dropped_copy`` and ``n_dropped_degenerate``:
 prompts whose target shares its first scored token with the source word or with a
@@ -30,7 +32,7 @@ from probes.backend import Backend, LensRequest
 from probes.backend.lenses import LOGIT, Lens
 from probes.backend.resume import collect
 from probes.backend.store import Run
-from probes.backend.tokensets import TokenSets, share_first_unit
+from probes.backend.tokensets import TokenSets, scoring_kind, share_first_unit
 from probes.inputs.prompts import LensPrompt
 from probes.registry import register_probe
 
@@ -104,9 +106,9 @@ def _prepare(
             units[(prompt.lang, prompt.target_word.strip())],
             units[(prompt.latent_lang, prompt.latent_word.strip())],
         )
-        identified = target.identified and latent.identified
-        kind = {"auto": "prefix" if identified else "chain", "prefix": "prefix", "chain": "chain"}[word_prob]
-        if (kind == "prefix" and not identified) or (
+        rule = scoring_kind(target, latent)
+        kind = rule if word_prob == "auto" else word_prob
+        if (kind == "prefix" and rule == "chain") or (
             prompt.lang != prompt.latent_lang and share_first_unit(target, latent, kind)
         ):
             dropped["degenerate"] += 1
@@ -130,23 +132,6 @@ def _pad(rows: Sequence[Sequence[int]]) -> torch.Tensor:
     return torch.tensor([list(r) + [-1] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
-def _chain_probability(
-    backend: Backend, batch: Sequence[_Encoded], words: Sequence[list[int]], lens: Lens
-) -> torch.Tensor:
-    """``[layer, batch]`` product over the word's tokens of each token's lens probability, with
-    the earlier tokens appended to the prompt (teacher forcing)."""
-    lengths = [len(w) for w in words]
-    width = max(lengths)
-    enc = backend.encode([e.ids + w[:-1] for e, w in zip(batch, words)])
-    seq = enc.input_ids.shape[1]
-    positions = torch.arange(seq - width, seq).unsqueeze(0).expand(len(batch), -1)
-    ids = _pad([[-1] * (width - n) + w for n, w in zip(lengths, words)])
-    out = backend.lens(enc, LensRequest(token_ids=ids), positions=positions, lens=lens)
-    assert out.probs_at_ids is not None
-    diagonal = out.probs_at_ids.diagonal(dim1=2, dim2=3)  # position j scores token j: [L, B, width]
-    return torch.where(ids.unsqueeze(0) >= 0, diagonal, torch.ones_like(diagonal)).prod(-1)
-
-
 def _batch_rows(
     backend: Backend, batch: Sequence[_Encoded], top_k: int, gram: torch.Tensor | None, dropped: Counter, lens: Lens
 ) -> pd.DataFrame:
@@ -165,8 +150,9 @@ def _batch_rows(
         p_target = (probs * is_target).sum(-1)
         p_latent = (probs * (~is_target & (ids >= 0))).sum(-1)
     else:
-        p_target = _chain_probability(backend, batch, [e.target for e in batch], lens)
-        p_latent = _chain_probability(backend, batch, [e.latent for e in batch], lens)
+        contexts = [e.ids for e in batch]
+        p_target = backend.chain_log_probs(contexts, [e.target for e in batch], lens=lens).exp()
+        p_latent = backend.chain_log_probs(contexts, [e.latent for e in batch], lens=lens).exp()
     target_rank = readout.group_rank[:, :, 0]
     decode = backend.tokenizer.convert_ids_to_tokens
     records = []
@@ -199,7 +185,7 @@ def _batch_rows(
     return pd.DataFrame.from_records(records)
 
 
-@register_probe("lens", paper="Wendler et al. 2024, Sec. 3; PROM footnote 3", columns=LENS_COLUMNS, version=2)
+@register_probe("lens", paper="Wendler et al. 2024, Sec. 3; PROM footnote 3", columns=LENS_COLUMNS, version=3)
 def run_lens(
     backend: Backend,
     prompts: Sequence[LensPrompt],

@@ -5,6 +5,11 @@ the latent-language colouring of Wendler et al. 2024 (docs: ``notebooks/explore.
 :meth:`Backend.lens <probes.backend.base.Backend.lens>` alone: each layer's next-token
 distribution is reduced to its top-k, entropy and the probabilities of two words inside the
 backend, so memory holds top-k per cell, never layers x positions x vocabulary.
+
+The two words are scored as the lens probe scores them (:mod:`probes.lens`): by their prefix token
+sets where each set identifies its word among its language's word list, else both by the chain
+probability of the whole word (:meth:`Backend.chain_log_probs <probes.backend.base.Backend.chain_log_probs>`),
+as on SmolLM2, whose byte-level vocabulary has no token that spells 云 whole.
 """
 
 from __future__ import annotations
@@ -23,9 +28,9 @@ from analyses.figures.explore import COLORS, explorer_figure, explorer_page
 from probes.backend import Backend, LensRequest
 from probes.backend.errors import PromptError, TokenizerVocabularyError, UnknownLensError
 from probes.backend.languages import get_language
-from probes.backend.lenses import load_lens
+from probes.backend.lenses import Lens, load_lens
 from probes.backend.store import write_text_atomic
-from probes.backend.tokensets import TokenSets
+from probes.backend.tokensets import TokenSets, WordUnit, scoring_kind
 from probes.inputs.words import CONCEPTS, load_concepts
 from probes.language_id import token_language
 
@@ -36,8 +41,10 @@ EXPLORE_COLUMNS = {
     "top_tokens": "the lens's top-k next tokens at this layer and position, decoded, most probable first",
     "top_probs": "their probabilities, in the same order",
     "entropy_bits": "entropy of the layer's next-token distribution over the full vocabulary, in bits",
-    "p_<latent>": "probability of the latent-language word (Wendler's prefix token-set sum; NaN without one)",
-    "p_target": "probability of the target word, same rule (NaN without a target)",
+    "p_<latent>": "probability of the latent-language word, same rule as p_target (NaN without one)",
+    "p_target": "probability of the target word (NaN without a target): in every cell the sum over its prefix "
+    "token set (Wendler et al.), or, where a set does not identify its word, the chain probability of the whole "
+    "word teacher-forced after the last position shown (summed in log space), at that position only (NaN elsewhere)",
     "token_lang": "language of the top-1 token: ISO 639-1 code, a script name when fastText cannot tell, "
     "or 'other' (no letters, or several scripts)",
 }
@@ -81,25 +88,51 @@ def _prompt_ids(backend: Backend, prompt: str) -> list[int]:
     return ids
 
 
-def latent_word_of(target: str, latent: str, words: str | Path = CONCEPTS) -> str | None:
+def latent_word_of(target: str, latent: str, concepts: pd.DataFrame) -> str | None:
     """The latent-language word of the concept whose word (in any language) is ``target``."""
-    concepts = load_concepts(words)
     if latent not in concepts.columns:
         return None
     hits = concepts[(concepts.drop(columns="concept") == target.strip()).any(axis=1)]
     return None if hits.empty else str(hits.iloc[0][latent])
 
 
-def _word_ids(sets: TokenSets, word: str | None, what: str) -> list[int]:
-    if word is None:
-        return []
-    ids = sorted(sets.ids(word))
-    if not ids:
-        raise TokenizerVocabularyError(
-            f"the tokenizer cannot spell the {what} word {word!r} (no token starts it); pick a word in a "
-            "script this model's vocabulary covers"
-        )
-    return ids
+def word_unit(sets: TokenSets, concepts: pd.DataFrame, word: str, lang: str | None = None) -> WordUnit:
+    """The lens probe's unit of ``word``: decided among the whole word list of its language (``lang``,
+    else the first language of ``concepts`` that has the word), or alone when the list lacks it."""
+    columns = [lang] if lang is not None else [c for c in concepts.columns if c != "concept"]
+    for column in columns:
+        if column in concepts.columns and word in set(concepts[column]):
+            return sets.units(concepts[column])[word]
+    return sets.units([word])[word]
+
+
+@dataclass(frozen=True)
+class TrackedWord:
+    """A word whose probability the explorer tracks: its table column and the token ids it is
+    scored by (its prefix set, or the chain that spells the whole word)."""
+
+    column: str
+    ids: list[int]
+
+
+def _tracked(sets: TokenSets, words: dict[str, tuple[WordUnit, str]]) -> tuple[str, list[TrackedWord]]:
+    """The scoring kind shared by all ``words`` (column -> (unit, role)) and their token ids; a word
+    the tokenizer cannot write (its chain does not read back as the word) is refused."""
+    kind = scoring_kind(*(unit for unit, _ in words.values()))
+    tracked = []
+    for column, (unit, role) in words.items():
+        if kind == "prefix":
+            ids = sorted(unit.prefix_set)
+        else:
+            ids = sets.chain(unit.word)
+            spelled = sets.tokenizer.decode(ids)
+            if spelled != unit.word:
+                raise TokenizerVocabularyError(
+                    f"the tokenizer cannot spell the {role} word {unit.word!r} (its tokens read {spelled!r}); pick a "
+                    "word in a script this model's vocabulary covers"
+                )
+        tracked.append(TrackedWord(column, ids))
+    return kind, tracked
 
 
 def _positions(n_tokens: int, positions: Sequence[int] | range | None) -> list[int]:
@@ -114,12 +147,16 @@ def _positions(n_tokens: int, positions: Sequence[int] | range | None) -> list[i
     return out
 
 
-def _lens_grid(backend: Backend, ids: list[int], request: LensRequest, positions: list[int], lens: str) -> dict:
-    """Entropy, top-k and word probabilities ``[layer, position, ...]``, read in position windows
-    through the Backend's lens (``lens``: the logit lens or a fitted one, :func:`load_lens`)."""
+def _lens_grid(
+    backend: Backend, ids: list[int], positions: list[int], top_k: int, prefix_words: list[TrackedWord], reader: Lens
+) -> dict:
+    """Entropy, top-k ``[layer, position, ...]`` and each prefix-scored word's probability
+    ``[layer, position]``, read in position windows through the Backend's lens (``reader``: the
+    logit lens or a fitted one, :func:`load_lens`)."""
     enc = backend.encode([ids])
     window = max(1, MAX_LOGITS // backend.vocab_size)
-    reader = load_lens(backend, lens)
+    word_ids = [i for word in prefix_words for i in word.ids]
+    request = LensRequest(token_ids=torch.tensor([word_ids]) if word_ids else None, top_k=top_k)
     parts = [
         backend.lens(enc, request, positions=positions[i : i + window], lens=reader)
         for i in range(0, len(positions), window)
@@ -129,9 +166,27 @@ def _lens_grid(backend: Backend, ids: list[int], request: LensRequest, positions
         "top_ids": torch.cat([p.require("top_ids")[:, 0] for p in parts], 1),
         "top_probs": torch.cat([p.require("top_probs")[:, 0] for p in parts], 1),
     }
-    if request.token_ids is not None:
-        grid["probs_at_ids"] = torch.cat([p.require("probs_at_ids")[:, 0] for p in parts], 1)
+    if word_ids:
+        probs = torch.cat([p.require("probs_at_ids")[:, 0] for p in parts], 1)  # [layer, position, n]
+        bounds = np.cumsum([0] + [len(word.ids) for word in prefix_words])
+        for word, start, stop in zip(prefix_words, bounds[:-1], bounds[1:]):
+            grid[word.column] = probs[..., start:stop].sum(-1)
     return grid
+
+
+def _chain_grid(
+    backend: Backend, ids: list[int], positions: list[int], chain_words: list[TrackedWord], reader: Lens
+) -> dict[str, torch.Tensor]:
+    """Each chain-scored word's probability ``[layer, position]``: the chain of the whole word
+    after the last position shown (NaN at the other positions, which would each need a pass)."""
+    context = ids[: positions[-1] + 1]
+    log_probs = backend.chain_log_probs([context] * len(chain_words), [w.ids for w in chain_words], lens=reader)
+    out = {}
+    for i, word in enumerate(chain_words):
+        column = torch.full((len(log_probs), len(positions)), math.nan, dtype=log_probs.dtype)
+        column[:, -1] = log_probs[:, i].exp()
+        out[word.column] = column
+    return out
 
 
 def _decoder(tokenizer):
@@ -156,6 +211,7 @@ class Exploration:
     target: str | None
     latent: str
     latent_word: str | None
+    word_prob: str  # how the target and latent words were scored: prefix (token-set sum) or chain
     table: pd.DataFrame
 
     @property
@@ -176,7 +232,8 @@ class Exploration:
 
     @property
     def title(self) -> str:
-        words = f", target {self.target!r}" if self.target else ""
+        scored = " by its chain" if self.word_prob == "chain" else ""
+        words = f", target {self.target!r}{scored}" if self.target else ""
         return f"{self.model}: {self.lens} lens{words}"
 
     def page(self, **figure_options) -> str:
@@ -200,48 +257,50 @@ def explore(
     top_k: int = 5,
     color: str = "prob",
     target: str | None = None,
+    target_lang: str | None = None,
     latent: str = "en",
     latent_word: str | None = None,
     words: str | Path = CONCEPTS,
 ) -> Exploration:
     """What each layer would predict at each position of ``prompt`` (all positions by default).
 
-    ``target`` is a word whose probability is tracked (Wendler's prefix token set); the latent
-    word is ``latent_word`` or, when ``target`` is in the word list ``words``, its concept's word
-    in the ``latent`` language. ``color`` is ``prob`` (top-1 probability), ``entropy`` or
-    ``lang`` (language of the top-1 token).
+    ``target`` is a word whose probability is tracked; the latent word is ``latent_word`` or, when
+    ``target`` is in the word list ``words``, its concept's word in the ``latent`` language. Both
+    are scored as the lens probe scores them (module docstring); ``target_lang`` names the word
+    list that decides it (default: the first language of ``words`` that has the target). ``color``
+    is ``prob`` (top-1 probability), ``entropy`` or ``lang`` (language of the top-1 token).
     """
     check_request(prompt, lens, color)
     get_language(latent)
     ids = _prompt_ids(backend, prompt)
-    target = target.strip() if target and target.strip() else None
-    if latent_word is None and target is not None:
-        latent_word = latent_word_of(target, latent, words)
-    sets = TokenSets(backend.tokenizer)
-    target_ids, latent_ids = _word_ids(sets, target, "target"), _word_ids(sets, latent_word, "latent")
-    word_ids = target_ids + latent_ids
-    request = LensRequest(token_ids=torch.tensor([word_ids]) if word_ids else None, top_k=top_k)
     kept = _positions(len(ids), positions)
-    grid = _lens_grid(backend, ids, request, kept, lens)
-    table = _tidy(backend, ids, kept, grid, len(target_ids), latent)
-    return Exploration(backend.model_name, prompt, lens, color, target, latent, latent_word, table)
+    target = target.strip() if target and target.strip() else None
+    latent_word = latent_word.strip() if latent_word and latent_word.strip() else None
+    concepts = load_concepts(words)
+    if latent_word is None and target is not None:
+        latent_word = latent_word_of(target, latent, concepts)
+    sets = TokenSets(backend.tokenizer)
+    named = {}
+    if target is not None:
+        named["p_target"] = (word_unit(sets, concepts, target, target_lang), "target")
+    if latent_word is not None:
+        named[f"p_{latent}"] = (word_unit(sets, concepts, latent_word, latent), "latent")
+    word_prob, tracked = _tracked(sets, named)
+    reader = load_lens(backend, lens)
+    grid = _lens_grid(backend, ids, kept, top_k, tracked if word_prob == "prefix" else [], reader)
+    if word_prob == "chain" and tracked:
+        grid.update(_chain_grid(backend, ids, kept, tracked, reader))
+    table = _tidy(backend, ids, kept, grid, latent)
+    return Exploration(backend.model_name, prompt, lens, color, target, latent, latent_word, word_prob, table)
 
 
-def _tidy(
-    backend: Backend, ids: list[int], positions: list[int], grid: dict, n_target: int, latent: str
-) -> pd.DataFrame:
+def _tidy(backend: Backend, ids: list[int], positions: list[int], grid: dict, latent: str) -> pd.DataFrame:
     """One row per layer and position (:data:`EXPLORE_COLUMNS`)."""
     n_layers, n_pos, _ = grid["top_ids"].shape
     decode = _decoder(backend.tokenizer)
     top_ids = grid["top_ids"].reshape(n_layers * n_pos, -1).tolist()
     top_tokens = [[decode(i) for i in row] for row in top_ids]
     nan = np.full(n_layers * n_pos, math.nan)
-    if "probs_at_ids" in grid:
-        probs = grid["probs_at_ids"].reshape(n_layers * n_pos, -1)
-        p_target = probs[:, :n_target].sum(-1).numpy() if n_target else nan
-        p_latent = probs[:, n_target:].sum(-1).numpy() if probs.shape[1] > n_target else nan
-    else:
-        p_target = p_latent = nan
     return pd.DataFrame(
         {
             "layer": np.repeat(np.arange(n_layers), n_pos),
@@ -250,8 +309,8 @@ def _tidy(
             "top_tokens": top_tokens,
             "top_probs": grid["top_probs"].reshape(n_layers * n_pos, -1).tolist(),
             "entropy_bits": grid["entropy_bits"].reshape(-1).numpy(),
-            f"p_{latent}": p_latent,
-            "p_target": p_target,
+            f"p_{latent}": grid[f"p_{latent}"].reshape(-1).numpy() if f"p_{latent}" in grid else nan,
+            "p_target": grid["p_target"].reshape(-1).numpy() if "p_target" in grid else nan,
             "token_lang": [token_language(row[0]) for row in top_tokens],
         }
     )

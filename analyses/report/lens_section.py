@@ -25,8 +25,9 @@ EXAMPLE_LABELS = {
 
 def explorer_pages(ctx: ReportContext, lens) -> tuple[list[Page], list[str]]:
     """The lens table's three example prompts (:func:`analyses.stats.latent.example_items`) in the
-    explorer, and a note for each example the explorer cannot show (its target word is one the
-    tokenizer cannot spell with a token of its own: the lens probe scored it by its chain)."""
+    explorer, each word scored as the lens probe scored it (a word no token set identifies, by its
+    chain), and a note for each example the explorer cannot show (a word the tokenizer cannot write
+    at all, as a vocabulary without byte fallback cannot for a script it never saw)."""
     prompts = {p.item: p for p in language_prompts(ctx.lang)}
     pages, notes = [], []
     for row in example_items(lens).itertuples():
@@ -35,7 +36,9 @@ def explorer_pages(ctx: ReportContext, lens) -> tuple[list[Page], list[str]]:
             found = explore(
                 ctx.backend,
                 prompt.text,
+                lens=ctx.lenses[0],
                 target=prompt.target_word,
+                target_lang=prompt.lang,
                 latent=prompt.latent_lang,
                 latent_word=prompt.latent_word,
             )

@@ -1,7 +1,7 @@
-"""The explorer screenshots of the README and notebooks/explore.ipynb: one French -> Chinese
-translation prompt ("nuage" -> 云) on both embedded models and the Chinese cloze prompt of the same
-concept on Gemma, their last 14 positions, each written as a standalone page and photographed by
-headless Chromium.
+"""The explorer screenshots of the README and notebooks/explore.ipynb: one Russian -> Chinese
+translation prompt ("облако" -> 云, the task's default source) on both embedded models and the
+Chinese cloze prompt of the same concept on Gemma, their last 14 positions, each written as a
+standalone page and photographed by headless Chromium.
 
 Usage (about a minute once the models are cached; Chinese glyphs need a CJK font, which `make setup`
 installs: fonts-wqy-zenhei): python notebooks/img/make_screenshots.py
@@ -57,6 +57,7 @@ def photograph(backend, task: str, png: Path) -> None:
         prompt.text,
         positions=range(-14, 0),
         target=prompt.target_word,
+        target_lang=prompt.lang,
         latent_word=prompt.latent_word,
         color="lang",
     )

@@ -92,7 +92,9 @@ def resolve_positions(positions: Sequence[int] | torch.Tensor, enc: Encoded) -> 
 class LensRequest:
     """What to keep of each per-layer next-token distribution (the rest is never stored).
 
-    ``token_ids`` is ``[batch, n]`` (``-1`` pads a row): their probabilities are returned.
+    ``token_ids`` is ``[batch, n]`` (``-1`` pads a row): their probabilities are returned, and with
+    ``log_probs`` their natural-log probabilities too (``0`` at padding), read off the
+    log-softmax itself, so a product of many small probabilities can be taken as a sum of logs.
     ``rank_group`` (``[batch, n]`` bool) marks ids whose best rank is wanted: the number of
     tokens more probable than the group's most probable member (one pass over the vocabulary).
     ``top_k`` keeps the top tokens, ``full`` the whole distribution (memory heavy).
@@ -102,6 +104,7 @@ class LensRequest:
     rank_group: torch.Tensor | None = None
     top_k: int = 0
     full: bool = False
+    log_probs: bool = False
     energy_gram: torch.Tensor | None = None  # from Backend.unembedding_gram(); adds "energy"
 
 
@@ -112,6 +115,7 @@ class LensReadout:
     layers: list[int]
     entropy_bits: torch.Tensor
     probs_at_ids: torch.Tensor | None = None
+    log_probs_at_ids: torch.Tensor | None = None
     group_rank: torch.Tensor | None = None
     top_ids: torch.Tensor | None = None
     top_probs: torch.Tensor | None = None
@@ -126,30 +130,79 @@ class LensReadout:
         return value
 
 
+# Logits exponentiated at once when reducing (16 MB of float32): below glibc's 32 MB threshold for
+# mapping fresh pages, so the buffer is reused from one slice to the next instead of page-faulted.
+EXP_SLICE = 1 << 22
+# Top-k reads the maximum of each block of this many logits, then only the k best blocks.
+TOP_K_BLOCK = 64
+
+
+def _exp_moments(shifted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``sum exp(s)`` and ``sum exp(s) s`` over the last axis, exponentiating a slice of rows at a time."""
+    rows = shifted.reshape(-1, shifted.shape[-1])
+    step = max(1, EXP_SLICE // rows.shape[1])
+    totals, dots = [], []
+    for start in range(0, len(rows), step):
+        part = rows[start : start + step]
+        exp = part.exp()
+        totals.append(exp.sum(-1))
+        dots.append(torch.einsum("rv,rv->r", exp, part))
+    return torch.cat(totals).reshape(shifted.shape[:-1]), torch.cat(dots).reshape(shifted.shape[:-1])
+
+
+def top_k(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``values.topk(k)`` over the last axis (values, indices), reading the whole axis once: the k
+    largest values lie in the k blocks of :data:`TOP_K_BLOCK` values whose maxima are largest (each
+    of them is at most its block's maximum), so only those blocks, and the values after the last
+    whole block, are searched."""
+    n = values.shape[-1]
+    whole = n - n % TOP_K_BLOCK
+    if k > whole // TOP_K_BLOCK:
+        top = values.topk(k, dim=-1)
+        return top.values, top.indices
+    blocks = values[..., :whole].unflatten(-1, (whole // TOP_K_BLOCK, TOP_K_BLOCK))
+    best = blocks.amax(-1).topk(k, dim=-1).indices  # [..., k] block numbers
+    picked = blocks.gather(-2, best.unsqueeze(-1).expand(*best.shape, TOP_K_BLOCK)).flatten(-2)
+    index = (best.unsqueeze(-1) * TOP_K_BLOCK + torch.arange(TOP_K_BLOCK, device=values.device)).flatten(-2)
+    tail = torch.arange(whole, n, device=values.device).expand(*index.shape[:-1], n - whole)
+    top, where = torch.cat([picked, values[..., whole:]], -1).topk(k, dim=-1)
+    return top, torch.cat([index, tail], -1).gather(-1, where)
+
+
 def reduce_logits(logits: torch.Tensor, request: LensRequest) -> dict[str, torch.Tensor]:
     """Reduce ``[batch, k, vocab]`` logits of one layer to what ``request`` asks for.
 
     Entropy is in bits over the full vocabulary (Wendler et al. 2024; docs/methods/latent-language.md). A rank is the
     number of tokens with strictly higher probability (0 = top-1).
+
+    On a CPU a pass over the logits costs a good part of the unembedding's matrix product, so the
+    distribution itself is made only when ``full`` asks for it. The logits are shifted in place by
+    their maximum (float32 logits are overwritten: the caller hands them over), exponentiated once,
+    a slice of rows at a time, and everything is read off the shifted logits ``s`` and
+    ``Z = sum exp(s)``: ``log p = s - log Z`` and ``H = log Z - sum exp(s) s / Z`` (nats, then bits).
     """
-    log_probs = torch.log_softmax(logits.float(), dim=-1)
-    probs = log_probs.exp()
-    out = {"entropy_bits": -(probs * log_probs).sum(-1) / math.log(2)}
+    shifted = logits.float()
+    shifted -= shifted.amax(-1, keepdim=True)
+    total, dot = _exp_moments(shifted)
+    log_total = total.log().unsqueeze(-1)
+    out = {"entropy_bits": (log_total.squeeze(-1) - dot / total) / math.log(2)}
     if request.token_ids is not None:
         ids = request.token_ids.to(logits.device)
-        safe = ids.clamp(min=0).unsqueeze(1).expand(-1, probs.shape[1], -1)  # [b, k, n]
-        at_ids = probs.gather(-1, safe)
+        safe = ids.clamp(min=0).unsqueeze(1).expand(-1, shifted.shape[1], -1)  # [b, k, n]
+        at_ids = shifted.gather(-1, safe)  # shifted logits of the ids
         valid = (ids >= 0).unsqueeze(1)
-        out["probs_at_ids"] = torch.where(valid, at_ids, torch.zeros_like(at_ids))
+        out["probs_at_ids"] = torch.where(valid, (at_ids - log_total).exp(), torch.zeros_like(at_ids))
+        if request.log_probs:
+            out["log_probs_at_ids"] = torch.where(valid, at_ids - log_total, torch.zeros_like(at_ids))
         if request.rank_group is not None:
             member = (request.rank_group.to(logits.device) & (ids >= 0)).unsqueeze(1)
-            best = torch.where(member, at_ids, torch.full_like(at_ids, -1.0)).max(-1, keepdim=True).values
-            out["group_rank"] = (probs > best).sum(-1)
+            best = torch.where(member, at_ids, torch.full_like(at_ids, -math.inf)).max(-1, keepdim=True).values
+            out["group_rank"] = (shifted > best).sum(-1)
     if request.top_k:
-        top = probs.topk(request.top_k, dim=-1)
-        out["top_ids"], out["top_probs"] = top.indices, top.values
+        values, out["top_ids"] = top_k(shifted, request.top_k)
+        out["top_probs"] = (values - log_total).exp()
     if request.full:
-        out["probs"] = probs
+        out["probs"] = (shifted - log_total).exp()
     return out
 
 
@@ -360,6 +413,20 @@ class Backend(ABC):
         unembedding, and the logit scaling or soft-cap the model applies
         (:class:`probes.backend.architecture.FinalTransform`)."""
         return self.parts.logits(self._hf_model(), resid)
+
+    def chain_log_probs(
+        self, contexts: Sequence[Sequence[int]], words: Sequence[Sequence[int]], *, lens: Lens | None = None
+    ) -> torch.Tensor:
+        """``[layer, batch]`` natural-log chain probability of each word's tokens after its context:
+        the sum over the word's tokens of each token's lens log-probability, the earlier tokens of
+        the word appended to the context (teacher forcing). Summed in log space (float64), so a long
+        chain of small probabilities stays finite where their float32 product would underflow to 0."""
+        enc = self.encode([list(c) + list(w)[:-1] for c, w in zip(contexts, words)])
+        ids = encode_ids(words, pad_id=-1).input_ids  # [batch, width], left-padded with -1
+        seq, width = enc.input_ids.shape[1], ids.shape[1]
+        positions = torch.arange(seq - width, seq).unsqueeze(0).expand(len(words), -1)
+        out = self.lens(enc, LensRequest(token_ids=ids, log_probs=True), positions=positions, lens=lens)
+        return out.require("log_probs_at_ids").diagonal(dim1=2, dim2=3).double().sum(-1)  # position j scores token j
 
     def _loss(self, enc: Encoded, labels: torch.Tensor) -> torch.Tensor:
         """Differentiable mean next-token loss of a batch: the model's own logits."""

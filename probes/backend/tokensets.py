@@ -138,6 +138,13 @@ class WordUnit:
         return "prefix" if self.identified else "chain"
 
 
+def scoring_kind(*units: WordUnit) -> str:
+    """How the words of one comparison are scored, all alike: ``prefix`` where every word's prefix
+    set identifies it, else ``chain`` for every word (when the target goes by its chain, so does
+    the latent word)."""
+    return "prefix" if all(u.identified for u in units) else "chain"
+
+
 def share_first_unit(a: WordUnit, b: WordUnit, kind: str) -> bool:
     """Could the lens mistake one word for the other at the first scored token? Under ``prefix``
     scoring (both sets identifying): the sets share a token. Otherwise (a chain involved): the

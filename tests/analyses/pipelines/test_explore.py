@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -11,10 +12,13 @@ from transformers import PreTrainedTokenizerFast
 
 from analyses.figures.explore import WINDOW
 from analyses.pipelines.explore import EXPLORE_COLUMNS, available_lenses, explore
+from analyses.pipelines.lens import language_prompts
 from probes.backend import LensRequest, wrap
 from probes.backend.errors import PromptError, TokenizerVocabularyError, UnknownLensError
 from probes.backend.tokensets import TokenSets
-from tests.conftest import CORPUS, tiny_backend, tiny_hf_model
+from probes.inputs.words import load_concepts
+from probes.lens import run_lens
+from tests.conftest import CORPUS, tiny_backend, tiny_hf_model, tiny_tokenizer
 
 PROMPT = "the cloud is white and the river is long"
 
@@ -43,6 +47,65 @@ def test_grid_equals_the_backends_full_distribution_at_every_layer_and_position(
             assert row["p_target"] == pytest.approx(float(probs[river].sum()), rel=1e-4)
             assert row["p_en"] == pytest.approx(float(probs[cloud].sum()), rel=1e-4)
             assert row["token"] == backend.tokenizer.decode([ids[position]])
+
+
+@pytest.mark.parametrize("lang", ["fr", "ta"])
+def test_words_are_scored_as_the_lens_probe_scores_them(lang):
+    """The explorer's P(target) and P(en) at the last position equal the lens probe's on the same
+    prompt, layer by layer, with the same unit: on the tiny vocabulary some fr words have prefix sets
+    of their own, others share one with another concept (both go by chains), and ta words (a script
+    it never saw) all go by their byte chains."""
+    model = tiny_hf_model("llama")
+    model.config.max_position_embeddings = 1024  # ta prompts are long in bytes
+    backend = wrap(model, tiny_tokenizer(), model_name="tiny-long")
+    concepts = load_concepts()
+    prompts = language_prompts(lang, task="translation")[:6]
+    vocabularies = {code: list(concepts[code]) for code in concepts.columns if code != "concept"}
+    table = run_lens(backend, prompts, vocabularies=vocabularies, progress=False)
+    kinds = set()
+    for prompt in prompts:
+        rows = table[table["item"] == prompt.item].sort_values("layer")
+        if rows.empty:  # dropped by the probe (a copy, or words it cannot tell apart)
+            continue
+        found = explore(
+            backend,
+            prompt.text,
+            target=prompt.target_word,
+            target_lang=prompt.lang,
+            latent_word=prompt.latent_word,
+        )
+        last = found.table[found.table["position"] == found.table["position"].max()].sort_values("layer")
+        assert found.word_prob == rows["word_prob"].iloc[0]
+        assert last["p_target"].tolist() == pytest.approx(rows["p_target"].tolist(), rel=1e-4)
+        assert last["p_en"].tolist() == pytest.approx(rows["p_en"].tolist(), rel=1e-4)
+        if found.word_prob == "chain":  # a chain continues the prompt after its last position only
+            assert found.table.loc[found.table["position"] < last["position"].iloc[0], "p_target"].isna().all()
+            assert "by its chain" in found.title
+        kinds.add(found.word_prob)
+    assert kinds == {"fr": {"prefix", "chain"}, "ta": {"chain"}}[lang]
+
+
+def test_a_chain_target_after_a_position_window_is_its_direct_chain_probability():
+    """SmolLM2's case on the tiny vocabulary: no token spells 花 (it never saw it), so 花 and its
+    English word are scored by their chains, teacher-forced after the last position shown."""
+    backend = tiny_backend("llama")
+    reference = tiny_hf_model("llama")
+    found = explore(backend, PROMPT, target="花", positions=[0, 3])
+    assert (found.word_prob, found.latent_word) == ("chain", "flower")
+    context = backend.tokenize(PROMPT)[:4]
+    with torch.no_grad():
+        for column, word in (("p_target", "花"), ("p_en", "flower")):
+            chain = TokenSets(backend.tokenizer).chain(word)
+            hidden = reference(torch.tensor([context + chain]), output_hidden_states=True).hidden_states
+            logits = [reference.lm_head(reference.model.norm(h[0])) for h in hidden[1:-1]]
+            logits.append(reference(torch.tensor([context + chain])).logits[0])
+            direct = [
+                sum(float(torch.log_softmax(x.double(), -1)[len(context) - 1 + j, t]) for j, t in enumerate(chain))
+                for x in logits
+            ]
+            got = found.table[found.table["position"] == 3].sort_values("layer")[column]
+            assert got.tolist() == pytest.approx(np.exp(direct).tolist(), rel=1e-5)
+            assert found.table.loc[found.table["position"] == 0, column].isna().all()
 
 
 def test_the_last_layer_is_the_models_own_output():
@@ -108,8 +171,6 @@ def test_target_word_the_tokenizer_cannot_spell():
 def test_a_thousand_token_prompt_opens_on_a_window_with_a_scroll_slider():
     model = tiny_hf_model("llama")
     model.config.max_position_embeddings = 2048  # rotary positions: the tiny model reads any length
-    from tests.conftest import tiny_tokenizer
-
     backend = wrap(model, tiny_tokenizer(), model_name="tiny-long")
     prompt = " ".join(CORPUS[i % 5] for i in range(130))
     n = len(backend.tokenize(prompt))

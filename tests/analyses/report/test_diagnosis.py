@@ -71,17 +71,20 @@ def test_unknown_language_fails_before_any_work(tmp_path):
     assert not (tmp_path / "report_fr.html").exists()
 
 
-def test_lens_section_links_three_example_prompts_in_the_explorer(tmp_path):
+@pytest.mark.parametrize("lang", ["fr", "ta"])
+def test_lens_section_links_three_example_prompts_in_the_explorer(tmp_path, lang):
+    """fr words have token sets of their own on the tiny vocabulary; ta words (a script it never saw)
+    are scored by their byte chains, and their examples open in the explorer all the same."""
     from analyses.figures.explore import DIV_ID
     from probes.backend import wrap
     from tests.conftest import tiny_hf_model, tiny_tokenizer
 
     model = tiny_hf_model("llama")
-    model.config.max_position_embeddings = 1024  # the 5-shot cloze prompts are longer than the tiny default of 128
+    model.config.max_position_embeddings = 2048  # 5-shot cloze prompts (ta in bytes) are longer than the default 128
     out = tmp_path / "out"
     diagnose(
         [wrap(model, tiny_tokenizer(), model_name="tiny-llama")],
-        ["fr"],
+        [lang],
         out,
         store=ResultsStore(tmp_path / "store"),
         sections=["lens"],
@@ -89,11 +92,13 @@ def test_lens_section_links_three_example_prompts_in_the_explorer(tmp_path):
         batch_size=8,
         progress=False,
     )
-    examples = pd.read_csv(out / "fr" / "tiny-llama__lens_examples.csv")
+    examples = pd.read_csv(out / lang / "tiny-llama__lens_examples.csv")
     assert set(examples["example"]) <= {"typical", "latent_leads", "target_earliest"} and len(examples) >= 2
-    page = (out / "report_fr.html").read_text()
+    page = (out / f"report_{lang}.html").read_text()
     assert "is not in the explorer" not in page
     for example in examples["example"]:
         name = f"tiny-llama__explore_{example}.html"
-        assert f"href='fr/{name}'" in page
-        assert f'id="{DIV_ID}"' in (out / "fr" / name).read_text()
+        assert f"href='{lang}/{name}'" in page
+        explorer = (out / lang / name).read_text()
+        assert f'id="{DIV_ID}"' in explorer
+        assert lang == "fr" or "by its chain" in explorer

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from probes.backend import LensRequest
+from probes.backend.base import top_k
 from tests.conftest import EMBEDDED_MODELS, embedded, tiny_backend, tiny_hf_model, tiny_tokenizer
 
 PROMPTS = ["the cloud is", "le nuage est blanc et la", "облако"]
@@ -64,6 +65,46 @@ def test_lens_reductions_match_a_direct_computation():
     assert out.group_rank[1, 0, 0] == int((probs[1, 0, 0] > best).sum())
     assert out.group_rank[1, 2, 0] == int((probs[1, 2, 0] > probs[1, 2, 0, 7]).sum())
     assert out.group_rank[1, 1, 0] == probs.shape[-1]  # empty group: every token ranks above
+
+
+@pytest.mark.parametrize("n", [4096, 4100, 300, 70])
+@pytest.mark.parametrize("k", [1, 5])
+def test_blockwise_top_k_equals_a_full_top_k(n, k):
+    """Whole blocks only, a tail after them, a single block, too few blocks for k (a full top-k)."""
+    values = torch.randn(3, 7, n, generator=torch.Generator().manual_seed(n))
+    values[0, 0, -1] = 10.0  # the largest value in the tail
+    top, index = top_k(values, k)
+    expected = values.topk(k, dim=-1)
+    assert torch.equal(top, expected.values) and torch.equal(index, expected.indices)
+
+
+def _direct_token_log_probs(model, context: list[int], word: list[int]) -> torch.Tensor:
+    """``[layer, len(word)]`` float64 log-probability of each token of ``word`` teacher-forced after
+    ``context``: the final norm and head on every block's output (Hugging Face's last hidden state
+    is already normed, so the last layer is the model's own logits)."""
+    ids = torch.tensor([context + word])
+    with torch.no_grad():
+        out = model(ids, output_hidden_states=True)
+        logits = [model.lm_head(model.model.norm(h[0])) for h in out.hidden_states[1:-1]] + [out.logits[0]]
+    rows = torch.arange(len(context) - 1, len(context) - 1 + len(word))
+    return torch.stack([torch.log_softmax(x.double(), -1)[rows, word] for x in logits])
+
+
+@pytest.mark.parametrize("backend_name", ["transformer-lens", "nnsight"])
+def test_a_long_chain_has_a_finite_log_probability_equal_to_a_direct_computation(backend_name):
+    backend = tiny_backend("llama", backend=backend_name)
+    reference = tiny_hf_model("llama")
+    context = backend.tokenize(PROMPTS[1])
+    long_word = torch.randint(3, backend.vocab_size, (80,), generator=torch.Generator().manual_seed(0)).tolist()
+    short_word = backend.tokenize("nuage", add_special_tokens=False)
+    got = backend.chain_log_probs([context, context], [long_word, short_word])  # [layer, 2]: unequal lengths
+    assert got.shape == (backend.n_layers, 2) and got.dtype == torch.float64 and got.isfinite().all()
+    for row, word in enumerate((long_word, short_word)):
+        direct = _direct_token_log_probs(reference, context, word)
+        assert got[:, row].tolist() == pytest.approx(direct.sum(-1).tolist(), rel=1e-5)
+    # what log space avoids: the float32 product of the long chain's token probabilities is 0
+    assert (_direct_token_log_probs(reference, context, long_word).float().exp().prod(-1) == 0).all()
+    assert (got[:, 0].exp() > 0).all()
 
 
 @pytest.mark.parametrize("backend_name", ["transformer-lens", "nnsight"])
