@@ -11,11 +11,12 @@ from typing import Annotated
 import typer
 
 from analyses.cli.options import PivotOptions, options
-from analyses.cli.settings import Settings
+from analyses.cli.settings import Settings, check_layer
 from analyses.interventions.finetune import FinetuneConfig, examples_from_instructions, finetune, load_jsonl
 from analyses.interventions.recipes import PIVOT, RECIPES, train_recipe
 from probes.backend.errors import PivotlensError
 from probes.backend.languages import parse_languages
+from probes.backend.models import model_depth
 from probes.backend.store import ResultsStore
 from probes.inputs.instruction_data import HELD_OUT, INSTRUCTIONS, load_instructions, split_held_out
 
@@ -109,6 +110,7 @@ def finetune_cmd(ctx: typer.Context, opts: FinetuneOptions) -> None:
     """Fine-tune --model and write a model folder (with tokenizer), training_log.csv and
     checkpoints to --out (with --recipe also recipe.json)."""
     settings: Settings = ctx.obj
+    check_layer(opts.layer, model_depth(settings.model), settings.model)
     config = opts.finetune_config(settings)
     if opts.recipe is not None:
         if opts.recipe not in RECIPES:
@@ -160,6 +162,7 @@ def prom_fig3(ctx: typer.Context, opts: Fig3Options) -> None:
     from analyses.pipelines.prom_fig3 import run_fig3
 
     settings: Settings = ctx.obj
+    check_layer(opts.layer, model_depth(settings.model), settings.model)
     parse_languages([opts.target, opts.pivot])
     results = run_fig3(
         settings.out,

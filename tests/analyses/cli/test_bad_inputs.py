@@ -115,6 +115,8 @@ CASES = [
     ("importance --scope blocks", "use one of layers, all"),
     ("lambda --lambda0 high", "should be a valid number"),
     ("interference --layer 99", "use 0 to 17"),
+    ("finetune --layer 99", "use 0 to 17"),
+    ("prom-fig3 --layer -1", "use 0 to 17"),
     ("interference --params some", "use one of all, blocks, matrices"),
     ("interference --reduction median", "use one of token_mean, sequence_mean"),
     ("interference-fig2 --split dev", "use one of all, train, held_out"),
