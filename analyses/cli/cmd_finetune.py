@@ -159,11 +159,11 @@ class Fig3Options(TrainingOptions):
 def prom_fig3(ctx: typer.Context, opts: Fig3Options) -> None:
     """PROM Fig. 3, short: fine-tune plain (t+e) and pivoted, then the pivot probability and the
     interference of the base and both fine-tuned models, tables and figures in --out."""
-    from analyses.pipelines.prom_fig3 import run_fig3
-
     settings: Settings = ctx.obj
     check_layer(opts.layer, model_depth(settings.model), settings.model)
     parse_languages([opts.target, opts.pivot])
+    from analyses.pipelines.prom_fig3 import run_fig3  # after the checks: a bad input imports nothing heavy
+
     results = run_fig3(
         settings.out,
         base=settings.model,
