@@ -1,7 +1,9 @@
 """Cost of generation with per-step statistics, side by side in one process, same prompts, same seed.
 
 plain      : the backend's own model, ``model.generate`` with the benchmark's sampling (T = 0.3,
-             p = 0.75), no statistics
+             p = 0.75; ``--greedy``: greedy decoding), no statistics
+plain mode : ``Backend.generate(statistics=False)``, what callers that read no statistics use
+             (``recipe-eval``'s and the arithmetic probe's answers)
 statistics : ``Backend.generate``: the same generation plus, per step, entropy (bits), nucleus
              size at p = 0.75 and the top-k of the raw next-token distribution
 probe      : the confusion probe (statistics + decoding each token + benchmark LID judgement +
@@ -9,8 +11,9 @@ probe      : the confusion probe (statistics + decoding each token + benchmark L
 
 Variants run interleaved (after a warm-up) and the median time is kept, so a busy machine hurts
 them alike. Ratios are relative to ``plain``; the target for ``statistics`` is at most 1.2. The
-generated ids of ``plain`` and ``statistics`` must be identical (the recorder leaves the scores
-unchanged). Usage: python benchmarks/bench_confusion.py [--model M] [--backend B] [--n N] [--tokens T]
+generated ids of ``plain``, ``plain mode`` and ``statistics`` must be identical (the recorder
+leaves the scores unchanged).
+Usage: python benchmarks/bench_confusion.py [--model M] [--backend B] [--n N] [--tokens T] [--greedy]
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=16, help="prompts (one batch)")
     parser.add_argument("--tokens", type=int, default=48, help="new tokens per prompt")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--greedy", action="store_true", help="greedy decoding (as recipe-eval's answers)")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     backend = load(args.model, backend=args.backend)
@@ -47,7 +51,9 @@ def main() -> None:
     prompts = pool[: args.n]
     enc = backend.encode([render(backend, p).ids for p in prompts])
     model = backend._hf_model()
-    sampling = {"max_new_tokens": args.tokens, "do_sample": True, "temperature": 0.3, "top_p": 0.75}
+    sampling = {"max_new_tokens": args.tokens, "do_sample": not args.greedy}
+    if not args.greedy:
+        sampling.update(temperature=0.3, top_p=0.75)
     outputs: dict[str, torch.Tensor] = {}
 
     def plain() -> None:
@@ -58,13 +64,16 @@ def main() -> None:
         )
         outputs["plain"] = out[:, enc.input_ids.shape[1] :].cpu()
 
+    def plain_mode() -> None:
+        outputs["plain mode"] = backend.generate(enc, seed=0, statistics=False, **sampling).new_ids
+
     def with_statistics() -> None:
         outputs["statistics"] = backend.generate(enc, seed=0, **sampling).new_ids
 
     def probe() -> None:
         run_confusion(backend, prompts, max_new_tokens=args.tokens, batch_size=len(prompts), progress=False)
 
-    variants = {"plain": plain, "statistics": with_statistics, "probe": probe}
+    variants = {"plain": plain, "plain mode": plain_mode, "statistics": with_statistics, "probe": probe}
     for fn in variants.values():  # warm-up
         fn()
     times: dict[str, list[float]] = {name: [] for name in variants}
@@ -73,11 +82,13 @@ def main() -> None:
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    same = torch.equal(outputs["plain"], outputs["statistics"])
+    same = torch.equal(outputs["plain"], outputs["statistics"]) and torch.equal(
+        outputs["plain mode"], outputs["statistics"]
+    )
     base = stats.median(times["plain"])
     table = Table(
         title=f"generation cost: {backend.model_name} ({backend.name}), {len(prompts)} prompts x "
-        f"{args.tokens} new tokens, median of {args.repeats}"
+        f"{args.tokens} new tokens, {'greedy' if args.greedy else 'sampled'}, median of {args.repeats}"
     )
     for column in ("variant", "seconds", "ratio vs plain", "target"):
         table.add_column(column)
@@ -87,7 +98,9 @@ def main() -> None:
         table.add_row(name, f"{median:.2f}", f"{median / base:.2f}", target)
     console = Console()
     console.print(table)
-    console.print(f"identical generated ids (plain vs statistics): {same}")
+    statistics_cost = stats.median(times["statistics"]) / stats.median(times["plain mode"])
+    console.print(f"identical generated ids (plain, plain mode, statistics): {same}")
+    console.print(f"statistics / plain mode: {statistics_cost:.2f}")
 
 
 if __name__ == "__main__":

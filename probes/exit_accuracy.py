@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from probes.backend import Backend, LensRequest
+from probes.backend.base import common_prefix
 from probes.backend.lenses import LOGIT, Lens
 from probes.backend.resume import collect
 from probes.backend.store import ResultsStore, Run, provenance
@@ -154,6 +155,8 @@ def exit_accuracy(
     prompts = task_prompts(data, lang, shots=shots, n=n, seed=seed)
     tokens = {p.item: backend.tokenize(p.text) for p in prompts}
     longest_first = sorted(prompts, key=lambda p: -len(tokens[p.item]))
+    # the instruction (and any demonstrations every prompt shares) is encoded once, its KV cache reused
+    prefix = backend.shared_prefix(common_prefix(list(tokens.values())))
     decoded: dict[int, str] = {}
 
     def decode(token_id: int) -> str:
@@ -163,7 +166,7 @@ def exit_accuracy(
 
     def compute(batch: list[Prompt]) -> pd.DataFrame:
         rows = [tokens[p.item] for p in batch]
-        enc = backend.encode(rows)
+        enc = backend.encode_after(prefix, [row[len(prefix.ids) :] for row in rows])
         option_ids = torch.tensor(answer_ids).unsqueeze(0).expand(len(batch), -1)
         readout = backend.lens(enc, LensRequest(token_ids=option_ids, top_k=2), layers=None, positions=(-1,), lens=lens)
         frame = readout_rows(batch, [len(r) for r in rows], readout, labels, answer_ids, decode)

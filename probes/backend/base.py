@@ -10,12 +10,15 @@ Conventions fixed here, shared by both backends so that they agree:
   tokens (Gemma adds ``<bos>``, SmolLM2 adds none), so both backends see identical ids.
 * **Padding.** Left padding, with explicit ``position_ids = cumsum(mask) - 1``, so position
   ``-1`` is every row's last real token and padded rows compute what unpadded rows compute.
+  Rows that continue a cached shared prefix (:meth:`Backend.encode_after`) are right-padded
+  instead, and ``-1`` is still each row's last real token.
 * **Layers.** ``layer`` is the 0-based block index; the residual stream at ``layer`` is the
   output of block ``layer``; the lens at the last layer is the model's own output.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
@@ -33,28 +36,47 @@ from probes.backend.scopes import ParameterScope, frozen_except, parameter_scope
 if TYPE_CHECKING:
     from typing import Any
 
-    from transformers import PreTrainedModel
+    from transformers import Cache, PreTrainedModel
 
     from probes.backend.lenses import Lens
 
 
 @dataclass(frozen=True)
 class Encoded:
-    """A left-padded batch of token ids, as every backend receives it."""
+    """A batch of token ids, as every backend receives it: left-padded (:func:`encode_ids`), or
+    right-padded after a shared prefix whose KV cache it carries (:meth:`Backend.encode_after`).
+
+    With ``cache`` (the prefix's KV cache, one copy per row; the forward pass extends it, so such an
+    ``Encoded`` is run once), ``attention_mask`` spans ``prefix + seq`` and ``position_ids``
+    continue the prefix's; ``input_ids`` and the positions a probe reads hold the rows only.
+    """
 
     input_ids: torch.Tensor  # [batch, seq]
-    attention_mask: torch.Tensor  # [batch, seq]
+    attention_mask: torch.Tensor  # [batch, seq], or [batch, prefix + seq] after a cached prefix
     position_ids: torch.Tensor  # [batch, seq]
+    cache: Cache | None = None
 
     @property
     def batch_size(self) -> int:
         return int(self.input_ids.shape[0])
 
     def to(self, device: torch.device | str) -> Encoded:
-        return Encoded(self.input_ids.to(device), self.attention_mask.to(device), self.position_ids.to(device))
+        return replace(
+            self,
+            input_ids=self.input_ids.to(device),
+            attention_mask=self.attention_mask.to(device),
+            position_ids=self.position_ids.to(device),
+        )
 
-    def model_inputs(self) -> dict[str, torch.Tensor]:
-        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, "position_ids": self.position_ids}
+    def model_inputs(self) -> dict[str, Any]:
+        inputs: dict[str, Any] = {
+            "input_ids": self.input_ids,
+            "attention_mask": self.attention_mask,
+            "position_ids": self.position_ids,
+        }
+        if self.cache is not None:
+            inputs.update(cache=self.cache, use_cache=True)
+        return inputs
 
 
 def encode_ids(rows: Sequence[Sequence[int]], pad_id: int) -> Encoded:
@@ -70,10 +92,32 @@ def encode_ids(rows: Sequence[Sequence[int]], pad_id: int) -> Encoded:
     return Encoded(ids, mask, positions)
 
 
-def resolve_positions(positions: Sequence[int] | torch.Tensor, enc: Encoded) -> torch.Tensor:
-    """Absolute ``[batch, k]`` indices from either absolute indices or offsets from the end.
+def common_prefix(rows: Sequence[Sequence[int]]) -> list[int]:
+    """The longest run of leading tokens every row shares, stopping one token short of the
+    shortest row (each row keeps a token of its own to read out)."""
+    shortest = min(len(row) for row in rows)
+    length = 0
+    while length < shortest - 1 and all(row[length] == rows[0][length] for row in rows):
+        length += 1
+    return list(rows[0][:length])
 
-    With left padding an offset ``-1`` is the last real token of every row.
+
+@dataclass(frozen=True)
+class SharedPrefix:
+    """Leading token ids that many rows share and, where the backend can reuse it, the model's KV
+    cache of them (batch 1, never extended: :meth:`Backend.encode_after` copies it for each batch).
+    ``cache`` is None where the backend re-encodes the prefix with every row instead
+    (:attr:`Backend.reuses_prefix_cache`)."""
+
+    ids: tuple[int, ...]
+    cache: Cache | None
+
+
+def resolve_positions(positions: Sequence[int] | torch.Tensor, enc: Encoded) -> torch.Tensor:
+    """Absolute ``[batch, k]`` indices from either absolute indices or offsets from each row's end.
+
+    An offset ``-1`` is each row's last real token: the last column with left padding, the last
+    unpadded column of a right-padded row (rows after a cached prefix).
     """
     seq = enc.input_ids.shape[1]
     if isinstance(positions, torch.Tensor):
@@ -82,7 +126,10 @@ def resolve_positions(positions: Sequence[int] | torch.Tensor, enc: Encoded) -> 
             pos = pos.unsqueeze(0).expand(enc.batch_size, -1)
     else:
         pos = torch.as_tensor(list(positions), dtype=torch.long).unsqueeze(0).expand(enc.batch_size, -1)
-    pos = torch.where(pos < 0, pos + seq, pos)
+    real = enc.attention_mask[:, -seq:].bool().cpu()
+    trailing_pads = real.flip(-1).long().cumsum(-1).eq(0).sum(-1)
+    ends = seq - torch.where(real.any(-1), trailing_pads, 0)  # one past each row's last real token
+    pos = torch.where(pos < 0, pos + ends.unsqueeze(-1), pos)
     if (pos < 0).any() or (pos >= seq).any():
         raise IndexError(f"positions {positions} fall outside the padded sequence of length {seq}")
     return pos
@@ -378,6 +425,50 @@ class Backend(ABC):
         """Tokenize (strings) or take token rows as given, and left-pad them."""
         rows = [self.tokenize(p) if isinstance(p, str) else list(p) for p in prompts]
         return encode_ids(rows, self.pad_id).to(self.device)
+
+    # Where the model runs here, a prefix's KV cache is a local object both hooking libraries hand to it.
+    reuses_prefix_cache = True
+
+    def shared_prefix(self, ids: Sequence[int]) -> SharedPrefix:
+        """Encode the prefix ``ids`` once and keep the model's KV cache of it, for
+        :meth:`encode_after` to reuse across batches of rows that all start with it (few-shot
+        prompts sharing their instruction and demonstrations). The cache is the Hugging Face model's
+        own (``DynamicCache``; for Gemma its sliding-window layers keep only the window), made by
+        its decoder, which both backends hook; nothing changes in what a readout computes. Without
+        :attr:`reuses_prefix_cache` the prefix is only remembered and re-encoded with every row."""
+        ids = tuple(int(i) for i in ids)
+        if not ids or not self.reuses_prefix_cache:
+            return SharedPrefix(ids, None)
+        decoder = self._hf_model().get_decoder()
+        with torch.no_grad():
+            out = decoder(input_ids=torch.tensor([ids], device=self.device), use_cache=True)
+        return SharedPrefix(ids, out.cache)
+
+    def encode_after(self, prefix: SharedPrefix, rows: Sequence[Sequence[int]]) -> Encoded:
+        """The batch ``prefix.ids + row`` for each row, as :meth:`lens` and :meth:`residuals` take it.
+
+        With the prefix's cache, only the rows are run: right-padded (so that every real token
+        sits at its own position's index, which a sliding-window mask counts in), the attention
+        mask spanning prefix and row, positions continuing the prefix's, and a copy of the cache
+        repeated over the batch. Offsets such as ``-1`` count from each row's end as usual;
+        absolute positions index the rows alone. Without a cache (:attr:`reuses_prefix_cache`
+        false, or an empty prefix) it is ``encode([prefix.ids + row, ...])``: the uncached
+        computation itself."""
+        if prefix.cache is None:
+            return self.encode([list(prefix.ids) + list(row) for row in rows])
+        if any(len(row) == 0 for row in rows):
+            raise ValueError("every row needs at least one token after the shared prefix")
+        n_prefix, width = len(prefix.ids), max(len(row) for row in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), n_prefix + width), dtype=torch.long)
+        mask[:, :n_prefix] = 1
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.as_tensor(list(row), dtype=torch.long)
+            mask[i, n_prefix : n_prefix + len(row)] = 1
+        positions = (n_prefix + torch.arange(width)).repeat(len(rows), 1)
+        cache = copy.deepcopy(prefix.cache)
+        cache.batch_repeat_interleave(len(rows))
+        return Encoded(ids, mask, positions, cache).to(self.device)
 
     def check_layers(self, layers: Sequence[int] | None) -> list[int]:
         if layers is None:

@@ -38,6 +38,10 @@ class NNsightBackend(Backend):
 
         super().__init__(hf_model, tokenizer, **info)
         self.remote = remote
+        # NDIF runs every trace on its own, with nothing kept between requests: a prefix's cache
+        # would have to be made here (the weights are not) and travel with every request. So a
+        # remote model re-encodes the prefix with every row (Backend.encode_after's uncached path).
+        self.reuses_prefix_cache = remote is False
         self._model = hf_model
         # NDIF identifies a model by its id; a loaded module is a local model (or remote="local").
         self.nn = TransformersModel(info["source"] if remote is True else hf_model, tokenizer=tokenizer)

@@ -104,12 +104,12 @@ class TransformerLensBackend(Backend):
 
             return hook
 
+        inputs = enc.model_inputs()
         with contextlib.suppress(_Stop):
             self.bridge.run_with_hooks(
-                enc.input_ids,
+                inputs.pop("input_ids"),
                 fwd_hooks=[(f"blocks.{layer}.hook_resid_post", make_hook(layer)) for layer in sorted(set(layers))],
-                attention_mask=enc.attention_mask,
-                position_ids=enc.position_ids,
+                **inputs,
             )
         return captured
 

@@ -167,3 +167,50 @@ def test_last_layer_accuracy_is_the_models_own_on_gemma(task):
     answer_ids = [answer_token_ids(spec, tokenizer, "en")[label] for label in spec.labels]
     reference = own_predictions(model, tokenizer, task_prompts(data, "en", shots=2), answer_ids, spec.labels)
     assert_last_layer_is_the_model(table, reference, atol=1e-3)
+
+
+NUMERIC = ["gap", "top_prob", "gap_options", "top_prob_options", "p_gold", "p_options"]
+
+
+def assert_same_exit_table(cached: pd.DataFrame, uncached: pd.DataFrame, atol: float = 1e-5) -> None:
+    """The prefix cache changes no table value beyond ``atol``, and no discrete one at all."""
+    exact = [column for column in COLUMNS if column not in NUMERIC]
+    pd.testing.assert_frame_equal(cached[exact], uncached[exact])
+    assert (cached[NUMERIC] - uncached[NUMERIC]).abs().to_numpy().max() <= atol
+
+
+def exit_with_and_without_the_prefix_cache(backend, monkeypatch, *args, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The exit table with the shared instruction's KV cache reused (checked to be), and encoded in full."""
+    made = []
+    shared_prefix = backend.shared_prefix
+
+    def recorded(ids):
+        made.append(shared_prefix(ids))
+        return made[-1]
+
+    monkeypatch.setattr(backend, "shared_prefix", recorded)
+    cached = exit_accuracy(backend, *args, progress=False, **kwargs)
+    assert len(made[0].ids) > 0 and made[0].cache is not None
+    monkeypatch.setattr(backend, "reuses_prefix_cache", False)
+    uncached = exit_accuracy(backend, *args, progress=False, **kwargs)
+    assert made[1].cache is None
+    return cached, uncached
+
+
+@pytest.mark.parametrize("backend_name", ["transformer-lens", "nnsight"])
+def test_the_shared_instructions_cache_leaves_the_table_unchanged(tiny_kind, backend_name, monkeypatch):
+    backend = tiny_backend(tiny_kind, backend=backend_name)
+    cached, uncached = exit_with_and_without_the_prefix_cache(
+        backend, monkeypatch, "tiny", "en", shots=2, n=None, data=tiny_data(), batch_size=4
+    )
+    assert_same_exit_table(cached, uncached)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["gemma-3-270m", "smollm2-135m"])
+def test_the_shared_instructions_cache_leaves_the_table_unchanged_on_embedded_models(name, monkeypatch):
+    backend = embedded(name)
+    cached, uncached = exit_with_and_without_the_prefix_cache(
+        backend, monkeypatch, "sentiment", "ru", n=6, batch_size=3
+    )
+    assert_same_exit_table(cached, uncached)

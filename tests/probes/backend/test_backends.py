@@ -157,12 +157,24 @@ def test_generation_records_per_step_statistics():
     assert (gen.nucleus_size >= 1).all()
 
 
-def test_plain_generation_returns_the_same_ids_without_statistics():
-    backend = tiny_backend("llama")
+@pytest.mark.parametrize("backend_name", ["transformer-lens", "nnsight"])
+def test_plain_generation_returns_the_same_ids_without_statistics(tiny_kind, backend_name):
+    backend = tiny_backend(tiny_kind, backend=backend_name)
     enc = backend.encode(PROMPTS)
     plain = backend.generate(enc, max_new_tokens=6, statistics=False)
-    assert torch.equal(plain.new_ids, backend.generate(enc, max_new_tokens=6).new_ids)
+    recorded = backend.generate(enc, max_new_tokens=6)
+    assert torch.equal(plain.new_ids, recorded.new_ids) and torch.equal(plain.new_ids, recorded.top_ids[..., 0])
     assert plain.entropy_bits is None and plain.top_ids is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EMBEDDED_MODELS)
+def test_plain_generation_returns_the_same_ids_on_embedded_models(name):
+    backend = embedded(name)
+    enc = backend.encode(['Français: "nuage" - English: "', "Переведи на английский: облако ->", "日本の首都は"])
+    plain = backend.generate(enc, max_new_tokens=12, statistics=False)
+    recorded = backend.generate(enc, max_new_tokens=12)
+    assert torch.equal(plain.new_ids, recorded.new_ids) and torch.equal(plain.new_ids, recorded.top_ids[..., 0])
 
 
 def test_beam_search_statistics_follow_the_returned_beam():
