@@ -84,6 +84,8 @@ def redraw(results: Path, write: bool) -> tuple[list[Path], set[Path], list[str]
     differing, covered, failed = [], set(), []
     for folder, draw in REDRAWN.items():
         committed = results / folder
+        if not committed.is_dir():  # not in this results tree
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             copy = Path(tmp) / folder
             shutil.copytree(committed, copy, ignore=shutil.ignore_patterns("*.html", "*.png", "*.svg", "*.js"))
