@@ -20,7 +20,6 @@ images are not compared (kaleido's PNG output depends on the browser build); not
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from functools import partial
 from pathlib import Path
 
 from analyses.figures.catalog import regenerate
+from analyses.figures.io import redraw_copy
 from analyses.pipelines import confusion, interference, layer_swap, lens, lens_family, prom_fig3, recipes, regions
 from analyses.pipelines import exit as early_exit
 
@@ -88,20 +88,19 @@ def redraw(results: Path, write: bool) -> tuple[list[Path], set[Path], list[str]
             continue
         with tempfile.TemporaryDirectory() as tmp:
             copy = Path(tmp) / folder
-            shutil.copytree(committed, copy, ignore=shutil.ignore_patterns("*.html", "*.png", "*.svg", "*.js"))
             try:
-                draw(copy)
+                pages = redraw_copy(committed, draw, copy)
             except (KeyError, ValueError, OSError) as exc:  # e.g. a table written by an older version
                 failed.append(f"{committed}: {exc.__class__.__name__}: {exc}")
                 continue
-            for page in sorted(copy.rglob("*.html")):
-                target = committed / page.relative_to(copy)
+            for page in pages:
+                target = committed / page
                 covered.add(target)
-                if not target.is_file() or target.read_bytes() != page.read_bytes():
+                if not target.is_file() or target.read_bytes() != (copy / page).read_bytes():
                     differing.append(target)
                     if write:
                         target.parent.mkdir(parents=True, exist_ok=True)
-                        target.write_bytes(page.read_bytes())
+                        target.write_bytes((copy / page).read_bytes())
     return differing, covered, failed
 
 
