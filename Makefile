@@ -48,7 +48,8 @@ test: setup
 test-fast: setup
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not slow" -n 2 tests
 
-# Render every catalogued figure of the committed results twice: the HTML must be byte-identical.
+# Render every catalogued figure of the committed results twice, and redraw every committed results
+# folder's figures from its tables: the HTML must be byte-identical (results/reports: `make reports`).
 rerender-check: setup
 	$(BIN)/python scripts/rerender_check.py
 

@@ -9,22 +9,9 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import plotly.graph_objects as go
 import typer
 
 from analyses.cli.settings import Settings, check_choice
-from analyses.figures import io as figures_io
-from analyses.figures.importance import (
-    concentration_figure,
-    dimension_figure,
-    freeze_figure,
-    importance_map_figure,
-    mask_figure,
-    monolingual_figure,
-    perturbation_figure,
-    removal_figure,
-    structure_figure,
-)
 from analyses.pipelines.regions import (
     PAPER_LANGS,
     CorpusUse,
@@ -34,6 +21,7 @@ from analyses.pipelines.regions import (
     perturbation_table,
     removal_table,
     structure_table,
+    write_figures,
 )
 from analyses.stats.regions import check_fraction
 from probes.backend.languages import parse_languages
@@ -46,11 +34,6 @@ LANGS_HELP = "Comma-separated languages of the corpus (ISO 639-1)."
 
 def _write(table: pd.DataFrame, out: Path, name: str) -> None:
     table.to_csv(out / f"{name}.csv", index=False, float_format="%.6g")
-
-
-def save_figure(fig: go.Figure, path: Path, *, static: bool = True) -> list[Path]:
-    """HTML loading plotly.js from its CDN (a few kB, fit to commit) and a PNG."""
-    return figures_io.save_figure(fig, path, static=static, plotlyjs="cdn")
 
 
 def _use(corpus: str, n_accumulation: int, n_heldout: int, max_tokens: int) -> CorpusUse:
@@ -92,7 +75,7 @@ def importance(
     (out / "importance_files.json").write_text(
         json.dumps({k: str(v) for k, v in summary.attrs["files"].items()}, indent=2)
     )
-    save_figure(importance_map_figure(summary, model=backend.model_name), out / "importance_map")
+    write_figures(out, model=backend.model_name)
     typer.echo(
         f"importance for {', '.join(codes)} in {time.perf_counter() - start:.0f} s; maps listed in "
         f"{out / 'importance_files.json'}, tables and figure in {out}"
@@ -170,20 +153,11 @@ def regions(
     )
     timings["removal"] = time.perf_counter() - start
     _write(removal, out, "removal")
-    figures = {
-        "importance_map": importance_map_figure(summary, found.core_global, model=model),
-        "region_masks": mask_figure(found.density, model=model),
-        "region_concentration": concentration_figure(found.concentration, model=model),
-        "region_dimensions": dimension_figure(found.dimensions, model=model),
-        "removal_core": removal_figure(removal, model=model),
-        "removal_monolingual": monolingual_figure(removal, model=model),
-    }
     if structure:
         core_top = next(r for r in found.regions if r.label == "core-top").load()
         small = use.texts(dims_langs, "heldout")
         dims_params = {**params, "eval_langs": dims_langs}
         start = time.perf_counter()
-        base = removal[removal["region"] == "none"]
         structured = structure_table(
             backend,
             core_top,
@@ -207,10 +181,7 @@ def regions(
         timings["dimensions"] = time.perf_counter() - start
         _write(structured, out, "structured_removal")
         _write(perturbed, out, "dimension_perturbation")
-        figures["structured_removal"] = structure_figure(structured, base, model=model)
-        figures["dimension_perturbation"] = perturbation_figure(perturbed, base, model=model)
-    for name, fig in figures.items():
-        save_figure(fig, out / name)
+    write_figures(out, model=model)
     (out / "timings.json").write_text(json.dumps({k: round(v, 1) for k, v in timings.items()}, indent=2))
     view = removal[removal["scope"].isin(["none", "core"])].pivot_table(
         index="region", columns="lang", values="perplexity"
@@ -277,7 +248,7 @@ def region_freeze(
     )
     out = settings.out_dir
     _write(table.assign(fraction=fraction), out, "freeze_demo")
-    save_figure(freeze_figure(table, model=Path(model).name), out / "freeze_demo")
+    write_figures(out, model=Path(model).name)
     typer.echo(table.pivot_table(index="lang", columns="stage", values="perplexity").round(2).to_string())
     typer.echo(
         f"frozen entries: {int(table['n_frozen'].iloc[0])}; largest drift of a frozen entry: "

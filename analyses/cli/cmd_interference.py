@@ -10,10 +10,8 @@ import pandas as pd
 import typer
 
 from analyses.cli.settings import Settings, check_choice, check_layer
-from analyses.figures import save_figure
-from analyses.figures.interference import cosine_figure, fig2_figure, module_figure
 from analyses.interventions.pivoted_loss import PivotedObjective
-from analyses.pipelines.interference import SPLITS, InterferenceSetup, fig2_comparison, measure
+from analyses.pipelines.interference import SPLITS, InterferenceSetup, fig2_comparison, measure, write_figures
 from analyses.stats.interference import fig2_setting, last_layer_table, summarise_cosines
 from probes.backend.gradients import REDUCTIONS
 from probes.backend.languages import parse_languages
@@ -125,26 +123,7 @@ def interference(
     out = settings.out_dir
     written = write_tables(table, out, summary)
     n_at = pivot.at(backend.n_layers) if objective == "pivoted" else None
-    written += save_figure(
-        cosine_figure(
-            summary,
-            pivot_layer=n_at,
-            title=(
-                f"{backend.model_name}: gradient cosine per layer, {objective} objective ({batches} batch pairs, "
-                f"95% CI)"
-            ),
-        ),
-        out / "cosine_layers",
-    )
-    for other in codes[1:]:
-        fig = module_figure(
-            summarise_cosines(table, "module"),
-            codes[0],
-            other,
-            objective,
-            title=f"{backend.model_name}: gradient cosine per module, {codes[0]} vs {other} ({objective})",
-        )
-        written += save_figure(fig, out / f"modules_{codes[0]}_{other}")
+    written += write_figures(out, model=backend.model_name, pivot_layer=n_at)
     typer.echo(
         last_layer_table(summary)[
             ["lang_a", "lang_b", "objective", "layer", "mean", "ci_low", "ci_high", "n"]
@@ -186,13 +165,7 @@ def interference_fig2(
     summary = summarise_cosines(table, by=["target", "setting", "lang_a", "lang_b", "objective"])
     out = settings.out_dir
     written = write_tables(table, out, summary)
-    for target in codes:
-        fig = fig2_figure(
-            summary[summary["target"] == target],
-            pivot_layer=objective.at(backend.n_layers),
-            title=f"{backend.model_name}: PROM Fig. 2, target {target} ({batches} batch pairs, 95% CI)",
-        )
-        written += save_figure(fig, out / f"fig2_{target}")
+    written += write_figures(out, model=backend.model_name, pivot_layer=objective.at(backend.n_layers))
     typer.echo(
         last_layer_table(summary)[["target", "setting", "layer", "mean", "ci_low", "ci_high", "n"]].to_string(
             index=False

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import cast
 
@@ -47,3 +48,13 @@ def save_figure(
             break
         written.append(image)
     return written
+
+
+def redraw_copy(folder: Path, draw: Callable[[Path], object], copy: Path) -> list[Path]:
+    """Redraw the figures of a results ``folder`` from its tables alone: copy it to ``copy``
+    without its figures (HTML, images, plotly.js), call ``draw(copy)`` (a pipeline's
+    ``write_figures``) and return the pages drawn, relative to ``copy``; each should equal the
+    folder's page byte for byte."""
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("*.html", "*.png", "*.svg", "*.pdf", "*.js"))
+    draw(copy)
+    return sorted(page.relative_to(copy) for page in copy.rglob("*.html"))

@@ -109,18 +109,47 @@ def analyse(
     metrics = compute_all_metrics(judge_completions(completions, words), n_boot=n_boot, seed=seed)
     stats = cp_statistics(steps, n_boot=n_boot, seed=seed)
     results = ConfusionResults(steps, completions, metrics, stats, cp_contrast(steps, n_boot=n_boot, seed=seed))
-    results.figures["pass_rates"] = pass_rate_figure(metrics)
-    if steps["is_confusion_point"].any():
-        for statistic in ("entropy_bits", "nucleus_size"):
-            results.figures[f"cp_{statistic}"] = cp_distribution_figure(steps, stats, statistic)
     if lens is not None and len(lens):
         results.lens, results.lens_stats = lens, lens_summary(lens, n_boot=n_boot, seed=seed)
-        results.figures["lens_at_cp"] = lens_at_cp_figure(results.lens_stats)
+    results.figures = confusion_figures(metrics, steps, stats, results.lens_stats)
     return results
 
 
+def confusion_figures(
+    metrics: pd.DataFrame, steps: pd.DataFrame, cp_stats: pd.DataFrame, lens_stats: pd.DataFrame | None = None
+) -> dict[str, go.Figure]:
+    """The figures of one confusion run from its tables: pass rates, the confusion points'
+    entropy and nucleus size (when there are any) and the lens at confusion points (when given)."""
+    figures = {"pass_rates": pass_rate_figure(metrics)}
+    if steps["is_confusion_point"].any():
+        for statistic in ("entropy_bits", "nucleus_size"):
+            figures[f"cp_{statistic}"] = cp_distribution_figure(steps, cp_stats, statistic)
+    if lens_stats is not None:
+        figures["lens_at_cp"] = lens_at_cp_figure(lens_stats)
+    return figures
+
+
+def write_figures(out: str | Path) -> list[Path]:
+    """The figures of the confusion folder ``out``, drawn from the tables :func:`write_outputs`
+    and :func:`write_sweep` wrote there (HTML with plotly.js beside it, and PNG)."""
+    out = Path(out)
+    figures = {}
+    if (out / "metrics_with_ci.csv").is_file():
+        lens_stats = out / "lens_at_cp.csv"
+        figures = confusion_figures(
+            pd.read_csv(out / "metrics_with_ci.csv"),
+            pd.read_parquet(out / "steps.parquet"),
+            pd.read_csv(out / "cp_statistics.csv"),
+            pd.read_csv(lens_stats) if lens_stats.is_file() else None,
+        )
+    if (out / "sweep.csv").is_file():
+        figures["sweep"] = sweep_figure(pd.read_csv(out / "sweep.csv"))
+    return [path for name, figure in figures.items() for path in save_figure(figure, out / name)]
+
+
 def write_outputs(results: ConfusionResults, out: str | Path) -> list[Path]:
-    """Write the tables (CSV; the step and lens tables as Parquet) and figures (HTML + PNG)."""
+    """Write the tables (CSV; the step and lens tables as Parquet), then the figures drawn from
+    them (:func:`write_figures`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -145,17 +174,16 @@ def write_outputs(results: ConfusionResults, out: str | Path) -> list[Path]:
         results.lens.to_parquet(out / "lens_at_cp.parquet", index=False)
         csv(results.lens_stats, "lens_at_cp.csv")
         written.append(out / "lens_at_cp.parquet")
-    for name, figure in results.figures.items():
-        written += save_figure(figure, out / name)
-    return written
+    return written + write_figures(out)
 
 
 def write_sweep(sweep: pd.DataFrame, out: str | Path) -> list[Path]:
-    """The mitigation sweep's table (``sweep.csv``: every metric row of every setting) and figure."""
+    """The mitigation sweep's table (``sweep.csv``: every metric row of every setting), then the
+    folder's figures (:func:`write_figures`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sweep.to_csv(out / "sweep.csv", index=False)
-    return [out / "sweep.csv", *save_figure(sweep_figure(sweep), out / "sweep")]
+    return [out / "sweep.csv", *write_figures(out)]
 
 
 # ---- mitigation sweep (paper Tables 8 and 11) --------------------------------------------------

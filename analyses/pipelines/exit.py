@@ -36,8 +36,8 @@ class ExitReport:
     figures: dict[str, go.Figure] = field(default_factory=dict)
 
     def write(self, out: Path, provenance: dict[str, object] | None = None) -> list[Path]:
-        """``exit_<name>.parquet`` for per-item tables, ``exit_<name>.csv`` for summaries, figures
-        under ``figures/``."""
+        """``exit_<name>.parquet`` for per-item tables, ``exit_<name>.csv`` for summaries, then the
+        figures drawn from them under ``figures/`` (:func:`write_figures`)."""
         out.mkdir(parents=True, exist_ok=True)
         written = []
         for name, table in self.tables.items():
@@ -51,9 +51,15 @@ class ExitReport:
         shape_path = out / "exit_flops_shape.json"
         shape_path.write_text(json.dumps(asdict(self.shape), indent=2))
         written.append(shape_path)
-        for name, figure in self.figures.items():
-            written += save_figure(figure, out / "figures" / name)
-        return written
+        return written + write_figures(out)
+
+
+def write_figures(out: Path) -> list[Path]:
+    """The figures of the exit analysis in ``out`` under ``out/figures``, drawn from the tables
+    :meth:`ExitReport.write` wrote there (HTML linking plotly.js from its CDN, and PNG)."""
+    tables = {name: pd.read_csv(out / f"exit_{name}.csv") for name in ("layers", "features", "static")}
+    figures = exit_figures({**tables, "exits": pd.read_parquet(out / "exit_exits.parquet")})
+    return [path for name, fig in figures.items() for path in save_figure(fig, out / "figures" / name, plotlyjs="cdn")]
 
 
 def exit_report(

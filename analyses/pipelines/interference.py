@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from analyses.figures import save_figure
+from analyses.figures.interference import cosine_figure, fig2_figure, module_figure
 from analyses.interventions.pivoted_loss import PivotedObjective
 from probes.backend import Backend
 from probes.backend.errors import InputError
@@ -156,3 +158,41 @@ def fig2_comparison(
     return pd.concat(
         [measure(backend, each, data, store=store, progress=progress) for each in settings], ignore_index=True
     )
+
+
+def write_figures(out: Path, *, model: str, pivot_layer: int | None = None) -> list[Path]:
+    """The figures of the interference folder ``out``, drawn from the summaries written there
+    (``summary_layer.csv``, ``summary_module.csv``): PROM's Fig. 2 per target when the summary has
+    its settings (``pivotlens interference-fig2``), else the cosine per layer of every language pair
+    and the cosine per module of each. ``model`` names the model in the titles; ``pivot_layer``
+    (the pivoted objective's read-out block) is marked when given. HTML with plotly.js beside it."""
+    summary = pd.read_csv(out / "summary_layer.csv")
+    batch_pairs = int(summary["n"].max())
+    figures = {}
+    if "setting" in summary.columns:
+        for target, rows in summary.groupby("target"):
+            figures[f"fig2_{target}"] = fig2_figure(
+                rows,
+                pivot_layer=pivot_layer,
+                title=f"{model}: PROM Fig. 2, target {target} ({batch_pairs} batch pairs, 95% CI)",
+            )
+    else:
+        objective = ", ".join(summary["objective"].unique())
+        figures["cosine_layers"] = cosine_figure(
+            summary,
+            pivot_layer=pivot_layer,
+            title=f"{model}: gradient cosine per layer, {objective} objective ({batch_pairs} batch pairs, 95% CI)",
+        )
+        modules = pd.read_csv(out / "summary_module.csv")
+        language_pairs = zip(
+            summary["lang_a"].astype(str), summary["lang_b"].astype(str), summary["objective"].astype(str)
+        )
+        for lang_a, lang_b, objective in dict.fromkeys(language_pairs):
+            figures[f"modules_{lang_a}_{lang_b}"] = module_figure(
+                modules,
+                lang_a,
+                lang_b,
+                objective,
+                title=f"{model}: gradient cosine per module, {lang_a} vs {lang_b} ({objective})",
+            )
+    return [path for name, fig in figures.items() for path in save_figure(fig, out / name)]

@@ -110,7 +110,8 @@ def run_languages(
 
 
 def write_outputs(results: LensResults, out: Path, *, model: str, figures_per_language: bool = True) -> list[Path]:
-    """Tables (CSV + Parquet for the tidy lens table) and figures under ``out``."""
+    """Tables (CSV + Parquet for the tidy lens table) under ``out``, then the figures drawn from
+    them (:func:`write_figures`)."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     lens = results.lens.copy()
@@ -127,14 +128,20 @@ def write_outputs(results: LensResults, out: Path, *, model: str, figures_per_la
     prov = results.lens.attrs.get("provenance", {})
     write_parquet_atomic(results.lens, out / "lens.parquet", prov)
     write_text_atomic(json.dumps(prov, indent=2, default=str), out / "provenance.json")
-    written += save_figure(lambda_figure(results.lambdas, title=None, model=model), out / "lambda")
-    if figures_per_language:
-        protocols = results.lambdas.set_index("lang")
-        for lang in results.curves["lang"].unique():
+    return written + write_figures(out, model=model, per_language=figures_per_language)
+
+
+def write_figures(out: Path, *, model: str, per_language: bool = True) -> list[Path]:
+    """The figures of the lens folder ``out``, drawn from the tables :func:`write_outputs` wrote
+    there: PROM's lambda per language and, with ``per_language``, the logit-lens curves of each
+    target language; ``model`` names the model in the titles. HTML with plotly.js beside it."""
+    lambdas = pd.read_csv(out / "lambda.csv")
+    written = save_figure(lambda_figure(lambdas, title=None, model=model), out / "lambda")
+    if per_language:
+        curves, protocols = pd.read_csv(out / "curves.csv"), lambdas.set_index("lang")
+        for lang in curves["lang"].unique():
             fig = lens_figure(
-                results.curves,
-                lang,
-                title=f"{model}: logit lens, target {lang}, {protocol(protocols.loc[lang])} (95% CI)",
+                curves, lang, title=f"{model}: logit lens, target {lang}, {protocol(protocols.loc[lang])} (95% CI)"
             )
             written += save_figure(fig, out / f"lens_{lang}")
     return written

@@ -128,8 +128,14 @@ def write_evaluation(table: pd.DataFrame, out: Path, *, model: str, source: str)
     for name, frame in {"lens_eval": table, "lens_vs_logit": beats_logit(table)}.items():
         write_text_atomic(frame.to_csv(index=False), out / f"{name}.csv")
         written.append(out / f"{name}.csv")
+    return written + write_figures(out, model=model, source=source)
+
+
+def write_figures(out: Path, *, model: str, source: str) -> list[Path]:
+    """The KL figure of the lens evaluation in ``out``, drawn from its ``lens_eval.csv``;
+    ``model`` and the text ``source`` are named in the title. HTML with plotly.js beside it."""
     title = f"{model}: KL of each lens to the final distribution on {source} (mean over languages, band = range)"
-    return written + save_figure(kl_figure(table, title=title), out / "lens_kl")
+    return save_figure(kl_figure(pd.read_csv(out / "lens_eval.csv"), title=title), out / "lens_kl")
 
 
 def lambda_under_lenses(

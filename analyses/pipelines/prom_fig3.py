@@ -104,34 +104,30 @@ def run_fig3(
         "training_logs": results.logs,
     }.items():
         write_text_atomic(table.to_csv(index=False), out / f"{name}.csv")
-    model_name = Path(base).name
-    save_figure(
-        pivot_probability_figure(
-            results.curves,
-            lang=target,
-            title=(
-                f"PROM Fig. 3 ({model_name}): P({pivot}) and P({target}) per layer, before and after fine-tuning "
-                f"(95% CI)"
-            ),
-        ),
-        out / "fig3_pivot_probability",
-    )
-    save_figure(
-        cosine_figure(
-            results.interference,
-            pivot_layer=config.pivot.at(backend_layers(results.curves)),
-            title=(
-                f"{model_name}: gradient cosine {pivot} vs {target} on held-out instructions, before and after (95% CI)"
-            ),
-        ),
-        out / "fig3_interference",
-    )
-    save_figure(
-        loss_figure(results.logs, title=f"{model_name}: training loss, plain (t+e) vs pivoted"), out / "training_loss"
-    )
+    write_figures(out, model=Path(base).name)
     return results
 
 
-def backend_layers(curves: pd.DataFrame) -> int:
-    """Depth of the measured model, from its lens curves."""
-    return int(curves["layer"].max()) + 1
+def write_figures(out: Path, *, model: str) -> list[Path]:
+    """PROM Fig. 3's figures in ``out``, drawn from the tables :func:`run_fig3` wrote there: the
+    pivot and target probabilities per layer, the gradient cosine with the pivoted objective's
+    read-out block marked, and the training loss; ``model`` names the base model in the titles.
+    HTML with plotly.js beside it."""
+    curves, interference = pd.read_csv(out / "curves.csv"), pd.read_csv(out / "interference_summary.csv")
+    pivot, target = interference["lang_a"].iloc[0], interference["lang_b"].iloc[0]
+    figures = {
+        "fig3_pivot_probability": pivot_probability_figure(
+            curves,
+            lang=target,
+            title=f"PROM Fig. 3 ({model}): P({pivot}) and P({target}) per layer, before and after fine-tuning (95% CI)",
+        ),
+        "fig3_interference": cosine_figure(
+            interference,
+            pivot_layer=int(pd.read_csv(out / "summary.csv")["pivot_layer"].iloc[0]),
+            title=f"{model}: gradient cosine {pivot} vs {target} on held-out instructions, before and after (95% CI)",
+        ),
+        "training_loss": loss_figure(
+            pd.read_csv(out / "training_logs.csv"), title=f"{model}: training loss, plain (t+e) vs pivoted"
+        ),
+    }
+    return [path for name, fig in figures.items() for path in save_figure(fig, out / name)]

@@ -366,6 +366,7 @@ class RecipeEvaluation:
     strip_counts: pd.DataFrame
     inside: ModelInternals | None = None
     logs: pd.DataFrame | None = None
+    reference: str | None = None  # the model label or recipe of Table 1's rows, when the pairs have it
     figures: dict[str, go.Figure] = field(default_factory=dict)
 
 
@@ -398,6 +399,7 @@ def analyse(
         table1(pairs, reference) if has_reference else None,
         strip_counts(scored),
         logs=training_logs(entries),
+        reference=reference if has_reference else None,
     )
     if measurements.lens is not None and measurements.interference is not None:
         result.inside = inside_tables(
@@ -408,14 +410,14 @@ def analyse(
             seed=config.seed,
         )
     result.figures = recipe_figures(
-        comparison, pairs, reference=reference if has_reference else None, logs=result.logs, inside=result.inside
+        comparison, pairs, reference=result.reference, logs=result.logs, inside=result.inside
     )
     return result
 
 
 def write_outputs(result: RecipeEvaluation, out: str | Path, *, png: bool = True) -> list[Path]:
-    """Tables (CSV), Table 1 (CSV and Markdown, judge named) and figures (HTML linking plotly.js
-    from the CDN, and PNG when ``png``) under ``out``."""
+    """Tables (CSV) and Table 1 (CSV and Markdown, judge named) under ``out``, then the figures
+    drawn from them (:func:`write_figures`)."""
     out = Path(out)
     written = []
 
@@ -441,6 +443,21 @@ def write_outputs(result: RecipeEvaluation, out: str | Path, *, png: bool = True
         csv(result.inside.interference, "interference")
     if result.logs is not None:
         csv(result.logs, "training_logs")
-    for name, fig in result.figures.items():
-        written += save_figure(fig, out / name, static=png, plotlyjs="cdn")
-    return written
+    return written + write_figures(out, reference=result.reference, png=png)
+
+
+def write_figures(out: str | Path, *, reference: str | None = "plug", png: bool = True) -> list[Path]:
+    """The figures of the recipe comparison in ``out``, drawn from the tables :func:`write_outputs`
+    wrote there: scores, win/loss against ``reference`` (None: no win/loss figure), training loss
+    and, when measured, the lens, interference and lambdas inside each model. HTML links plotly.js
+    from the CDN; a PNG beside it when ``png``."""
+    out = Path(out)
+    inside = [out / f"{name}.csv" for name in ("lens_curves", "pivot_summary", "lambda", "interference")]
+    figures = recipe_figures(
+        pd.read_csv(out / "comparison.csv"),
+        pd.read_csv(out / "win_loss_pairs.csv"),
+        reference=reference,
+        logs=pd.read_csv(out / "training_logs.csv") if (out / "training_logs.csv").is_file() else None,
+        inside=ModelInternals(*map(pd.read_csv, inside)) if all(path.is_file() for path in inside) else None,
+    )
+    return [path for name, fig in figures.items() for path in save_figure(fig, out / name, static=png, plotlyjs="cdn")]

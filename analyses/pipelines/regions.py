@@ -21,6 +21,18 @@ from typing import Literal
 import pandas as pd
 import torch
 
+from analyses.figures import save_figure
+from analyses.figures.importance import (
+    concentration_figure,
+    dimension_figure,
+    freeze_figure,
+    importance_map_figure,
+    mask_figure,
+    monolingual_figure,
+    perturbation_figure,
+    removal_figure,
+    structure_figure,
+)
 from analyses.interventions.regions import How, region_removed
 from analyses.stats.regions import (
     Masks,
@@ -413,3 +425,36 @@ def job_run(
 ) -> Run:
     """A resumable results-store run for one table of the job."""
     return store.run(provenance(probe, {**params, **use.describe()}, backend.describe(), [use.path], seed=seed))
+
+
+def write_figures(out: Path, *, model: str) -> list[Path]:
+    """The figures of the importance folder ``out`` (``model`` names the model in their titles),
+    each drawn from the tables ``pivotlens importance``, ``regions`` and ``region-freeze`` wrote
+    there, when they are there: the importance map, the regions' masks, concentration and
+    dimensions, the removal tables (Tables 1, 3 and 5), the dimension perturbation (Fig. 3) and
+    the freeze demonstration (Fig. 6). HTML links plotly.js from its CDN (a few kB, fit to
+    commit); a PNG beside it."""
+
+    def table(name: str) -> pd.DataFrame | None:
+        return pd.read_csv(out / f"{name}.csv") if (out / f"{name}.csv").is_file() else None
+
+    figures = {}
+    summary, removal = table("importance_summary"), table("removal")
+    if summary is not None:
+        figures["importance_map"] = importance_map_figure(summary, table("region_core_global"), model=model)
+    for name, draw, source in (
+        ("region_masks", mask_figure, "region_density"),
+        ("region_concentration", concentration_figure, "region_concentration"),
+        ("region_dimensions", dimension_figure, "region_dimensions"),
+        ("removal_core", removal_figure, "removal"),
+        ("removal_monolingual", monolingual_figure, "removal"),
+        ("freeze_demo", freeze_figure, "freeze_demo"),
+    ):
+        if (data := table(source)) is not None:
+            figures[name] = draw(data, model=model)
+    if removal is not None:
+        base = removal[removal["region"] == "none"]
+        for name, draw in (("structured_removal", structure_figure), ("dimension_perturbation", perturbation_figure)):
+            if (data := table(name)) is not None:
+                figures[name] = draw(data, base, model=model)
+    return [path for name, fig in figures.items() for path in save_figure(fig, out / name, plotlyjs="cdn")]

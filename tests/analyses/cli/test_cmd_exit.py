@@ -10,8 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from analyses.cli import app
+from analyses.pipelines.exit import write_figures
 from probes.backend.errors import DataFormatError, PivotlensError
 from probes.inputs.tasks import TASKS
+from tests.analyses.redraw import assert_redraws_identically
 from tests.conftest import tiny_tokenizer
 from tests.probes.backend.test_architecture_matrix import reference
 
@@ -101,3 +103,4 @@ def test_exit_completes_on_plain_mlp_fused_qkv_and_moe_models(tmp_path, monkeypa
     assert shape["n_layers"] == 2 and shape["hidden"] == 64
     assert (shape["n_experts"], shape["active_experts"]) == ((4, 2) if arch == "mixtral" else (0, 1))
     assert shape["mlp_matrices"] == (3 if arch == "mixtral" else 2)
+    assert_redraws_identically(out, write_figures, tmp_path)

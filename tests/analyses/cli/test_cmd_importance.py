@@ -13,9 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 from analyses.cli import app
-from analyses.cli.cmd_importance import save_figure
+from analyses.figures import save_figure
+from analyses.pipelines.regions import write_figures
 from analyses.stats.regions import load_masks
 from probes.backend.errors import UnknownLanguageError
+from tests.analyses.redraw import assert_redraws_identically
 
 runner = CliRunner()
 LINES = {
@@ -30,7 +32,7 @@ LINES = {
 def setup(tmp_path, monkeypatch, tiny_model_folder):
     # HTML only: a PNG export starts a browser (seconds per figure) and tests nothing more
     monkeypatch.setattr(
-        "analyses.cli.cmd_importance.save_figure", lambda fig, path: save_figure(fig, path, static=False)
+        "analyses.pipelines.regions.save_figure", lambda fig, path, **kw: save_figure(fig, path, **kw, static=False)
     )
     corpus = tmp_path / "sentences.csv"
     with corpus.open("w", encoding="utf-8", newline="") as handle:
@@ -116,6 +118,7 @@ def test_importance_and_regions_write_tables_masks_and_figures(setup):
         assert "cdn.plot.ly" in (out / f"{name}.html").read_text()
     assert not (out / "plotly.min.js").exists()
     assert set(json.loads((out / "timings.json").read_text())) == {"importance", "regions", "removal", "dimensions"}
+    assert_redraws_identically(out, lambda copy: write_figures(copy, model=folder.name), tmp_path)
 
 
 def test_region_freeze_keeps_the_frozen_region(setup):
@@ -148,6 +151,7 @@ def test_region_freeze_keeps_the_frozen_region(setup):
     drift = table.groupby("stage")["region_drift"].max()
     assert drift["frozen"] == 0.0 and drift["free"] > 0.0
     assert (out / "freeze_demo.html").is_file()
+    assert_redraws_identically(out, lambda copy: write_figures(copy, model=folder.name), tmp_path)
 
 
 def test_unknown_language_fails_before_loading(tmp_path):

@@ -4,6 +4,7 @@ writes a loadable model folder; data errors; the CLI."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,11 @@ from typer.testing import CliRunner
 from analyses.cli import app
 from analyses.interventions.finetune import Example, FinetuneConfig, examples_from_instructions, finetune, load_jsonl
 from analyses.interventions.pivoted_loss import PivotedObjective
+from analyses.pipelines.prom_fig3 import write_figures
 from probes.backend.errors import DataFormatError
 from probes.inputs.instruction_data import collate, load_instructions, tokenize_pair
 from tests import FIXTURES
+from tests.analyses.redraw import assert_redraws_identically
 from tests.conftest import tiny_hf_model, tiny_tokenizer
 
 FIXTURE = FIXTURES / "parallel_instructions.csv"
@@ -214,3 +217,6 @@ def test_fig3_driver_trains_both_objectives_and_measures_three_models(base, tmp_
     )
     for name in ("fig3_pivot_probability.html", "fig3_interference.html", "summary.csv", "pivoted/config.json"):
         assert (tmp_path / "fig3" / name).is_file(), name
+    assert "n = 1" in (tmp_path / "fig3" / "fig3_interference.html").read_text()
+    redraw = partial(write_figures, model=Path(base).name)
+    assert_redraws_identically(tmp_path / "fig3", redraw, tmp_path / "scratch")

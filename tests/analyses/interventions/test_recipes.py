@@ -5,6 +5,7 @@ few training steps through the driver that lower the loss, and the evaluation ta
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,7 @@ from analyses.interventions.recipes import (
     train_recipe,
     write_recipe_card,
 )
+from analyses.pipelines import recipes as recipes_pipeline
 from analyses.pipelines.recipes import (
     comparison_table,
     model_entries,
@@ -36,6 +38,7 @@ from analyses.pipelines.recipes import (
 )
 from probes.inputs.instruction_data import collate, load_instructions, pad_id, tokenize_pairs
 from probes.instruction_answers import prompt_ids, run_answers
+from tests.analyses.redraw import assert_redraws_identically
 from tests.conftest import tiny_backend, tiny_tokenizer
 
 ROWS = [
@@ -449,6 +452,7 @@ def test_cli_recipe_eval_writes_tables_and_figures(tiny_model_folder, tiny_data,
     assert pd.read_csv(out / "win_loss_pairs.csv")["judge"].str.contains("chrF").all()
     assert (out / "scores.html").is_file() and (out / "win_loss.html").is_file()
     assert not (out / "plotly.min.js").exists()  # committed figures link plotly.js from the CDN
+    assert_redraws_identically(out, partial(recipes_pipeline.write_figures, png=False), tmp_path)
 
 
 def test_cli_recipe_eval_inside_the_model(tiny_model_folder, tmp_path):

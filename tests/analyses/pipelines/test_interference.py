@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,9 +11,10 @@ from typer.testing import CliRunner
 
 from analyses.cli import app
 from analyses.figures.interference import cosine_figure, fig2_figure, module_figure, pivot_probability_figure
-from analyses.pipelines.interference import InterferenceSetup, instruction_split, measure
+from analyses.pipelines.interference import InterferenceSetup, instruction_split, measure, write_figures
 from analyses.stats.interference import summarise_cosines
 from tests import FIXTURES
+from tests.analyses.redraw import assert_redraws_identically
 from tests.conftest import tiny_hf_model, tiny_tokenizer
 
 FIXTURE = FIXTURES / "parallel_instructions.csv"
@@ -104,8 +107,11 @@ def test_cli_writes_table_summaries_and_figures(tmp_path):
     assert {"lang_a", "lang_b", "batch", "layer", "module", "cosine"} <= set(table.columns)
     assert set(table["lang_b"]) == {"fr", "de"} and (out / "cosine_layers.html").is_file()
     assert (out / "modules_en_fr.html").is_file() and (out / "summary_layer.csv").is_file()
+    assert_redraws_identically(out, partial(write_figures, model="tiny"), tmp_path / "plain")
     pivoted = CliRunner().invoke(app, args + ["--objective", "pivoted", "--layer", "1"])
     assert pivoted.exit_code == 0, pivoted.output
+    assert "n = 1" in (out / "cosine_layers.html").read_text()
+    assert_redraws_identically(out, partial(write_figures, model="tiny", pivot_layer=1), tmp_path / "pivoted")
     bad = CliRunner().invoke(app, args[:-6] + ["interference", "--langs", "en"])
     assert bad.exit_code != 0
 

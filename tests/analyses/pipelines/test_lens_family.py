@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import random
+from functools import partial
 
 import pandas as pd
 import pytest
@@ -11,11 +12,13 @@ from typer.testing import CliRunner
 
 from analyses.cli import app
 from analyses.pipelines.lens import run_languages
+from analyses.pipelines.lens_family import corpus_texts, write_figures
 from analyses.stats.lens_family import decision
 from probes.backend.errors import DataFormatError
 from probes.backend.lens_fit import TooFewTokensError
 from probes.backend.lenses import LOGIT, LensNotFittedError, load_lens
 from probes.backend.store import ResultsStore
+from tests.analyses.redraw import assert_redraws_identically
 from tests.conftest import tiny_backend
 
 WORDS = {
@@ -65,6 +68,9 @@ def test_fit_then_evaluate_writes_the_per_layer_table(tmp_path, cache, tiny_mode
     verdicts = pd.read_csv(out / "lens_vs_logit.csv")
     assert set(verdicts["lens"]) == {"linear"} and (verdicts["layers"] == 2).all()
     assert (out / "lens_kl.html").is_file()
+    source = corpus_texts(held, None, heldout=True)[1]
+    redraw = partial(write_figures, model=tiny_model_folder.name, source=source)
+    assert_redraws_identically(out, redraw, tmp_path)
 
 
 def test_bad_input_names_the_problem_and_the_fix(tmp_path, cache, tiny_model_folder):
