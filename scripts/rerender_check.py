@@ -95,9 +95,11 @@ def redraw(results: Path, write: bool) -> tuple[list[Path], set[Path], list[str]
             except (KeyError, ValueError, OSError) as exc:  # e.g. a table written by an older version
                 failed.append(f"{committed}: {exc.__class__.__name__}: {exc}")
                 continue
-            for page in pages:
+            scripts = sorted(p.relative_to(copy) for p in copy.rglob("plotly.min.js"))  # the pages' shared plotly.js
+            for page in [*pages, *scripts]:
                 target = committed / page
-                covered.add(target)
+                if page.suffix == ".html":
+                    covered.add(target)
                 if not target.is_file() or target.read_bytes() != (copy / page).read_bytes():
                     differing.append(target)
                     if write:

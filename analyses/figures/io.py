@@ -24,16 +24,15 @@ def save_figure(
     path: str | Path,
     *,
     static: bool = True,
-    plotlyjs: str = "directory",
     formats: Sequence[str] = ("png",),
 ) -> list[Path]:
-    """Write ``path.html`` (plotly.js written once beside it, so it works offline; ``plotlyjs="cdn"``
-    links it instead, for committed results) and, with ``static`` and a browser for kaleido,
+    """Write ``path.html`` (plotly.js written once beside it, ``plotly.min.js``, shared by the
+    folder's pages, so they work offline) and, with ``static`` and a browser for kaleido,
     one static image per format (``png``, ``svg``, ``pdf``). Returns the files written."""
     path = Path(path).with_suffix("")
     path.parent.mkdir(parents=True, exist_ok=True)
     html = path.with_suffix(".html")
-    fig.write_html(html, include_plotlyjs=plotlyjs, full_html=True, div_id=figure_id(fig))
+    fig.write_html(html, include_plotlyjs="directory", full_html=True, div_id=figure_id(fig))
     written = [html]
     for fmt in formats if static else ():
         image = path.with_suffix(f".{fmt}")

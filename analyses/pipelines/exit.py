@@ -59,7 +59,7 @@ def write_figures(out: Path) -> list[Path]:
     :meth:`ExitReport.write` wrote there (HTML linking plotly.js from its CDN, and PNG)."""
     tables = {name: pd.read_csv(out / f"exit_{name}.csv") for name in ("layers", "features", "static")}
     figures = exit_figures({**tables, "exits": pd.read_parquet(out / "exit_exits.parquet")})
-    return [path for name, fig in figures.items() for path in save_figure(fig, out / "figures" / name, plotlyjs="cdn")]
+    return [path for name, fig in figures.items() for path in save_figure(fig, out / "figures" / name)]
 
 
 def exit_report(

@@ -524,23 +524,17 @@ def write_figures(out: str | Path, *, metrics: Sequence[str] = ("rel_frobenius",
         for lang in [k for k in experts if k != "task"]:
             pair = {"task expert": experts["task"], f"{lang} expert": experts[lang]}
             fig = weight_change_figure(pair, metric, difference=(f"{lang} expert", "task expert"))
-            written += save_figure(fig, figures / f"weight_change_{lang}_{metric}", plotlyjs="cdn")
+            written += save_figure(fig, figures / f"weight_change_{lang}_{metric}")
         profiles = {
             ("task expert" if k == "task" else f"{k} expert"): change_profile(t, metric) for k, t in experts.items()
         }
-        written += save_figure(
-            profile_figure(profiles, metric=metric), figures / f"weight_change_profiles_{metric}", plotlyjs="cdn"
-        )
-    written += save_figure(
-        table1_figure(pd.read_csv(out / "table1.csv", keep_default_na=False)), figures / "table1", plotlyjs="cdn"
-    )
-    written += save_figure(
-        grid_figure(pd.read_csv(out / "grid.csv"), suggestions=suggestions), figures / "grid", plotlyjs="cdn"
-    )
+        written += save_figure(profile_figure(profiles, metric=metric), figures / f"weight_change_profiles_{metric}")
+    written += save_figure(table1_figure(pd.read_csv(out / "table1.csv", keep_default_na=False)), figures / "table1")
+    written += save_figure(grid_figure(pd.read_csv(out / "grid.csv"), suggestions=suggestions), figures / "grid")
     configs = {"default": depth_scaled(n_layers)}
     for row in suggestions.to_dict("records"):
         configs[f"suggested {row['lang']}"] = SwapConfig(
             int(row["bottom"]), int(row["top"]), int(row["transition_bottom"]), int(row["transition_top"])
         )
-    written += save_figure(zones_figure(configs, n_layers), figures / "zones", plotlyjs="cdn")
+    written += save_figure(zones_figure(configs, n_layers), figures / "zones")
     return written

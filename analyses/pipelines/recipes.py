@@ -460,4 +460,4 @@ def write_figures(out: str | Path, *, reference: str | None = "plug", png: bool 
         logs=pd.read_csv(out / "training_logs.csv") if (out / "training_logs.csv").is_file() else None,
         inside=ModelInternals(*map(pd.read_csv, inside)) if all(path.is_file() for path in inside) else None,
     )
-    return [path for name, fig in figures.items() for path in save_figure(fig, out / name, static=png, plotlyjs="cdn")]
+    return [path for name, fig in figures.items() for path in save_figure(fig, out / name, static=png)]

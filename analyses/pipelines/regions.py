@@ -457,4 +457,4 @@ def write_figures(out: Path, *, model: str) -> list[Path]:
         for name, draw in (("structured_removal", structure_figure), ("dimension_perturbation", perturbation_figure)):
             if (data := table(name)) is not None:
                 figures[name] = draw(data, base, model=model)
-    return [path for name, fig in figures.items() for path in save_figure(fig, out / name, plotlyjs="cdn")]
+    return [path for name, fig in figures.items() for path in save_figure(fig, out / name)]

@@ -12,8 +12,8 @@ def _figure(y: list[float]) -> go.Figure:
 
 
 def test_the_same_figure_gives_byte_identical_html(tmp_path):
-    first = save_figure(_figure([0.1, 0.5, 0.2]), tmp_path / "a", static=False, plotlyjs="cdn")[0]
-    second = save_figure(_figure([0.1, 0.5, 0.2]), tmp_path / "b", static=False, plotlyjs="cdn")[0]
+    first = save_figure(_figure([0.1, 0.5, 0.2]), tmp_path / "a", static=False)[0]
+    second = save_figure(_figure([0.1, 0.5, 0.2]), tmp_path / "b", static=False)[0]
     assert first.read_bytes() == second.read_bytes()
     assert f'id="{figure_id(_figure([0.1, 0.5, 0.2]))}"' in first.read_text()
 
