@@ -159,6 +159,9 @@ class Fig3Options(TrainingOptions):
     max_length: Annotated[int, typer.Option(help="Tokens per example.")] = 128
     batches: Annotated[int, typer.Option(min=1, help="Interference: batch pairs (held-out instructions).")] = 4
     params: Annotated[str, typer.Option(help="Interference: all, blocks or matrices.")] = "blocks"
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Lens: only the first N target prompts (a quick subset; default all).")
+    ] = None
 
 
 @options(Fig3Options)
@@ -180,6 +183,7 @@ def prom_fig3(ctx: typer.Context, opts: Fig3Options) -> None:
         batch_size=settings.batch_size,
         max_length=opts.max_length,
         params=opts.params,
+        limit=opts.limit,
         store=ResultsStore(settings.results),
     )
     typer.echo(results.summary.to_string(index=False))
