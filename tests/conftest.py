@@ -67,17 +67,17 @@ TINY_CONFIGS = {
 }
 
 
-def tiny_hf_model(kind: str = "llama", n_layers: int = 3, seed: int = 0):
-    """A randomly initialised model of a real architecture, small enough for fast tests."""
+def tiny_hf_model(kind: str = "llama", n_layers: int = 3, seed: int = 0, **overrides: object):
+    """A randomly initialised model of a real architecture, small enough for fast tests
+    (``overrides``: fields of the model's config that differ from the tiny defaults)."""
     from transformers import AutoConfig
 
-    spec = dict(TINY_CONFIGS[kind])
+    spec = {"max_position_embeddings": 128, **TINY_CONFIGS[kind], **overrides}
     model_type = spec.pop("model_type")
     config = AutoConfig.for_model(
         model_type,
         vocab_size=len(tiny_tokenizer()),
         num_hidden_layers=n_layers,
-        max_position_embeddings=128,
         pad_token_id=0,
         bos_token_id=1,
         eos_token_id=2,
@@ -95,8 +95,11 @@ def tiny_hf_model(kind: str = "llama", n_layers: int = 3, seed: int = 0):
     return model.eval()
 
 
-def tiny_backend(kind: str = "llama", backend: str = "transformer-lens", seed: int = 0, **kwargs) -> Backend:
-    return wrap(tiny_hf_model(kind, seed=seed), tiny_tokenizer(), backend=backend, model_name=f"tiny-{kind}", **kwargs)
+def tiny_backend(kind: str = "llama", backend: str = "transformer-lens", seed: int = 0, **overrides) -> Backend:
+    """:func:`tiny_hf_model` behind a backend, named ``tiny-<kind>``."""
+    return wrap(
+        tiny_hf_model(kind, seed=seed, **overrides), tiny_tokenizer(), backend=backend, model_name=f"tiny-{kind}"
+    )
 
 
 @pytest.fixture(params=["llama", "gemma3", "gemma2"])

@@ -11,28 +11,34 @@ from typing import Annotated
 import typer
 
 from analyses.cli.options import PivotOptions, options
-from analyses.cli.settings import Settings, check_layer
+from analyses.cli.settings import Settings
 from analyses.interventions.finetune import FinetuneConfig, examples_from_instructions, finetune, load_jsonl
 from analyses.interventions.recipes import PIVOT, RECIPES, train_recipe
+from analyses.pipelines.prom_fig3 import run_fig3
 from probes.backend.errors import PivotlensError
 from probes.backend.languages import parse_languages
-from probes.backend.models import model_depth
 from probes.backend.store import ResultsStore
 from probes.inputs.instruction_data import HELD_OUT, INSTRUCTIONS, load_instructions, split_held_out
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainingOptions(PivotOptions):
-    """The training options of ``finetune`` and ``prom-fig3``."""
+    """The training options of ``finetune`` and ``prom-fig3``; the defaults are :class:`FinetuneConfig`'s."""
 
     data: Annotated[str, typer.Option(help="Instruction CSV (id,lang,instruction,response).")] = str(INSTRUCTIONS)
-    method: Annotated[str, typer.Option(help="lora (merged into the weights at the end) or full.")] = "lora"
-    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps (per run).")] = 300
-    train_batch_size: Annotated[int, typer.Option(min=1, help="Examples per step (per side for pivoted).")] = 4
-    lr: Annotated[float, typer.Option(help="Peak learning rate (PROM, full fine-tuning: 2e-5).")] = 2e-4
-    seed: Annotated[int, typer.Option(help="Seed (data order, LoRA init).")] = 0
-    max_length: Annotated[int, typer.Option(help="Tokens per example.")] = 256
-    save_steps: Annotated[int, typer.Option(help="Checkpoint every this many steps.")] = 50
+    method: Annotated[str, typer.Option(help="lora (merged into the weights at the end) or full.")] = (
+        FinetuneConfig.method
+    )
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps (per run).")] = FinetuneConfig.max_steps
+    train_batch_size: Annotated[int, typer.Option(min=1, help="Examples per step (per side for pivoted).")] = (
+        FinetuneConfig.batch_size
+    )
+    lr: Annotated[float, typer.Option(help="Peak learning rate (PROM, full fine-tuning: 2e-5).")] = (
+        FinetuneConfig.learning_rate
+    )
+    seed: Annotated[int, typer.Option(help="Seed (data order, LoRA init).")] = FinetuneConfig.seed
+    max_length: Annotated[int, typer.Option(help="Tokens per example.")] = FinetuneConfig.max_length
+    save_steps: Annotated[int, typer.Option(help="Checkpoint every this many steps.")] = FinetuneConfig.save_steps
 
     def config(self, settings: Settings, **more: object) -> FinetuneConfig:
         """The :class:`FinetuneConfig` of these options (``more``: further fields of it)."""
@@ -82,13 +88,13 @@ class FinetuneOptions(TrainingOptions):
     ] = HELD_OUT
     objective: Annotated[
         str, typer.Option(help="plain (every pair at the output) or pivoted (lambda * L_{n,e} + L_{N,t}).")
-    ] = "plain"
-    grad_accum: Annotated[int, typer.Option(min=1, help="Gradient accumulation steps.")] = 1
+    ] = FinetuneConfig.objective
+    grad_accum: Annotated[int, typer.Option(min=1, help="Gradient accumulation steps.")] = FinetuneConfig.grad_accum
     pivot_head: Annotated[
         str, typer.Option(help="Pivoted: own (the model's final norm + head) or separate (a trainable copy).")
-    ] = "own"
-    lora_r: Annotated[int, typer.Option(help="LoRA rank (alpha = 2 r).")] = 8
-    logging_steps: Annotated[int, typer.Option(help="Log every this many steps.")] = 10
+    ] = FinetuneConfig.pivot_head
+    lora_r: Annotated[int, typer.Option(help="LoRA rank (alpha = 2 r).")] = FinetuneConfig.lora_r
+    logging_steps: Annotated[int, typer.Option(help="Log every this many steps.")] = FinetuneConfig.logging_steps
     resume: Annotated[
         bool, typer.Option(help="Continue an interrupted run from its last checkpoint (--no-resume: start over).")
     ] = True
@@ -110,7 +116,7 @@ def finetune_cmd(ctx: typer.Context, opts: FinetuneOptions) -> None:
     """Fine-tune --model and write a model folder (with tokenizer), training_log.csv and
     checkpoints to --out (with --recipe also recipe.json)."""
     settings: Settings = ctx.obj
-    check_layer(opts.layer, model_depth(settings.model), settings.model)
+    opts.check_layer(settings.model)
     config = opts.finetune_config(settings)
     if opts.recipe is not None:
         if opts.recipe not in RECIPES:
@@ -149,10 +155,13 @@ def finetune_cmd(ctx: typer.Context, opts: FinetuneOptions) -> None:
 @dataclass(frozen=True, kw_only=True)
 class Fig3Options(TrainingOptions):
     target: Annotated[str, typer.Option(help="Target language.")] = "sw"
-    pivot: Annotated[str, typer.Option(help="Pivot language.")] = "en"
+    pivot: Annotated[str, typer.Option(help="Pivot language.")] = PIVOT
     max_length: Annotated[int, typer.Option(help="Tokens per example.")] = 128
     batches: Annotated[int, typer.Option(min=1, help="Interference: batch pairs (held-out instructions).")] = 4
     params: Annotated[str, typer.Option(help="Interference: all, blocks or matrices.")] = "blocks"
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Lens: only the first N target prompts (a quick subset; default all).")
+    ] = None
 
 
 @options(Fig3Options)
@@ -160,9 +169,8 @@ def prom_fig3(ctx: typer.Context, opts: Fig3Options) -> None:
     """PROM Fig. 3, short: fine-tune plain (t+e) and pivoted, then the pivot probability and the
     interference of the base and both fine-tuned models, tables and figures in --out."""
     settings: Settings = ctx.obj
-    check_layer(opts.layer, model_depth(settings.model), settings.model)
+    opts.check_layer(settings.model)
     parse_languages([opts.target, opts.pivot])
-    from analyses.pipelines.prom_fig3 import run_fig3  # after the checks: a bad input imports nothing heavy
 
     results = run_fig3(
         settings.out,
@@ -175,6 +183,7 @@ def prom_fig3(ctx: typer.Context, opts: Fig3Options) -> None:
         batch_size=settings.batch_size,
         max_length=opts.max_length,
         params=opts.params,
+        limit=opts.limit,
         store=ResultsStore(settings.results),
     )
     typer.echo(results.summary.to_string(index=False))

@@ -17,12 +17,13 @@ import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-if TYPE_CHECKING:
-    from analyses.interventions.pivoted_loss import PivotedObjective
+from analyses.cli.settings import check_layer
+from analyses.interventions.pivoted_loss import PivotedObjective
+from probes.backend.models import model_depth
 
 
 def option_parameters(cls: type) -> list[inspect.Parameter]:
@@ -62,16 +63,19 @@ def options(cls: type) -> Callable[[Callable[..., None]], Callable[..., None]]:
 @dataclass(frozen=True, kw_only=True)
 class PivotOptions:
     """PROM's pivoted objective (Sec. 2.3): the options of every command that reads a language out
-    at layer n (``finetune``, ``prom-fig3``)."""
+    at layer n (``finetune``, ``prom-fig3``, ``interference``, ``interference-fig2``); the defaults
+    are :class:`PivotedObjective`'s."""
 
     layer: Annotated[
         int | None,
         typer.Option(help="Pivoted: 0-based read-out layer n (default three quarters of the depth)."),
-    ] = None
-    alpha: Annotated[float, typer.Option(help="Pivoted: label smoothing of L_{n,e}.")] = 0.1
-    lam: Annotated[float, typer.Option(help="Pivoted: weight lambda of L_{n,e}.")] = 0.1
+    ] = PivotedObjective.layer
+    alpha: Annotated[float, typer.Option(help="Pivoted: label smoothing of L_{n,e}.")] = PivotedObjective.alpha
+    lam: Annotated[float, typer.Option(help="Pivoted: weight lambda of L_{n,e}.")] = PivotedObjective.lam
+
+    def check_layer(self, model: str) -> None:
+        """``--layer`` is a layer of ``model`` (when its depth is known before loading it)."""
+        check_layer(self.layer, model_depth(model), model)
 
     def pivoted_objective(self) -> PivotedObjective:
-        from analyses.interventions.pivoted_loss import PivotedObjective
-
         return PivotedObjective(self.layer, self.alpha, self.lam)

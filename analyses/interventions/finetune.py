@@ -31,9 +31,9 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArgu
 from transformers.trainer_utils import get_last_checkpoint
 
 from analyses.interventions.pivoted_loss import PivotedObjective, PivotHead, pivoted_loss
+from probes.backend import models
 from probes.backend.errors import DataFormatError
 from probes.backend.gradients import lens_loss, unwrap
-from probes.backend.models import load_hf
 from probes.backend.store import code_version, write_text_atomic
 from probes.inputs.instruction_data import (
     Template,
@@ -351,7 +351,7 @@ def finetune(
         return FinetuneResult(out, pd.read_csv(out / LOG_FILE), 0.0, None)
     examples = as_examples(examples)
     set_seed(config.seed)
-    hf_model, tokenizer, name, source = load_hf(model, device=config.device, dtype=config.dtype)
+    hf_model, tokenizer, name, source = models.load_hf(model, device=config.device, dtype=config.dtype)
     rows = build_rows(tokenizer, examples, config)
     trainable = _prepare_model(hf_model, config)
     checkpoints = out / "checkpoints"

@@ -20,6 +20,7 @@ from probes.inputs.instruction_data import INSTRUCTIONS, Template, load_instruct
 from probes.interference import AT_OUTPUT, ParamSubset, Readout, instruction_pairs, run_interference
 
 SPLITS: tuple[str, ...] = ("all", "train", "held_out")
+ALL_PARAMS = "all"  # every trainable tensor: the default subset (a str, as the command line takes it)
 
 
 def instruction_split(data: str | Path, split: str = "all") -> pd.DataFrame:
@@ -50,7 +51,7 @@ class InterferenceSetup:
     batch_size: int = 8
     pairing: str = "independent"
     seed: int = 0
-    params: ParamSubset = "all"
+    params: ParamSubset = ALL_PARAMS
     layers: Sequence[int] | None = None
     reduction: str = "token_mean"
     fp32: bool = True

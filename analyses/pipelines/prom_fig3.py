@@ -45,13 +45,14 @@ def run_fig3(
     batch_size: int = 4,
     max_length: int = 128,
     params: str = "blocks",
+    limit: int | None = None,
     store: ResultsStore | None = None,
     progress: bool = True,
 ) -> Fig3Results:
     """Train ``plain`` and ``pivoted`` models under ``out`` and measure all three models (the
     interference on ``params``, default the blocks: the per-layer curves do not need the
-    embedding's gradient, the largest tensor of a big-vocabulary model); writes tables and
-    figures to ``out`` and returns them."""
+    embedding's gradient, the largest tensor of a big-vocabulary model; the lens on the first
+    ``limit`` target prompts, default all); writes tables and figures to ``out`` and returns them."""
     out = Path(out)
     config = config or FinetuneConfig()
     store = store or ResultsStore(out / "store")
@@ -65,7 +66,7 @@ def run_fig3(
     curves, summaries, rows = [], [], []
     for label, model in models.items():
         backend = load(model)
-        lens = run_languages(backend, [target], latent=pivot, store=store, progress=progress)
+        lens = run_languages(backend, [target], latent=pivot, store=store, limit=limit, progress=progress)
         curves.append(layer_curves(lens).assign(model=label))
         setup = InterferenceSetup(
             pivot, target, split="held_out", k=k, batch_size=batch_size, params=params, max_length=max_length

@@ -43,7 +43,7 @@ from analyses.pipelines.interference import InterferenceSetup, measure
 from analyses.pipelines.lens import run_languages
 from analyses.stats.chrf import corpus_chrf
 from analyses.stats.confusion_metrics import ALL, compute_all_metrics, judge_completions
-from analyses.stats.intervals import percentile_interval
+from analyses.stats.intervals import bootstrap_indices, percentile_interval
 from analyses.stats.recipes import ModelInternals, inside_tables
 from probes.backend import BackendName, load
 from probes.backend.errors import DataFormatError
@@ -310,11 +310,7 @@ def win_loss(
         for lang, diff in [*((lang, g[a] - g[b]) for lang, g in grid.groupby(level="lang")), (ALL, grid[a] - grid[b])]:
             d = diff.dropna().to_numpy()
             score = np.sign(d) * (np.abs(d) > tie_margin)
-            draws = (
-                score[rng.integers(0, len(score), size=(n_boot, len(score)))]
-                if n_boot and len(score) > 1
-                else score[None]
-            )
+            draws = score[bootstrap_indices(len(score), n_boot, rng)] if n_boot and len(score) > 1 else score[None]
             low, high = percentile_interval(100 * draws.mean(1), level)
             rows.append(
                 {

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 from sacrebleu.metrics.helpers import extract_all_char_ngrams
 
+from analyses.stats.intervals import bootstrap_indices
+
 CHAR_ORDER = 6
 BETA = 2
 
@@ -50,6 +52,6 @@ def corpus_chrf(
     statistics, the route of sacrebleu's own bootstrap); no replicates for ``n_boot = 0``."""
     stats = np.stack([sentence_statistics(h, r) for h, r in zip(hypotheses, references, strict=True)])
     point = float(chrf_from_statistics(stats.sum(0)))
-    draws = np.random.default_rng(seed).integers(0, len(stats), size=(n_boot, len(stats)))
+    draws = bootstrap_indices(len(stats), n_boot, seed)
     weights = np.stack([np.bincount(d, minlength=len(stats)) for d in draws]) if n_boot else np.zeros((0, len(stats)))
     return point, chrf_from_statistics(np.einsum("bn,noc->boc", weights, stats))

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analyses.stats.intervals import percentile_interval
+from analyses.stats.intervals import bootstrap_indices, percentile_interval
 from probes.backend.errors import DataFormatError
 from probes.inputs.confusion_data import read_records
 from probes.language_id import WORD_LEVEL_LANGUAGES, judge
@@ -149,8 +149,7 @@ def group_metrics(judged: pd.DataFrame, lang: str) -> dict[str, float]:
 
 
 def _resample(flags: dict[str, np.ndarray], n_boot: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    n = len(flags["skipped"])
-    index = rng.integers(0, n, size=(n_boot, n))
+    index = bootstrap_indices(len(flags["skipped"]), n_boot, rng)
     return {key: value[index] for key, value in flags.items()}
 
 

@@ -4,6 +4,8 @@
   ``method="percentile"``, resamples drawn by ``numpy.random.default_rng(seed)``);
 * :func:`percentile_interval`: the percentile interval of bootstrap replicates computed elsewhere
   (statistics that resample more than one array: clusters, whole metric aggregations, corpus chrF);
+* :func:`bootstrap_indices`: the resamples of such a bootstrap, drawn as :func:`scipy.stats.bootstrap`
+  draws them, so every bootstrap here resamples alike;
 * :func:`wilson_interval`: Wilson score interval of a binomial proportion
   (:meth:`scipy.stats.binomtest` ``.proportion_ci(method="wilson")``);
 * :func:`t_interval`: Student-t interval of a mean (:data:`scipy.stats.t`), for few observations;
@@ -32,6 +34,14 @@ def percentile_interval(replicates: Sequence[float] | np.ndarray, level: float =
         return float("nan"), float("nan")
     low, high = np.quantile(values, [_alpha(level), 1 - _alpha(level)])
     return float(low), float(high)
+
+
+def bootstrap_indices(n: int, n_boot: int, rng: np.random.Generator | int) -> np.ndarray:
+    """``(n_boot, n)`` indices: ``n_boot`` resamples with replacement of ``n`` items, drawn from
+    ``rng`` (a generator, or the seed of ``numpy.random.default_rng``) as
+    :func:`scipy.stats.bootstrap` draws its resamples (``rng.integers(0, n, (n_boot, n))``), so
+    :func:`bootstrap_mean_interval` and the bootstraps that resample indices themselves draw alike."""
+    return np.random.default_rng(rng).integers(0, n, size=(n_boot, n))
 
 
 def bootstrap_mean_interval(

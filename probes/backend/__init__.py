@@ -7,8 +7,9 @@ import os
 import warnings
 from typing import TYPE_CHECKING, Literal
 
+from probes.backend import models
 from probes.backend.errors import PivotlensError
-from probes.backend.models import DEFAULT_MODEL, EMBEDDED, load_hf, load_meta, weights_fingerprint
+from probes.backend.models import DEFAULT_MODEL, EMBEDDED, weights_fingerprint
 
 if TYPE_CHECKING:
     import torch
@@ -100,9 +101,9 @@ def load(
     ``remote="local"`` runs the same round-trip on this machine.
     """
     if remote is True:  # NDIF runs the weights; locally we only need the config and tokenizer
-        hf_model, tokenizer, name, source = load_meta(model)
+        hf_model, tokenizer, name, source = models.load_meta(model)
     else:
-        hf_model, tokenizer, name, source = load_hf(model, device=device, dtype=dtype, device_map=device_map)
+        hf_model, tokenizer, name, source = models.load_hf(model, device=device, dtype=dtype, device_map=device_map)
     return wrap(
         hf_model,
         tokenizer,

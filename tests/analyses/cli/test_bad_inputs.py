@@ -10,6 +10,7 @@ import torch
 
 from analyses import cli
 from analyses.cli.settings import Settings
+from probes.backend import models
 
 GOOD_WORDS = "concept,en,fr,zh\ncloud,cloud,nuage,云\nriver,river,rivière,河\n"
 COMPLETION_HEADER = "id,model,completion,task,source,language\n"
@@ -145,11 +146,24 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str]:
 
 @pytest.fixture
 def no_model_loads(monkeypatch):
+    """Every model load reaches :func:`probes.backend.models.load_hf` (or ``load_meta``, for
+    remote runs), which reads the weights (or the config); both refuse here. The loading code
+    calls them through their module, so a module first imported under the patch keeps no
+    fake loader (checked after the test)."""
+
     def refuse(*args, **kwargs):
         raise ModelLoadReached
 
-    monkeypatch.setattr(Settings, "load_backend", refuse)
-    monkeypatch.setattr("probes.backend.load", refuse)
+    monkeypatch.setattr(models, "load_hf", refuse)
+    monkeypatch.setattr(models, "load_meta", refuse)
+    yield
+    kept = [
+        f"{name}.{attribute}"
+        for name, module in list(sys.modules.items())
+        for attribute, value in list(getattr(module, "__dict__", {}).items())
+        if value is refuse
+    ]
+    assert kept == [models.__name__ + ".load_hf", models.__name__ + ".load_meta"], kept
 
 
 def test_there_are_at_least_forty_cases():

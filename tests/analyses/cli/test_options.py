@@ -86,3 +86,44 @@ def _settings():
     from analyses.cli.settings import Settings
 
     return Settings("m", "nnsight", "cpu", "float32", 1, "out", None)
+
+
+def test_interference_options_give_the_setups_the_keyword_arguments_gave():
+    """The options' defaults are :class:`InterferenceSetup`'s, so a run stored before the options
+    became a dataclass keeps its key; ``interference-fig2`` fixes the gradient comparison."""
+    from analyses.cli.cmd_interference import Fig2Options, InterferenceOptions
+    from analyses.interventions.pivoted_loss import PivotedObjective
+    from analyses.pipelines.interference import InterferenceSetup
+
+    assert InterferenceOptions().setup(_settings()) == InterferenceSetup(batch_size=1)
+    assert InterferenceOptions().pivoted_objective() == PivotedObjective()
+    chosen = InterferenceOptions(
+        batches=3,
+        split="train",
+        params="blocks",
+        max_length=64,
+        seed=2,
+        objective="pivoted",
+        pairing="parallel",
+        reduction="sequence_mean",
+        fp32=False,
+        aggregation="mean",
+    )
+    assert chosen.setup(_settings()) == InterferenceSetup(
+        k=3,
+        batch_size=1,
+        split="train",
+        params="blocks",
+        max_length=64,
+        seed=2,
+        objective="pivoted",
+        pairing="parallel",
+        reduction="sequence_mean",
+        fp32=False,
+        aggregation="mean",
+    )
+    fig2 = Fig2Options(batches=6, max_length=128, split="train", params="blocks")
+    assert fig2.setup(_settings()) == InterferenceSetup(
+        k=6, batch_size=1, max_length=128, split="train", params="blocks"
+    )
+    assert (fig2.pivot, fig2.targets, InterferenceOptions().langs) == ("en", "sw", "en,sw")

@@ -209,9 +209,11 @@ def test_fig3_driver_trains_both_objectives_and_measures_three_models(base, tmp_
         k=1,
         batch_size=2,
         max_length=64,
+        limit=8,
         progress=False,
     )
     assert results.summary["model"].tolist() == ["base", "after plain", "after pivoted"]
+    assert results.curves["n"].between(1, 8).all()  # the lens on the first 8 prompts only
     assert set(results.logs["run"]) == {"plain", "pivoted"} and set(results.curves["model"]) == set(
         results.summary["model"]
     )

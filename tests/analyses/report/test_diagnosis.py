@@ -18,7 +18,11 @@ from tests.conftest import tiny_backend
 
 
 def test_two_languages_two_models(tmp_path):
-    backends = [tiny_backend("llama"), tiny_backend("gemma3")]
+    # one attention head each: the lens runs cost per head, and the report's layout needs no more
+    backends = [
+        tiny_backend("llama", num_attention_heads=1, num_key_value_heads=1),
+        tiny_backend("gemma3", num_attention_heads=1),
+    ]
     store, out = ResultsStore(tmp_path / "store"), tmp_path / "out"
     paths = diagnose(
         backends, ["fr", "de"], out, store=store, sections=["lens"], quick=True, batch_size=8, progress=False
@@ -79,8 +83,9 @@ def test_lens_section_links_three_example_prompts_in_the_explorer(tmp_path, lang
     from probes.backend import wrap
     from tests.conftest import tiny_hf_model, tiny_tokenizer
 
-    model = tiny_hf_model("llama")
-    model.config.max_position_embeddings = 2048  # 5-shot cloze prompts (ta in bytes) are longer than the default 128
+    # 5-shot cloze prompts (ta in bytes: 1000 to 1400 tokens) are longer than the default 128; one
+    # attention head: the softmax over those lengths costs per head, and the links need no more
+    model = tiny_hf_model("llama", max_position_embeddings=2048, num_attention_heads=1, num_key_value_heads=1)
     out = tmp_path / "out"
     diagnose(
         [wrap(model, tiny_tokenizer(), model_name="tiny-llama")],

@@ -11,6 +11,7 @@ import pytest
 from scipy import stats
 
 from analyses.stats.intervals import (
+    bootstrap_indices,
     bootstrap_mean_interval,
     normal_interval,
     percentile_interval,
@@ -47,6 +48,19 @@ def test_bootstrap_draws_the_same_resamples_as_numpy_choice(n):
     assert bootstrap_mean_interval(x, n_boot=2000, seed=3) == pytest.approx(tuple(expected), rel=1e-12, abs=1e-15)
     assert bootstrap_mean_interval([0.5]) == (0.5, 0.5)
     assert all(math.isnan(v) for v in bootstrap_mean_interval([]))
+
+
+@pytest.mark.parametrize("n", [2, 17])
+def test_index_bootstraps_draw_the_resamples_scipy_draws(n):
+    """A bootstrap over indices (chrF, win/loss, the confusion metrics) resamples as
+    :func:`scipy.stats.bootstrap` does: the mean over its resamples gives the same interval."""
+    x = np.random.default_rng(n).normal(size=n)
+    means = x[bootstrap_indices(n, 2000, 3)].mean(1)
+    assert percentile_interval(means) == pytest.approx(bootstrap_mean_interval(x, n_boot=2000, seed=3), rel=1e-12)
+    one = np.random.default_rng(5)  # a generator is drawn on, as a shared one across groups is
+    first, second = bootstrap_indices(n, 4, one), bootstrap_indices(n, 4, one)
+    assert np.array_equal(np.vstack([first, second]), np.random.default_rng(5).integers(0, n, size=(8, n)))
+    assert bootstrap_indices(n, 0, 0).shape == (0, n)
 
 
 def test_percentile_interval_is_the_order_statistic_at_exact_ranks():

@@ -38,7 +38,7 @@ def test_a_hub_models_weights_hash_and_origin_hold_the_resolved_commit(monkeypat
         model.config._commit_hash = "abc123"  # what transformers records for a hub download
         return model, tiny_tokenizer(), spec, spec
 
-    monkeypatch.setattr("probes.backend.load_hf", hub_load)
+    monkeypatch.setattr(models, "load_hf", hub_load)
     backend = load("owner/name")
     assert backend.weights_hash == "hub:owner/name@abc123" != models.weights_fingerprint("owner/name", "def456")
     assert backend.describe()["model_source"] == "hub owner/name at revision abc123"
