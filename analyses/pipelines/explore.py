@@ -286,16 +286,18 @@ def explore(
     kept = _positions(len(ids), positions)
     target = target.strip() if target and target.strip() else None
     latent_word = latent_word.strip() if latent_word and latent_word.strip() else None
-    concepts = load_concepts(words)
-    if latent_word is None and target is not None:
-        latent_word = latent_word_of(target, latent, concepts)
-    sets = TokenSets(backend.tokenizer)
-    named = {}
-    if target is not None:
-        named["p_target"] = (word_unit(sets, concepts, target, target_lang), "target")
-    if latent_word is not None:
-        named[f"p_{latent}"] = (word_unit(sets, concepts, latent_word, latent), "latent")
-    word_prob, tracked = _tracked(sets, named)
+    word_prob, tracked = "prefix", []
+    if target is not None or latent_word is not None:  # the word list and token sets only then
+        concepts = load_concepts(words)
+        if latent_word is None and target is not None:
+            latent_word = latent_word_of(target, latent, concepts)
+        sets = backend.token_sets
+        named = {}
+        if target is not None:
+            named["p_target"] = (word_unit(sets, concepts, target, target_lang), "target")
+        if latent_word is not None:
+            named[f"p_{latent}"] = (word_unit(sets, concepts, latent_word, latent), "latent")
+        word_prob, tracked = _tracked(sets, named)
     reader = load_lens(backend, lens)
     grid = _grid(backend, ids, kept, top_k, word_prob, tracked, reader)
     table = _tidy(backend, ids, kept, grid, latent)

@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import torch
@@ -29,6 +30,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from probes.backend.architecture import ModelParts
 from probes.backend.models import weights_origin
 from probes.backend.scopes import ParameterScope, frozen_except, parameter_scopes
+from probes.backend.tokensets import TokenSets
 
 if TYPE_CHECKING:
     from typing import Any
@@ -471,6 +473,12 @@ class Backend(ABC):
         self.pad_id = int(pad if pad is not None else 0)
 
     # ---- tokens -------------------------------------------------------------------------
+    @cached_property
+    def token_sets(self) -> TokenSets:
+        """The word -> token-id sets of this backend's tokenizer, built once (reading the vocabulary
+        of a 50k-token tokenizer takes a tenth of a second)."""
+        return TokenSets(self.tokenizer)
+
     def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
 
