@@ -1,11 +1,12 @@
 """The lens explorer on a 100-token prompt, after the model is loaded: the Backend's lens at every
-layer and position, the tidy table, the figure and the standalone page. Budget: under 3 s on SmolLM2.
+layer and position, the tidy table, the figure and the standalone page of that figure (what
+``pivotlens explore`` does). Budget: under 3 s on SmolLM2.
 
 Usage: python benchmarks/bench_explore.py [--model M] [--tokens N] [--repeats R] [--budget S] [--target WORD]
 
 The default target 云 is scored as the lens probe scores it: on SmolLM2, whose byte-level
-vocabulary has no token that spells it whole, by its chain and that of "cloud" (one more forward
-pass, teacher-forced); ``--target ''`` leaves it out.
+vocabulary has no token that spells it whole, by its chain and that of "cloud" (teacher-forced
+after the prompt, in the grid's own forward pass); ``--target ''`` leaves it out.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from analyses.figures.explore import explorer_page
 from analyses.pipelines.explore import explore
 from probes.backend import load
 from probes.inputs.prompts import lens_prompts
@@ -49,7 +51,7 @@ def main() -> None:
         mid = time.perf_counter()
         fig = found.figure()
         drawn = time.perf_counter()
-        found.page()
+        explorer_page(fig, title=found.title)
         end = time.perf_counter()
         for name, seconds in zip(stages, (mid - start, drawn - mid, end - drawn, end - start)):
             stages[name].append(seconds)

@@ -9,7 +9,8 @@ backend, so memory holds top-k per cell, never layers x positions x vocabulary.
 The two words are scored as the lens probe scores them (:mod:`probes.lens`): by their prefix token
 sets where each set identifies its word among its language's word list, else both by the chain
 probability of the whole word (:meth:`Backend.chain_log_probs <probes.backend.base.Backend.chain_log_probs>`),
-as on SmolLM2, whose byte-level vocabulary has no token that spells 云 whole.
+as on SmolLM2, whose byte-level vocabulary has no token that spells 云 whole. The grid and the
+chains are read from one forward pass (:meth:`Backend.lens_reads <probes.backend.base.Backend.lens_reads>`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 
 from analyses.figures.explore import COLORS, explorer_figure, explorer_page
 from probes.backend import Backend, LensRequest
+from probes.backend.base import LensRead, chain_reads
 from probes.backend.errors import PromptError, TokenizerVocabularyError, UnknownLensError
 from probes.backend.languages import get_language
 from probes.backend.lenses import Lens, load_lens
@@ -147,46 +149,54 @@ def _positions(n_tokens: int, positions: Sequence[int] | range | None) -> list[i
     return out
 
 
-def _lens_grid(
-    backend: Backend, ids: list[int], positions: list[int], top_k: int, prefix_words: list[TrackedWord], reader: Lens
+def _grid(
+    backend: Backend,
+    ids: list[int],
+    positions: list[int],
+    top_k: int,
+    kind: str,
+    words: list[TrackedWord],
+    reader: Lens,
 ) -> dict:
-    """Entropy, top-k ``[layer, position, ...]`` and each prefix-scored word's probability
-    ``[layer, position]``, read in position windows through the Backend's lens (``reader``: the
-    logit lens or a fitted one, :func:`load_lens`)."""
-    enc = backend.encode([ids])
+    """Entropy, top-k ``[layer, position, ...]`` and each tracked word's probability ``[layer, position]``
+    through the Backend's lens (``reader``: the logit lens or a fitted one, :func:`load_lens`), all read
+    from one forward pass (:meth:`Backend.lens_reads <probes.backend.base.Backend.lens_reads>`).
+
+    A prefix-scored word is the sum over its set in every cell. A chain-scored word is the chain of the
+    whole word after the last position shown (:func:`chain_reads`), NaN at the other positions, which
+    would each need a pass of their own: the pass runs the prompt up to that position followed by the
+    chains' tokens, and causal attention leaves the prompt's positions as they are without them.
+    Positions are read in windows, so the logits held at once stay under :data:`MAX_LOGITS`."""
+    context = ids[: positions[-1] + 1]
+    prefix_ids = [i for word in words for i in word.ids] if kind == "prefix" else []
+    chains = chain_reads([context] * len(words), [w.ids for w in words], share_rows=True) if kind == "chain" else None
+    rows = [context] if chains is None else chains.rows
+    request = LensRequest(token_ids=torch.tensor([prefix_ids]) if prefix_ids else None, top_k=top_k)
     window = max(1, MAX_LOGITS // backend.vocab_size)
-    word_ids = [i for word in prefix_words for i in word.ids]
-    request = LensRequest(token_ids=torch.tensor([word_ids]) if word_ids else None, top_k=top_k)
-    parts = [
-        backend.lens(enc, request, positions=positions[i : i + window], lens=reader)
+    grid_reads = [  # all in the first row, which starts with the context; offsets from its end
+        LensRead(request, [p - len(rows[0]) for p in positions[i : i + window]], rows=[0])
         for i in range(0, len(positions), window)
     ]
+    chain_read = [] if chains is None else [chains.read]
+    readouts = backend.lens_reads(backend.encode(rows), grid_reads + chain_read, lens=reader)
+    parts = readouts[: len(grid_reads)]
     grid = {
         "entropy_bits": torch.cat([p.entropy_bits[:, 0] for p in parts], 1),
         "top_ids": torch.cat([p.require("top_ids")[:, 0] for p in parts], 1),
         "top_probs": torch.cat([p.require("top_probs")[:, 0] for p in parts], 1),
     }
-    if word_ids:
+    if prefix_ids:
         probs = torch.cat([p.require("probs_at_ids")[:, 0] for p in parts], 1)  # [layer, position, n]
-        bounds = np.cumsum([0] + [len(word.ids) for word in prefix_words])
-        for word, start, stop in zip(prefix_words, bounds[:-1], bounds[1:]):
+        bounds = np.cumsum([0] + [len(word.ids) for word in words])
+        for word, start, stop in zip(words, bounds[:-1], bounds[1:]):
             grid[word.column] = probs[..., start:stop].sum(-1)
+    if chains is not None:
+        log_probs = chains.log_probs(readouts[-1])  # [layer, word]
+        for i, word in enumerate(words):
+            column = torch.full((len(log_probs), len(positions)), math.nan, dtype=log_probs.dtype)
+            column[:, -1] = log_probs[:, i].exp()
+            grid[word.column] = column
     return grid
-
-
-def _chain_grid(
-    backend: Backend, ids: list[int], positions: list[int], chain_words: list[TrackedWord], reader: Lens
-) -> dict[str, torch.Tensor]:
-    """Each chain-scored word's probability ``[layer, position]``: the chain of the whole word
-    after the last position shown (NaN at the other positions, which would each need a pass)."""
-    context = ids[: positions[-1] + 1]
-    log_probs = backend.chain_log_probs([context] * len(chain_words), [w.ids for w in chain_words], lens=reader)
-    out = {}
-    for i, word in enumerate(chain_words):
-        column = torch.full((len(log_probs), len(positions)), math.nan, dtype=log_probs.dtype)
-        column[:, -1] = log_probs[:, i].exp()
-        out[word.column] = column
-    return out
 
 
 def _decoder(tokenizer):
@@ -276,20 +286,20 @@ def explore(
     kept = _positions(len(ids), positions)
     target = target.strip() if target and target.strip() else None
     latent_word = latent_word.strip() if latent_word and latent_word.strip() else None
-    concepts = load_concepts(words)
-    if latent_word is None and target is not None:
-        latent_word = latent_word_of(target, latent, concepts)
-    sets = TokenSets(backend.tokenizer)
-    named = {}
-    if target is not None:
-        named["p_target"] = (word_unit(sets, concepts, target, target_lang), "target")
-    if latent_word is not None:
-        named[f"p_{latent}"] = (word_unit(sets, concepts, latent_word, latent), "latent")
-    word_prob, tracked = _tracked(sets, named)
+    word_prob, tracked = "prefix", []
+    if target is not None or latent_word is not None:  # the word list and token sets only then
+        concepts = load_concepts(words)
+        if latent_word is None and target is not None:
+            latent_word = latent_word_of(target, latent, concepts)
+        sets = backend.token_sets
+        named = {}
+        if target is not None:
+            named["p_target"] = (word_unit(sets, concepts, target, target_lang), "target")
+        if latent_word is not None:
+            named[f"p_{latent}"] = (word_unit(sets, concepts, latent_word, latent), "latent")
+        word_prob, tracked = _tracked(sets, named)
     reader = load_lens(backend, lens)
-    grid = _lens_grid(backend, ids, kept, top_k, tracked if word_prob == "prefix" else [], reader)
-    if word_prob == "chain" and tracked:
-        grid.update(_chain_grid(backend, ids, kept, tracked, reader))
+    grid = _grid(backend, ids, kept, top_k, word_prob, tracked, reader)
     table = _tidy(backend, ids, kept, grid, latent)
     return Exploration(backend.model_name, prompt, lens, color, target, latent, latent_word, word_prob, table)
 

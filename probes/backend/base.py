@@ -24,6 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import torch
@@ -32,6 +33,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from probes.backend.architecture import ModelParts
 from probes.backend.models import weights_origin
 from probes.backend.scopes import ParameterScope, frozen_except, parameter_scopes
+from probes.backend.tokensets import TokenSets
 
 if TYPE_CHECKING:
     from typing import Any
@@ -175,6 +177,106 @@ class LensReadout:
         if value is None:
             raise ValueError(f"the lens request did not ask for {name!r}")
         return value
+
+
+@dataclass(frozen=True)
+class LensRead:
+    """One readout of a lens pass (:meth:`Backend.lens_reads`): ``request`` at ``positions`` of the
+    batch rows ``rows`` (all of them when None), in that order.
+
+    ``positions`` are as for :meth:`Backend.lens`: absolute indices or offsets from the end (``-1``
+    is each row's last token) shared by every row read, or a ``[len(rows), k]`` tensor, a line of
+    positions per row read. ``request.token_ids`` and ``request.rank_group`` have a row per row read.
+    """
+
+    request: LensRequest
+    positions: Sequence[int] | torch.Tensor = (-1,)
+    rows: Sequence[int] | None = None
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """Where one forward pass must keep the residual stream to answer several :class:`LensRead`:
+    ``columns`` (sorted absolute positions, kept in every row of the batch) and, for each read, the
+    rows it reads and the index of each of its positions into ``columns``."""
+
+    reads: list[LensRead]
+    columns: torch.Tensor  # [u]
+    rows: list[torch.Tensor]  # per read: [n]
+    index: list[torch.Tensor]  # per read: [n, k] into columns
+
+    @classmethod
+    def of(cls, reads: Sequence[LensRead], enc: Encoded) -> ReadPlan:
+        rows, positions = [], []
+        for read in reads:
+            picked = torch.arange(enc.batch_size) if read.rows is None else torch.as_tensor(list(read.rows))
+            per_row = isinstance(read.positions, torch.Tensor) and read.positions.dim() == 2
+            absolute = resolve_positions(read.positions, enc)  # [batch, k], or [n, k] when given per row
+            rows.append(picked)
+            positions.append(absolute if per_row else absolute[picked])
+        columns = torch.unique(torch.cat([p.reshape(-1) for p in positions]))  # sorted
+        return cls(list(reads), columns, rows, [torch.searchsorted(columns, p) for p in positions])
+
+    def readouts(
+        self,
+        layers: list[int],
+        resid: torch.Tensor,
+        unembed,
+        vocab_size: int,
+        translator: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> list[LensReadout]:
+        """Each read's :func:`readout_layers` of the residuals ``[layer, batch, len(columns), d_model]``."""
+        out = []
+        for read, rows, index in zip(self.reads, self.rows, self.index):
+            picked = resid[:, rows.to(resid.device)]  # [layer, n, u, d]
+            where = index.to(resid.device)[None, :, :, None].expand(len(layers), -1, -1, resid.shape[-1])
+            out.append(
+                readout_layers(
+                    layers, picked.gather(2, where), unembed, read.request, vocab_size, translator=translator
+                )
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class ChainReads:
+    """Rows that teacher-force words after their contexts, and the read that scores every word's
+    tokens in them (:func:`chain_reads`)."""
+
+    rows: list[list[int]]
+    read: LensRead
+
+    def log_probs(self, readout: LensReadout) -> torch.Tensor:
+        """``[layer, word]`` natural-log chain probability of each word, from :attr:`read`'s readout:
+        the sum of its tokens' log-probabilities in float64 (position j scores token j)."""
+        return readout.require("log_probs_at_ids").diagonal(dim1=2, dim2=3).double().sum(-1)
+
+
+def chain_reads(
+    contexts: Sequence[Sequence[int]], words: Sequence[Sequence[int]], *, share_rows: bool = False
+) -> ChainReads:
+    """The rows ``context + word[:-1]`` and the read of each word token's log-probability at the
+    position before it (teacher forcing). With ``share_rows``, a word whose row begins another row
+    is read in that one (causal attention: the tokens after it change nothing), so a context
+    shared by several words runs once where their continuations extend one another."""
+    sequences = [list(c) + list(w)[:-1] for c, w in zip(contexts, words)]
+    rows: list[list[int]] = []
+    row_of = [0] * len(sequences)
+    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i])) if share_rows else range(len(sequences))
+    for i in order:
+        seq = sequences[i]
+        found = next((r for r, row in enumerate(rows) if share_rows and row[: len(seq)] == seq), None)
+        if found is None:
+            rows.append(seq)
+            found = len(rows) - 1
+        row_of[i] = found
+    ids = encode_ids(words, pad_id=-1).input_ids  # [word, width], left-padded with -1
+    width, longest = ids.shape[1], max(len(row) for row in rows)
+    # word i's token j is read at len(context) - 1 + j: the last `width` positions of its own row,
+    # counted from the end of the row that holds it (padding slots, read as 0, stay inside the batch)
+    last = torch.tensor([len(seq) - len(rows[r]) - 1 for seq, r in zip(sequences, row_of)])
+    positions = (last.unsqueeze(1) + torch.arange(1 - width, 1)).clamp(min=-longest)
+    return ChainReads(rows, LensRead(LensRequest(token_ids=ids, log_probs=True), positions, row_of))
 
 
 # Logits exponentiated at once when reducing (16 MB of float32): below glibc's 32 MB threshold for
@@ -418,6 +520,12 @@ class Backend(ABC):
         self.pad_id = int(pad if pad is not None else 0)
 
     # ---- tokens -------------------------------------------------------------------------
+    @cached_property
+    def token_sets(self) -> TokenSets:
+        """The word -> token-id sets of this backend's tokenizer, built once (reading the vocabulary
+        of a 50k-token tokenizer takes a tenth of a second)."""
+        return TokenSets(self.tokenizer)
+
     def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
 
@@ -486,7 +594,6 @@ class Backend(ABC):
     ) -> torch.Tensor:
         """Residual stream after the given blocks at the given positions: ``[layer, batch, k, d_model]``."""
 
-    @abstractmethod
     def lens(
         self,
         enc: Encoded,
@@ -498,6 +605,16 @@ class Backend(ABC):
     ) -> LensReadout:
         """Each layer's residual through ``lens``' translator (none for the logit lens), then the
         model's own final transform (:meth:`unembed`), reduced as ``request`` says."""
+        return self.lens_reads(enc, [LensRead(request, positions)], layers, lens=lens)[0]
+
+    @abstractmethod
+    def lens_reads(
+        self, enc: Encoded, reads: Sequence[LensRead], layers: Sequence[int] | None = None, *, lens: Lens | None = None
+    ) -> list[LensReadout]:
+        """What :meth:`lens` reads, for several reads (each its own request, rows and positions) of
+        one forward pass: the residual stream is kept once at every position some read needs
+        (:class:`ReadPlan`), then each read is reduced on its own, so each readout is what
+        :meth:`lens` returns for that read alone."""
 
     def unembed(self, resid: torch.Tensor) -> torch.Tensor:
         """The model's final transform of residual vectors ``[..., d_model]``: final norm,
@@ -510,14 +627,11 @@ class Backend(ABC):
     ) -> torch.Tensor:
         """``[layer, batch]`` natural-log chain probability of each word's tokens after its context:
         the sum over the word's tokens of each token's lens log-probability, the earlier tokens of
-        the word appended to the context (teacher forcing). Summed in log space (float64), so a long
-        chain of small probabilities stays finite where their float32 product would underflow to 0."""
-        enc = self.encode([list(c) + list(w)[:-1] for c, w in zip(contexts, words)])
-        ids = encode_ids(words, pad_id=-1).input_ids  # [batch, width], left-padded with -1
-        seq, width = enc.input_ids.shape[1], ids.shape[1]
-        positions = torch.arange(seq - width, seq).unsqueeze(0).expand(len(words), -1)
-        out = self.lens(enc, LensRequest(token_ids=ids, log_probs=True), positions=positions, lens=lens)
-        return out.require("log_probs_at_ids").diagonal(dim1=2, dim2=3).double().sum(-1)  # position j scores token j
+        the word appended to the context (teacher forcing, :func:`chain_reads`). Summed in log space
+        (float64), so a long chain of small probabilities stays finite where their float32 product
+        would underflow to 0."""
+        chains = chain_reads(contexts, words)
+        return chains.log_probs(self.lens_reads(self.encode(chains.rows), [chains.read], lens=lens)[0])
 
     def _loss(self, enc: Encoded, labels: torch.Tensor) -> torch.Tensor:
         """Differentiable mean next-token loss of a batch: the model's own logits."""

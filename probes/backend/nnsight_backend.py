@@ -8,15 +8,17 @@ included); ``remote=True`` sends the request to NDIF with the API key from ``NDI
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from probes.backend.base import (
     Backend,
     Encoded,
+    LensRead,
     LensReadout,
-    LensRequest,
+    ReadPlan,
     lm_loss,
-    readout_layers,
     resolve_positions,
 )
 from probes.backend.errors import PivotlensError
@@ -57,6 +59,8 @@ class NNsightBackend(Backend):
     def _selected(self, enc: Encoded, layers: list[int], pos: torch.Tensor, reduce):
         """Inside one trace: the residuals ``[layer, batch, k, d]`` at ``pos`` after the requested
         blocks, mapped by ``reduce`` before anything is saved (on NDIF, only that travels back)."""
+        from nnsight import save
+
         blocks = self.parts.block_list(self.nn)
         index = pos.to(enc.input_ids.device).unsqueeze(-1)
         picked = {}
@@ -64,7 +68,7 @@ class NNsightBackend(Backend):
             for layer in sorted(set(layers)):
                 hidden = _block_output(blocks[layer])
                 picked[layer] = hidden.gather(1, index.expand(-1, -1, hidden.shape[-1]))
-            result = reduce(torch.stack([picked[layer] for layer in layers])).save()
+            result = save(reduce(torch.stack([picked[layer] for layer in layers])))
             tracer.stop()
         return result
 
@@ -72,17 +76,15 @@ class NNsightBackend(Backend):
         layers = self.check_layers(layers)
         return self._selected(enc, layers, resolve_positions(positions, enc), lambda stacked: stacked)
 
-    def lens(self, enc: Encoded, request: LensRequest, layers=None, positions=(-1,), *, lens=None) -> LensReadout:
+    def lens_reads(self, enc: Encoded, reads: Sequence[LensRead], layers=None, *, lens=None) -> list[LensReadout]:
         layers = self.check_layers(layers)
-        parts, envoy, vocab_size = self.parts, self.nn, self.vocab_size
+        plan, parts, envoy, vocab_size = ReadPlan.of(reads, enc), self.parts, self.nn, self.vocab_size
         translator = None if lens is None else lens.translator  # plain tensors travel; no pivotlens object does
 
         def reduce(stacked):
-            return readout_layers(
-                layers, stacked, lambda h: parts.logits(envoy, h), request, vocab_size, translator=translator
-            )
+            return plan.readouts(layers, stacked, lambda h: parts.logits(envoy, h), vocab_size, translator)
 
-        return self._selected(enc, layers, resolve_positions(positions, enc), reduce)
+        return self._selected(enc, layers, plan.columns.expand(enc.batch_size, -1), reduce)
 
     def _loss(self, enc: Encoded, labels: torch.Tensor) -> torch.Tensor:
         from nnsight import save

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Sequence
 
 import torch
 
 from probes.backend.base import (
     Backend,
     Encoded,
+    LensRead,
     LensReadout,
-    LensRequest,
-    readout_layers,
+    ReadPlan,
     resolve_positions,
 )
 
@@ -119,16 +120,11 @@ class TransformerLensBackend(Backend):
             captured = self._capture(enc, layers, resolve_positions(positions, enc))
         return torch.stack([captured[layer] for layer in layers])
 
-    def lens(self, enc: Encoded, request: LensRequest, layers=None, positions=(-1,), *, lens=None) -> LensReadout:
+    def lens_reads(self, enc: Encoded, reads: Sequence[LensRead], layers=None, *, lens=None) -> list[LensReadout]:
         layers = self.check_layers(layers)
+        plan = ReadPlan.of(reads, enc)
         with torch.no_grad():
-            captured = self._capture(enc, layers, resolve_positions(positions, enc))
+            captured = self._capture(enc, layers, plan.columns.expand(enc.batch_size, -1))
             stacked = torch.stack([captured[layer] for layer in layers])
-            return readout_layers(
-                layers,
-                stacked,
-                self.unembed,
-                request,
-                self.vocab_size,
-                translator=None if lens is None else lens.translator,
-            )
+            translator = None if lens is None else lens.translator
+            return plan.readouts(layers, stacked, self.unembed, self.vocab_size, translator)

@@ -19,7 +19,7 @@ are scored by the chain probability of the whole word (docs/methods: token sets)
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -53,8 +53,8 @@ class VocabularyForm:
     byte_fallback: bool  # the vocabulary has "<0xXX>" byte tokens
 
     @classmethod
-    def of(cls, tokenizer) -> VocabularyForm:
-        vocab = tokenizer.get_vocab()
+    def of(cls, tokenizer, vocab: Mapping[str, int]) -> VocabularyForm:
+        """Read off ``tokenizer`` and its vocabulary ``vocab`` (``tokenizer.get_vocab()``)."""
         pieces = tokenizer.convert_ids_to_tokens(tokenizer("a the", add_special_tokens=False)["input_ids"])
         last = pieces[-1]
         if not last.endswith("the") or len(last) != 4:
@@ -87,11 +87,11 @@ class TokenSets:
 
     def __init__(self, tokenizer) -> None:
         self.tokenizer = tokenizer
-        self.form = VocabularyForm.of(tokenizer)
+        self.form = VocabularyForm.of(tokenizer, self.vocab)
 
     @cached_property
     def vocab(self) -> dict[str, int]:
-        return self.tokenizer.get_vocab()
+        return self.tokenizer.get_vocab()  # a fresh dict of the whole vocabulary at every call: read once
 
     def ids(self, word: str, *, prefixes: bool = True, byte_fallback: bool = False) -> frozenset[int]:
         word = word.strip()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from probes.backend import LensRequest
-from probes.backend.base import top_k
+from probes.backend.base import LensRead, chain_reads, top_k
 from tests.conftest import EMBEDDED_MODELS, embedded, tiny_backend, tiny_hf_model, tiny_tokenizer
 
 PROMPTS = ["the cloud is", "le nuage est blanc et la", "облако"]
@@ -105,6 +105,30 @@ def test_a_long_chain_has_a_finite_log_probability_equal_to_a_direct_computation
     # what log space avoids: the float32 product of the long chain's token probabilities is 0
     assert (_direct_token_log_probs(reference, context, long_word).float().exp().prod(-1) == 0).all()
     assert (got[:, 0].exp() > 0).all()
+
+
+@pytest.mark.parametrize("backend_name", ["transformer-lens", "nnsight"])
+def test_one_pass_reads_a_grid_and_chains_as_separate_passes_do(backend_name):
+    """Chains teacher-forced after one context share rows where one continues another (causal
+    attention: later tokens change nothing before them), and a lens grid over the context is read
+    from the same pass: each read equals its own pass (the context alone; chain_log_probs)."""
+    backend = tiny_backend("llama", backend=backend_name)
+    context = backend.tokenize(PROMPTS[1])
+    words = [[11, 12, 13], [11, 12], [14, 15], [16]]  # the 2nd and 4th words ride on the 1st word's row
+    chains = chain_reads([context] * len(words), words, share_rows=True)
+    assert chains.rows == [context + [11, 12], context + [14]]
+    request = LensRequest(token_ids=torch.tensor([[11, 14, 16]]), top_k=3)
+    grid = LensRead(request, [p - len(chains.rows[0]) for p in range(len(context))], rows=[0])
+    one_grid, one_chain = backend.lens_reads(backend.encode(chains.rows), [grid, chains.read])
+    alone = backend.lens(backend.encode([context]), request, positions=range(len(context)))
+    for name in ("entropy_bits", "probs_at_ids", "top_probs"):
+        assert torch.allclose(getattr(one_grid, name), getattr(alone, name), rtol=1e-5, atol=1e-7), name
+    assert torch.equal(one_grid.require("top_ids"), alone.require("top_ids"))
+    separate = backend.chain_log_probs([context] * len(words), words)  # a row per word
+    assert torch.allclose(chains.log_probs(one_chain), separate, rtol=1e-5, atol=0)
+    for row, word in enumerate(words):  # and both are the direct computation on the plain model
+        direct = _direct_token_log_probs(tiny_hf_model("llama"), context, word).sum(-1)
+        assert separate[:, row].tolist() == pytest.approx(direct.tolist(), rel=1e-5)
 
 
 @pytest.mark.parametrize("backend_name", ["transformer-lens", "nnsight"])
