@@ -74,6 +74,9 @@ def tiny_hf_model(kind: str = "llama", n_layers: int = 3, seed: int = 0, **overr
 
     spec = {"max_position_embeddings": 128, **TINY_CONFIGS[kind], **overrides}
     model_type = spec.pop("model_type")
+    fields = AutoConfig.for_model(model_type).to_dict()
+    unknown = sorted(set(overrides) - set(fields))  # a config takes any keyword silently
+    assert not unknown, f"{model_type} config has no field {unknown}"
     config = AutoConfig.for_model(
         model_type,
         vocab_size=len(tiny_tokenizer()),
@@ -95,10 +98,17 @@ def tiny_hf_model(kind: str = "llama", n_layers: int = 3, seed: int = 0, **overr
     return model.eval()
 
 
-def tiny_backend(kind: str = "llama", backend: str = "transformer-lens", seed: int = 0, **overrides) -> Backend:
-    """:func:`tiny_hf_model` behind a backend, named ``tiny-<kind>``."""
+def tiny_backend(
+    kind: str = "llama", backend: str = "transformer-lens", seed: int = 0, *, remote: bool | str = False, **overrides
+) -> Backend:
+    """:func:`tiny_hf_model` (its config changed by ``overrides``) behind a backend, named
+    ``tiny-<kind>``; ``remote="local"`` runs nnsight's serialised round trip."""
     return wrap(
-        tiny_hf_model(kind, seed=seed, **overrides), tiny_tokenizer(), backend=backend, model_name=f"tiny-{kind}"
+        tiny_hf_model(kind, seed=seed, **overrides),
+        tiny_tokenizer(),
+        backend=backend,
+        model_name=f"tiny-{kind}",
+        remote=remote,
     )
 
 

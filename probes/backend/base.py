@@ -115,20 +115,24 @@ class SharedPrefix:
     cache: Cache | None
 
 
-def resolve_positions(positions: Sequence[int] | torch.Tensor, enc: Encoded) -> torch.Tensor:
-    """Absolute ``[batch, k]`` indices from either absolute indices or offsets from each row's end.
+def resolve_positions(
+    positions: Sequence[int] | torch.Tensor, enc: Encoded, rows: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Absolute ``[n, k]`` indices, for the batch ``rows`` (all ``n`` of them when None), from
+    either absolute indices or offsets from each row's end; a 2-D tensor gives a line per row.
 
     An offset ``-1`` is each row's last real token: the last column with left padding, the last
     unpadded column of a right-padded row (rows after a cached prefix).
     """
     seq = enc.input_ids.shape[1]
+    picked = torch.arange(enc.batch_size) if rows is None else rows
     if isinstance(positions, torch.Tensor):
         pos = positions.to(torch.long)
         if pos.dim() == 1:
-            pos = pos.unsqueeze(0).expand(enc.batch_size, -1)
+            pos = pos.unsqueeze(0).expand(len(picked), -1)
     else:
-        pos = torch.as_tensor(list(positions), dtype=torch.long).unsqueeze(0).expand(enc.batch_size, -1)
-    real = enc.attention_mask[:, -seq:].bool().cpu()
+        pos = torch.as_tensor(list(positions), dtype=torch.long).unsqueeze(0).expand(len(picked), -1)
+    real = enc.attention_mask[picked.to(enc.attention_mask.device), -seq:].bool().cpu()
     trailing_pads = real.flip(-1).long().cumsum(-1).eq(0).sum(-1)
     ends = seq - torch.where(real.any(-1), trailing_pads, 0)  # one past each row's last real token
     pos = torch.where(pos < 0, pos + ends.unsqueeze(-1), pos)
@@ -210,10 +214,8 @@ class ReadPlan:
         rows, positions = [], []
         for read in reads:
             picked = torch.arange(enc.batch_size) if read.rows is None else torch.as_tensor(list(read.rows))
-            per_row = isinstance(read.positions, torch.Tensor) and read.positions.dim() == 2
-            absolute = resolve_positions(read.positions, enc)  # [batch, k], or [n, k] when given per row
             rows.append(picked)
-            positions.append(absolute if per_row else absolute[picked])
+            positions.append(resolve_positions(read.positions, enc, picked))  # [n, k]
         columns = torch.unique(torch.cat([p.reshape(-1) for p in positions]))  # sorted
         return cls(list(reads), columns, rows, [torch.searchsorted(columns, p) for p in positions])
 
