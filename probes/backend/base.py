@@ -81,15 +81,17 @@ class Encoded:
         return inputs
 
 
-def encode_ids(rows: Sequence[Sequence[int]], pad_id: int) -> Encoded:
-    """Left-pad already tokenized rows (the single padding policy of pivotlens)."""
+def encode_ids(rows: Sequence[Sequence[int]], pad_id: int, *, right: bool = False) -> Encoded:
+    """Left-pad already tokenized rows (the padding policy of pivotlens), or with ``right``
+    right-pad them (rows after a cached prefix, :meth:`Backend.encode_after`)."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
         if len(row):
-            ids[i, width - len(row) :] = torch.as_tensor(list(row), dtype=torch.long)
-            mask[i, width - len(row) :] = 1
+            span = slice(0, len(row)) if right else slice(width - len(row), width)
+            ids[i, span] = torch.as_tensor(list(row), dtype=torch.long)
+            mask[i, span] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     return Encoded(ids, mask, positions)
 
@@ -568,17 +570,12 @@ class Backend(ABC):
             return self.encode([list(prefix.ids) + list(row) for row in rows])
         if any(len(row) == 0 for row in rows):
             raise ValueError("every row needs at least one token after the shared prefix")
-        n_prefix, width = len(prefix.ids), max(len(row) for row in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), n_prefix + width), dtype=torch.long)
-        mask[:, :n_prefix] = 1
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.as_tensor(list(row), dtype=torch.long)
-            mask[i, n_prefix : n_prefix + len(row)] = 1
-        positions = (n_prefix + torch.arange(width)).repeat(len(rows), 1)
+        batch, n_prefix = encode_ids(rows, self.pad_id, right=True), len(prefix.ids)
+        mask = torch.cat([torch.ones((len(rows), n_prefix), dtype=torch.long), batch.attention_mask], dim=1)
+        positions = (n_prefix + torch.arange(batch.input_ids.shape[1])).repeat(len(rows), 1)
         cache = copy.deepcopy(prefix.cache)
         cache.batch_repeat_interleave(len(rows))
-        return Encoded(ids, mask, positions, cache).to(self.device)
+        return Encoded(batch.input_ids, mask, positions, cache).to(self.device)
 
     def check_layers(self, layers: Sequence[int] | None) -> list[int]:
         if layers is None:
