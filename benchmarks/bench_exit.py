@@ -14,7 +14,8 @@ Same prompts, same batches, timed in alternation (median of --repeats) so that t
 load hits every row alike. Both wall-clock and CPU time (process time, all threads) are shown;
 the ratio uses CPU time, which other processes on a shared machine disturb far less. The largest
 difference of any table value between the cached and the uncached run is printed too.
-Usage: python benchmarks/bench_exit.py [--model M] [--task T] [--lang L] [--n N] [--shots K] [--batch-size B]
+Usage: python benchmarks/bench_exit.py [--model M] [--task T] [--lang L] [--n N] [--shots K] [--demos fixed|per-item]
+       [--batch-size B]
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from probes.backend.architecture import ModelParts
 from probes.backend.base import common_prefix, encode_ids
 from probes.backend.models import load_hf
 from probes.exit_accuracy import exit_accuracy
-from probes.inputs.tasks import answer_token_ids, load_task, task_prompts
+from probes.inputs.tasks import DEMO_MODES, answer_token_ids, load_task, task_prompts
 
 
 def floor(model, parts: ModelParts, rows: list[list[int]], pad_id: int, answer_ids: torch.Tensor, batch_size: int):
@@ -65,6 +66,7 @@ def main() -> None:
     parser.add_argument("--lang", default="en")
     parser.add_argument("--n", type=int, default=32)
     parser.add_argument("--shots", type=int, default=3)
+    parser.add_argument("--demos", default="fixed", choices=DEMO_MODES)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -74,7 +76,7 @@ def main() -> None:
     model, _, _, _ = load_hf(args.model)
     parts = ModelParts.locate(model)
     data = load_task(args.task)
-    prompts = task_prompts(data, args.lang, shots=args.shots, n=args.n)
+    prompts = task_prompts(data, args.lang, shots=args.shots, n=args.n, demos=args.demos)
     answer_ids = torch.tensor(list(answer_token_ids(data.spec, tl.tokenizer, args.lang).values()))
     # the probe batches prompts by length; the floor gets the same batches
     rows = sorted((tl.tokenize(p.text) for p in prompts), key=len, reverse=True)
@@ -90,6 +92,7 @@ def main() -> None:
                 args.task,
                 args.lang,
                 shots=args.shots,
+                demos=args.demos,
                 n=args.n,
                 data=data,
                 batch_size=args.batch_size,
@@ -124,6 +127,7 @@ def main() -> None:
     shared = len(common_prefix(rows))
     title = (
         f"exit probe vs floor: {args.model}, {args.task}/{args.lang}, N = {len(prompts)}, {args.shots}-shot "
+        f"({args.demos} demonstrations) "
         f"(mean {n_tokens:.0f} tokens, {shared} shared by all), batch {args.batch_size}, {tl.n_layers} layers, "
         f"median of {args.repeats}"
     )

@@ -34,6 +34,7 @@ COLUMNS = {
     "lang": "ISO 639-1 code of the prompt's language",
     "item": "item id (shared by the translations of an item)",
     "shots": "number of demonstrations in the prompt (K)",
+    "demos": "fixed (the same K demonstrations open every prompt of the task and language) or per-item",
     "layer": "0-based block index; the last layer is the model's output",
     "lens": "lens that decoded the layer: logit, linear, tuned, ... (probes/backend/lenses.py)",
     "n_tokens": "prompt length in tokens (for FLOPs accounting)",
@@ -102,6 +103,7 @@ def exit_run(
     n: int | None = 100,
     seed: int = 0,
     lens: Lens = LOGIT,
+    demos: str = "fixed",
 ) -> Run:
     """The results-store run of :func:`exit_accuracy` with these settings (its key covers the task's
     template and the answer token ids, so a changed template or tokenizer is a new run, and a fitted
@@ -111,6 +113,7 @@ def exit_run(
         "task": spec.name,
         "lang": lang,
         "shots": shots,
+        "demos": demos,
         "n": n,
         "seed": seed,
         "source": data.source,
@@ -126,7 +129,7 @@ def _answer_ids(backend: Backend, spec: TaskSpec, lang: str) -> list[int]:
     return [answer_token_ids(spec, backend.tokenizer, lang)[label] for label in spec.labels]
 
 
-@register_probe("exit", paper="Fan et al. 2024, AdaInfer (Fig. 1, features of Sec. 3)", columns=COLUMNS)
+@register_probe("exit", paper="Fan et al. 2024, AdaInfer (Fig. 1, features of Sec. 3)", columns=COLUMNS, version=2)
 def exit_accuracy(
     backend: Backend,
     task: str = "sentiment",
@@ -140,19 +143,21 @@ def exit_accuracy(
     run: Run | None = None,
     progress: bool = True,
     lens: Lens = LOGIT,
+    demos: str = "fixed",
 ) -> pd.DataFrame:
     """Per item and layer, decoded by ``lens`` (logit by default): lens top-1 (full vocabulary and
     among the options), correctness, gap, top_prob.
 
     ``data`` defaults to the authored task ``data/tasks/<task>.csv``; ``n`` items are drawn with
-    ``seed`` (all when None), each with ``shots`` demonstrations. With ``run`` (from
-    :func:`exit_run`), finished batches are kept and a re-run computes only the missing items.
+    ``seed`` (all when None), each with ``shots`` demonstrations, the same ones in every prompt
+    (``demos="fixed"``) or drawn per item (``"per-item"``; :func:`~probes.inputs.tasks.task_prompts`).
+    With ``run`` (from :func:`exit_run`), finished batches are kept and a re-run computes only the missing items.
     """
     data = data if data is not None else load_task(task)
     spec = data.spec
     labels = spec.labels
     answer_ids = _answer_ids(backend, spec, lang)
-    prompts = task_prompts(data, lang, shots=shots, n=n, seed=seed)
+    prompts = task_prompts(data, lang, shots=shots, n=n, seed=seed, demos=demos)
     tokens = {p.item: backend.tokenize(p.text) for p in prompts}
     longest_first = sorted(prompts, key=lambda p: -len(tokens[p.item]))
     # the instruction (and any demonstrations every prompt shares) is encoded once, its KV cache reused
@@ -174,6 +179,7 @@ def exit_accuracy(
         frame.insert(1, "task", spec.name)
         frame.insert(2, "lang", lang)
         frame.insert(4, "shots", shots)
+        frame.insert(5, "demos", demos)
         frame["lens"] = lens.name
         return frame[list(COLUMNS)]
 

@@ -18,7 +18,7 @@ from probes.backend.languages import parse_languages
 from probes.backend.lenses import load_lens, parse_lens_names
 from probes.backend.store import ResultsStore, read_result
 from probes.exit_accuracy import exit_accuracy, exit_run
-from probes.inputs.tasks import TASKS, get_task, load_hub_task, load_task
+from probes.inputs.tasks import DEMO_MODES, TASKS, get_task, load_hub_task, load_task
 
 
 def _task_data(task: str, data: Path | None, hub: bool):
@@ -84,6 +84,13 @@ def exit_command(
     task: Annotated[str, typer.Option(help=f"Task, or a comma list: {', '.join(TASKS)}.")] = "sentiment",
     lang: Annotated[str, typer.Option(help="Language code, or a comma list (e.g. en,fr,zh).")] = "en",
     shots: Annotated[int, typer.Option(min=0, help="Demonstrations per prompt (K); 0 is zero-shot.")] = 3,
+    demos: Annotated[
+        str,
+        typer.Option(
+            help="fixed (the same K demonstrations open every prompt of a task and language, encoded once) "
+            "or per-item (each item draws its own)."
+        ),
+    ] = "fixed",
     n: Annotated[int, typer.Option(min=1, help="Items per task and language (seeded draw).")] = 100,
     seed: Annotated[int, typer.Option(help="Seed of the item draw, the demonstrations and the train/test split.")] = 0,
     test_fraction: Annotated[
@@ -108,6 +115,8 @@ def exit_command(
     tasks = [get_task(t.strip()).name for t in task.split(",") if t.strip()]
     langs = parse_languages(lang)
     (lens_name,) = parse_lens_names(lens)
+    if demos not in DEMO_MODES:
+        raise PivotlensError(f"--demos {demos!r} is not one of {', '.join(DEMO_MODES)}; pass --demos fixed or per-item")
     if data is not None and len(tasks) > 1:
         raise PivotlensError("--data holds one task; pass a single --task with it")
     other = None
@@ -126,13 +135,14 @@ def exit_command(
     for name in tasks:
         task_data = _task_data(name, data, hub)
         for code in langs:
-            run = exit_run(store, backend, task_data, code, shots=shots, n=n, seed=seed, lens=reader)
+            run = exit_run(store, backend, task_data, code, shots=shots, n=n, seed=seed, lens=reader, demos=demos)
             tables.append(
                 exit_accuracy(
                     backend,
                     name,
                     code,
                     shots=shots,
+                    demos=demos,
                     n=n,
                     seed=seed,
                     data=task_data,
@@ -151,6 +161,7 @@ def exit_command(
         "tasks": tasks,
         "langs": langs,
         "shots": shots,
+        "demos": demos,
         "n": n,
         "seed": seed,
         "test_fraction": test_fraction,

@@ -116,7 +116,8 @@ def _lens(path: Path, model: str) -> dict[str, go.Figure]:
     "exit",
     paper="AdaInfer (Fan et al. 2024) Fig. 1, Fig. 3 and Tables 2-3",
     data="exit/{model}/exit_exits.parquet",
-    command="--out {root}/exit/{model} exit --task sentiment,topic,mcqa --lang en,fr,zh --shots 3 --n 100",
+    command="--out {root}/exit/{model} exit --task sentiment,topic,mcqa --lang en,fr,zh --shots 3 --demos per-item "
+    "--n 100",
 )
 def _exit(path: Path, model: str) -> dict[str, go.Figure]:
     tables = {name: pd.read_csv(path.parent / f"exit_{name}.csv") for name in ("layers", "features", "static")}

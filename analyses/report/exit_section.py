@@ -83,7 +83,7 @@ def exit_section(ctx: ReportContext) -> SectionResult:
                     "not even at the output: the model is not above the majority baseline",
                     f"accuracy among the options at the output {final['accuracy_options']:.2f} vs {baseline:.2f} "
                     f"for always "
-                    f"answering the most frequent label (n = {int(final['n'])}, 3-shot)",
+                    f"answering the most frequent label (n = {int(final['n'])}, 3-shot, one demonstration set)",
                     f"95% Wilson interval at the output [{final['accuracy_options_low']:.2f}, "
                     f"{final['accuracy_options_high']:.2f}] includes the baseline; no early-exit saving is meaningful",
                 )
@@ -96,7 +96,8 @@ def exit_section(ctx: ReportContext) -> SectionResult:
                 f"{task}: from which layer is the answer already right?",
                 f"layer {right_from} of {last}",
                 f"accuracy among the options at the output {final['accuracy_options']:.2f} vs majority baseline "
-                f"{baseline:.2f} (n = {int(final['n'])}, 3-shot; logit lens restricted to the answer tokens); right "
+                f"{baseline:.2f} (n = {int(final['n'])}, 3-shot, one demonstration set; logit lens restricted to "
+                f"the answer tokens); right "
                 f"= at "
                 "or above the output's lower 95% bound at this layer and every later one",
                 f"95% Wilson interval at the output [{final['accuracy_options_low']:.2f}, "

@@ -406,12 +406,19 @@ def _block(spec: TaskSpec, template: Template, row: pd.Series, answered: bool) -
     return f"{_query(spec, template, row)}\n{template.answer_field}:{answer}"
 
 
-def select_items(data: TaskData, lang: str, n: int | None, seed: int = 0) -> pd.DataFrame:
-    """``n`` items of ``lang`` drawn with ``seed`` (all when ``n`` is None), in item order.
+DEMO_MODES = ("fixed", "per-item")
+
+
+def select_items(
+    data: TaskData, lang: str, n: int | None, seed: int = 0, exclude: frozenset[str] = frozenset()
+) -> pd.DataFrame:
+    """``n`` items of ``lang`` drawn with ``seed`` (all when ``n`` is None), in item order, leaving
+    out the items in ``exclude`` (the fixed demonstrations).
 
     The draw is over sorted item ids, so parallel data sets get the same items in every language.
     """
     rows = data.rows(lang).sort_values("item", kind="stable")
+    rows = rows[~rows["item"].isin(exclude)]
     if n is None or n >= len(rows):
         return rows
     if n < 1:
@@ -420,25 +427,57 @@ def select_items(data: TaskData, lang: str, n: int | None, seed: int = 0) -> pd.
     return rows.set_index("item").loc[chosen].reset_index()
 
 
-def task_prompts(data: TaskData, lang: str, *, shots: int = 0, n: int | None = None, seed: int = 0) -> list[Prompt]:
+def fixed_demos(data: TaskData, lang: str, shots: int, seed: int = 0) -> pd.DataFrame:
+    """The ``shots`` demonstrations every prompt of ``lang`` shows (``demos="fixed"``), with as
+    many different gold labels as there are labels (a demonstration set of one label would bias
+    every answer toward it).
+
+    The items are taken in one seeded order of the task's item ids, the same in every language,
+    so parallel data sets show the translations of the same demonstrations.
+    """
+    pool = data.rows(lang).set_index("item")
+    order = sorted(set(data.frame["item"]))
+    random.Random(f"{seed}:{data.spec.name}:demos").shuffle(order)
+    candidates = [item for item in order if item in pool.index]
+    picked: list[str] = []
+    for item in candidates:  # first pass: one item per label, then any
+        if len(picked) < shots and pool.loc[item, "label"] not in set(pool.loc[picked, "label"]):
+            picked.append(item)
+    picked += [item for item in candidates if item not in picked][: shots - len(picked)]
+    return pool.loc[picked].reset_index()
+
+
+def task_prompts(
+    data: TaskData, lang: str, *, shots: int = 0, n: int | None = None, seed: int = 0, demos: str = "fixed"
+) -> list[Prompt]:
     """Zero- or K-shot prompts for ``n`` items of ``lang``.
 
-    Demonstrations are drawn per item with a seeded generator from the *other* items of the same
-    language (so a prompt never contains its own answer and does not depend on which items run).
+    ``demos="fixed"`` (the default): the same K demonstrations (:func:`fixed_demos`) open every
+    prompt of the task and language, as in in-context evaluation with one demonstration set, and
+    are never asked themselves; the prompts then share their whole demonstration prefix, which the
+    exit probe encodes once. ``demos="per-item"``: each item draws its own K demonstrations with a
+    seeded generator from the *other* items of the language. Either way a prompt never contains
+    its own answer and does not depend on which items run.
     """
+    if demos not in DEMO_MODES:
+        raise ValueError(f"demos must be one of {', '.join(DEMO_MODES)}, got {demos!r}")
     spec, template = data.spec, data.spec.template(lang)
     pool = data.rows(lang).sort_values("item", kind="stable").reset_index(drop=True)
     if shots < 0 or shots > len(pool) - 1:
         raise ValueError(f"shots must be between 0 and {len(pool) - 1} (items in {lang} minus one), got {shots}")
+    shared = fixed_demos(data, lang, shots, seed) if demos == "fixed" else None
+    exclude = frozenset(shared["item"]) if shared is not None else frozenset()
     prompts = []
-    for _, row in select_items(data, lang, n, seed).iterrows():
-        others = pool.index[pool["item"] != row["item"]].tolist()
-        picked = random.Random(f"{seed}:{spec.name}:{lang}:{row['item']}").sample(others, shots)
-        blocks = [_block(spec, template, pool.loc[i], answered=True) for i in picked]
+    for _, row in select_items(data, lang, n, seed, exclude).iterrows():
+        if shared is None:
+            others = pool.index[pool["item"] != row["item"]].tolist()
+            picked = random.Random(f"{seed}:{spec.name}:{lang}:{row['item']}").sample(others, shots)
+            shown = pool.loc[picked]
+        else:
+            shown = shared
+        blocks = [_block(spec, template, demo, answered=True) for _, demo in shown.iterrows()]
         text = "\n\n".join([template.instruction, *blocks, _block(spec, template, row, answered=False)])
-        prompts.append(
-            Prompt(str(row["item"]), text, str(row["label"]), tuple(str(pool.loc[i, "item"]) for i in picked))
-        )
+        prompts.append(Prompt(str(row["item"]), text, str(row["label"]), tuple(str(i) for i in shown["item"])))
     return prompts
 
 

@@ -89,16 +89,17 @@ def assert_last_layer_is_the_model(table: pd.DataFrame, reference: pd.DataFrame,
     assert last["top_prob"].to_numpy() == pytest.approx(reference["top_prob"].to_numpy(), abs=atol)
 
 
-@pytest.mark.parametrize("backend_name", ["transformer-lens", "nnsight"])
-def test_last_layer_accuracy_is_the_models_own(tiny_kind, backend_name):
+@pytest.mark.parametrize(("backend_name", "demos"), [("transformer-lens", "fixed"), ("nnsight", "per-item")])
+def test_last_layer_accuracy_is_the_models_own(tiny_kind, backend_name, demos):
     backend = tiny_backend(tiny_kind, backend=backend_name)
     data = tiny_data()
-    table = exit_accuracy(backend, "tiny", "en", shots=2, n=None, data=data, batch_size=4, progress=False)
+    table = exit_accuracy(backend, "tiny", "en", shots=2, n=None, data=data, batch_size=4, progress=False, demos=demos)
     assert list(table.columns) == list(COLUMNS)
-    assert len(table) == len(TINY_TEXTS) * backend.n_layers
+    asked = len(TINY_TEXTS) - (2 if demos == "fixed" else 0)  # fixed demonstrations are never asked
+    assert len(table) == asked * backend.n_layers and set(table["demos"]) == {demos}
     labels = TINY_SPEC.labels
     answer_ids = [answer_token_ids(TINY_SPEC, tiny_tokenizer(), "en")[label] for label in labels]
-    prompts = task_prompts(data, "en", shots=2, seed=0)
+    prompts = task_prompts(data, "en", shots=2, seed=0, demos=demos)
     reference = own_predictions(tiny_hf_model(tiny_kind), tiny_tokenizer(), prompts, answer_ids, labels)
     assert_last_layer_is_the_model(table, reference)
 

@@ -90,7 +90,7 @@ def _parallel_csv(tmp_path):
 
 def test_k_shot_prompts_draw_other_items_with_a_seed(tmp_path):
     data = _parallel_csv(tmp_path)
-    prompts = task_prompts(data, "fr", shots=3, n=5, seed=1)
+    prompts = task_prompts(data, "fr", shots=3, n=5, seed=1, demos="per-item")
     assert len(prompts) == 5
     for prompt in prompts:
         assert len(prompt.demos) == 3 and prompt.item not in prompt.demos
@@ -98,13 +98,39 @@ def test_k_shot_prompts_draw_other_items_with_a_seed(tmp_path):
         assert prompt.text.count("\nSentiment: ") == 3 and prompt.text.endswith("\nSentiment:")
         assert f"Avis: fr text {int(prompt.item)}\nSentiment:" in prompt.text
         assert "en text" not in prompt.text
-    assert prompts == task_prompts(data, "fr", shots=3, n=5, seed=1)
-    assert [p.demos for p in prompts] != [p.demos for p in task_prompts(data, "fr", shots=3, n=5, seed=2)]
+    assert prompts == task_prompts(data, "fr", shots=3, n=5, seed=1, demos="per-item")
+    assert [p.demos for p in prompts] != [
+        p.demos for p in task_prompts(data, "fr", shots=3, n=5, seed=2, demos="per-item")
+    ]
     # the same items in every language of a parallel data set
-    assert [p.item for p in prompts] == [p.item for p in task_prompts(data, "en", shots=3, n=5, seed=1)]
+    assert [p.item for p in prompts] == [
+        p.item for p in task_prompts(data, "en", shots=3, n=5, seed=1, demos="per-item")
+    ]
     # a prompt does not depend on which other items run
-    subset = {p.item: p for p in task_prompts(data, "fr", shots=3, n=None, seed=1)}
+    subset = {p.item: p for p in task_prompts(data, "fr", shots=3, n=None, seed=1, demos="per-item")}
     assert all(subset[p.item] == p for p in prompts)
+
+
+def test_fixed_demonstrations_open_every_prompt_and_are_never_asked(tmp_path):
+    data = _parallel_csv(tmp_path)
+    prompts = task_prompts(data, "fr", shots=2, n=None, seed=1)
+    demos = {p.demos for p in prompts}
+    assert len(demos) == 1
+    (shown,) = demos
+    assert len(shown) == 2 and not set(shown) & {p.item for p in prompts}
+    assert len(prompts) == len(data.rows("fr")) - 2
+    gold = data.rows("fr").set_index("item")["label"]
+    assert gold[list(shown)].nunique() == 2  # one demonstration of each label
+    prefix = prompts[0].text.rsplit("\n\n", 1)[0]
+    assert all(p.text.rsplit("\n\n", 1)[0] == prefix for p in prompts)  # one shared prefix
+    # the same demonstrations (translated) in every language of a parallel set, another set for another seed
+    assert task_prompts(data, "en", shots=2, n=None, seed=1)[0].demos == shown
+    assert task_prompts(data, "fr", shots=2, n=None, seed=2)[0].demos != shown
+    # a prompt does not depend on which other items run
+    subset = {p.item: p for p in prompts}
+    assert all(subset[p.item] == p for p in task_prompts(data, "fr", shots=2, n=4, seed=1))
+    with pytest.raises(ValueError, match="demos must be one of fixed, per-item"):
+        task_prompts(data, "fr", shots=2, demos="shared")
 
 
 def test_zero_shot_prompt_and_mcqa_layout():
