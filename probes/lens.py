@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 from probes.backend import Backend, LensRequest
+from probes.backend.base import LensRead, LensReadout, chain_reads
 from probes.backend.lenses import LOGIT, Lens
 from probes.backend.resume import collect
 from probes.backend.store import Run
@@ -135,25 +136,57 @@ def _pad(rows: Sequence[Sequence[int]]) -> torch.Tensor:
 def _batch_rows(
     backend: Backend, batch: Sequence[_Encoded], top_k: int, gram: torch.Tensor | None, dropped: Counter, lens: Lens
 ) -> pd.DataFrame:
-    """Rows of one batch of examples that share their scoring kind."""
-    word_prob = batch[0].kind
+    """Rows of one batch of examples that share their scoring kind: prefix-scored prompts in one
+    pass; chain-scored ones each on its own (:func:`_chain_readout`)."""
+    if batch[0].kind == "chain":
+        frames = [_records([e], *_chain_readout(backend, e, top_k, gram, lens), dropped, backend, lens) for e in batch]
+        return pd.concat(frames, ignore_index=True)
     enc = backend.encode([e.ids for e in batch])
     n_target = [len(e.target) for e in batch]
-    ids = _pad([e.target + e.latent for e in batch]) if word_prob == "prefix" else _pad([e.target for e in batch])
-    columns = torch.arange(ids.shape[1]).unsqueeze(0)
-    is_target = columns < torch.tensor(n_target).unsqueeze(1)  # [B, n]
+    ids = _pad([e.target + e.latent for e in batch])
+    is_target = torch.arange(ids.shape[1]).unsqueeze(0) < torch.tensor(n_target).unsqueeze(1)  # [B, n]
     request = LensRequest(token_ids=ids, rank_group=is_target, top_k=top_k, energy_gram=gram)
     readout = backend.lens(enc, request, positions=[-1], lens=lens)
-    assert readout.probs_at_ids is not None and readout.group_rank is not None and readout.top_ids is not None
-    probs = readout.probs_at_ids[:, :, 0]  # [L, B, n]
-    if word_prob == "prefix":
-        p_target = (probs * is_target).sum(-1)
-        p_latent = (probs * (~is_target & (ids >= 0))).sum(-1)
-    else:
-        contexts = [e.ids for e in batch]
-        p_target = backend.chain_log_probs(contexts, [e.target for e in batch], lens=lens).exp()
-        p_latent = backend.chain_log_probs(contexts, [e.latent for e in batch], lens=lens).exp()
-    target_rank = readout.group_rank[:, :, 0]
+    probs = readout.require("probs_at_ids")[:, :, 0]  # [L, B, n]
+    p_target = (probs * is_target).sum(-1)
+    p_latent = (probs * (~is_target & (ids >= 0))).sum(-1)
+    return _records(batch, readout, p_target, p_latent, dropped, backend, lens)
+
+
+def _chain_readout(
+    backend: Backend, example: _Encoded, top_k: int, gram: torch.Tensor | None, lens: Lens
+) -> tuple[LensReadout, torch.Tensor, torch.Tensor]:
+    """The next-token readout at the answer position and both words' chain probabilities
+    (``[layer, 1]`` each) of one chain-scored prompt, from one short pass: the prompt but its
+    last token is encoded once as a cached prefix (:meth:`Backend.shared_prefix`), then two rows
+    run after it, the last token followed by the target word's tokens and by the latent word's
+    (teacher forcing, :func:`chain_reads`). The prompt is not run three times, once per word and
+    once for the readout, which cost three passes over a long few-shot prompt."""
+    *context, last = example.ids
+    chains = chain_reads([[last], [last]], [example.target, example.latent])
+    ids = torch.tensor([example.target])
+    request = LensRequest(
+        token_ids=ids, rank_group=torch.ones_like(ids, dtype=torch.bool), top_k=top_k, energy_gram=gram
+    )
+    answer = LensRead(request, positions=(-len(chains.rows[0]),), rows=[0])  # the prompt's last token, in row 0
+    enc = backend.encode_after(backend.shared_prefix(context), chains.rows)
+    readout, chained = backend.lens_reads(enc, [answer, chains.read], lens=lens)
+    p_words = chains.log_probs(chained).exp()  # [L, 2]
+    return readout, p_words[:, :1], p_words[:, 1:]
+
+
+def _records(
+    batch: Sequence[_Encoded],
+    readout: LensReadout,
+    p_target: torch.Tensor,
+    p_latent: torch.Tensor,
+    dropped: Counter,
+    backend: Backend,
+    lens: Lens,
+) -> pd.DataFrame:
+    """Tidy rows (prompt, layer) of ``batch`` from its readout and words' probabilities ``[layer, batch]``."""
+    target_rank = readout.require("group_rank")[:, :, 0]
+    top_ids = readout.require("top_ids")
     decode = backend.tokenizer.convert_ids_to_tokens
     records = []
     for b, example in enumerate(batch):
@@ -168,7 +201,7 @@ def _batch_rows(
                     "concept": prompt.concept,
                     "layer": layer,
                     "shots": prompt.shots,
-                    "word_prob": word_prob,
+                    "word_prob": example.kind,
                     "n_dropped_copy": dropped["copy"],
                     "n_dropped_degenerate": dropped["degenerate"],
                     "lens": lens.name,
@@ -176,7 +209,7 @@ def _batch_rows(
                     f"p_{prompt.latent_lang}": float(p_latent[li, b]),
                     "entropy_bits": float(readout.entropy_bits[li, b, 0]),
                     "target_rank": int(target_rank[li, b]),
-                    "top_tokens": decode(readout.top_ids[li, b, 0].tolist()),
+                    "top_tokens": decode(top_ids[li, b, 0].tolist()),
                     "item": prompt.item,
                 }
             )

@@ -275,11 +275,13 @@ def chain_reads(
             found = len(rows) - 1
         row_of[i] = found
     ids = encode_ids(words, pad_id=-1).input_ids  # [word, width], left-padded with -1
-    width, longest = ids.shape[1], max(len(row) for row in rows)
+    width = ids.shape[1]
     # word i's token j is read at len(context) - 1 + j: the last `width` positions of its own row,
-    # counted from the end of the row that holds it (padding slots, read as 0, stay inside the batch)
+    # counted from the end of the row that holds it; padding slots, read as 0, are kept inside that
+    # row (a right-padded row after a cached prefix ends at its own length, not the batch's)
     last = torch.tensor([len(seq) - len(rows[r]) - 1 for seq, r in zip(sequences, row_of)])
-    positions = (last.unsqueeze(1) + torch.arange(1 - width, 1)).clamp(min=-longest)
+    row_lengths = torch.tensor([len(rows[r]) for r in row_of])
+    positions = torch.maximum(last.unsqueeze(1) + torch.arange(1 - width, 1), -row_lengths.unsqueeze(1))
     return ChainReads(rows, LensRead(LensRequest(token_ids=ids, log_probs=True), positions, row_of))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import pandas as pd
@@ -87,6 +88,60 @@ def test_chain_probability_is_the_product_of_teacher_forced_token_probabilities(
     expected = sum(float(logp[start + j, t]) for j, t in enumerate(chain))
     got = table[table["layer"] == 0]["p_target"].iloc[0]
     assert got == pytest.approx(float(torch.tensor(expected).exp()), rel=1e-4)
+
+
+def _direct_chain(model, ids, chain):
+    """Plain transformers, per layer: the chain log-probability of ``chain`` after ``ids`` (teacher
+    forced), and the entropy (bits) and full-vocabulary log-probabilities at the prompt's last token."""
+    with torch.no_grad():
+        hidden = model(torch.tensor([ids + chain[:-1]]), output_hidden_states=True).hidden_states
+        return [
+            _layer_chain(model, hidden, layer, len(ids) - 1, chain) for layer in range(model.config.num_hidden_layers)
+        ]
+
+
+def _layer_chain(model, hidden, layer, start, chain):
+    h = hidden[layer + 1][0]  # the last layer's hidden state is already normed
+    normed = h if layer == model.config.num_hidden_layers - 1 else model.model.norm(h)
+    logp = torch.log_softmax(model.lm_head(normed), -1)
+    at_answer = logp[start]
+    entropy = float(-(at_answer.exp() * at_answer).sum() / math.log(2))
+    return sum(float(logp[start + j, t]) for j, t in enumerate(chain)), entropy, at_answer
+
+
+@pytest.mark.parametrize("backend_name", ["transformer-lens", "nnsight"])
+def test_chain_scored_prompts_equal_teacher_forcing_at_every_layer(backend_name):
+    backend = tiny_backend("llama", backend=backend_name)
+    reference = tiny_hf_model("llama")
+    prompts = lens_prompts("translation", WORDS, "de", src="fr", shots=2)
+    table = run_lens(backend, prompts, word_prob="chain", progress=False, batch_size=2)
+    sets = TokenSets(backend.tokenizer)
+    assert set(table["word_prob"]) == {"chain"} and table["concept"].nunique() >= 2
+    for prompt in prompts:
+        rows = table[table["concept"] == prompt.concept].sort_values("layer")
+        if rows.empty:
+            continue
+        target, latent = sets.chain(prompt.target_word), sets.chain(prompt.latent_word)
+        ids = backend.tokenize(prompt.text)
+        with_target, with_latent = _direct_chain(reference, ids, target), _direct_chain(reference, ids, latent)
+        assert rows["p_target"].to_numpy() == pytest.approx([math.exp(d[0]) for d in with_target], rel=1e-4)
+        assert rows["p_en"].to_numpy() == pytest.approx([math.exp(d[0]) for d in with_latent], rel=1e-4)
+        assert rows["entropy_bits"].to_numpy() == pytest.approx([d[1] for d in with_target], abs=1e-4)
+        ranks = [int((d[2] > d[2][target].max()).sum()) for d in with_target]
+        assert list(rows["target_rank"]) == ranks
+
+
+@pytest.mark.parametrize("backend_name", ["transformer-lens", "nnsight"])
+def test_chain_scoring_reads_the_same_with_and_without_the_prompts_cache(tiny_kind, backend_name, monkeypatch):
+    backend = tiny_backend(tiny_kind, backend=backend_name)
+    prompts = lens_prompts("translation", WORDS, "de", src="fr", shots=2)
+    cached = run_lens(backend, prompts, word_prob="chain", progress=False)
+    monkeypatch.setattr(backend, "reuses_prefix_cache", False)
+    uncached = run_lens(backend, prompts, word_prob="chain", progress=False)
+    exact = ["concept", "layer", "target_rank", "top_tokens"]
+    pd.testing.assert_frame_equal(cached[exact], uncached[exact])
+    for column in ("p_target", "p_en", "entropy_bits"):
+        assert cached[column].to_numpy() == pytest.approx(uncached[column].to_numpy(), rel=1e-4, abs=1e-6)
 
 
 def test_resume_skips_finished_batches(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from probes.backend import LensRequest
-from probes.backend.base import Encoded, common_prefix, resolve_positions
+from probes.backend.base import Encoded, chain_reads, common_prefix, resolve_positions
 from probes.inputs.tasks import load_task, task_prompts
 from tests.conftest import EMBEDDED_MODELS, embedded, tiny_backend
 
@@ -48,6 +48,17 @@ def test_a_cached_prefix_gives_the_uncached_readouts(tiny_kind, backend_name):
     # the residual stream itself, at every layer, at each row's last token
     after = backend.residuals(backend.encode_after(prefix, rows))
     assert torch.allclose(after, backend.residuals(full), atol=TOLERANCE, rtol=TOLERANCE)
+
+
+@pytest.mark.parametrize("backend_name", ["transformer-lens", "nnsight"])
+def test_chains_of_different_lengths_after_a_cached_prefix_score_as_in_full(tiny_kind, backend_name):
+    backend = tiny_backend(tiny_kind, backend=backend_name)
+    context, short, long = random_rows(backend.vocab_size, [13, 1, 6])
+    chains = chain_reads([context[-1:], context[-1:]], [short, long])  # rows of 1 and 6 tokens after the prefix
+    enc = backend.encode_after(backend.shared_prefix(context[:-1]), chains.rows)
+    (readout,) = backend.lens_reads(enc, [chains.read])
+    full = backend.chain_log_probs([context, context], [short, long])
+    assert torch.allclose(chains.log_probs(readout), full, rtol=TOLERANCE, atol=TOLERANCE)
 
 
 def test_one_prefix_cache_serves_batches_of_any_size_unchanged():
