@@ -99,7 +99,7 @@ def _prepare(
 ) -> tuple[list[_Encoded], Counter]:
     """Tokenize prompts and choose each prompt's scoring unit; drop the prompts the lens cannot
     read (see the module docstring). Returns the kept examples and the drop counts by reason."""
-    sets = TokenSets(backend.tokenizer)
+    sets = backend.token_sets
     units = _word_units(sets, prompts, vocabularies)
     kept, dropped = [], Counter(copy=0, degenerate=0)
     for prompt in prompts:

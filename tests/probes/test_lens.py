@@ -186,9 +186,9 @@ def test_agrees_with_transformer_lens_builtin_logit_lens_on_single_token_targets
 
 
 def _tokenizer_only(model: str) -> SimpleNamespace:
-    """What the probe's preparation step reads of a backend: its tokenizer (no weights load)."""
+    """What the probe's preparation step reads of a backend: its tokenizer and token sets (no weights load)."""
     tok = AutoTokenizer.from_pretrained(ensure_embedded(model))
-    return SimpleNamespace(tokenizer=tok, tokenize=lambda text: tok(text)["input_ids"])
+    return SimpleNamespace(tokenizer=tok, token_sets=TokenSets(tok), tokenize=lambda text: tok(text)["input_ids"])
 
 
 @pytest.mark.slow
@@ -196,7 +196,7 @@ def _tokenizer_only(model: str) -> SimpleNamespace:
 def test_no_kept_translation_prompt_can_copy_its_source_word(model):
     backend = _tokenizer_only(model)
     concepts = load_concepts()
-    sets = TokenSets(backend.tokenizer)
+    sets = backend.token_sets
     vocabularies = {code: list(concepts[code]) for code in ("en", "fr", "es", "it", "pt")}
     for target in ("es", "it", "pt"):
         prompts = lens_prompts("translation", concepts, target, src="fr")
