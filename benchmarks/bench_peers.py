@@ -14,11 +14,15 @@ tuned-lens         : tuned-lens 0.2's ``LogitLens`` over ``output_hidden_states`
 llm-latent-language: Wendler et al.'s code path: one prompt per forward with
                      ``output_hidden_states``, full logits at every layer and position
 
+Where a prompt's prefix set does not identify its word (another concept of the language has the
+same set), the lens probe scores both of its words by their chain probability instead, which no
+peer computes; the difference columns cover the prompts scored alike, the caption the others.
+
 Peers get the prompts grouped by token length, so no peer pads (transformer-lens's
 ``logit_lens`` takes no attention mask); pivotlens pads as it does for users. Peers in their own
 environments run in a subprocess (``make bench-peers`` builds them under ``.bench/``); a peer
 whose environment is missing is listed with the reason. Times exclude model loading and one
-warm-up batch. Usage: python benchmarks/bench_peers.py [--model M] [--n N] [--threads T]
+warm-up batch. Usage: python benchmarks/bench_peers.py [--model M] [--n N] [--threads T] [--peers P,...]
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from rich.table import Table
 from transformer_lens.tools.analysis.logit_lens import logit_lens
 
 from probes.backend import load
-from probes.backend.tokensets import TokenSets, overlapping
+from probes.backend.tokensets import overlapping, scoring_kind
 from probes.inputs.prompts import lens_prompts
 from probes.inputs.words import load_concepts
 from probes.lens import run_lens
@@ -50,13 +54,21 @@ PEER_ENVS = {
 }
 
 
+PIVOTLENS = "pivotlens lens probe (run_lens)"
+PEERS = ("transformer-lens", "nnterp", "tuned-lens", "llm-latent-language")
+
+
 def kept_prompts(backend, n: int):
-    """The first ``n`` zh translation prompts the lens probe keeps, with their token sets."""
-    sets, kept = TokenSets(backend.tokenizer), []
-    for prompt in lens_prompts("translation", load_concepts(), "zh"):
+    """The first ``n`` zh translation prompts the lens probe keeps, with their token sets and how
+    the lens probe scores them: ``prefix`` (the sets' sums, as every peer does) or ``chain`` (the
+    whole words' chain probabilities, where a prefix set does not identify its word)."""
+    sets, kept, concepts = backend.token_sets, [], load_concepts()
+    units = {lang: sets.units(concepts[lang]) for lang in ("zh", "en")}
+    for prompt in lens_prompts("translation", concepts, "zh"):
         target, latent = sets.ids(prompt.target_word), sets.ids(prompt.latent_word)
         if target and latent and not overlapping(target, latent):
-            kept.append((prompt, backend.tokenize(prompt.text), sorted(target), sorted(latent)))
+            kind = scoring_kind(units["zh"][prompt.target_word.strip()], units["en"][prompt.latent_word.strip()])
+            kept.append((prompt, backend.tokenize(prompt.text), sorted(target), sorted(latent), kind))
         if len(kept) == n:
             break
     return kept
@@ -65,7 +77,7 @@ def kept_prompts(backend, n: int):
 def equal_length_batches(kept, size: int) -> list[list[int]]:
     """Indices of ``kept`` grouped by token length, at most ``size`` per batch."""
     by_length = defaultdict(list)
-    for index, (_, ids, _, _) in enumerate(kept):
+    for index, (_, ids, *_) in enumerate(kept):
         by_length[len(ids)].append(index)
     return [group[i : i + size] for _, group in sorted(by_length.items()) for i in range(0, len(group), size)]
 
@@ -153,8 +165,8 @@ def pivotlens_probe(backend, kept, batch_size: int):
     return seconds, p_target, p_latent
 
 
-def max_difference(a: dict, b: dict) -> float:
-    return float(max(np.abs(a[i] - b[i]).max() for i in a))
+def max_difference(a: dict, b: dict, indices: list[int]) -> float:
+    return float(max((np.abs(a[i] - b[i]).max() for i in indices), default=float("nan")))
 
 
 def generation_rows(backend, kept, new_tokens: int) -> dict[str, tuple[float, float]]:
@@ -198,38 +210,12 @@ def generation_rows(backend, kept, new_tokens: int) -> dict[str, tuple[float, fl
     return {name: (s, float((e - reference).abs().max())) for name, (s, e) in rows.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="gemma-3-270m")
-    parser.add_argument("--n", type=int, default=48)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--new-tokens", type=int, default=20)
-    parser.add_argument("--write", type=Path, help="also write the tables as Markdown to this file")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.set_grad_enabled(False)
-    backend = load(args.model)
-    plain = load(args.model, backend="nnsight")._hf_model()  # its own copy: the bridge rewires its model
-    kept = kept_prompts(backend, args.n)
-    batches = equal_length_batches(kept, args.batch_size)
-    job = {
-        "model_path": backend.source,
-        "threads": args.threads,
-        "batches": [[kept[i][1] for i in batch] for batch in batches],
-        "target_sets": [kept[i][2] for batch in batches for i in batch],
-        "latent_sets": [kept[i][3] for batch in batches for i in batch],
-    }
-    rows = {"pivotlens lens probe (run_lens)": pivotlens_probe(backend, kept, args.batch_size)}
-    rows["transformer-lens 4.3 logit_lens"] = timed_batches(batches, tl_builtin(backend, kept))
-    for name, (env, script) in PEER_ENVS.items():
-        rows[name] = run_peer_env(env, script, job, batches)
-    rows["llm-latent-language (per prompt, full logits)"] = timed_batches(batches, llm_latent_language(plain, kept))
-    ours, ours_target, ours_latent = rows["pivotlens lens probe (run_lens)"]
-    title = (
-        f"logit lens, P(target) and P(en) per layer: {args.model}, {len(kept)} zh prompts, batch "
-        f"{args.batch_size}, {args.threads} threads"
-    )
+def lens_table(title: str, rows: dict, kept) -> Table:
+    """Time and the largest differences of P(target) and P(en) of every method against pivotlens's,
+    over the prompts every method scores alike (prefix sets); the others in the caption."""
+    alike = [i for i, k in enumerate(kept) if k[4] == "prefix"]  # scored as every peer scores them
+    chained = [i for i, k in enumerate(kept) if k[4] == "chain"]
+    ours, ours_target, ours_latent = rows[PIVOTLENS]
     table = Table(title=title)
     for column in ("method", "seconds", "prompts/s", "time / pivotlens", "max |dP(target)|", "max |dP(en)|"):
         table.add_column(column)
@@ -243,9 +229,66 @@ def main() -> None:
             f"{seconds:.2f}",
             f"{len(kept) / seconds:.1f}",
             f"{seconds / ours:.2f}",
-            f"{max_difference(p_target, ours_target):.1e}",
-            f"{max_difference(p_latent, ours_latent):.1e}",
+            f"{max_difference(p_target, ours_target, alike):.1e}",
+            f"{max_difference(p_latent, ours_latent, alike):.1e}",
         )
+    measured = [row for name, row in rows.items() if not isinstance(row, str) and name != PIVOTLENS]
+    if chained and measured:
+        peer = measured[0]
+        table.caption = (
+            f"differences over the {len(alike)} prompts the lens probe scores by prefix sets, as every peer does; "
+            f"{len(chained)} prompts' prefix sets do not identify their word (another zh concept has the same set), "
+            "so the lens probe scores both words by their chain probability there, which no peer computes "
+            f"(largest difference on them: {max_difference(peer[1], ours_target, chained):.1e} in P(target), "
+            f"{max_difference(peer[2], ours_latent, chained):.1e} in P(en))"
+        )
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="gemma-3-270m")
+    parser.add_argument("--n", type=int, default=48)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--new-tokens", type=int, default=20)
+    parser.add_argument("--write", type=Path, help="also write the tables as Markdown to this file")
+    parser.add_argument(
+        "--peers",
+        default=",".join(PEERS),
+        help=f"comma-separated peers to run beside pivotlens (default all: {', '.join(PEERS)})",
+    )
+    args = parser.parse_args()
+    peers = [name.strip() for name in args.peers.split(",") if name.strip()]
+    unknown = sorted(set(peers) - set(PEERS))
+    if unknown:
+        parser.error(f"unknown peers {unknown}; choose among {', '.join(PEERS)}")
+    torch.set_num_threads(args.threads)
+    torch.set_grad_enabled(False)
+    backend = load(args.model)
+    plain = load(args.model, backend="nnsight")._hf_model()  # its own copy: the bridge rewires its model
+    kept = kept_prompts(backend, args.n)
+    batches = equal_length_batches(kept, args.batch_size)
+    job = {
+        "model_path": backend.source,
+        "threads": args.threads,
+        "batches": [[kept[i][1] for i in batch] for batch in batches],
+        "target_sets": [kept[i][2] for batch in batches for i in batch],
+        "latent_sets": [kept[i][3] for batch in batches for i in batch],
+    }
+    rows = {PIVOTLENS: pivotlens_probe(backend, kept, args.batch_size)}
+    if "transformer-lens" in peers:
+        rows["transformer-lens 4.3 logit_lens"] = timed_batches(batches, tl_builtin(backend, kept))
+    for name, (env, script) in PEER_ENVS.items():
+        if env in peers:
+            rows[name] = run_peer_env(env, script, job, batches)
+    if "llm-latent-language" in peers:
+        rows["llm-latent-language (per prompt, full logits)"] = timed_batches(batches, llm_latent_language(plain, kept))
+    title = (
+        f"logit lens, P(target) and P(en) per layer: {args.model}, {len(kept)} zh prompts, batch "
+        f"{args.batch_size}, {args.threads} threads"
+    )
+    table = lens_table(title, rows, kept)
     generation = generation_rows(backend, kept, args.new_tokens)
     gen_table = Table(title=f"generation with per-step statistics: 8 prompts x {args.new_tokens} tokens")
     for column in ("method", "seconds", "time / pivotlens", "max |d entropy| (bits)"):
@@ -257,7 +300,8 @@ def main() -> None:
     console.print(table)
     console.print(gen_table)
     if args.write:
-        command = f"python benchmarks/bench_peers.py --model {args.model} --n {args.n} --threads {args.threads}"
+        chosen = "" if peers == list(PEERS) else f" --peers {','.join(peers)}"
+        command = f"python benchmarks/bench_peers.py --model {args.model} --n {args.n} --threads {args.threads}{chosen}"
         args.write.write_text(f"`{command}`\n\n```\n{console.export_text()}```\n", encoding="utf-8")
 
 
