@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from analyses.stats.intervals import bootstrap_mean_interval, percentile_interval
+from analyses.stats.intervals import bootstrap_indices, bootstrap_mean_interval, percentile_interval
 
 STATISTICS = ("entropy_bits", "nucleus_size")
 GROUPS = ("has_cp", "no_cp", "all")
@@ -55,9 +55,8 @@ def cluster_bootstrap_mean(
     codes, index = np.unique(clusters, return_inverse=True)
     sums = np.bincount(index, weights=values, minlength=len(codes))
     counts = np.bincount(index, minlength=len(codes)).astype(float)
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(len(codes), np.full(len(codes), 1 / len(codes)), size=n_boot)
-    means = (weights @ sums) / np.maximum(weights @ counts, 1)
+    resamples = bootstrap_indices(len(codes), n_boot, seed)
+    means = sums[resamples].sum(axis=1) / np.maximum(counts[resamples].sum(axis=1), 1)
     return (float(values.mean()), *percentile_interval(means, level))
 
 

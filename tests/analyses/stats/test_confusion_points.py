@@ -16,6 +16,7 @@ from analyses.stats.confusion_points import (
     cp_statistics,
     table7,
 )
+from analyses.stats.intervals import bootstrap_mean_interval
 
 
 def _steps() -> pd.DataFrame:
@@ -60,6 +61,13 @@ def test_cluster_bootstrap_point_estimate_and_degenerate_cases():
     same = cluster_bootstrap_mean(np.full(6, 2.0), np.arange(6))
     assert same == pytest.approx((2.0, 2.0, 2.0))
     assert all(np.isnan(cluster_bootstrap_mean(np.array([]), np.array([]))))
+
+
+def test_cluster_bootstrap_of_singletons_is_scipys_bootstrap_of_the_mean():
+    # one value per cluster: resampling clusters is resampling values, drawn as scipy draws them
+    values = np.random.default_rng(3).normal(size=40)
+    _, low, high = cluster_bootstrap_mean(values, np.arange(40), n_boot=500, seed=7)
+    assert (low, high) == pytest.approx(bootstrap_mean_interval(values, n_boot=500, seed=7), abs=1e-12)
 
 
 def test_table7_cells_by_hand():
