@@ -7,7 +7,9 @@ interface  : pivotlens Backend.lens (transformer-lens and nnsight)
 probe      : the lens probe (run_lens: token sets, both word probabilities, ranks, tidy table)
 naive      : output_hidden_states=True, then full logits at every position of every layer
 
-Ratios are relative to the floor. Usage: python benchmarks/bench_lens.py [--model M] [--n N]
+Ratios are relative to the float32 floor. ``--dtype float32,bfloat16`` adds the floor and the probe
+in bfloat16 (weights and activations; the lens softmax accumulates in float32), side by side.
+Usage: python benchmarks/bench_lens.py [--model M] [--n N] [--dtype float32,bfloat16]
 """
 
 from __future__ import annotations
@@ -72,7 +74,9 @@ def main() -> None:
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--n", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--dtype", default="float32", help="comma-separated: float32 first, then others")
     args = parser.parse_args()
+    dtypes = args.dtype.split(",")
     torch.set_grad_enabled(False)
     tl = load(args.model)
     nn = load(args.model, backend="nnsight")
@@ -101,12 +105,22 @@ def main() -> None:
         "probe: run_lens (prefix sets)": lambda: run_lens(tl, prompts, batch_size=args.batch_size, progress=False),
         "naive (all positions, all layers)": lambda: [naive(model, e) for e in encs[:1]],
     }
+    for dtype in dtypes[1:]:
+        low_tl = load(args.model, dtype=dtype)
+        low_model = load(args.model, backend="nnsight", dtype=dtype)._hf_model()
+        rows[f"floor [{dtype}]"] = lambda m=low_model, t=low_tl: [floor(m, t.parts, e, i) for e, i in zip(encs, ids)]
+        rows[f"probe: run_lens [{dtype}]"] = lambda t=low_tl: run_lens(
+            t, prompts, batch_size=args.batch_size, progress=False
+        )
     seconds = {name: timed(fn) for name, fn in rows.items()}
     # the naive row ran one batch only (it is slow and memory hungry): scale to all batches
     seconds["naive (all positions, all layers)"] *= len(encs)
     base = seconds["floor (bare forward, last position only)"]
-    table = Table(title=f"logit lens at the last position: {args.model}, N = {len(prompts)}, batch {args.batch_size}")
-    for column in ("method", "seconds", "prompts/s", "ratio vs floor"):
+    table = Table(
+        title=f"logit lens at the last position: {args.model}, N = {len(prompts)}, batch {args.batch_size}, "
+        f"{torch.get_num_threads()} torch thread(s); float32 unless marked"
+    )
+    for column in ("method", "seconds", "prompts/s", "ratio vs float32 floor"):
         table.add_column(column)
     for name, s in seconds.items():
         table.add_row(name, f"{s:.2f}", f"{len(prompts) / s:.1f}", f"{s / base:.2f}")

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from analyses.stats.confusion_metrics import TASK_ORDER, compare_with_paper
+from analyses.stats.precision import dtype_agreement
 from analyses.stats.prom_lambda import verdict
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
@@ -123,6 +124,36 @@ def decision_changes(folder: Path) -> str:
     return header + "\n".join(rows) + "\n"
 
 
+def bfloat16_agreement(folder: Path) -> pd.DataFrame:
+    """:func:`dtype_agreement` of the sweep in ``folder`` (float32) and its bfloat16 re-run in
+    ``folder/bfloat16``."""
+    tables = [
+        pd.read_csv(path / name) for path in (folder, folder / "bfloat16") for name in ("lambda.csv", "curves.csv")
+    ]
+    return dtype_agreement(*tables)
+
+
+def bfloat16_findings(folder: Path) -> str:
+    """Whether the bfloat16 sweep says what the float32 sweep says, from ``bfloat16/agreement.csv``."""
+    table = pd.read_csv(folder / "bfloat16" / "agreement.csv")
+    changed = table[~table["same_verdict"]]
+    outside = table[table["points_inside"] < table["points"]]
+    lines = [
+        f"- PROM's verdict is the same under bfloat16 for {int(table['same_verdict'].sum())} of {len(table)} "
+        f"languages; changed: "
+        + (", ".join(f"{r.lang} ({r.verdict_float32} -> {r.verdict_bfloat16})" for r in changed.itertuples()) or "none")
+        + ".",
+        f"- {int(table['points_inside'].sum())} of {int(table['points'].sum())} curve points (mean P(en), mean "
+        f"P(target) and entropy, every layer and language) lie inside float32's 95% interval; languages with a "
+        f"point outside: {_langs(outside['lang'])}.",
+        f"- Largest absolute differences: {table['max_abs_diff_p_en'].max():.2g} in mean P(en), "
+        f"{table['max_abs_diff_p_target'].max():.2g} in mean P(target), {table['max_abs_diff_entropy_bits'].max():.2g} "
+        "bits in entropy.",
+        f"- bfloat16 agrees with float32 in every respect for {int(table['agrees'].sum())} of {len(table)} languages.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def reports_lambda_findings(root: Path) -> str:
     """PROM's decision per model over the languages of the diagnosis reports."""
     lines = []
@@ -191,13 +222,21 @@ LCB_FINDINGS: dict[str, Callable[[Path], str]] = {
     "comparison": lambda folder: lcb_comparison(folder).to_markdown(index=False) + "\n",
     "gap": lcb_gap,
 }
+BFLOAT16_SWEEPS = ("gemma-3-270m", "smollm2-135m")
 DERIVED: dict[str, Callable[[Path], pd.DataFrame]] = {
     "confusion/lcb/comparison.csv": lambda results: lcb_comparison(results / "confusion" / "lcb"),
+    **{
+        f"lens/{model}/bfloat16/agreement.csv": lambda results, model=model: bfloat16_agreement(
+            results / "lens" / model
+        )
+        for model in BFLOAT16_SWEEPS
+    },
 }
 
 GENERATORS: dict[str, Callable[[str, Path], str]] = {
     "lens": lambda model, results: lens_findings(results / "lens" / model),
     "changes": lambda model, results: decision_changes(results / "lens" / model),
+    "bfloat16": lambda model, results: bfloat16_findings(results / "lens" / model),
     "reports": lambda what, results: {"lambda": reports_lambda_findings}[what](results / "reports"),
     "lcb": lambda what, results: LCB_FINDINGS[what](results / "confusion" / "lcb"),
 }

@@ -222,12 +222,6 @@ def tokenize_pairs(tokenizer, pairs: Iterable[tuple[str, str]], **options) -> li
     return [tokenize_pair(tokenizer, prompt, response, **options) for prompt, response in pairs]
 
 
-def tokenize_text(tokenizer, text: str, *, max_length: int | None = None) -> TokenizedExample:
-    """A plain sentence, scored on every token (language-modelling loss)."""
-    ids = _tokens(tokenizer, text, special=True)[:max_length]
-    return TokenizedExample(ids, list(ids))
-
-
 def pad_id(tokenizer) -> int:
     """The padding id every backend uses: pad, else eos, else 0."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

@@ -18,7 +18,6 @@ from probes.inputs.instruction_data import (
     parallel_ids,
     split_held_out,
     tokenize_pair,
-    tokenize_text,
 )
 from tests import FIXTURES
 from tests.conftest import tiny_tokenizer
@@ -121,12 +120,6 @@ def test_collate_left_pads_inputs_and_labels():
     assert (labels[short, :n_pad] == -100).all() and (enc.attention_mask[short, :n_pad] == 0).all()
     assert labels[short, n_pad:].tolist() == rows[short].labels
     assert enc.position_ids[short, n_pad] == 0
-
-
-def test_plain_text_is_scored_on_every_token():
-    tok = tiny_tokenizer()
-    example = tokenize_text(tok, "the cloud is white")
-    assert example.input_ids == tok("the cloud is white")["input_ids"] and example.labels == example.input_ids
 
 
 @pytest.mark.skipif(not INSTRUCTIONS.is_file() or not SENTENCES.is_file(), reason="data files not present")
