@@ -1,13 +1,16 @@
 """Render a diagnosis report as one HTML page per language, models side by side, from the jinja2
 templates of ``analyses/report/templates`` (autoescaped: only the trusted fragments below, the
 figures, tables, style and plotly.js, are marked safe), and write its tables, verdicts and
-provenance beside it. plotly.js is inlined once, so the page works offline on its own."""
+provenance beside it. plotly.js is inlined, so the page works offline on its own, or with
+``plotlyjs="directory"`` loaded from ``plotly.min.js`` beside it, shared by the folder's pages
+(plotly's ``include_plotlyjs="directory"``)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
 import jinja2
 import pandas as pd
@@ -15,7 +18,7 @@ import plotly.graph_objects as go
 from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
-from analyses.figures.io import figure_id
+from analyses.figures.io import PLOTLYJS_FILE, figure_id, write_plotlyjs
 from analyses.report.sections import SectionResult
 from probes.backend.store import write_text_atomic
 
@@ -28,6 +31,10 @@ VERDICT_COLUMNS = {
     "evidence": "the measurement behind it",
     "uncertainty": "how sure it is (intervals, borderline flags)",
 }
+
+#: Where a page gets plotly.js: ``inline`` (self-contained) or ``directory`` (``plotly.min.js``
+#: beside it, written once per folder).
+PlotlyJs = Literal["inline", "directory"]
 
 _STYLE = Markup("""
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -98,9 +105,11 @@ def render_report(
     out: Path,
     *,
     provenance: dict[str, object] | None = None,
+    plotlyjs: PlotlyJs = "inline",
 ) -> Path:
-    """Write ``out/report_<lang>.html`` and, under ``out/<lang>/``, one CSV per table
-    (``<model>__<table>.csv``), the sections' linked pages, ``verdicts.csv`` and ``provenance.json``."""
+    """Write ``out/report_<lang>.html`` (with ``plotlyjs="directory"``, also ``out/plotly.min.js``
+    unless there) and, under ``out/<lang>/``, one CSV per table (``<model>__<table>.csv``), the
+    sections' linked pages, ``verdicts.csv`` and ``provenance.json``."""
     tables = out / lang
     tables.mkdir(parents=True, exist_ok=True)
     for model, results in per_model.items():
@@ -113,6 +122,8 @@ def render_report(
     write_text_atomic(verdicts.to_csv(index=False), tables / "verdicts.csv")
     provenance = provenance or {}
     write_text_atomic(json.dumps(provenance, indent=2, default=str), tables / "provenance.json")
+    if plotlyjs == "directory":
+        write_plotlyjs(out)
     page = _TEMPLATES.get_template("report.html.j2").render(
         lang=lang,
         per_model=per_model,
@@ -120,7 +131,8 @@ def render_report(
         code=provenance.get("code", {}),
         summary=_summary_table(verdicts),
         style=_STYLE,
-        plotlyjs=Markup(get_plotlyjs()),
+        plotlyjs=Markup(get_plotlyjs()) if plotlyjs == "inline" else None,
+        plotlyjs_file=PLOTLYJS_FILE,
     )
     path = out / f"report_{lang}.html"
     write_text_atomic(page, path)

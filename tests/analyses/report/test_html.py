@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from plotly.offline import get_plotlyjs
 
 from analyses.figures.latent import lambda_figure, lens_figure
@@ -35,7 +36,7 @@ def _lens_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _report(tmp_path, provenance=None):
+def _report(tmp_path, provenance=None, lang="sw", plotlyjs="inline"):
     table = _lens_table()
     section = SectionResult(
         "Latent language",
@@ -44,7 +45,7 @@ def _report(tmp_path, provenance=None):
         {"lambda": lambda_table(table, layer=2)},
     )
     per_model = {"model-a": [section], "model-b": [section]}
-    return render_report("sw", per_model, tmp_path, provenance=provenance)
+    return render_report(lang, per_model, tmp_path, provenance=provenance, plotlyjs=plotlyjs)
 
 
 EXTERNAL_SCRIPT = re.compile(r"<script[^>]+src=")
@@ -53,7 +54,21 @@ EXTERNAL_SCRIPT = re.compile(r"<script[^>]+src=")
 def test_report_is_self_contained_and_writes_its_tables(tmp_path):
     page = _report(tmp_path).read_text()
     assert not EXTERNAL_SCRIPT.search(page) and get_plotlyjs() in page
+    assert not (tmp_path / "plotly.min.js").exists()
     assert (tmp_path / "sw" / "model-a__lambda.csv").is_file() and (tmp_path / "sw" / "model-b__lambda.csv").is_file()
+
+
+def test_directory_pages_share_one_plotlyjs_written_once(tmp_path):
+    first = _report(tmp_path, lang="sw", plotlyjs="directory")
+    bundle = tmp_path / "plotly.min.js"
+    assert bundle.read_text() == get_plotlyjs()
+    written = bundle.stat()
+    second = _report(tmp_path, lang="fr", plotlyjs="directory")
+    assert (bundle.stat().st_ino, bundle.stat().st_mtime_ns) == (written.st_ino, written.st_mtime_ns)
+    for path in (first, second):
+        page = path.read_text()
+        assert EXTERNAL_SCRIPT.findall(page) == ["<script src="] and "<script src='plotly.min.js'></script>" in page
+        assert get_plotlyjs()[:1000] not in page and len(page) < len(get_plotlyjs()) / 10
 
 
 def test_hostile_text_is_escaped_never_raw(tmp_path):
@@ -103,8 +118,9 @@ def test_same_tables_render_byte_identical_pages(tmp_path):
 
 
 @needs_chromium
-def test_every_figure_draws_in_headless_chromium(tmp_path):
-    path = _report(tmp_path)
+@pytest.mark.parametrize("plotlyjs", ["inline", "directory"])
+def test_every_figure_draws_in_headless_chromium(tmp_path, plotlyjs):
+    path = _report(tmp_path, plotlyjs=plotlyjs)
     assert figures_in(path) == 4
     drawn = draw(path, tmp_path / "profile")
     assert drawn.figures == 4, f"{drawn.figures} of 4 figures drew"
