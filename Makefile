@@ -68,7 +68,7 @@ sweep: setup
 # (results/reports/README.md: what each page holds and how long it takes).
 REPORT_LANGS ?= fr,de,es,ru,zh,ja,sw,ar,ta,ml,te,th,el,mr,bn
 reports: setup
-	$(BIN)/pivotlens --out results/reports diagnose --lang $(REPORT_LANGS) --models gemma-3-270m,smollm2-135m
+	$(BIN)/pivotlens --out results/reports diagnose --lang $(REPORT_LANGS) --models gemma-3-270m,smollm2-135m --plotlyjs directory
 
 # The peers researchers already use, each in its own environment beside ours: nnterp 1.3 needs
 # nnsight 0.7 (pivotlens needs 0.8), tuned-lens 0.2 predates transformers 5. Torch is the same

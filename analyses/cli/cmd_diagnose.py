@@ -6,6 +6,7 @@ import typer
 
 from analyses.cli.settings import Settings
 from analyses.report.diagnosis import check_sections, diagnose
+from analyses.report.html import PlotlyJs
 from probes.backend.languages import parse_languages
 from probes.backend.lenses import parse_lens_names
 from probes.backend.store import ResultsStore
@@ -20,6 +21,9 @@ def diagnose_command(
     lens: str = typer.Option(
         "logit",
         help="Lens of the lens-reading sections; several (or all) add whether PROM's decision depends on the lens.",
+    ),
+    plotlyjs: PlotlyJs = typer.Option(
+        "inline", help="inline: self-contained pages; directory: the pages share plotly.min.js in --out."
     ),
 ) -> None:
     """Run (or reuse from the results store) every probe for each language and write
@@ -38,6 +42,7 @@ def diagnose_command(
         quick=quick,
         batch_size=settings.batch_size,
         lenses=lenses,
+        plotlyjs=plotlyjs,
     )
     for path in paths:
         typer.echo(f"wrote {path} (timings in {path.parent / path.stem.removeprefix('report_') / 'timings.csv'})")

@@ -10,6 +10,12 @@ from pathlib import Path
 from typing import cast
 
 import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+from probes.backend.store import write_text_atomic
+
+#: the plotly.js bundle that pages written with ``include_plotlyjs="directory"`` load from beside them
+PLOTLYJS_FILE = "plotly.min.js"
 
 
 def figure_id(fig: go.Figure) -> str:
@@ -17,6 +23,16 @@ def figure_id(fig: go.Figure) -> str:
     tables give byte-identical HTML and a re-render of committed results changes no file."""
     text = cast(str, fig.to_json())  # plotly's to_json is unannotated; it returns the JSON text
     return "fig-" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def write_plotlyjs(folder: Path) -> Path:
+    """``folder/plotly.min.js`` for the folder's pages that load plotly.js from beside them, written
+    once as plotly's ``write_html(include_plotlyjs="directory")`` does (an existing file is kept),
+    so :func:`save_figure`'s figures and the diagnosis pages of one folder share it."""
+    path = folder / PLOTLYJS_FILE
+    if not path.exists():
+        write_text_atomic(get_plotlyjs(), path)
+    return path
 
 
 def save_figure(

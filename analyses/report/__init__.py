@@ -1,5 +1,5 @@
-"""Per-language diagnosis reports: one self-contained HTML page per language (and model set),
-assembled from report sections registered by name (one per probe)."""
+"""Per-language diagnosis reports: one HTML page per language (and model set), self-contained or
+sharing its folder's plotly.js, assembled from report sections registered by name (one per probe)."""
 
 from analyses.report.sections import (
     SECTIONS,

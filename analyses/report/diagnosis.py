@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from analyses.report.html import render_report, write_index
+from analyses.report.html import PlotlyJs, render_report, write_index
 from analyses.report.sections import SECTIONS, ReportContext, SectionResult, ordered_sections
 from probes.backend import Backend
 from probes.backend.errors import PivotlensError
@@ -59,10 +59,12 @@ def diagnose(
     batch_size: int = 16,
     progress: bool = True,
     lenses: Sequence[str] = ("logit",),
+    plotlyjs: PlotlyJs = "inline",
 ) -> list[Path]:
     """Write ``out/report_<lang>.html`` per language (``backends`` side by side), its tables,
     verdicts, provenance and ``timings.csv`` (:data:`TIMING_COLUMNS`) under ``out/<lang>/``, and
-    ``out/index.html`` over every report in ``out``. Returns the report paths."""
+    ``out/index.html`` over every report in ``out``. The pages inline plotly.js, or with
+    ``plotlyjs="directory"`` share ``out/plotly.min.js``. Returns the report paths."""
     langs = parse_languages(list(langs))
     names = check_sections(sections)
     store = store or ResultsStore()
@@ -101,7 +103,7 @@ def diagnose(
                 "sections": names,
                 "results_store": str(store.root),
             }
-            path = render_report(lang, per_model, out, provenance=prov)
+            path = render_report(lang, per_model, out, provenance=prov, plotlyjs=plotlyjs)
             write_text_atomic(pd.DataFrame(timings).to_csv(index=False), out / lang / "timings.csv")
             paths.append(path)
             write_index(out)

@@ -1,19 +1,24 @@
-"""Render a diagnosis report as one self-contained HTML file (plotly.js inlined once, so it
-works offline), models side by side, and write its tables, verdicts and provenance beside it."""
+"""Render a diagnosis report as one HTML page per language, models side by side, from the jinja2
+templates of ``analyses/report/templates`` (autoescaped: only the trusted fragments below, the
+figures, tables, style and plotly.js, are marked safe), and write its tables, verdicts and
+provenance beside it. plotly.js is inlined, so the page works offline on its own, or with
+``plotlyjs="directory"`` loaded from ``plotly.min.js`` beside it, shared by the folder's pages
+(plotly's ``include_plotlyjs="directory"``)."""
 
 from __future__ import annotations
 
-import html
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
+import jinja2
 import pandas as pd
 import plotly.graph_objects as go
+from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
-from analyses.figures.io import figure_id
+from analyses.figures.io import PLOTLYJS_FILE, figure_id, write_plotlyjs
 from analyses.report.sections import SectionResult
 from probes.backend.store import write_text_atomic
 
@@ -27,7 +32,11 @@ VERDICT_COLUMNS = {
     "uncertainty": "how sure it is (intervals, borderline flags)",
 }
 
-_STYLE = """
+#: Where a page gets plotly.js: ``inline`` (self-contained) or ``directory`` (``plotly.min.js``
+#: beside it, written once per folder).
+PlotlyJs = Literal["inline", "directory"]
+
+_STYLE = Markup("""
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 .models { display: grid; grid-template-columns: repeat(var(--n), minmax(0, 1fr)); gap: 1.5em; }
 table.verdicts { border-collapse: collapse; width: 100%; margin-bottom: 1em; }
@@ -37,58 +46,46 @@ table.verdicts td, table.verdicts th { border: 1px solid #ccc; padding: 0.4em; v
 h2 { border-bottom: 2px solid #1f77b4; padding-bottom: 0.2em; }
 .meta { color: #666; font-size: 0.85em; }
 .note { color: #8a5a00; font-size: 0.9em; }
-"""
+""")
 
 
-def _figure_html(fig: go.Figure, place: str) -> str:
+def _figure_html(fig: go.Figure, place: str) -> Markup:
     """The figure at its own height and the column's width (a fixed width would overflow the
     side-by-side columns), with a div id from its content and its ``place`` on the page."""
     fitted = go.Figure(fig).update_layout(width=None, autosize=True)
-    return fitted.to_html(
-        full_html=False,
-        div_id=f"{figure_id(fitted)}-{place}",
-        include_plotlyjs=False,
-        default_width="100%",
-        default_height=f"{fig.layout.height or 450}px",
-        config={"responsive": True},
+    return Markup(
+        fitted.to_html(
+            full_html=False,
+            div_id=f"{figure_id(fitted)}-{place}",
+            include_plotlyjs=False,
+            default_width="100%",
+            default_height=f"{fig.layout.height or 450}px",
+            config={"responsive": True},
+        )
     )
 
 
-def _summary_html(verdicts: pd.DataFrame) -> str:
-    """Every question once, the models' answers side by side."""
+def _table_html(table: pd.DataFrame) -> Markup:
+    """The table as HTML (pandas escapes its cells)."""
+    return Markup(table.to_html(index=False, classes="verdicts", border=0))
+
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("analyses.report", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+_TEMPLATES.filters |= {"figure": _figure_html, "table": _table_html}
+
+
+def _summary_table(verdicts: pd.DataFrame) -> pd.DataFrame | None:
+    """Every question once, the models' answers side by side (None without verdicts)."""
     if verdicts.empty:
-        return ""
+        return None
     table = verdicts.pivot_table(index="question", columns="model", values="answer", aggfunc="first", sort=False)
     table = table.reindex(index=verdicts["question"].unique(), columns=verdicts["model"].unique()).fillna("-")
     table.columns.name = None
-    return "<h2>Summary</h2>" + table.reset_index().to_html(index=False, classes="verdicts", border=0)
-
-
-def _section_html(result: SectionResult, lang: str, place: str) -> str:
-    rows = "".join(
-        f"<tr><td>{html.escape(v.question)}</td><td class='answer'>{html.escape(v.answer)}</td>"
-        f"<td>{html.escape(v.evidence)}</td><td>{html.escape(v.uncertainty)}</td></tr>"
-        for v in result.verdicts
-    )
-    table = (
-        "<table class='verdicts'><tr><th>question</th><th>answer</th><th>evidence</th><th>uncertainty</th></tr>"
-        f"{rows}</table>"
-        if rows
-        else ""
-    )
-    notes = "".join(f"<p class='note'>{html.escape(note)}</p>" for note in result.notes)
-    shown = "".join(
-        f"<p class='meta'>{html.escape(name)}</p>"
-        + result.tables[name].to_html(index=False, classes="verdicts", border=0)
-        for name in result.shown
-        if len(result.tables[name])
-    )
-    figures = "".join(_figure_html(fig, f"{place}-{i}") for i, fig in enumerate(result.figures))
-    links = " · ".join(
-        f"<a href='{html.escape(lang)}/{html.escape(page.name)}'>{html.escape(page.label)}</a>" for page in result.pages
-    )
-    links = f"<p class='meta'>Open in the explorer: {links}</p>" if links else ""
-    return f"<h3>{html.escape(result.title)}</h3>{table}{notes}{shown}{links}<div class='figures'>{figures}</div>"
+    return table.reset_index()
 
 
 def verdict_table(lang: str, per_model: dict[str, list[SectionResult]]) -> pd.DataFrame:
@@ -102,34 +99,19 @@ def verdict_table(lang: str, per_model: dict[str, list[SectionResult]]) -> pd.Da
     return pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
 
 
-def _provenance_html(provenance: dict[str, Any]) -> str:
-    models = provenance.get("models", {})
-    code = provenance.get("code", {})
-    lines = [
-        f"{html.escape(name)}: {html.escape(str(info.get('model_source', 'weights of unknown origin')))}; "
-        f"weights sha256 {html.escape(str(info.get('weights_hash', '?'))[:16])}..., "
-        f"{html.escape(str(info.get('backend')))} backend, {html.escape(str(info.get('dtype')))} on "
-        f"{html.escape(str(info.get('device')))}"
-        for name, info in models.items()
-    ]
-    shown = {k: v for k, v in code.items() if k != "git_commit"}  # the commit stays in provenance.json
-    lines.append("code: " + ", ".join(f"{k} {html.escape(str(v))}" for k, v in shown.items()))
-    return "".join(f"<p class='meta'>{line}</p>" for line in lines)
-
-
 def render_report(
-    lang: str, per_model: dict[str, list[SectionResult]], out: Path, *, provenance: dict[str, object] | None = None
+    lang: str,
+    per_model: dict[str, list[SectionResult]],
+    out: Path,
+    *,
+    provenance: dict[str, object] | None = None,
+    plotlyjs: PlotlyJs = "inline",
 ) -> Path:
-    """Write ``out/report_<lang>.html`` and, under ``out/<lang>/``, one CSV per table
-    (``<model>__<table>.csv``), the sections' linked pages, ``verdicts.csv`` and ``provenance.json``."""
+    """Write ``out/report_<lang>.html`` (with ``plotlyjs="directory"``, also ``out/plotly.min.js``
+    unless there) and, under ``out/<lang>/``, one CSV per table (``<model>__<table>.csv``), the
+    sections' linked pages, ``verdicts.csv`` and ``provenance.json``."""
     tables = out / lang
     tables.mkdir(parents=True, exist_ok=True)
-    columns = "".join(
-        f"<div><h2>{html.escape(model)}</h2>"
-        + "".join(_section_html(result, lang, f"{m}-{s}") for s, result in enumerate(results))
-        + "</div>"
-        for m, (model, results) in enumerate(per_model.items())
-    )
     for model, results in per_model.items():
         for result in results:
             for name, table in result.tables.items():
@@ -140,15 +122,17 @@ def render_report(
     write_text_atomic(verdicts.to_csv(index=False), tables / "verdicts.csv")
     provenance = provenance or {}
     write_text_atomic(json.dumps(provenance, indent=2, default=str), tables / "provenance.json")
-    page = (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>pivotlens diagnosis: {html.escape(lang)}</title><style>{_STYLE}</style>"
-        f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
-        f"<h1>How do these models handle {html.escape(lang)}?</h1>"
-        f"<p class='meta'>pivotlens diagnosis report. Tables: <a "
-        f"href='{html.escape(lang)}/'>{html.escape(lang)}/</a>.</p>"
-        f"{_provenance_html(provenance)}{_summary_html(verdicts)}"
-        f"<div class='models' style='--n: {len(per_model)}'>{columns}</div></body></html>"
+    if plotlyjs == "directory":
+        write_plotlyjs(out)
+    page = _TEMPLATES.get_template("report.html.j2").render(
+        lang=lang,
+        per_model=per_model,
+        models=provenance.get("models", {}),
+        code=provenance.get("code", {}),
+        summary=_summary_table(verdicts),
+        style=_STYLE,
+        plotlyjs=Markup(get_plotlyjs()) if plotlyjs == "inline" else None,
+        plotlyjs_file=PLOTLYJS_FILE,
     )
     path = out / f"report_{lang}.html"
     write_text_atomic(page, path)
@@ -165,16 +149,10 @@ def write_index(out: Path) -> Path:
         else pd.DataFrame(columns=list(VERDICT_COLUMNS))
     )
     write_text_atomic(verdicts.to_csv(index=False), out / "verdicts.csv")
-    links = "".join(
-        f"<li><a href='report_{html.escape(p.parent.name)}.html'>{html.escape(p.parent.name)}</a></li>" for p in found
-    )
-    body = verdicts[["lang", "model", "question", "answer", "uncertainty"]].to_html(
-        index=False, classes="verdicts", border=0
-    )
-    page = (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>pivotlens diagnosis reports</title>"
-        f"<style>{_STYLE}</style></head><body><h1>pivotlens diagnosis reports</h1><ul>{links}</ul>"
-        f"<h2>Every verdict</h2>{body}</body></html>"
+    page = _TEMPLATES.get_template("index.html.j2").render(
+        langs=[path.parent.name for path in found],
+        verdicts=verdicts[["lang", "model", "question", "answer", "uncertainty"]],
+        style=_STYLE,
     )
     path = out / "index.html"
     write_text_atomic(page, path)

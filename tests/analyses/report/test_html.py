@@ -1,14 +1,19 @@
-"""The diagnosis report renders in headless Chromium: every figure draws, no console errors."""
+"""The diagnosis report: its text escaped, its tables beside it, plotly.js inlined or shared by
+the folder's pages, byte-identical re-renders, and every figure drawn in headless Chromium."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
+import pytest
+from plotly.offline import get_plotlyjs
 
 from analyses.figures.latent import lambda_figure, lens_figure
 from analyses.report import SectionResult, Verdict
-from analyses.report.html import render_report
+from analyses.report.html import render_report, write_index
+from analyses.report.sections import Page
 from analyses.stats.latent import layer_curves
 from analyses.stats.prom_lambda import lambda_table
 from tests.analyses.report.browser import draw, figures_in, needs_chromium
@@ -31,7 +36,7 @@ def _lens_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _report(tmp_path, provenance=None):
+def _report(tmp_path, provenance=None, lang="sw", plotlyjs="inline"):
     table = _lens_table()
     section = SectionResult(
         "Latent language",
@@ -39,13 +44,62 @@ def _report(tmp_path, provenance=None):
         [lens_figure(layer_curves(table), "sw"), lambda_figure(lambda_table(table, layer=2))],
         {"lambda": lambda_table(table, layer=2)},
     )
-    return render_report("sw", {"model-a": [section], "model-b": [section]}, tmp_path, provenance=provenance)
+    per_model = {"model-a": [section], "model-b": [section]}
+    return render_report(lang, per_model, tmp_path, provenance=provenance, plotlyjs=plotlyjs)
+
+
+EXTERNAL_SCRIPT = re.compile(r"<script[^>]+src=")
 
 
 def test_report_is_self_contained_and_writes_its_tables(tmp_path):
     page = _report(tmp_path).read_text()
-    assert "<script src=" not in page and "cdn" not in page.lower().split("plotly.js v")[0][-200:]
+    assert not EXTERNAL_SCRIPT.search(page) and get_plotlyjs() in page
+    assert not (tmp_path / "plotly.min.js").exists()
     assert (tmp_path / "sw" / "model-a__lambda.csv").is_file() and (tmp_path / "sw" / "model-b__lambda.csv").is_file()
+
+
+def test_directory_pages_share_one_plotlyjs_written_once(tmp_path):
+    first = _report(tmp_path, lang="sw", plotlyjs="directory")
+    bundle = tmp_path / "plotly.min.js"
+    assert bundle.read_text() == get_plotlyjs()
+    written = bundle.stat()
+    second = _report(tmp_path, lang="fr", plotlyjs="directory")
+    assert (bundle.stat().st_ino, bundle.stat().st_mtime_ns) == (written.st_ino, written.st_mtime_ns)
+    for path in (first, second):
+        page = path.read_text()
+        assert EXTERNAL_SCRIPT.findall(page) == ["<script src="] and "<script src='plotly.min.js'></script>" in page
+        assert get_plotlyjs()[:1000] not in page and len(page) < len(get_plotlyjs()) / 10
+
+
+def test_hostile_text_is_escaped_never_raw(tmp_path):
+    """Every string of the page is escaped: verdicts, titles, notes, links, names, provenance."""
+    attack = "<script>alert(1)</script>"
+    lang, model = "x'y&z", "o'neil & co"
+    section = SectionResult(
+        f"title {attack}",
+        [Verdict(f"question {attack}", attack, f"evidence {attack}", f"uncertainty {attack}")],
+        notes=[f"note {attack}"],
+        tables={"shown": pd.DataFrame({"cell": [attack]})},
+        shown=["shown"],
+        pages=[Page("ex'1.html", f"label {attack}", "<html></html>")],
+    )
+    provenance = {"models": {model: {"backend": attack, "model_source": "gguf 'q4' & more"}}, "code": {"lib": attack}}
+    page = render_report(lang, {model: [section]}, tmp_path, provenance=provenance).read_text()
+    index = write_index(tmp_path).read_text()
+    text = page.split("</script></head>", 1)[1]  # after the inlined plotly.js
+    assert "<script" not in text and "alert(1)</script>" not in text and "alert(1)</script>" not in index
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
+    # title, 4 verdict cells, note, shown table, link label, provenance backend and code, summary question and answer
+    assert text.count(escaped) == 12
+    assert index.count(escaped) == 3  # the question, answer and uncertainty in the index's table of every verdict
+    assert "<title>pivotlens diagnosis: x&#39;y&amp;z</title>" in page and lang not in page
+    assert (
+        "<h2>o&#39;neil &amp; co</h2>" in text
+        and "<p class='meta'>o&#39;neil &amp; co: gguf &#39;q4&#39; &amp; more;" in text
+    )
+    assert model not in page and model not in index
+    assert "<a href='x&#39;y&amp;z/ex&#39;1.html'>" in text  # a quote cannot end the attribute
+    assert "<a href='report_x&#39;y&amp;z.html'>x&#39;y&amp;z</a>" in index
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -64,8 +118,9 @@ def test_same_tables_render_byte_identical_pages(tmp_path):
 
 
 @needs_chromium
-def test_every_figure_draws_in_headless_chromium(tmp_path):
-    path = _report(tmp_path)
+@pytest.mark.parametrize("plotlyjs", ["inline", "directory"])
+def test_every_figure_draws_in_headless_chromium(tmp_path, plotlyjs):
+    path = _report(tmp_path, plotlyjs=plotlyjs)
     assert figures_in(path) == 4
     drawn = draw(path, tmp_path / "profile")
     assert drawn.figures == 4, f"{drawn.figures} of 4 figures drew"
