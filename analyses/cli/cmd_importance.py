@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NamedTuple
 
 import pandas as pd
 import typer
 
+from analyses.cli.options import options
 from analyses.cli.settings import Settings, check_choice
+from analyses.pipelines.freeze import FreezeDemoConfig, freeze_demo
 from analyses.pipelines.regions import (
     PAPER_LANGS,
     CorpusUse,
+    RegionSet,
     build_regions,
     importance_for,
     job_run,
@@ -26,45 +31,79 @@ from analyses.pipelines.regions import (
 from analyses.stats.regions import check_fraction
 from probes.backend.languages import parse_languages
 from probes.backend.store import ResultsStore
-from probes.importance import MODES, SCOPES
-from probes.inputs.lm_corpus import SENTENCES
+from probes.importance import MODES, SCOPES, Mode, Scope
+
+if TYPE_CHECKING:
+    from probes.backend import Backend
 
 LANGS_HELP = "Comma-separated languages of the corpus (ISO 639-1)."
+PAPER_AND_ENGLISH = ",".join([*PAPER_LANGS, "en"])
 
 
 def _write(table: pd.DataFrame, out: Path, name: str) -> None:
     table.to_csv(out / f"{name}.csv", index=False, float_format="%.6g")
 
 
-def _use(corpus: str, n_accumulation: int, n_heldout: int, max_tokens: int) -> CorpusUse:
-    return CorpusUse(Path(corpus), n_accumulation=n_accumulation, n_heldout=n_heldout, max_tokens=max_tokens)
+@dataclass(frozen=True, kw_only=True)
+class CorpusOptions:
+    """Which sentences of the corpus a command uses (``importance``, ``regions``,
+    ``region-freeze``); the defaults are :class:`CorpusUse`'s."""
+
+    corpus: Annotated[str, typer.Option(help="CSV id,lang,text.")] = str(CorpusUse.path)
+    n_sentences: Annotated[int, typer.Option(min=1, help="Accumulation sentences per language for the importance.")] = (
+        CorpusUse.n_accumulation
+    )
+    max_tokens: Annotated[int, typer.Option(min=2, help="Tokens kept per sentence.")] = CorpusUse.max_tokens
+
+    def use(self) -> CorpusUse:
+        return CorpusUse(Path(self.corpus), n_accumulation=self.n_sentences, max_tokens=self.max_tokens)
 
 
-def importance(
-    ctx: typer.Context,
-    langs: str = typer.Option(",".join([*PAPER_LANGS, "en"]), help=LANGS_HELP),
-    corpus: str = typer.Option(
-        str(SENTENCES), help="CSV id,lang,text (split by id into accumulation / held-out parts)."
-    ),
-    n_sentences: int = typer.Option(
-        64, min=1, help="Sentences of each language's accumulation part to accumulate over."
-    ),
-    max_tokens: int = typer.Option(48, min=2, help="Tokens kept per sentence."),
-    scope: str = typer.Option("layers", help="layers (inside the blocks, norms included, as the reference) or all."),
-    mode: str = typer.Option("sum_then_abs", help="sum_then_abs (|theta * sum grad|, the reference) or abs_per_batch."),
-) -> None:
+@dataclass(frozen=True, kw_only=True)
+class HeldOutCorpusOptions(CorpusOptions):
+    """The corpus options of the commands that also measure perplexity on held-out sentences."""
+
+    n_heldout: Annotated[int, typer.Option(min=1, help="Held-out sentences per language for perplexity.")] = (
+        CorpusUse.n_heldout
+    )
+
+    def use(self) -> CorpusUse:
+        return replace(super().use(), n_heldout=self.n_heldout)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportanceOptions(CorpusOptions):
+    langs: Annotated[str, typer.Option(help=LANGS_HELP)] = PAPER_AND_ENGLISH
+    corpus: Annotated[str, typer.Option(help="CSV id,lang,text (split by id into accumulation / held-out parts).")] = (
+        str(CorpusUse.path)
+    )
+    n_sentences: Annotated[
+        int, typer.Option(min=1, help="Sentences of each language's accumulation part to accumulate over.")
+    ] = CorpusUse.n_accumulation
+    scope: Annotated[str, typer.Option(help="layers (inside the blocks, norms included, as the reference) or all.")] = (
+        "layers"
+    )
+    mode: Annotated[str, typer.Option(help="sum_then_abs (|theta * sum grad|, the reference) or abs_per_batch.")] = (
+        "sum_then_abs"
+    )
+
+    def scope_and_mode(self) -> tuple[Scope, Mode]:
+        return check_choice(self.scope, SCOPES, "--scope"), check_choice(self.mode, MODES, "--mode")
+
+
+@options(ImportanceOptions)
+def importance(ctx: typer.Context, opts: ImportanceOptions) -> None:
     """Taylor importance |theta * sum_b grad L_b| per parameter and language (float32
     safetensors in the results store), its per-tensor summary and the layer x module map."""
     settings: Settings = ctx.obj
-    codes = parse_languages(langs)
-    scope = check_choice(scope, SCOPES, "--scope")
-    mode = check_choice(mode, MODES, "--mode")
+    codes = parse_languages(opts.langs)
+    scope, mode = opts.scope_and_mode()
     backend = settings.load_backend()
     start = time.perf_counter()
     summary = importance_for(
         backend,
         codes,
-        _use(corpus, n_sentences, 16, max_tokens),
+        opts.use(),
         batch_size=settings.batch_size,
         scope=scope,
         mode=mode,
@@ -82,105 +121,101 @@ def importance(
     )
 
 
-def regions(
-    ctx: typer.Context,
-    langs: str = typer.Option(",".join([*PAPER_LANGS, "en"]), help=LANGS_HELP + " Each gets a monolingual region."),
-    core_langs: str = typer.Option(
-        None, help="Languages summed into the core score (default: the paper's six among --langs, else all)."
-    ),
-    eval_langs: str = typer.Option(None, help="Held-out languages to measure perplexity on (default: --langs)."),
-    fraction: float = typer.Option(0.01, help="k: share of each tensor selected (0.01 = 1 %)."),
-    seed: int = typer.Option(0, help="Seed of the random regions and perturbations."),
-    corpus: str = typer.Option(str(SENTENCES), help="CSV id,lang,text."),
-    n_sentences: int = typer.Option(64, min=1, help="Accumulation sentences per language (as for `importance`)."),
-    n_heldout: int = typer.Option(16, min=1, help="Held-out sentences per language for perplexity."),
-    max_tokens: int = typer.Option(48, min=2, help="Tokens kept per sentence."),
-    structure: bool = typer.Option(
-        True, help="Also remove whole hidden dimensions (Table 3) and perturb single ones (Fig. 3)."
-    ),
-    structure_langs: str = typer.Option("en,ru,zh", help="Held-out languages for the dimension experiments."),
-) -> None:
+class RegionLanguages(NamedTuple):
+    langs: list[str]
+    core: list[str]
+    evaluate: list[str]
+    structure: list[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegionOptions(HeldOutCorpusOptions):
+    langs: Annotated[str, typer.Option(help=LANGS_HELP + " Each gets a monolingual region.")] = PAPER_AND_ENGLISH
+    core_langs: Annotated[
+        str | None,
+        typer.Option(help="Languages summed into the core score (default: the paper's six among --langs, else all)."),
+    ] = None
+    eval_langs: Annotated[
+        str | None, typer.Option(help="Held-out languages to measure perplexity on (default: --langs).")
+    ] = None
+    fraction: Annotated[float, typer.Option(help="k: share of each tensor selected (0.01 = 1 %).")] = 0.01
+    seed: Annotated[int, typer.Option(help="Seed of the random regions and perturbations.")] = 0
+    n_sentences: Annotated[
+        int, typer.Option(min=1, help="Accumulation sentences per language (as for `importance`).")
+    ] = CorpusUse.n_accumulation
+    structure: Annotated[
+        bool, typer.Option(help="Also remove whole hidden dimensions (Table 3) and perturb single ones (Fig. 3).")
+    ] = True
+    structure_langs: Annotated[str, typer.Option(help="Held-out languages for the dimension experiments.")] = "en,ru,zh"
+
+    def languages(self) -> RegionLanguages:
+        """Every language option, checked with ``--fraction``."""
+        codes = parse_languages(self.langs)
+        core = (
+            parse_languages(self.core_langs) if self.core_langs else ([c for c in PAPER_LANGS if c in codes] or codes)
+        )
+        evaluate = parse_languages(self.eval_langs) if self.eval_langs else codes
+        found = RegionLanguages(codes, core, evaluate, parse_languages(self.structure_langs))
+        check_fraction(self.fraction)
+        return found
+
+
+@options(RegionOptions)
+def regions(ctx: typer.Context, opts: RegionOptions) -> None:
     """Core and monolingual regions (masks as packed bits), the removal table
     (``region, fraction, removed_lang, lang, perplexity``), dimension experiments and figures."""
     settings: Settings = ctx.obj
-    codes = parse_languages(langs)
-    core = parse_languages(core_langs) if core_langs else ([c for c in PAPER_LANGS if c in codes] or codes)
-    evaluate = parse_languages(eval_langs) if eval_langs else codes
-    dims_langs = parse_languages(structure_langs)
-    check_fraction(fraction)
-    use = _use(corpus, n_sentences, n_heldout, max_tokens)
+    langs = opts.languages()
+    use = opts.use()
     backend = settings.load_backend()
     store = ResultsStore(settings.results)
     out, model = settings.out_dir, backend.model_name
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    summary = importance_for(backend, codes, use, batch_size=settings.batch_size, store=store)
+    summary = importance_for(backend, langs.langs, use, batch_size=settings.batch_size, store=store)
     timings["importance"] = time.perf_counter() - start
     _write(summary, out, "importance_summary")
     params = {
-        "langs": codes,
-        "core_langs": core,
-        "eval_langs": evaluate,
-        "fraction": fraction,
+        "langs": langs.langs,
+        "core_langs": langs.core,
+        "eval_langs": langs.evaluate,
+        "fraction": opts.fraction,
         "batch_size": settings.batch_size,
     }
-    masks_dir = job_run(store, "region-masks", params, backend, use, seed).folder / "masks"  # big: in the store
+    masks_dir = job_run(store, "region-masks", params, backend, use, opts.seed).folder / "masks"  # big: in the store
     start = time.perf_counter()
     found = build_regions(
         summary.attrs["files"],
-        core_langs=core,
-        fraction=fraction,
+        core_langs=langs.core,
+        fraction=opts.fraction,
         d_model=backend.d_model,
         scopes=backend.parameter_scopes(),
         masks_dir=masks_dir,
-        seed=seed,
+        seed=opts.seed,
         metadata={"model": model, "weights_hash": backend.weights_hash, **use.describe()},
     )
     timings["regions"] = time.perf_counter() - start
     for name in ("sizes", "core_global", "concentration", "dimensions", "density"):
         _write(getattr(found, name), out, f"region_{name}")
     (out / "masks_location.txt").write_text(f"{masks_dir}\n")
-    heldout = use.texts(evaluate, "heldout")
+    heldout = use.texts(langs.evaluate, "heldout")
     start = time.perf_counter()
     removal = removal_table(
         backend,
         found.regions,
         heldout,
-        fraction=fraction,
+        fraction=opts.fraction,
         batch_size=settings.batch_size,
-        max_tokens=max_tokens,
-        run=job_run(store, "region-removal", params, backend, use, seed),
+        max_tokens=opts.max_tokens,
+        run=job_run(store, "region-removal", params, backend, use, opts.seed),
     )
     timings["removal"] = time.perf_counter() - start
     _write(removal, out, "removal")
-    if structure:
-        core_top = next(r for r in found.regions if r.label == "core-top").load()
-        small = use.texts(dims_langs, "heldout")
-        dims_params = {**params, "eval_langs": dims_langs}
+    if opts.structure:
+        small = use.texts(langs.structure, "heldout")
         start = time.perf_counter()
-        structured = structure_table(
-            backend,
-            core_top,
-            small,
-            batch_size=settings.batch_size,
-            max_tokens=max_tokens,
-            run=job_run(store, "region-structure", dims_params, backend, use, seed),
-            seed=seed,
-        )
-        core_dims = found.dimensions[found.dimensions["region"] == "core-top"]
-        perturbed = perturbation_table(
-            backend,
-            core_dims,
-            core_top,
-            small,
-            batch_size=settings.batch_size,
-            max_tokens=max_tokens,
-            run=job_run(store, "region-perturbation", dims_params, backend, use, seed),
-            seed=seed,
-        )
+        _structure_experiments(backend, found, small, opts, settings, {**params, "eval_langs": langs.structure})
         timings["dimensions"] = time.perf_counter() - start
-        _write(structured, out, "structured_removal")
-        _write(perturbed, out, "dimension_perturbation")
     write_figures(out, model=model)
     (out / "timings.json").write_text(json.dumps({k: round(v, 1) for k, v in timings.items()}, indent=2))
     view = removal[removal["scope"].isin(["none", "core"])].pivot_table(
@@ -191,64 +226,116 @@ def regions(
     typer.echo(f"wrote tables, masks and figures to {out} ({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())})")
 
 
-def region_freeze(
-    ctx: typer.Context,
-    train_lang: str = typer.Option("ar", help="Language of the further training."),
-    langs: str = typer.Option(
-        ",".join([*PAPER_LANGS, "en"]), help="Held-out languages to measure (and whose importance exists)."
-    ),
-    core_langs: str = typer.Option(",".join(PAPER_LANGS), help="Languages summed into the core score."),
-    fraction: float = typer.Option(0.05, help="Share of each tensor frozen (the paper freezes the top 5 %)."),
-    steps: int = typer.Option(30, min=1, help="Optimizer steps."),
-    learning_rate: float = typer.Option(2e-4, help="Peak learning rate (cosine schedule)."),
-    corpus: str = typer.Option(str(SENTENCES), help="CSV id,lang,text."),
-    n_sentences: int = typer.Option(64, min=1, help="Accumulation sentences per language for the importance."),
-    n_heldout: int = typer.Option(16, min=1, help="Held-out sentences per language for perplexity."),
-    max_tokens: int = typer.Option(48, min=2, help="Tokens kept per sentence."),
-    work: str = typer.Option(
-        None, help="Folder for the two trained models (default: <results>/region-freeze/<model>)."
-    ),
+def _structure_experiments(
+    backend: Backend,
+    found: RegionSet,
+    texts: dict[str, list[str]],
+    opts: RegionOptions,
+    settings: Settings,
+    params: dict[str, object],
 ) -> None:
+    """Removing whole hidden dimensions of the core region (Table 3) and perturbing single ones
+    (Fig. 3), written to ``--out``."""
+    store, use = ResultsStore(settings.results), opts.use()
+    core_top = next(r for r in found.regions if r.label == "core-top").load()
+    structured = structure_table(
+        backend,
+        core_top,
+        texts,
+        batch_size=settings.batch_size,
+        max_tokens=opts.max_tokens,
+        run=job_run(store, "region-structure", params, backend, use, opts.seed),
+        seed=opts.seed,
+    )
+    core_dims = found.dimensions[found.dimensions["region"] == "core-top"]
+    perturbed = perturbation_table(
+        backend,
+        core_dims,
+        core_top,
+        texts,
+        batch_size=settings.batch_size,
+        max_tokens=opts.max_tokens,
+        run=job_run(store, "region-perturbation", params, backend, use, opts.seed),
+        seed=opts.seed,
+    )
+    _write(structured, settings.out_dir, "structured_removal")
+    _write(perturbed, settings.out_dir, "dimension_perturbation")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FreezeOptions(HeldOutCorpusOptions):
+    """The options of ``region-freeze``; the training defaults are :class:`FreezeDemoConfig`'s."""
+
+    train_lang: Annotated[str, typer.Option(help="Language of the further training.")] = "ar"
+    langs: Annotated[str, typer.Option(help="Held-out languages to measure (and whose importance exists).")] = (
+        PAPER_AND_ENGLISH
+    )
+    core_langs: Annotated[str, typer.Option(help="Languages summed into the core score.")] = ",".join(PAPER_LANGS)
+    fraction: Annotated[float, typer.Option(help="Share of each tensor frozen (the paper freezes the top 5 %).")] = 0.05
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = FreezeDemoConfig.steps
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (cosine schedule).")] = (
+        FreezeDemoConfig.learning_rate
+    )
+    work: Annotated[
+        str | None, typer.Option(help="Folder for the two trained models (default: <results>/region-freeze/<model>).")
+    ] = None
+
+    def languages(self) -> tuple[str, list[str], list[str]]:
+        """The training language, the measured and the core languages, checked with ``--fraction``."""
+        train, codes, core = (
+            parse_languages([self.train_lang])[0],
+            parse_languages(self.langs),
+            parse_languages(self.core_langs),
+        )
+        check_fraction(self.fraction)
+        return train, codes, core
+
+    def config(self, settings: Settings) -> FreezeDemoConfig:
+        return FreezeDemoConfig(
+            steps=self.steps,
+            batch_size=settings.batch_size,
+            learning_rate=self.learning_rate,
+            max_tokens=self.max_tokens,
+        )
+
+    def work_dir(self, settings: Settings, train: str) -> Path:
+        """``--work``, or a folder of the results store named by model, language, steps and rate."""
+        if self.work:
+            return Path(self.work)
+        name = f"{Path(settings.model).name}-{train}-{self.steps}-{self.learning_rate:g}"
+        return ResultsStore(settings.results).root / "region-freeze" / name
+
+
+@options(FreezeOptions)
+def region_freeze(ctx: typer.Context, opts: FreezeOptions) -> None:
     """Further training on one language with and without the core region frozen (restored after
     every optimizer step), and perplexity of every language before and after."""
-    from analyses.pipelines.freeze import FreezeDemoConfig, freeze_demo
     from analyses.stats.regions import core_scores, select
     from probes.importance import load_importance
     from probes.inputs.lm_corpus import load_corpus
 
     settings: Settings = ctx.obj
-    train, codes, core = parse_languages([train_lang])[0], parse_languages(langs), parse_languages(core_langs)
-    check_fraction(fraction)
-    use = _use(corpus, n_sentences, n_heldout, max_tokens)
+    train, codes, core = opts.languages()
+    use = opts.use()
     backend = settings.load_backend()
     summary = importance_for(backend, core, use, batch_size=settings.batch_size, store=ResultsStore(settings.results))
     scores = core_scores(load_importance(summary.attrs["files"][lang]).importance for lang in core)
-    masks = select(scores, fraction, "top")
+    masks = select(scores, opts.fraction, "top")
     del scores
-    model = settings.model
     train_texts = load_corpus(use.path).texts(train, "accumulation")  # all of it; never the held-out part
     del backend
-    work_dir = (
-        Path(work)
-        if work
-        else ResultsStore(settings.results).root
-        / "region-freeze"
-        / f"{Path(model).name}-{train}-{steps}-{learning_rate:g}"
-    )
     table = freeze_demo(
-        model,
+        settings.model,
         train,
         train_texts,
         use.texts(codes, "heldout"),
         masks,
-        work_dir,
-        FreezeDemoConfig(
-            steps=steps, batch_size=settings.batch_size, learning_rate=learning_rate, max_tokens=max_tokens
-        ),
+        opts.work_dir(settings, train),
+        opts.config(settings),
     )
     out = settings.out_dir
-    _write(table.assign(fraction=fraction), out, "freeze_demo")
-    write_figures(out, model=Path(model).name)
+    _write(table.assign(fraction=opts.fraction), out, "freeze_demo")
+    write_figures(out, model=Path(settings.model).name)
     typer.echo(table.pivot_table(index="lang", columns="stage", values="perplexity").round(2).to_string())
     typer.echo(
         f"frozen entries: {int(table['n_frozen'].iloc[0])}; largest drift of a frozen entry: "

@@ -6,7 +6,7 @@ For ``swap`` and ``soup`` the global ``--out`` is the merged model's folder.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -25,80 +25,130 @@ from probes.backend.errors import PivotlensError
 from probes.backend.languages import parse_languages
 from probes.backend.store import provenance, write_parquet_atomic
 
-ALL_METRICS = list(METRICS)
 METRIC_HELP = f"Metric(s): {', '.join(METRICS)}; the heatmap shows the first."
 
 
-def weight_change_command(
-    ctx: typer.Context,
-    base: str = typer.Option(..., help="The base checkpoint (embedded name, folder or Hugging Face id)."),
-    tuned: list[str] = typer.Option(
-        ..., help="A fine-tuned checkpoint; repeat for several experts (two: their difference too)."
-    ),
-    label: list[str] = typer.Option(None, help="A name per --tuned for the panels (default: the folder names)."),
-    metric: list[str] = typer.Option(ALL_METRICS, help=METRIC_HELP),
-    top_percent: float = typer.Option(1.0, help="top_fraction: the share x% of the largest |ΔW| entries."),
-) -> None:
+@dataclass(frozen=True, kw_only=True)
+class WeightChangeOptions:
+    base: Annotated[str, typer.Option(help="The base checkpoint (embedded name, folder or Hugging Face id).")]
+    tuned: Annotated[
+        list[str], typer.Option(help="A fine-tuned checkpoint; repeat for several experts (two: their difference too).")
+    ]
+    label: Annotated[
+        list[str] | None, typer.Option(help="A name per --tuned for the panels (default: the folder names).")
+    ] = None
+    metric: Annotated[list[str], typer.Option(help=METRIC_HELP)] = field(default_factory=lambda: list(METRICS))
+    top_percent: Annotated[float, typer.Option(help="top_fraction: the share x% of the largest |ΔW| entries.")] = 1.0
+
+    def labels(self) -> list[str]:
+        """One panel name per ``--tuned`` (empty: the folder names), the metrics checked."""
+        labels = list(self.label or [])
+        if labels and len(labels) != len(self.tuned):
+            raise PivotlensError(
+                f"{len(labels)} --label for {len(self.tuned)} --tuned; give one label per checkpoint or none"
+            )
+        bad = [m for m in self.metric if m not in METRICS]
+        if bad:
+            raise PivotlensError(f"unknown metric {bad[0]!r}; use one of {', '.join(METRICS)}")
+        return labels
+
+
+@options(WeightChangeOptions)
+def weight_change_command(ctx: typer.Context, opts: WeightChangeOptions) -> None:
     """Weight-change map per (layer, q/k/v/o/gate/up/down) of each --tuned against --base: a tidy
     table (weight_change.csv/.parquet: layer, module, metric, value, ...) and the heatmap."""
-    labels = list(label or [])
-    if labels and len(labels) != len(tuned):
-        raise PivotlensError(f"{len(labels)} --label for {len(tuned)} --tuned; give one label per checkpoint or none")
-    bad = [m for m in metric if m not in METRICS]
-    if bad:
-        raise PivotlensError(f"unknown metric {bad[0]!r}; use one of {', '.join(METRICS)}")
+    labels = opts.labels()
     settings: Settings = ctx.obj
     folder = settings.out_dir
     maps: dict[str, pd.DataFrame] = {}
-    for i, checkpoint in enumerate(tuned):
-        table = weight_change(base, checkpoint, metrics=metric, top_percent=top_percent)
+    for i, checkpoint in enumerate(opts.tuned):
+        table = weight_change(opts.base, checkpoint, metrics=opts.metric, top_percent=opts.top_percent)
         name = labels[i] if labels else table.attrs["tuned"]
         maps[name] = table.assign(expert=name, base=table.attrs["base"])
     result = pd.concat(maps.values(), ignore_index=True)
     result.to_csv(folder / "weight_change.csv", index=False)
-    params = {"base": base, "tuned": list(tuned), "metrics": list(metric), "top_percent": top_percent}
+    params = {
+        "base": opts.base,
+        "tuned": list(opts.tuned),
+        "metrics": list(opts.metric),
+        "top_percent": opts.top_percent,
+    }
     write_parquet_atomic(result, folder / "weight_change.parquet", provenance("weight_change", params))
     names = list(maps)
     difference = (names[0], names[1]) if len(names) == 2 else None
-    fig = weight_change_figure(maps, metric[0], difference=difference, top_percent=top_percent)
-    written = save_figure(fig, folder / f"weight_change_{metric[0]}")
+    fig = weight_change_figure(maps, opts.metric[0], difference=difference, top_percent=opts.top_percent)
+    written = save_figure(fig, folder / f"weight_change_{opts.metric[0]}")
     typer.echo(f"wrote {folder / 'weight_change.csv'} and {', '.join(str(p) for p in written)}")
 
 
-def swap_command(
-    ctx: typer.Context,
-    task_expert: str = typer.Option(..., help="The task expert (fine-tuned on the task in English)."),
-    lang_expert: str = typer.Option(..., help="The language expert (fine-tuned on target-language instructions)."),
-    bottom: int = typer.Option(..., help="b: bottom layers taken from the language expert."),
-    top: int = typer.Option(..., help="u: top layers taken from the language expert."),
-    transition_bottom: int = typer.Option(0, help="t_b: layers after the bottom zone averaged from both experts."),
-    transition_top: int = typer.Option(0, help="t_u: layers before the top zone averaged from both experts."),
-    w_task: float = typer.Option(1.0, help="Weight of the task expert in the transition zones."),
-    w_lang: float = typer.Option(1.0, help="Weight of the language expert in the transition zones."),
-    non_layer: str = typer.Option("average", help=f"Embeddings, final norm, head: {', '.join(NON_LAYER)}."),
-    dtype: str = typer.Option(None, help="Compute/output dtype (default: the experts')."),
-) -> None:
+@dataclass(frozen=True, kw_only=True)
+class SwapOptions:
+    """The options of ``swap``: Algorithm 1's parameters, defaults :class:`SwapConfig`'s."""
+
+    task_expert: Annotated[str, typer.Option(help="The task expert (fine-tuned on the task in English).")]
+    lang_expert: Annotated[str, typer.Option(help="The language expert (fine-tuned on target-language instructions).")]
+    bottom: Annotated[int, typer.Option(help="b: bottom layers taken from the language expert.")]
+    top: Annotated[int, typer.Option(help="u: top layers taken from the language expert.")]
+    transition_bottom: Annotated[
+        int, typer.Option(help="t_b: layers after the bottom zone averaged from both experts.")
+    ] = SwapConfig.transition_bottom
+    transition_top: Annotated[int, typer.Option(help="t_u: layers before the top zone averaged from both experts.")] = (
+        SwapConfig.transition_top
+    )
+    w_task: Annotated[float, typer.Option(help="Weight of the task expert in the transition zones.")] = (
+        SwapConfig.w_task
+    )
+    w_lang: Annotated[float, typer.Option(help="Weight of the language expert in the transition zones.")] = (
+        SwapConfig.w_lang
+    )
+    non_layer: Annotated[str, typer.Option(help=f"Embeddings, final norm, head: {', '.join(NON_LAYER)}.")] = (
+        SwapConfig.non_layer
+    )
+    dtype: Annotated[str | None, typer.Option(help="Compute/output dtype (default: the experts').")] = None
+
+    def config(self) -> SwapConfig:
+        return SwapConfig(
+            self.bottom,
+            self.top,
+            self.transition_bottom,
+            self.transition_top,
+            self.w_task,
+            self.w_lang,
+            self.non_layer,
+        )
+
+
+@options(SwapOptions)
+def swap_command(ctx: typer.Context, opts: SwapOptions) -> None:
     """Layer swapping (Algorithm 1, line 5 with 'and'): a model folder with the merged weights,
     tokenizer, mergekit_config.yml and merge_record.json."""
     settings: Settings = ctx.obj
-    config = SwapConfig(bottom, top, transition_bottom, transition_top, w_task, w_lang, non_layer)
-    folder = swap(task_expert, lang_expert, Path(settings.out), config, dtype=dtype, device=settings.device)
+    folder = swap(
+        opts.task_expert, opts.lang_expert, Path(settings.out), opts.config(), dtype=opts.dtype, device=settings.device
+    )
     typer.echo(f"merged model in {folder} (record: {folder / RECORD})")
 
 
-def soup_command(
-    ctx: typer.Context,
-    models: list[str] = typer.Argument(..., help="Two or more checkpoints fine-tuned from the same base."),
-    weights: str = typer.Option(None, help="Comma-separated weights, one per model (default: equal)."),
-    dtype: str = typer.Option(None, help="Compute/output dtype (default: the inputs')."),
-) -> None:
+@dataclass(frozen=True, kw_only=True)
+class SoupOptions:
+    models: Annotated[list[str], typer.Argument(help="Two or more checkpoints fine-tuned from the same base.")]
+    weights: Annotated[str | None, typer.Option(help="Comma-separated weights, one per model (default: equal).")] = None
+    dtype: Annotated[str | None, typer.Option(help="Compute/output dtype (default: the inputs').")] = None
+
+    def parsed_weights(self) -> list[float] | None:
+        """``--weights`` as numbers (None: equal weights)."""
+        try:
+            return [float(w) for w in self.weights.split(",")] if self.weights else None
+        except ValueError:
+            raise PivotlensError(f"--weights must be comma-separated numbers, got {self.weights!r}") from None
+
+
+@options(SoupOptions)
+def soup_command(ctx: typer.Context, opts: SoupOptions) -> None:
     """Model soup: the weighted average of whole checkpoints, through the same mergekit path."""
     settings: Settings = ctx.obj
-    try:
-        parsed = [float(w) for w in weights.split(",")] if weights else None
-    except ValueError:
-        raise PivotlensError(f"--weights must be comma-separated numbers, got {weights!r}") from None
-    folder = soup(models, Path(settings.out), parsed, dtype=dtype, device=settings.device)
+    weights = opts.parsed_weights()
+    folder = soup(opts.models, Path(settings.out), weights, dtype=opts.dtype, device=settings.device)
     typer.echo(f"soup in {folder} (record: {folder / RECORD})")
 
 

@@ -5,8 +5,9 @@ and the command receives the filled-in dataclass instead of one parameter per op
 Typer reads a command's options from its signature; :func:`options` gives the command the
 signature ``(ctx, <one parameter per field>)`` and calls it with ``(ctx, Options(**values))``.
 Fields without a default are required options (declare the dataclass ``kw_only=True`` so they may
-follow defaulted ones). Dataclasses inherit fields, so commands that share options share one
-declaration and one help text.
+follow defaulted ones); a list option's default is a ``default_factory``. Dataclasses inherit
+fields, so commands that share options share one declaration and one help text. Checks of the
+values that need no model are methods of the dataclass, run before the model loads.
 """
 
 from __future__ import annotations
@@ -23,7 +24,19 @@ import typer
 
 from analyses.cli.settings import check_layer
 from analyses.interventions.pivoted_loss import PivotedObjective
+from probes.backend.errors import InputError
+from probes.backend.lenses import parse_lens_names
 from probes.backend.models import model_depth
+
+
+def _default(field: dataclasses.Field[object]) -> object:
+    """The field's default (a ``default_factory``'s value: a list option's default list), or
+    ``inspect.Parameter.empty`` for a required option."""
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return inspect.Parameter.empty
 
 
 def option_parameters(cls: type) -> list[inspect.Parameter]:
@@ -31,10 +44,7 @@ def option_parameters(cls: type) -> list[inspect.Parameter]:
     hints = typing.get_type_hints(cls, include_extras=True)
     return [
         inspect.Parameter(
-            field.name,
-            inspect.Parameter.KEYWORD_ONLY,
-            annotation=hints[field.name],
-            default=inspect.Parameter.empty if field.default is dataclasses.MISSING else field.default,
+            field.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[field.name], default=_default(field)
         )
         for field in dataclasses.fields(cls)
         if field.init
@@ -79,3 +89,17 @@ class PivotOptions:
 
     def pivoted_objective(self) -> PivotedObjective:
         return PivotedObjective(self.layer, self.alpha, self.lam)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LensOption:
+    """The one lens a command decodes the layers with (``lens``, ``exit``)."""
+
+    lens: Annotated[str, typer.Option(help="logit, linear or tuned (a fitted lens: see pivotlens fit-lens).")] = "logit"
+
+    def lens_name(self) -> str:
+        """``--lens`` as one known lens name (an unknown one, or several, fail in one line)."""
+        names = parse_lens_names(self.lens)
+        if len(names) > 1:
+            raise InputError(f"--lens {self.lens}: this command reads the layers with one lens; give one of them")
+        return names[0]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import inspect
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -9,8 +14,8 @@ import typer
 import typer.main
 from typer.testing import CliRunner
 
-from analyses.cli import _command_index, _LazyCommands, app
-from analyses.cli.options import options
+from analyses.cli import _command_index, _LazyCommands, _own_commands, app
+from analyses.cli.options import option_parameters, options
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,3 +132,62 @@ def test_interference_options_give_the_setups_the_keyword_arguments_gave():
         k=6, batch_size=1, max_length=128, split="train", params="blocks"
     )
     assert (fig2.pivot, fig2.targets, InterferenceOptions().langs) == ("en", "sw", "en,sw")
+
+
+def _own_registered_commands() -> dict[str, Callable[..., object]]:
+    """``name -> callback`` of every command of this package's ``cmd_*.py`` modules, as each
+    module's ``register`` hands it to typer."""
+    callbacks: dict[str, Callable[..., object]] = {}
+    for module in sorted({module for module, _ in _own_commands().values()}):
+        commands = typer.Typer()
+        importlib.import_module(module).register(commands)
+        callbacks |= {info.name: info.callback for info in commands.registered_commands if info.name and info.callback}
+    return callbacks
+
+
+def _declares_options_inline(callback: Callable[..., object]) -> bool:
+    """Whether a command's parameters are anything but nothing, the context alone, or the context
+    and the fields of the options dataclass its function takes (the signature :func:`options`
+    builds)."""
+    parameters = list(inspect.signature(callback).parameters.values())
+    hints = typing.get_type_hints(callback)
+    if not parameters or (len(parameters) == 1 and hints.get(parameters[0].name) is typer.Context):
+        return False
+    command = inspect.unwrap(callback)
+    names = list(inspect.signature(command).parameters)
+    declared = typing.get_type_hints(command)
+    if len(names) != 2 or declared.get(names[0]) is not typer.Context:
+        return True
+    options_class = declared[names[1]]
+    if not (isinstance(options_class, type) and dataclasses.is_dataclass(options_class)):
+        return True
+    fields = [(p.name, p.default) for p in option_parameters(options_class)]  # annotations: evaluated anew each time
+    return [(p.name, p.default) for p in parameters[1:]] != fields
+
+
+def test_every_command_takes_its_options_from_an_options_dataclass():
+    """The rule of ``analyses/cli/options.py`` holds for every command: no option declared inline."""
+    callbacks = _own_registered_commands()
+    assert set(callbacks) == set(_own_commands()) and len(callbacks) > 25
+    assert [name for name, callback in callbacks.items() if _declares_options_inline(callback)] == []
+
+
+def _inline(ctx: typer.Context, steps: int = typer.Option(3, help="Steps.")) -> None:
+    """A command written the old way."""
+
+
+def _inline_without_context(steps: int = typer.Option(3, help="Steps.")) -> None:
+    """A command written the old way, without the context."""
+
+
+def _no_options() -> None:
+    """A command without options."""
+
+
+def test_the_rule_catches_options_declared_inline():
+    @options(Extended)
+    def command(ctx: typer.Context, opts: Extended) -> None:
+        """Train something."""
+
+    assert not _declares_options_inline(command) and not _declares_options_inline(_no_options)
+    assert _declares_options_inline(_inline) and _declares_options_inline(_inline_without_context)
