@@ -163,6 +163,52 @@ def reports_lambda_findings(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+LENS_SECTION = "Latent language (logit lens) and PROM lambda"
+#: the diagnosis-cell time target (minutes, from an empty results store)
+CELL_TARGET_MINUTES = 12
+
+
+def _general_question(question: str, lang: str) -> str:
+    """The question with its language code written ``<lang>``, so languages share a question."""
+    return question.replace(f" {lang} ", " <lang> ").replace(f" {lang}?", " <lang>?")
+
+
+def reports_answers(root: Path) -> str:
+    """Each model's answers over the languages of the reports (``verdicts.csv``), question by
+    question, languages with the same answer together; the lens section is the lambda block's."""
+    verdicts = pd.read_csv(root / "verdicts.csv", dtype=str, keep_default_na=False)
+    verdicts = verdicts[verdicts["section"] != LENS_SECTION]
+    verdicts = verdicts.assign(
+        question=[_general_question(q, lang) for q, lang in zip(verdicts["question"], verdicts["lang"])]
+    )
+    lines = []
+    for model, rows in verdicts.groupby("model", sort=True):
+        lines.append(f"- **{model}**")
+        for question, group in rows.groupby("question", sort=False):
+            answers = group.groupby("answer", sort=False)["lang"].agg(lambda langs: ", ".join(sorted(langs)))
+            order = sorted(answers.items(), key=lambda item: (-len(item[1].split(", ")), item[1]))
+            lines.append(f"  - {question} " + "; ".join(f"{answer} ({langs})" for answer, langs in order))
+    return "\n".join(lines) + "\n"
+
+
+def reports_timings(root: Path) -> str:
+    """Minutes per section of every diagnosis cell computed from an empty results store
+    (``compute_timings.csv``), with the median, the slowest cell and the cells over the target."""
+    timings = pd.read_csv(root / "compute_timings.csv")
+    minutes = timings.pivot_table(index=["model", "lang"], columns="section", values="seconds", aggfunc="sum") / 60
+    minutes = minutes[[s for s in timings["section"].unique() if s in minutes.columns]]
+    minutes["total"] = minutes.sum(axis=1)
+    table = minutes.reset_index().to_markdown(index=False, floatfmt=".1f")
+    slowest = minutes["total"].idxmax()
+    over = minutes[minutes["total"] > CELL_TARGET_MINUTES].index
+    return (
+        f"{table}\n\n{len(minutes)} cells; median {minutes['total'].median():.1f} min, slowest "
+        f"{minutes['total'].max():.1f} min ({slowest[0]}, {slowest[1]}); over {CELL_TARGET_MINUTES} min: "
+        + (", ".join(f"{model} {lang}" for model, lang in over) or "none")
+        + ".\n"
+    )
+
+
 def lcb_comparison(folder: Path) -> pd.DataFrame:
     """The paper's Table 3/4 averages (``paper_table3.csv``) beside the overall rows of every
     model run on the real LCB (``*/metrics_with_ci.csv``): ``compare_with_paper``'s table."""
@@ -222,6 +268,11 @@ LCB_FINDINGS: dict[str, Callable[[Path], str]] = {
     "comparison": lambda folder: lcb_comparison(folder).to_markdown(index=False) + "\n",
     "gap": lcb_gap,
 }
+REPORTS_FINDINGS: dict[str, Callable[[Path], str]] = {
+    "lambda": reports_lambda_findings,
+    "answers": reports_answers,
+    "timings": reports_timings,
+}
 BFLOAT16_SWEEPS = ("gemma-3-270m", "smollm2-135m")
 DERIVED: dict[str, Callable[[Path], pd.DataFrame]] = {
     "confusion/lcb/comparison.csv": lambda results: lcb_comparison(results / "confusion" / "lcb"),
@@ -237,7 +288,7 @@ GENERATORS: dict[str, Callable[[str, Path], str]] = {
     "lens": lambda model, results: lens_findings(results / "lens" / model),
     "changes": lambda model, results: decision_changes(results / "lens" / model),
     "bfloat16": lambda model, results: bfloat16_findings(results / "lens" / model),
-    "reports": lambda what, results: {"lambda": reports_lambda_findings}[what](results / "reports"),
+    "reports": lambda what, results: REPORTS_FINDINGS[what](results / "reports"),
     "lcb": lambda what, results: LCB_FINDINGS[what](results / "confusion" / "lcb"),
 }
 

@@ -55,7 +55,9 @@ def importance_section(ctx: ReportContext) -> SectionResult:
     result.verdicts.append(
         Verdict(
             f"Which layers carry {ctx.lang} (its region apart from English)?",
-            "layers " + ", ".join(str(int(v)) for v in top3["layer"]),
+            "layers " + ", ".join(str(int(v)) for v in sorted(top3["layer"])),
+            f"the three layers with the largest shares of the region, largest first: "
+            f"{', '.join(str(int(v)) for v in top3['layer'])}; "
             f"top {FRACTION:.0%} of each tensor by importance |theta * grad L| on {use.n_accumulation} {ctx.lang} "
             f"sentences, "
             f"minus English's top {FRACTION:.0%}: {int(layers['n_region'].sum()):,} entries; "

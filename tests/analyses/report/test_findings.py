@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from analyses.cli import app
+from analyses.report import findings
 from analyses.report.findings import (
     BLOCK,
     RESULTS,
@@ -126,3 +127,35 @@ def test_the_lcb_comparison_is_rewritten_when_a_model_table_changes(tmp_path):
     paper = pd.read_csv(lcb / "paper_table3.csv")
     unchanged = compare_with_paper(pd.read_csv(lcb / "smollm2-135m" / "metrics_with_ci.csv"), paper)
     assert set(unchanged.to_csv(index=False, header=False).splitlines()) <= lines
+
+
+def test_report_answers_group_languages_by_answer_and_leave_the_lens_to_its_block(tmp_path):
+    def verdict(lang, section, question, answer):
+        return {"lang": lang, "model": "m", "section": section, "question": question, "answer": answer}
+
+    rows = [
+        verdict("de", "Regions", "Which layers carry de (its region apart from English)?", "layers 1, 2"),
+        verdict("fr", "Regions", "Which layers carry fr (its region apart from English)?", "layers 1, 2"),
+        verdict("ja", "Regions", "Which layers carry ja (its region apart from English)?", "layers 3, 4"),
+        verdict("de", findings.LENS_SECTION, "Which lambda should PROM's pivoted objective use?", "lambda = 0"),
+    ]
+    (tmp_path / "verdicts.csv").write_text(pd.DataFrame(rows).assign(evidence="", uncertainty="").to_csv(index=False))
+    text = findings.reports_answers(tmp_path)
+    assert "Which layers carry <lang> (its region apart from English)? layers 1, 2 (de, fr); layers 3, 4 (ja)" in text
+    assert "lambda" not in text
+
+
+def test_report_timings_table_states_the_median_and_the_cells_over_the_target(tmp_path):
+    rows = [
+        ("a", "de", "lens", 120.0),
+        ("a", "de", "exit", 300.0),
+        ("a", "fr", "lens", 600.0),
+        ("a", "fr", "exit", 180.0),
+        ("b", "de", "lens", 60.0),
+        ("b", "de", "exit", 60.0),
+    ]
+    table = pd.DataFrame(rows, columns=["model", "lang", "section", "seconds"]).assign(computed=True)
+    table.to_csv(tmp_path / "compute_timings.csv", index=False)
+    text = findings.reports_timings(tmp_path)
+    assert "| a       | fr     |   10.0 |    3.0 |    13.0 |" in text
+    assert "3 cells; median 7.0 min, slowest 13.0 min (a, fr); over 12 min: a fr." in text
