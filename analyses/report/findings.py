@@ -7,7 +7,7 @@ A README states a finding between markers::
     <!-- /findings -->
 
 ``pivotlens findings`` rewrites every such block of the READMEs under ``results/`` from the
-tables beside it, and the tables derived from other tables (``DERIVED``, e.g. the LCB comparison
+tables beside it, and the tables derived from other tables (:func:`derived_tables`, e.g. the LCB comparison
 with the paper); ``--check`` only lists the blocks and derived tables that disagree (exit code 1);
 the test suite checks that none does. Prose outside the markers states no numbers.
 """
@@ -273,16 +273,20 @@ REPORTS_FINDINGS: dict[str, Callable[[Path], str]] = {
     "answers": reports_answers,
     "timings": reports_timings,
 }
-BFLOAT16_SWEEPS = ("gemma-3-270m", "smollm2-135m")
-DERIVED: dict[str, Callable[[Path], pd.DataFrame]] = {
-    "confusion/lcb/comparison.csv": lambda results: lcb_comparison(results / "confusion" / "lcb"),
-    **{
-        f"lens/{model}/bfloat16/agreement.csv": lambda results, model=model: bfloat16_agreement(
-            results / "lens" / model
-        )
-        for model in BFLOAT16_SWEEPS
-    },
-}
+
+
+def derived_tables(results: Path) -> dict[str, Callable[[Path], pd.DataFrame]]:
+    """The tables derived from other tables, by path under ``results``: the LCB comparison with
+    the paper, and the bfloat16 agreement of every sweep that has a bfloat16 re-run."""
+    reruns = sorted(path.parents[1].name for path in results.glob("lens/*/bfloat16/lambda.csv"))
+    return {
+        "confusion/lcb/comparison.csv": lambda root: lcb_comparison(root / "confusion" / "lcb"),
+        **{
+            f"lens/{model}/bfloat16/agreement.csv": lambda root, model=model: bfloat16_agreement(root / "lens" / model)
+            for model in reruns
+        },
+    }
+
 
 GENERATORS: dict[str, Callable[[str, Path], str]] = {
     "lens": lambda model, results: lens_findings(results / "lens" / model),
@@ -313,7 +317,7 @@ def stale_blocks(readme: Path, results: Path = RESULTS) -> list[str]:
 
 def stale_derived(results: Path = RESULTS) -> dict[Path, str]:
     """The derived tables whose file differs from what their source tables give, with that text."""
-    wanted = {results / name: make(results).to_csv(index=False) for name, make in DERIVED.items()}
+    wanted = {results / name: make(results).to_csv(index=False) for name, make in derived_tables(results).items()}
     return {path: text for path, text in wanted.items() if not path.is_file() or path.read_text() != text}
 
 
