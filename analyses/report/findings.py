@@ -199,12 +199,12 @@ def reports_timings(root: Path) -> str:
     minutes = minutes[[s for s in timings["section"].unique() if s in minutes.columns]]
     minutes["total"] = minutes.sum(axis=1)
     table = minutes.reset_index().to_markdown(index=False, floatfmt=".1f")
-    slowest = minutes["total"].idxmax()
+    model, lang = minutes.index[minutes["total"].to_numpy().argmax()]
     over = minutes[minutes["total"] > CELL_TARGET_MINUTES].index
     return (
         f"{table}\n\n{len(minutes)} cells; median {minutes['total'].median():.1f} min, slowest "
-        f"{minutes['total'].max():.1f} min ({slowest[0]}, {slowest[1]}); over {CELL_TARGET_MINUTES} min: "
-        + (", ".join(f"{model} {lang}" for model, lang in over) or "none")
+        f"{minutes['total'].max():.1f} min ({model}, {lang}); over {CELL_TARGET_MINUTES} min: "
+        + (", ".join(f"{name} {code}" for name, code in over) or "none")
         + ".\n"
     )
 
