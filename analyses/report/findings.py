@@ -101,6 +101,28 @@ def lens_findings(folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+BEFORE_PROTOCOL = "translation, fr source, 4-shot"
+
+
+def changes_table(before: pd.DataFrame, after: pd.DataFrame, keys: list[str]) -> str:
+    """Markdown rows of the ``keys`` (e.g. lang) whose PROM verdict differs between ``before``
+    (the translation protocol) and ``after``, with what ``after`` dropped and scored by chain."""
+    was = {tuple(row[keys]): verdict(row) for _, row in before.iterrows()}
+    rows = [
+        "| " + " | ".join(map(str, key)) + f" | {was[key]} | {verdict(row)} | {row['n']} | {row['n_dropped_copy']} "
+        f"| {row['share_chain']:.0%} |"
+        for key, row in sorted(((tuple(row[keys]), row) for _, row in after.iterrows()), key=lambda item: item[0])
+        if key in was and was[key] != verdict(row)
+    ]
+    if not rows:
+        return "No decision changed.\n"
+    header = (
+        "| " + " | ".join(keys) + f" | {BEFORE_PROTOCOL} | now | n | dropped as copies | scored by chain |\n"
+        "|" + "---|" * (len(keys) + 2) + "---:|---:|---:|\n"
+    )
+    return header + "\n".join(rows) + "\n"
+
+
 def decision_changes(folder: Path) -> str:
     """Before/after table of the languages whose decision changed between the translation sweep
     (``lambda_before_prom_protocol.csv``, French source, 4 demonstrations, prefix sets) and the
@@ -108,20 +130,17 @@ def decision_changes(folder: Path) -> str:
     before, after = pd.read_csv(folder / "lambda_before_prom_protocol.csv"), pd.read_csv(folder / "lambda.csv")
     if "task" not in after:
         return "The sweep has not been re-run under PROM's protocol yet: `lambda.csv` is still the translation sweep.\n"
-    was = {row["lang"]: verdict(row) for _, row in before.iterrows()}
-    now = {row["lang"]: (verdict(row), row) for _, row in after.iterrows()}
-    rows = [
-        f"| {lang} | {was[lang]} | {text} | {row['n']} | {row['n_dropped_copy']} | {row['share_chain']:.0%} |"
-        for lang, (text, row) in sorted(now.items())
-        if lang in was and was[lang] != text
-    ]
-    if not rows:
-        return "No decision changed.\n"
-    header = (
-        "| lang | translation, fr source, 4-shot | now | n | dropped as copies | scored by chain |\n"
-        "|---|---|---|---:|---:|---:|\n"
+    return changes_table(before, after, ["lang"])
+
+
+def reports_lambda_changes(root: Path) -> str:
+    """Before/after table of the (model, language) cells of the reports whose decision changed
+    between the pages made before PROM's protocol (``lambda_before_prom_protocol.csv``) and now."""
+    after = pd.concat(
+        [pd.read_csv(p).assign(model=p.name.split("__")[0]) for p in sorted(root.glob("*/*__lambda.csv"))],
+        ignore_index=True,
     )
-    return header + "\n".join(rows) + "\n"
+    return changes_table(pd.read_csv(root / "lambda_before_prom_protocol.csv"), after, ["model", "lang"])
 
 
 def bfloat16_agreement(folder: Path) -> pd.DataFrame:
@@ -270,6 +289,7 @@ LCB_FINDINGS: dict[str, Callable[[Path], str]] = {
 }
 REPORTS_FINDINGS: dict[str, Callable[[Path], str]] = {
     "lambda": reports_lambda_findings,
+    "changes": reports_lambda_changes,
     "answers": reports_answers,
     "timings": reports_timings,
 }

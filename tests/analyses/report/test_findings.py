@@ -106,6 +106,25 @@ def test_decision_changes_list_only_the_languages_whose_answer_changed(tmp_path)
     assert "lambda = 0 | lambda = 0.1 (borderline)" in table and "undecided: the lens is empty at layer 13" in table
 
 
+def test_report_changes_are_keyed_by_model_and_language(tmp_path):
+    root = tmp_path / "reports"
+    before = pd.read_csv(RESULTS / "lens" / "gemma-3-270m" / "lambda_before_prom_protocol.csv").head(2)
+    both = pd.concat([before.assign(model=model) for model in ("a", "b")], ignore_index=True)
+    root.mkdir()
+    both.to_csv(root / "lambda_before_prom_protocol.csv", index=False)
+    for model in ("a", "b"):
+        after = before.assign(n_dropped_copy=3, share_chain=0.5, nonempty_layer=-1)
+        if model == "b":
+            after.loc[0, "lambda"] = float("nan")
+        for lang, row in after.groupby("lang"):
+            (root / str(lang)).mkdir(exist_ok=True)
+            row.to_csv(root / str(lang) / f"{model}__lambda.csv", index=False)
+    table = generate("reports:changes", tmp_path)
+    rows = [line for line in table.splitlines() if line.startswith("| b ")]
+    assert len(rows) == 1 and rows[0].startswith(f"| b | {before.loc[0, 'lang']} | lambda = ")
+    assert "| a " not in table and "| 3 | 50% |" in rows[0]
+
+
 def test_the_lcb_comparison_is_rewritten_when_a_model_table_changes(tmp_path):
     lcb = tmp_path / "confusion" / "lcb"
     shutil.copytree(RESULTS / "confusion" / "lcb", lcb, ignore=shutil.ignore_patterns("completions.csv"))
