@@ -221,7 +221,8 @@ def explorer_figure(
     return fig
 
 
-def explorer_page(fig: go.Figure, *, title: str) -> str:
-    """A standalone HTML page: plotly.js inlined (nothing from a CDN) and a fixed div id."""
-    page = fig.to_html(full_html=True, include_plotlyjs=True, div_id=DIV_ID, config={"scrollZoom": False})
+def explorer_page(fig: go.Figure, *, title: str, plotlyjs: str | None = None) -> str:
+    """A standalone HTML page with a fixed div id: plotly.js inlined (nothing from a CDN), or
+    loaded from the file ``plotlyjs`` (a path relative to the page, e.g. ``../plotly.min.js``)."""
+    page = fig.to_html(full_html=True, include_plotlyjs=plotlyjs or True, div_id=DIV_ID, config={"scrollZoom": False})
     return page.replace("<head>", f"<head><title>{html.escape(title)}</title>", 1)

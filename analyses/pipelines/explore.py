@@ -246,9 +246,13 @@ class Exploration:
         words = f", target {self.target!r}{scored}" if self.target else ""
         return f"{self.model}: {self.lens} lens{words}"
 
+    @property
+    def page_title(self) -> str:
+        return f"pivotlens explorer: {self.title}"
+
     def page(self, **figure_options) -> str:
         """The figure as a standalone HTML page (plotly.js inlined: it works offline)."""
-        return explorer_page(self.figure(**figure_options), title=f"pivotlens explorer: {self.title}")
+        return explorer_page(self.figure(**figure_options), title=self.page_title)
 
     def write_html(self, path: str | Path, **figure_options) -> Path:
         """Write :meth:`page` to ``path``."""
@@ -264,6 +268,7 @@ def explore(
     *,
     lens: str = "logit",
     positions: Sequence[int] | range | None = None,
+    last: int | None = None,
     top_k: int = 5,
     color: str = "prob",
     target: str | None = None,
@@ -272,7 +277,8 @@ def explore(
     latent_word: str | None = None,
     words: str | Path = CONCEPTS,
 ) -> Exploration:
-    """What each layer would predict at each position of ``prompt`` (all positions by default).
+    """What each layer would predict at each position of ``prompt`` (all positions by default;
+    ``last``: only the last ``last`` of them, e.g. the query after few-shot demonstrations).
 
     ``target`` is a word whose probability is tracked; the latent word is ``latent_word`` or, when
     ``target`` is in the word list ``words``, its concept's word in the ``latent`` language. Both
@@ -283,7 +289,7 @@ def explore(
     check_request(prompt, lens, color)
     get_language(latent)
     ids = _prompt_ids(backend, prompt)
-    kept = _positions(len(ids), positions)
+    kept = _positions(len(ids), positions)[-last:] if last else _positions(len(ids), positions)
     target = target.strip() if target and target.strip() else None
     latent_word = latent_word.strip() if latent_word and latent_word.strip() else None
     word_prob, tracked = "prefix", []

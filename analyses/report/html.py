@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
+from analyses.figures.explore import explorer_page
 from analyses.figures.io import PLOTLYJS_FILE, figure_id, write_plotlyjs
 from analyses.report.sections import SectionResult
 from probes.backend.store import write_text_atomic
@@ -117,7 +118,8 @@ def render_report(
             for name, table in result.tables.items():
                 write_text_atomic(table.to_csv(index=False), tables / f"{model.replace('/', '_')}__{name}.csv")
             for page in result.pages:
-                write_text_atomic(page.html, tables / page.name)
+                shared = f"../{PLOTLYJS_FILE}" if plotlyjs == "directory" else None
+                write_text_atomic(explorer_page(page.figure, title=page.title, plotlyjs=shared), tables / page.name)
     verdicts = verdict_table(lang, per_model)
     write_text_atomic(verdicts.to_csv(index=False), tables / "verdicts.csv")
     provenance = provenance or {}

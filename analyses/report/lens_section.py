@@ -16,6 +16,9 @@ from analyses.stats.prom_lambda import analyse, protocol, verdict
 from probes.backend.errors import PivotlensError
 from probes.backend.lenses import load_lens
 
+#: the explorer pages of the report show the prompt's last tokens (the query after the
+#: demonstrations), so that a page stays small; ``pivotlens explore`` shows every position
+EXPLORED_TOKENS = 48
 EXAMPLE_LABELS = {
     "typical": "a typical prompt",
     "latent_leads": "where English leads most",
@@ -41,12 +44,14 @@ def explorer_pages(ctx: ReportContext, lens) -> tuple[list[Page], list[str]]:
                 target_lang=prompt.lang,
                 latent=prompt.latent_lang,
                 latent_word=prompt.latent_word,
+                last=EXPLORED_TOKENS,
             )
         except PivotlensError as exc:
             notes.append(f"{EXAMPLE_LABELS[str(row.example)]} ({prompt.concept}) is not in the explorer: {exc}")
             continue
         name = f"{ctx.backend.model_name.replace('/', '_')}__explore_{row.example}.html"
-        pages.append(Page(name, f"{EXAMPLE_LABELS[str(row.example)]} ({prompt.concept})", found.page()))
+        label = f"{EXAMPLE_LABELS[str(row.example)]} ({prompt.concept}; its last {EXPLORED_TOKENS} tokens)"
+        pages.append(Page(name, label, found.figure(), found.page_title))
     return pages, notes
 
 

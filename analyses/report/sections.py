@@ -28,11 +28,13 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Page:
-    """A page written beside the report (under ``<lang>/``) and linked from its section."""
+    """A figure on a page of its own, written beside the report (under ``<lang>/``) and linked
+    from its section."""
 
     name: str  # file name
     label: str  # link text
-    html: str
+    figure: go.Figure
+    title: str  # the page's title
 
 
 @dataclass

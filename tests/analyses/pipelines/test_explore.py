@@ -126,6 +126,19 @@ def test_positions_window_keeps_only_those_positions():
     assert table["p_target"].isna().all() and table["p_en"].isna().all()  # no target: no word probabilities
 
 
+def test_last_keeps_the_prompts_last_positions_and_reads_them_as_in_the_full_grid():
+    backend = tiny_backend("llama")
+    n = len(backend.tokenize(PROMPT))
+    full = explore(backend, PROMPT).table
+    tail = explore(backend, PROMPT, last=3).table
+    assert sorted(tail["position"].unique()) == [n - 3, n - 2, n - 1]
+    assert len(explore(backend, PROMPT, last=10 * n).table) == len(full)  # more than the prompt: all of it
+    same = full[full["position"] >= n - 3].reset_index(drop=True)
+    assert tail["top_probs"].map(lambda p: p[0]).tolist() == pytest.approx(
+        same["top_probs"].map(lambda p: p[0]).tolist()
+    )
+
+
 def test_latent_word_comes_from_the_word_list():
     found = explore(tiny_backend("llama"), PROMPT, target="rivière", latent="en")
     assert found.latent_word == "river"

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
 import pytest
 from plotly.offline import get_plotlyjs
 
@@ -43,6 +44,7 @@ def _report(tmp_path, provenance=None, lang="sw", plotlyjs="inline"):
         [Verdict("Does it pivot?", "yes", "P(en) peaks at layer 2", "CI [0.1, 0.2]")],
         [lens_figure(layer_curves(table), "sw"), lambda_figure(lambda_table(table, layer=2))],
         {"lambda": lambda_table(table, layer=2)},
+        pages=[Page("explore.html", "an example", lens_figure(layer_curves(table), "sw"), "an explorer page")],
     )
     per_model = {"model-a": [section], "model-b": [section]}
     return render_report(lang, per_model, tmp_path, provenance=provenance, plotlyjs=plotlyjs)
@@ -55,6 +57,8 @@ def test_report_is_self_contained_and_writes_its_tables(tmp_path):
     page = _report(tmp_path).read_text()
     assert not EXTERNAL_SCRIPT.search(page) and get_plotlyjs() in page
     assert not (tmp_path / "plotly.min.js").exists()
+    linked = (tmp_path / "sw" / "explore.html").read_text()
+    assert not EXTERNAL_SCRIPT.search(linked) and "<title>an explorer page</title>" in linked
     assert (tmp_path / "sw" / "model-a__lambda.csv").is_file() and (tmp_path / "sw" / "model-b__lambda.csv").is_file()
 
 
@@ -69,6 +73,9 @@ def test_directory_pages_share_one_plotlyjs_written_once(tmp_path):
         page = path.read_text()
         assert EXTERNAL_SCRIPT.findall(page) == ["<script src="] and "<script src='plotly.min.js'></script>" in page
         assert get_plotlyjs()[:1000] not in page and len(page) < len(get_plotlyjs()) / 10
+    linked = (tmp_path / "sw" / "explore.html").read_text()
+    assert len(EXTERNAL_SCRIPT.findall(linked)) == 1 and 'src="../plotly.min.js"' in linked
+    assert len(linked) < len(get_plotlyjs()) / 10
 
 
 def test_hostile_text_is_escaped_never_raw(tmp_path):
@@ -81,7 +88,7 @@ def test_hostile_text_is_escaped_never_raw(tmp_path):
         notes=[f"note {attack}"],
         tables={"shown": pd.DataFrame({"cell": [attack]})},
         shown=["shown"],
-        pages=[Page("ex'1.html", f"label {attack}", "<html></html>")],
+        pages=[Page("ex'1.html", f"label {attack}", go.Figure(), "page")],
     )
     provenance = {"models": {model: {"backend": attack, "model_source": "gguf 'q4' & more"}}, "code": {"lib": attack}}
     page = render_report(lang, {model: [section]}, tmp_path, provenance=provenance).read_text()
@@ -111,7 +118,7 @@ def test_same_tables_render_byte_identical_pages(tmp_path):
     provenance = {"models": {"model-a": {"backend": "nnsight"}}, "code": {"pivotlens": "0", "git_commit": "abc123"}}
     first = _files(_report(tmp_path / "first", provenance).parent)
     second = _files(_report(tmp_path / "second", provenance).parent)
-    assert first.keys() == second.keys() and "report_sw.html" in first and len(first) == 5
+    assert first.keys() == second.keys() and "report_sw.html" in first and len(first) == 6
     assert [name for name in first if first[name] != second[name]] == []
     page = first["report_sw.html"].decode()
     assert "abc123" not in page and "pivotlens 0" in page and "pivotlens diagnosis report. Tables" in page
